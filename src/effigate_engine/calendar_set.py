@@ -1,0 +1,217 @@
+"""Compilation of calendars to UTC open intervals, and many calendars packed into one set.
+
+A compiled calendar is the sorted array of its open intervals ``[open_i, close_i)`` in UTC
+seconds over a :class:`Horizon`, with the prefix sum ``cum_i`` of open seconds before
+``open_i``. A :class:`CalendarSet` packs many compiled calendars (CSR: one offset per calendar)
+plus a per-UTC-day table of the first interval that ends after each midnight, so the kernels in
+``_clock`` answer ``F(t)`` (open seconds before ``t``) in O(1) and ``deadline`` by a short
+gallop; one batch can mix calendars by index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import numpy as np
+
+from effigate_engine import _clock
+from effigate_engine import intervals as iv
+from effigate_engine.calendar import SECONDS_PER_DAY, Calendar
+from effigate_engine.errors import CalendarError
+from effigate_engine.zone import offset_pieces
+
+_EPOCH = date(1970, 1, 1)
+_EPOCH_WEEKDAY = _EPOCH.weekday()  # 1970-01-01 was a Thursday (3)
+#: Local days generated beyond each end of the horizon: covers any UTC offset (< 26 h).
+_LOCAL_MARGIN_DAYS = 3
+#: End marker of every packed calendar: an empty interval that never closes.
+_SENTINEL = np.iinfo(np.int64).max
+
+
+def _epoch_seconds(value: date | datetime) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise CalendarError("horizon", value.isoformat(), "is naive; give a UTC datetime")
+        return int(value.timestamp())
+    return (value - _EPOCH).days * SECONDS_PER_DAY
+
+
+@dataclass(frozen=True, slots=True)
+class Horizon:
+    """The UTC span ``[start, end]`` (epoch seconds, both at UTC midnight) a compiled calendar
+    covers. Instants outside it are errors, never silent wrong answers."""
+
+    start: int = _epoch_seconds(date(2000, 1, 1))
+    end: int = _epoch_seconds(date(2100, 1, 1))
+
+    def __post_init__(self) -> None:
+        if self.start % SECONDS_PER_DAY or self.end % SECONDS_PER_DAY:
+            raise CalendarError("horizon", (self.start, self.end), "must start and end at UTC midnight")
+        if self.end <= self.start:
+            raise CalendarError("horizon.end", self.end, "is not after horizon.start")
+
+    @classmethod
+    def of(cls, start: date | datetime, end: date | datetime) -> Horizon:
+        """The horizon from the UTC midnight of ``start`` to that of ``end``."""
+        return cls(_epoch_seconds(start), _epoch_seconds(end))
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start) // SECONDS_PER_DAY
+
+    @property
+    def years(self) -> range:
+        return range(_to_datetime(self.start).year - 1, _to_datetime(self.end).year + 2)
+
+    def __str__(self) -> str:
+        return f"{_to_datetime(self.start):%Y-%m-%d}..{_to_datetime(self.end):%Y-%m-%d} UTC"
+
+
+def _to_datetime(t: int) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _local_seconds(value: datetime) -> int:
+    """Naive local wall-clock date-time as seconds since 1970-01-01T00:00 wall clock."""
+    return (value.date() - _EPOCH).days * SECONDS_PER_DAY + (
+        value.hour * 3600 + value.minute * 60 + value.second
+    )
+
+
+def local_open_set(calendar: Calendar, horizon: Horizon) -> iv.IntervalSet:
+    """The calendar's open set in local wall-clock seconds, covering the horizon with margin."""
+    first_day = horizon.start // SECONDS_PER_DAY - _LOCAL_MARGIN_DAYS
+    last_day = horizon.end // SECONDS_PER_DAY + _LOCAL_MARGIN_DAYS
+    days = np.arange(first_day, last_day, dtype=np.int64)
+    weekdays = (days + _EPOCH_WEEKDAY) % 7
+    holiday_days = np.array(
+        sorted((d - _EPOCH).days for d in calendar.holiday_dates(horizon.years)), np.int64
+    )
+
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    dates: list[np.ndarray] = []
+    for entry in calendar.weekly:
+        on = days[weekdays == entry.weekday]
+        midnight = on * SECONDS_PER_DAY
+        if entry.overnight:
+            starts += [midnight + entry.start, midnight + SECONDS_PER_DAY]
+            ends += [midnight + SECONDS_PER_DAY, midnight + SECONDS_PER_DAY + entry.end]
+            dates += [on, on + 1]
+        else:
+            starts.append(midnight + entry.start)
+            ends.append(midnight + entry.end)
+            dates.append(on)
+    if starts:
+        all_starts, all_ends = np.concatenate(starts), np.concatenate(ends)
+        working = ~np.isin(np.concatenate(dates), holiday_days)
+        schedule = iv.union(all_starts[working], all_ends[working])
+    else:
+        schedule = iv.empty()
+
+    def ranges(items: Iterable) -> iv.IntervalSet:
+        pairs = [(_local_seconds(r.start), _local_seconds(r.end)) for r in items]
+        if not pairs:
+            return iv.empty()
+        arr = np.array(pairs, np.int64)
+        return iv.union(arr[:, 0], arr[:, 1])
+
+    opened = iv.merge(schedule, ranges(calendar.extra_openings))
+    return iv.difference(opened, ranges(calendar.closures))
+
+
+@dataclass(frozen=True)
+class CompiledCalendar:
+    """One calendar's UTC open intervals over a horizon: ``opens``/``closes`` (epoch seconds)
+    and ``cums`` (open seconds before each ``open``)."""
+
+    calendar: Calendar
+    horizon: Horizon
+    opens: np.ndarray
+    closes: np.ndarray
+    cums: np.ndarray
+
+    @property
+    def open_seconds(self) -> int:
+        """Total open seconds within the horizon."""
+        if self.opens.size == 0:
+            return 0
+        return int(self.cums[-1] + self.closes[-1] - self.opens[-1])
+
+
+def compile_calendar(calendar: Calendar, horizon: Horizon | None = None) -> CompiledCalendar:
+    """Compile a calendar to UTC open intervals and prefix sums over ``horizon``."""
+    horizon = horizon or Horizon()
+    local_starts, local_ends = local_open_set(calendar, horizon)
+    piece_starts, piece_ends, offsets = offset_pieces(calendar.timezone, horizon.start, horizon.end)
+    out_starts: list[np.ndarray] = []
+    out_ends: list[np.ndarray] = []
+    for p_start, p_end, offset in zip(piece_starts, piece_ends, offsets, strict=True):
+        s, e = iv.clip((local_starts, local_ends), int(p_start + offset), int(p_end + offset))
+        out_starts.append(s - offset)
+        out_ends.append(e - offset)
+    opens, closes = iv.union(np.concatenate(out_starts), np.concatenate(out_ends))
+    lengths = closes - opens
+    cums = np.zeros_like(opens)
+    np.cumsum(lengths[:-1], out=cums[1:])
+    return CompiledCalendar(calendar, horizon, opens, closes, cums)
+
+
+class CalendarSet:
+    """Many compiled calendars packed for the batch kernels; batches name calendars by index.
+
+    ``names`` maps a calendar's name (when it has one) to its index.
+    """
+
+    def __init__(self, calendars: Sequence[Calendar], horizon: Horizon | None = None) -> None:
+        if not calendars:
+            raise CalendarError("calendars", [], "is empty; a set needs at least one calendar")
+        self.horizon = horizon or Horizon()
+        self.calendars: tuple[Calendar, ...] = tuple(calendars)
+        self.compiled = tuple(compile_calendar(c, self.horizon) for c in self.calendars)
+        self.names: dict[str, int] = {}
+        for i, cal in enumerate(self.calendars):
+            if cal.name:
+                if cal.name in self.names:
+                    raise CalendarError(f"calendars[{i}].name", cal.name, "is used twice in the set")
+                self.names[cal.name] = i
+        self._pack()
+
+    def _pack(self) -> None:
+        sizes = np.array([c.opens.size + 1 for c in self.compiled], np.int64)
+        self.offsets = np.zeros(len(self.compiled) + 1, np.int64)
+        np.cumsum(sizes, out=self.offsets[1:])
+        opens, closes, cums = [], [], []
+        for c in self.compiled:
+            opens += [c.opens, [_SENTINEL]]
+            closes += [c.closes, [_SENTINEL]]
+            cums += [c.cums, [c.open_seconds]]
+        self.opens = np.ascontiguousarray(np.concatenate(opens), np.int64)
+        self.closes = np.ascontiguousarray(np.concatenate(closes), np.int64)
+        self.cums = np.ascontiguousarray(np.concatenate(cums), np.int64)
+        midnights = self.horizon.start + SECONDS_PER_DAY * np.arange(
+            self.horizon.days + 1, dtype=np.int64
+        )
+        self.day_first = np.empty((len(self.compiled), midnights.size), np.int64)
+        for i, c in enumerate(self.compiled):
+            self.day_first[i] = self.offsets[i] + np.searchsorted(c.closes, midnights, side="right")
+        self.last = np.ascontiguousarray(self.offsets[1:] - 1)
+        self.packed = _clock.PackedClock(
+            self.opens, self.closes, self.cums, self.day_first, self.last,
+            self.horizon.start, self.horizon.end,
+        )
+
+    def __len__(self) -> int:
+        return len(self.calendars)
+
+    def index(self, calendar: int | str) -> int:
+        """The index of a calendar given by index or name."""
+        if isinstance(calendar, str):
+            if calendar not in self.names:
+                raise CalendarError("calendar", calendar, f"is not in the set ({sorted(self.names)})")
+            return self.names[calendar]
+        if not 0 <= int(calendar) < len(self):
+            raise CalendarError("calendar", calendar, f"is not an index of the set (0..{len(self) - 1})")
+        return int(calendar)

@@ -1,0 +1,28 @@
+"""Errors raised by the engine. Each names the field (or batch position) and the offending value."""
+
+from __future__ import annotations
+
+
+class EffigateError(ValueError):
+    """Base class for input errors the caller can fix."""
+
+
+class CalendarError(EffigateError):
+    """A calendar definition is invalid: ``field`` is the path of the bad field, ``value`` its value."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {value!r} {problem}")
+
+
+class BatchError(EffigateError):
+    """One element of a batch is invalid: ``position`` is its index in the batch."""
+
+    def __init__(self, field: str, position: int, value: object, problem: str) -> None:
+        self.field = field
+        self.position = position
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}[{position}]: {value!r} {problem}")
