@@ -1,30 +1,44 @@
 # Compiled business-time core: declarations and inline kernels shared with other compiled modules.
 #
-# A ClockView points into a CalendarSet's packed arrays. For calendar c, intervals
-# [opens[i], closes[i]) with cums[i] = open seconds before opens[i] occupy positions
-# last[c-1]+1 .. last[c]; position last[c] is a sentinel (opens = closes = INT64_MAX,
-# cums = total open seconds). day_first[c * days + d] is the first position whose close is after
-# the UTC midnight start + d * 86400. All instants are int64 UTC epoch seconds within
-# [start, end]; callers check that before calling the inline kernels.
+# A ClockView points into a CalendarSet's packed arrays. For calendar c, the open intervals
+# iv[i] = {open, close, cum, cum_end} (UTC epoch seconds; cum = open seconds before `open`,
+# cum_end = cum + close - open) occupy positions last[c-1]+1 .. last[c]-1, and position last[c]
+# is a sentinel (open = close = INT64_MAX, cum = cum_end = total open seconds). One record is 32
+# bytes, so the fields a query reads share a cache line.
+# day_first[c * days + d] is the first position of calendar c whose close is after the UTC
+# midnight start + d * 86400 (relative to the calendar's first position).
+# by_open[bucket_first[c] + k] is the first position (relative) of calendar c whose cum_end
+# reaches k * BUSINESS_BUCKET open seconds, so a deadline search starts next to its answer.
+# All instants must lie within [start, end]; callers check that before calling the kernels.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cdef extern from *:
     """
     #include <stdint.h>
     #define EFFIGATE_NO_INSTANT INT64_MIN
     #define EFFIGATE_SECONDS_PER_DAY 86400
+    #define EFFIGATE_BUSINESS_BUCKET 28800
     """
     const int64_t NO_INSTANT "EFFIGATE_NO_INSTANT"
     const int64_t SECONDS_PER_DAY "EFFIGATE_SECONDS_PER_DAY"
+    const int64_t BUSINESS_BUCKET "EFFIGATE_BUSINESS_BUCKET"
+
+
+cdef struct Interval:
+    int64_t open
+    int64_t close
+    int64_t cum
+    int64_t cum_end
 
 
 cdef struct ClockView:
-    const int64_t* opens
-    const int64_t* closes
-    const int64_t* cums
-    const int64_t* day_first
-    const int64_t* last
+    const Interval* iv
+    const int64_t* first      # first position of each calendar
+    const int64_t* last       # sentinel position of each calendar
+    const int32_t* day_first
+    const int32_t* by_open
+    const int64_t* bucket_first
     int64_t days
     int64_t ncal
     int64_t start
@@ -38,17 +52,20 @@ cdef class PackedClock:
 
 cdef inline int64_t locate(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
     """Position of the first interval of `cal` that closes after t (the sentinel if none)."""
-    cdef int64_t i = v.day_first[cal * v.days + (t - v.start) // SECONDS_PER_DAY]
-    while v.closes[i] <= t:
+    cdef int64_t i = v.first[cal] + v.day_first[cal * v.days + (t - v.start) // SECONDS_PER_DAY]
+    # Most days hold one or two intervals: two branch-free steps, then a rarely taken loop.
+    i += v.iv[i].close <= t
+    i += v.iv[i].close <= t
+    while v.iv[i].close <= t:
         i += 1
     return i
 
 
 cdef inline int64_t open_before(const ClockView* v, int64_t i, int64_t t) noexcept nogil:
     """F(t): open seconds before t, given i = locate(cal, t)."""
-    if v.opens[i] <= t:
-        return v.cums[i] + (t - v.opens[i])
-    return v.cums[i]
+    if v.iv[i].open <= t:
+        return v.iv[i].cum + (t - v.iv[i].open)
+    return v.iv[i].cum
 
 
 cdef inline int64_t business_before(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
@@ -57,33 +74,56 @@ cdef inline int64_t business_before(const ClockView* v, int64_t cal, int64_t t) 
 
 
 cdef inline int64_t instant_at(const ClockView* v, int64_t cal, int64_t i, int64_t target) noexcept nogil:
-    """Earliest t with F(t) >= target, searching from position i (F(opens[i]) <= target is
-    required, target > cums[i] unless target is reached at position i itself).
+    """Earliest t with F(t) >= target, target > 0, searching from position i, which must not be
+    past the answer (iv[i - 1].cum_end < target).
 
-    Gallops forward then bisects over cums, so a deadline k intervals away costs O(log k).
+    Gallops forward then bisects over cum_end, so an answer k intervals away costs O(log k).
     Returns NO_INSTANT when the target lies past the horizon.
     """
     cdef int64_t last = v.last[cal]
     cdef int64_t lo, hi, mid, step
-    if target > v.cums[last]:
+    if target > v.iv[last].cum_end:
         return NO_INSTANT
-    # smallest k in [i + 1, last] with cums[k] >= target; the answer lies in interval k - 1.
-    lo = i + 1
-    hi = lo
-    step = 1
-    while v.cums[hi] < target:
-        lo = hi + 1
-        hi += step
-        step <<= 1
-        if hi > last:
-            hi = last
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if v.cums[mid] >= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return v.opens[lo - 1] + (target - v.cums[lo - 1])
+    if v.iv[i].cum_end < target:
+        lo = i + 1
+        hi = lo
+        step = 1
+        while v.iv[hi].cum_end < target:
+            lo = hi + 1
+            hi += step
+            step <<= 1
+            if hi > last:
+                hi = last
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if v.iv[mid].cum_end >= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        i = lo
+    return v.iv[i].open + (target - v.iv[i].cum)
+
+
+cdef inline int64_t deadline_from(const ClockView* v, int64_t cal, int64_t i, int64_t target) noexcept nogil:
+    """Earliest t with F(t) >= target, given i = locate(cal, a) for some a with F(a) < target.
+
+    Most deadlines end within a few intervals of their start, whose records share cache lines:
+    four branch-free steps find those. A farther one starts from the bucket index.
+    """
+    cdef int64_t j
+    if target > v.iv[v.last[cal]].cum_end:
+        return NO_INSTANT
+    # The sentinel's cum_end is the total, so these steps never run past it.
+    j = i
+    j += v.iv[j].cum_end < target
+    j += v.iv[j].cum_end < target
+    j += v.iv[j].cum_end < target
+    j += v.iv[j].cum_end < target
+    if v.iv[j].cum_end < target:
+        i = v.first[cal] + v.by_open[v.bucket_first[cal] + target // BUSINESS_BUCKET]
+        j = instant_at(v, cal, i if i > j else j + 1, target)
+        return j
+    return v.iv[j].open + (target - v.iv[j].cum)
 
 
 cdef inline int64_t deadline_of(const ClockView* v, int64_t cal, int64_t a, int64_t d) noexcept nogil:
@@ -92,4 +132,4 @@ cdef inline int64_t deadline_of(const ClockView* v, int64_t cal, int64_t a, int6
     if d == 0:
         return a
     i = locate(v, cal, a)
-    return instant_at(v, cal, i, open_before(v, i, a) + d)
+    return deadline_from(v, cal, i, open_before(v, i, a) + d)

@@ -180,27 +180,34 @@ class CalendarSet:
         self._pack()
 
     def _pack(self) -> None:
+        """Pack every calendar's intervals, with a sentinel after each, plus the day and
+        deadline indexes the kernels read (see ``_clock.pxd``)."""
         sizes = np.array([c.opens.size + 1 for c in self.compiled], np.int64)
-        self.offsets = np.zeros(len(self.compiled) + 1, np.int64)
-        np.cumsum(sizes, out=self.offsets[1:])
-        opens, closes, cums = [], [], []
-        for c in self.compiled:
-            opens += [c.opens, [_SENTINEL]]
-            closes += [c.closes, [_SENTINEL]]
-            cums += [c.cums, [c.open_seconds]]
-        self.opens = np.ascontiguousarray(np.concatenate(opens), np.int64)
-        self.closes = np.ascontiguousarray(np.concatenate(closes), np.int64)
-        self.cums = np.ascontiguousarray(np.concatenate(cums), np.int64)
+        self.first = np.zeros(len(self.compiled), np.int64)
+        np.cumsum(sizes[:-1], out=self.first[1:])
+        self.last = np.ascontiguousarray(self.first + sizes - 1)
+        self.intervals = np.empty((int(sizes.sum()), 4), np.int64)
         midnights = self.horizon.start + SECONDS_PER_DAY * np.arange(
             self.horizon.days + 1, dtype=np.int64
         )
-        self.day_first = np.empty((len(self.compiled), midnights.size), np.int64)
+        self.day_first = np.empty((len(self.compiled), midnights.size), np.int32)
+        bucket = _clock.BUSINESS_BUCKET_SECONDS
+        by_open = []
         for i, c in enumerate(self.compiled):
-            self.day_first[i] = self.offsets[i] + np.searchsorted(c.closes, midnights, side="right")
-        self.last = np.ascontiguousarray(self.offsets[1:] - 1)
+            ends = c.cums + (c.closes - c.opens)
+            block = self.intervals[self.first[i] : self.last[i] + 1]
+            block[:-1, 0], block[:-1, 1], block[:-1, 2], block[:-1, 3] = (
+                c.opens, c.closes, c.cums, ends)
+            block[-1] = (_SENTINEL, _SENTINEL, c.open_seconds, c.open_seconds)
+            self.day_first[i] = np.searchsorted(c.closes, midnights, side="right")
+            marks = bucket * np.arange(c.open_seconds // bucket + 1, dtype=np.int64)
+            by_open.append(np.searchsorted(ends, marks, side="left").astype(np.int32))
+        self.bucket_first = np.zeros(len(self.compiled) + 1, np.int64)
+        np.cumsum([b.size for b in by_open], out=self.bucket_first[1:])
+        self.by_open = np.ascontiguousarray(np.concatenate(by_open), np.int32)
         self.packed = _clock.PackedClock(
-            self.opens, self.closes, self.cums, self.day_first, self.last,
-            self.horizon.start, self.horizon.end,
+            self.intervals, self.first, self.last, self.day_first, self.by_open,
+            self.bucket_first, self.horizon.start, self.horizon.end,
         )
 
     def __len__(self) -> int:
