@@ -65,7 +65,9 @@ def local_minutes(zone_name: str, start: int, end: int) -> LocalMinutes:
 
 
 def _local_seconds(value: datetime) -> int:
-    return (value.date() - _EPOCH).days * 86400 + value.hour * 3600 + value.minute * 60 + value.second
+    return (
+        (value.date() - _EPOCH).days * 86400 + value.hour * 3600 + value.minute * 60 + value.second
+    )
 
 
 class ReferenceClock:
@@ -76,8 +78,9 @@ class ReferenceClock:
         self.start = start
         self.end = end
         self.minutes = local_minutes(calendar.timezone, start, end)
-        years = range(datetime.fromtimestamp(start, UTC).year - 1,
-                      datetime.fromtimestamp(end, UTC).year + 2)
+        years = range(
+            datetime.fromtimestamp(start, UTC).year - 1, datetime.fromtimestamp(end, UTC).year + 2
+        )
         self.holidays = np.array(
             sorted((d - _EPOCH).days for d in calendar.holiday_dates(years)), np.int64
         )

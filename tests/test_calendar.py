@@ -15,8 +15,11 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "calendars"
 
 
 def base(**extra: object) -> dict:
-    return {"timezone": "Europe/London",
-            "weekly": [{"weekday": 0, "start": "09:00", "end": "17:00"}], **extra}
+    return {
+        "timezone": "Europe/London",
+        "weekly": [{"weekday": 0, "start": "09:00", "end": "17:00"}],
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -25,20 +28,40 @@ def base(**extra: object) -> dict:
         ({"timezone": "Mars/Olympus", "weekly": []}, "timezone", "Mars/Olympus"),
         ({"weekly": []}, "timezone", None),
         (base(weekly=[{"weekday": 0, "start": "09:00", "end": "25:00"}]), "weekly[0].end", "25:00"),
-        (base(weekly=[{"weekday": 0, "start": "24:00", "end": "02:00"}]), "weekly[0].start", "24:00"),
-        (base(weekly=[{"weekday": 0, "start": "09:60", "end": "17:00"}]), "weekly[0].start", "09:60"),
+        (
+            base(weekly=[{"weekday": 0, "start": "24:00", "end": "02:00"}]),
+            "weekly[0].start",
+            "24:00",
+        ),
+        (
+            base(weekly=[{"weekday": 0, "start": "09:60", "end": "17:00"}]),
+            "weekly[0].start",
+            "09:60",
+        ),
         (base(weekly=[{"weekday": 7, "start": "09:00", "end": "17:00"}]), "weekly[0].weekday", 7),
-        (base(weekly=[{"weekday": "funday", "start": "09:00", "end": "17:00"}]),
-         "weekly[0].weekday", "funday"),
+        (
+            base(weekly=[{"weekday": "funday", "start": "09:00", "end": "17:00"}]),
+            "weekly[0].weekday",
+            "funday",
+        ),
         (base(weekly=[{"weekday": 1, "start": "09:00"}]), "weekly[0].end", None),
         (base(holidays=["2025-02-30"]), "holidays[0]", "2025-02-30"),
         (base(holiday_regions=[{"country": "XX"}]), "holiday_regions[0].country", "XX"),
-        (base(holiday_regions=[{"country": "AU", "subdivision": "ZZZ"}]),
-         "holiday_regions[0].subdivision", "ZZZ"),
-        (base(closures=[{"start": "2025-01-02T10:00", "end": "2025-01-02T09:00"}]),
-         "closures[0].end", "2025-01-02T09:00"),
-        (base(closures=[{"start": "2025-01-02T10:00+01:00", "end": "2025-01-02T12:00"}]),
-         "closures[0].start", "2025-01-02T10:00+01:00"),
+        (
+            base(holiday_regions=[{"country": "AU", "subdivision": "ZZZ"}]),
+            "holiday_regions[0].subdivision",
+            "ZZZ",
+        ),
+        (
+            base(closures=[{"start": "2025-01-02T10:00", "end": "2025-01-02T09:00"}]),
+            "closures[0].end",
+            "2025-01-02T09:00",
+        ),
+        (
+            base(closures=[{"start": "2025-01-02T10:00+01:00", "end": "2025-01-02T12:00"}]),
+            "closures[0].start",
+            "2025-01-02T10:00+01:00",
+        ),
         (base(opening_hours=[]), "opening_hours", []),
     ],
 )
@@ -59,9 +82,12 @@ def test_time_of_day_forms() -> None:
 
 def test_json_round_trip(tmp_path: Path) -> None:
     data = {
-        "name": "acme-nyc", "timezone": "America/New_York",
-        "weekly": [{"weekday": "fri", "start": "22:00", "end": "06:00"},
-                   {"weekday": "Monday", "start": "08:00", "end": "24:00"}],
+        "name": "acme-nyc",
+        "timezone": "America/New_York",
+        "weekly": [
+            {"weekday": "fri", "start": "22:00", "end": "06:00"},
+            {"weekday": "Monday", "start": "08:00", "end": "24:00"},
+        ],
         "holidays": ["2025-07-04", {"date": "2025-12-25", "name": "Christmas"}],
         "holiday_regions": ["US-NY"],
         "closures": [{"start": "2025-08-01T12:00", "end": "2025-08-01T17:00", "reason": "offsite"}],
@@ -72,8 +98,11 @@ def test_json_round_trip(tmp_path: Path) -> None:
     calendar.save(path)
     again = Calendar.load(path)
     assert again == calendar
-    assert json.loads(path.read_text())["weekly"][0] == {"weekday": 4, "start": "22:00",
-                                                          "end": "06:00"}
+    assert json.loads(path.read_text())["weekly"][0] == {
+        "weekday": 4,
+        "start": "22:00",
+        "end": "06:00",
+    }
 
 
 def test_24x7_shorthand() -> None:

@@ -18,8 +18,11 @@ H = 3600
 
 @pytest.fixture(scope="module")
 def calendars() -> CalendarSet:
-    office = Calendar("Europe/Berlin", tuple(WeeklyEntry(d, 9 * H, 17 * H) for d in range(5)),
-                      name="berlin-office")
+    office = Calendar(
+        "Europe/Berlin",
+        tuple(WeeklyEntry(d, 9 * H, 17 * H) for d in range(5)),
+        name="berlin-office",
+    )
     return CalendarSet([office, Calendar.always_open("UTC")])
 
 
@@ -33,7 +36,10 @@ def test_public_api_is_backed_by_the_compiled_extension() -> None:
     assert path == _clock.__file__
     assert any(path.endswith(suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
     assert clock._clock is _clock
-    assert type(_clock.elapsed).__name__ in ("cython_function_or_method", "builtin_function_or_method")
+    assert type(_clock.elapsed).__name__ in (
+        "cython_function_or_method",
+        "builtin_function_or_method",
+    )
     assert not hasattr(effigate_engine, "_pure_python_clock")
 
 
@@ -48,12 +54,15 @@ def test_scalars_in_scalars_out(calendars: CalendarSet) -> None:
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 @pytest.mark.parametrize("tz", ["UTC", "America/Chicago"])
 def test_arrow_timestamps_of_any_unit_and_zone(calendars: CalendarSet, unit: str, tz: str) -> None:
-    start = pa.array([MONDAY_0800_UTC, MONDAY_0800_UTC + timedelta(seconds=1.5)],
-                     pa.timestamp(unit, tz=tz))
+    start = pa.array(
+        [MONDAY_0800_UTC, MONDAY_0800_UTC + timedelta(seconds=1.5)], pa.timestamp(unit, tz=tz)
+    )
     due = clock.deadline(calendars, 0, start, pa.array([timedelta(hours=1)] * 2, pa.duration(unit)))
     assert due.type == pa.timestamp("s", tz="UTC")
-    expected = [datetime(2025, 6, 2, 9, tzinfo=UTC),
-                datetime(2025, 6, 2, 9, 0, 1, tzinfo=UTC)]  # sub-second floored
+    expected = [
+        datetime(2025, 6, 2, 9, tzinfo=UTC),
+        datetime(2025, 6, 2, 9, 0, 1, tzinfo=UTC),
+    ]  # sub-second floored
     assert due.to_pylist() == expected
     chunked = pa.chunked_array([start[:1], start[1:]])
     spent = clock.elapsed(calendars, 0, chunked, due)
@@ -73,7 +82,9 @@ def test_numpy_in_numpy_out(calendars: CalendarSet) -> None:
 def test_nulls_propagate(calendars: CalendarSet) -> None:
     start = pa.array([MONDAY_0800_UTC, None], pa.timestamp("s", tz="UTC"))
     assert clock.deadline(calendars, 0, start, H).to_pylist() == [
-        datetime(2025, 6, 2, 9, tzinfo=UTC), None]
+        datetime(2025, 6, 2, 9, tzinfo=UTC),
+        None,
+    ]
     nat = np.array(["2025-06-02T08:00", "NaT"], dtype="datetime64[s]")
     assert np.isnat(clock.next_open(calendars, 0, nat)).tolist() == [False, True]
 
@@ -95,7 +106,9 @@ def test_out_of_horizon_names_position_and_value(calendars: CalendarSet) -> None
 
 def test_unknown_calendar_index_names_position(calendars: CalendarSet) -> None:
     with pytest.raises(BatchError, match=r"calendar\[2\]: 7 is not a calendar of the set"):
-        clock.is_open(calendars, np.array([0, 1, 7]), np.full(3, MONDAY_0800_UTC.timestamp(), np.int64))
+        clock.is_open(
+            calendars, np.array([0, 1, 7]), np.full(3, MONDAY_0800_UTC.timestamp(), np.int64)
+        )
     with pytest.raises(effigate_engine.CalendarError, match="not in the set"):
         clock.is_open(calendars, "nowhere", MONDAY_0800_UTC)
 

@@ -60,7 +60,9 @@ entry_end = st.one_of(minute_of_day, st.just(MINUTES_PER_DAY))
 
 def _entry(raw: tuple[int, int, int]) -> WeeklyEntry:
     weekday, start, end = raw
-    return WeeklyEntry(weekday, start * 60, (end or MINUTES_PER_DAY) * 60 if start == 0 else end * 60)
+    return WeeklyEntry(
+        weekday, start * 60, (end or MINUTES_PER_DAY) * 60 if start == 0 else end * 60
+    )
 
 
 def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
@@ -72,8 +74,11 @@ def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
     if focus:
         day_index = st.one_of(
             day_index,
-            st.builds(lambda f, k: min(max(f + k, 0), days - 1), st.sampled_from(focus),
-                      st.integers(-2, 2)),
+            st.builds(
+                lambda f, k: min(max(f + k, 0), days - 1),
+                st.sampled_from(focus),
+                st.integers(-2, 2),
+            ),
         )
     a_date = day_index.map(lambda k: start + timedelta(days=k))
     a_range = st.builds(
@@ -81,11 +86,17 @@ def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
             datetime.combine(d, datetime.min.time()) + timedelta(minutes=m),
             datetime.combine(d, datetime.min.time()) + timedelta(minutes=m + length),
         ),
-        a_date, minute_of_day, st.integers(1, 3 * MINUTES_PER_DAY),
+        a_date,
+        minute_of_day,
+        st.integers(1, 3 * MINUTES_PER_DAY),
     )
     return st.builds(
         lambda weekly, holidays, closures, openings: Calendar(
-            zone, tuple(map(_entry, weekly)), frozenset(holidays), (), tuple(closures),
+            zone,
+            tuple(map(_entry, weekly)),
+            frozenset(holidays),
+            (),
+            tuple(closures),
             tuple(openings),
         ),
         st.lists(st.tuples(st.integers(0, 6), minute_of_day, entry_end), max_size=8),
@@ -101,15 +112,26 @@ def queries(zone: str, near: list[int]) -> st.SearchStrategy[tuple[int, int, int
     start, end = _window(zone)
     minute = st.integers(0, (end - start) // 60 - 1).map(lambda m: start + 60 * m)
     if near:
-        minute = st.one_of(minute, st.builds(
-            lambda t, k: t + 60 * k, st.sampled_from(near),
-            st.integers(-3 * MINUTES_PER_DAY, 3 * MINUTES_PER_DAY)))
+        minute = st.one_of(
+            minute,
+            st.builds(
+                lambda t, k: t + 60 * k,
+                st.sampled_from(near),
+                st.integers(-3 * MINUTES_PER_DAY, 3 * MINUTES_PER_DAY),
+            ),
+        )
     second = st.one_of(st.just(0), st.integers(0, 59))
     duration = st.one_of(st.integers(0, 5 * DAY), st.sampled_from([0, 1, 60, 3600]))
     return st.builds(
-        lambda m, s, span, d: (min(max(m + s, start), end - 1),
-                               min(max(m + s + span, start), end), d),
-        minute, second, st.integers(-3 * DAY, 10 * DAY), duration,
+        lambda m, s, span, d: (
+            min(max(m + s, start), end - 1),
+            min(max(m + s + span, start), end),
+            d,
+        ),
+        minute,
+        second,
+        st.integers(-3 * DAY, 10 * DAY),
+        duration,
     )
 
 
@@ -117,7 +139,7 @@ def _compare(zone: str, calendar: Calendar, a: list[int], b: list[int], d: list[
     start, end = _window(zone)
     cs = CalendarSet([calendar], Horizon(start, end))
     ref = ReferenceClock(calendar, start, end)
-    a_arr, b_arr, d_arr = (np.array(x, np.int64) for x in (a, b, d))
+    a_arr, b_arr = np.array(a, np.int64), np.array(b, np.int64)
 
     got_elapsed = clock.elapsed(cs, 0, a_arr, b_arr)
     got_open = clock.is_open(cs, 0, a_arr)
@@ -145,10 +167,16 @@ def _compare(zone: str, calendar: Calendar, a: list[int], b: list[int], d: list[
 def test_kernel_matches_minute_walk(zone: str) -> None:
     near = _transitions(zone)
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(calendar=calendars(zone, near),
-           batch=st.lists(queries(zone, near), min_size=QUERIES, max_size=QUERIES))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        calendar=calendars(zone, near),
+        batch=st.lists(queries(zone, near), min_size=QUERIES, max_size=QUERIES),
+    )
     def check(calendar: Calendar, batch: list[tuple[int, int, int]]) -> None:
         a, b, d = (list(x) for x in zip(*batch, strict=True))
         _compare(zone, calendar, a, b, d)

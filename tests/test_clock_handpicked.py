@@ -100,7 +100,9 @@ def test_deadline_that_uses_up_an_opening_is_its_close(office: Case) -> None:
     assert office.deadline(local(LONDON, "2024-03-25 09:00"), 8 * H) == local(
         LONDON, "2024-03-25 17:00"
     )
-    assert office.deadline(local(LONDON, "2024-03-25 16:00"), H) == local(LONDON, "2024-03-25 17:00")
+    assert office.deadline(local(LONDON, "2024-03-25 16:00"), H) == local(
+        LONDON, "2024-03-25 17:00"
+    )
     assert office.deadline(local(LONDON, "2024-03-25 16:00"), H + 1) == local(
         LONDON, "2024-03-26 09:00:01"
     )
@@ -122,7 +124,8 @@ def test_spring_forward_entry_holds_fewer_real_hours() -> None:
     # entry inside the skipped hour holds none.
     case = Case(
         Calendar(LONDON, (WeeklyEntry(6, 0, 4 * H), WeeklyEntry(5, H, 2 * H))),
-        date(2024, 3, 25), date(2024, 4, 5),
+        date(2024, 3, 25),
+        date(2024, 4, 5),
     )
     day = local(LONDON, "2024-03-31 00:00")
     assert case.elapsed(day, day + timedelta(days=1)) == 3 * H
@@ -134,7 +137,9 @@ def test_spring_forward_entry_holds_fewer_real_hours() -> None:
 
 
 def test_fall_back_counts_the_repeated_hour_twice() -> None:
-    case = Case(Calendar(LONDON, (WeeklyEntry(6, 0, 3 * H),)), date(2024, 10, 20), date(2024, 11, 1))
+    case = Case(
+        Calendar(LONDON, (WeeklyEntry(6, 0, 3 * H),)), date(2024, 10, 20), date(2024, 11, 1)
+    )
     day = local(LONDON, "2024-10-27 00:00")
     assert case.elapsed(day, day + timedelta(days=1)) == 4 * H
     first_one_thirty = local(LONDON, "2024-10-27 01:30", fold=0)
@@ -182,7 +187,9 @@ def test_apia_skipped_day_has_no_business_hours() -> None:
 def test_holiday_on_the_second_day_of_an_overnight_shift() -> None:
     # Fri 22:00–06:00; Saturday is a holiday: only Fri 22:00–24:00 is open.
     zone = "America/New_York"
-    calendar = Calendar(zone, (WeeklyEntry(4, 22 * H, 6 * H),), holidays=frozenset({date(2024, 7, 6)}))
+    calendar = Calendar(
+        zone, (WeeklyEntry(4, 22 * H, 6 * H),), holidays=frozenset({date(2024, 7, 6)})
+    )
     case = Case(calendar, date(2024, 7, 1), date(2024, 7, 15))
     friday = local(zone, "2024-07-05 20:00")
     assert case.elapsed(friday, friday + timedelta(days=1)) == 2 * H
@@ -193,7 +200,8 @@ def test_holiday_on_the_second_day_of_an_overnight_shift() -> None:
 
 def test_deadline_across_a_two_week_holiday_closure() -> None:
     calendar = Calendar(
-        LONDON, weekdays("09:00", "17:00"),
+        LONDON,
+        weekdays("09:00", "17:00"),
         closures=(LocalRange(datetime(2024, 12, 21), datetime(2025, 1, 6), "year-end shutdown"),),
     )
     case = Case(calendar, date(2024, 12, 15), date(2025, 1, 15))
@@ -211,11 +219,15 @@ def test_24_00_entry_next_to_00_00_entry_is_continuous() -> None:
 
 
 def test_overlapping_entries_are_merged() -> None:
-    calendar = Calendar.from_json({
-        "timezone": "UTC",
-        "weekly": [{"weekday": "mon", "start": "09:00", "end": "13:00"},
-                   {"weekday": "mon", "start": "12:00", "end": "17:00"}],
-    })
+    calendar = Calendar.from_json(
+        {
+            "timezone": "UTC",
+            "weekly": [
+                {"weekday": "mon", "start": "09:00", "end": "13:00"},
+                {"weekday": "mon", "start": "12:00", "end": "17:00"},
+            ],
+        }
+    )
     case = Case(calendar, date(2024, 6, 1), date(2024, 6, 15))
     monday = datetime(2024, 6, 3, tzinfo=UTC)
     assert case.elapsed(monday, monday + timedelta(days=1)) == 8 * H
@@ -223,7 +235,9 @@ def test_overlapping_entries_are_merged() -> None:
 
 def test_extra_opening_overrides_a_holiday() -> None:
     calendar = Calendar(
-        "UTC", weekdays("09:00", "17:00"), holidays=frozenset({date(2024, 12, 25)}),
+        "UTC",
+        weekdays("09:00", "17:00"),
+        holidays=frozenset({date(2024, 12, 25)}),
         extra_openings=(LocalRange(datetime(2024, 12, 25, 10), datetime(2024, 12, 25, 12)),),
     )
     case = Case(calendar, date(2024, 12, 20), date(2024, 12, 31))
@@ -232,11 +246,13 @@ def test_extra_opening_overrides_a_holiday() -> None:
 
 
 def test_generated_public_holidays_close_the_day() -> None:
-    calendar = Calendar.from_json({
-        "timezone": "Australia/Sydney", "weekly": [
-            {"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)],
-        "holiday_regions": [{"country": "AU", "subdivision": "NSW"}],
-    })
+    calendar = Calendar.from_json(
+        {
+            "timezone": "Australia/Sydney",
+            "weekly": [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)],
+            "holiday_regions": [{"country": "AU", "subdivision": "NSW"}],
+        }
+    )
     case = Case(calendar, date(2026, 1, 20), date(2026, 2, 1))
     australia_day = local("Australia/Sydney", "2026-01-26 00:00")  # a Monday
     assert case.elapsed(australia_day, australia_day + timedelta(days=1)) == 0

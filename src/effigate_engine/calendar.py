@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -73,8 +74,15 @@ def _parse_weekday(value: object, field_name: str) -> int:
         key = value.strip().lower()[:3]
         if key in WEEKDAY_NAMES and value.strip().lower() in (
             key,
-            {"mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday",
-             "fri": "friday", "sat": "saturday", "sun": "sunday"}[key],
+            {
+                "mon": "monday",
+                "tue": "tuesday",
+                "wed": "wednesday",
+                "thu": "thursday",
+                "fri": "friday",
+                "sat": "saturday",
+                "sun": "sunday",
+            }[key],
         ):
             return WEEKDAY_NAMES.index(key)
     raise CalendarError(field_name, value, "is not a weekday (0=Mon..6=Sun or 'mon'..'sun')")
@@ -130,7 +138,8 @@ class WeeklyEntry:
 
 @dataclass(frozen=True, slots=True)
 class LocalRange:
-    """A local wall-clock range ``[start, end)`` in the calendar's zone (closure or extra opening)."""
+    """A local wall-clock range ``[start, end)`` in the calendar's zone: a closure or an extra
+    opening."""
 
     start: datetime
     end: datetime
@@ -151,10 +160,16 @@ class HolidayRegion:
     subdivision: str | None = None
 
     def dates(self, years: Iterable[int]) -> set[date]:
-        """Holiday dates of this region in ``years``."""
+        """Holiday dates of this region in ``years`` (years without data in the package add
+        none)."""
         import holidays
 
-        return set(holidays.country_holidays(self.country, subdiv=self.subdivision, years=years))
+        with warnings.catch_warnings():
+            # Some countries' rules cover only some years; the package warns for the rest.
+            warnings.simplefilter("ignore", UserWarning)
+            return set(
+                holidays.country_holidays(self.country, subdiv=self.subdivision, years=years)
+            )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"country": self.country}
@@ -200,7 +215,9 @@ class Calendar:
     @property
     def is_24x7(self) -> bool:
         days = {e.weekday for e in self.weekly if e.start == 0 and e.end == SECONDS_PER_DAY}
-        return days == set(range(7)) and not (self.holidays or self.holiday_regions or self.closures)
+        return days == set(range(7)) and not (
+            self.holidays or self.holiday_regions or self.closures
+        )
 
     def holiday_dates(self, years: Iterable[int]) -> set[date]:
         """Explicit holidays plus those generated for ``years`` from the holiday regions."""
@@ -217,14 +234,24 @@ class Calendar:
         """Build a calendar from its JSON object, validating every field."""
         if not isinstance(data, Mapping):
             raise CalendarError("calendar", data, "is not a JSON object")
-        known = {"name", "timezone", "weekly", "24x7", "holidays", "holiday_regions",
-                 "closures", "extra_openings"}
+        known = {
+            "name",
+            "timezone",
+            "weekly",
+            "24x7",
+            "holidays",
+            "holiday_regions",
+            "closures",
+            "extra_openings",
+        }
         for key in data:
             if key not in known:
                 raise CalendarError(key, data[key], f"is not a calendar field ({sorted(known)})")
         timezone = data.get("timezone")
         if timezone is None:
-            raise CalendarError("timezone", None, "is required (an IANA zone such as 'Europe/London')")
+            raise CalendarError(
+                "timezone", None, "is required (an IANA zone such as 'Europe/London')"
+            )
         _zone(timezone, "timezone")
         name = data.get("name", "")
         if not isinstance(name, str):
@@ -330,7 +357,9 @@ def _parse_region(raw: object, path: str) -> HolidayRegion:
     subdivision = raw.get("subdivision")
     supported = holidays.list_supported_countries()
     if not isinstance(country, str) or country.upper() not in supported:
-        raise CalendarError(f"{path}.country", country, "is not a country the holidays package knows")
+        raise CalendarError(
+            f"{path}.country", country, "is not a country the holidays package knows"
+        )
     country = country.upper()
     if subdivision is not None:
         if not isinstance(subdivision, str) or subdivision.upper() not in {

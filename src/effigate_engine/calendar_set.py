@@ -48,7 +48,9 @@ class Horizon:
 
     def __post_init__(self) -> None:
         if self.start % SECONDS_PER_DAY or self.end % SECONDS_PER_DAY:
-            raise CalendarError("horizon", (self.start, self.end), "must start and end at UTC midnight")
+            raise CalendarError(
+                "horizon", (self.start, self.end), "must start and end at UTC midnight"
+            )
         if self.end <= self.start:
             raise CalendarError("horizon.end", self.end, "is not after horizon.start")
 
@@ -175,7 +177,9 @@ class CalendarSet:
         for i, cal in enumerate(self.calendars):
             if cal.name:
                 if cal.name in self.names:
-                    raise CalendarError(f"calendars[{i}].name", cal.name, "is used twice in the set")
+                    raise CalendarError(
+                        f"calendars[{i}].name", cal.name, "is used twice in the set"
+                    )
                 self.names[cal.name] = i
         self._pack()
 
@@ -197,7 +201,11 @@ class CalendarSet:
             ends = c.cums + (c.closes - c.opens)
             block = self.intervals[self.first[i] : self.last[i] + 1]
             block[:-1, 0], block[:-1, 1], block[:-1, 2], block[:-1, 3] = (
-                c.opens, c.closes, c.cums, ends)
+                c.opens,
+                c.closes,
+                c.cums,
+                ends,
+            )
             block[-1] = (_SENTINEL, _SENTINEL, c.open_seconds, c.open_seconds)
             self.day_first[i] = np.searchsorted(c.closes, midnights, side="right")
             marks = bucket * np.arange(c.open_seconds // bucket + 1, dtype=np.int64)
@@ -206,8 +214,14 @@ class CalendarSet:
         np.cumsum([b.size for b in by_open], out=self.bucket_first[1:])
         self.by_open = np.ascontiguousarray(np.concatenate(by_open), np.int32)
         self.packed = _clock.PackedClock(
-            self.intervals, self.first, self.last, self.day_first, self.by_open,
-            self.bucket_first, self.horizon.start, self.horizon.end,
+            self.intervals,
+            self.first,
+            self.last,
+            self.day_first,
+            self.by_open,
+            self.bucket_first,
+            self.horizon.start,
+            self.horizon.end,
         )
 
     def __len__(self) -> int:
@@ -217,8 +231,12 @@ class CalendarSet:
         """The index of a calendar given by index or name."""
         if isinstance(calendar, str):
             if calendar not in self.names:
-                raise CalendarError("calendar", calendar, f"is not in the set ({sorted(self.names)})")
+                raise CalendarError(
+                    "calendar", calendar, f"is not in the set ({sorted(self.names)})"
+                )
             return self.names[calendar]
         if not 0 <= int(calendar) < len(self):
-            raise CalendarError("calendar", calendar, f"is not an index of the set (0..{len(self) - 1})")
+            raise CalendarError(
+                "calendar", calendar, f"is not an index of the set (0..{len(self) - 1})"
+            )
         return int(calendar)

@@ -4,7 +4,8 @@
 business-time questions about it::
 
     effigate calendar samples/calendars/sydney-business-hours.json \\
-        --deadline 2026-12-23T16:00+11:00 4h --elapsed 2026-12-21T09:00+11:00 2026-12-24T09:00+11:00 \\
+        --deadline 2026-12-23T16:00+11:00 4h \\
+        --elapsed 2026-12-21T09:00+11:00 2026-12-24T09:00+11:00 \\
         --is-open now --next-open now --next-close now
 
 Instants are ISO 8601 with an offset (or ``Z``), or ``now``; a naive instant is refused.
@@ -83,15 +84,22 @@ def _summary(calendar: Calendar, compiled: CalendarSet, seconds: float) -> list[
         )
     for day in range(7):
         lines.append(f"  {_WEEKDAYS[day]}  {', '.join(by_day.get(day, [])) or 'closed'}")
-    regions = ", ".join(f"{r.country}{'-' + r.subdivision if r.subdivision else ''}"
-                        for r in calendar.holiday_regions)
-    lines.append(f"  holidays: {len(calendar.holidays)} explicit"
-                 + (f", generated for {regions}" if regions else ""))
-    lines.append(f"  closures: {len(calendar.closures)}, extra openings: "
-                 f"{len(calendar.extra_openings)}")
+    regions = ", ".join(
+        f"{r.country}{'-' + r.subdivision if r.subdivision else ''}"
+        for r in calendar.holiday_regions
+    )
+    lines.append(
+        f"  holidays: {len(calendar.holidays)} explicit"
+        + (f", generated for {regions}" if regions else "")
+    )
+    lines.append(
+        f"  closures: {len(calendar.closures)}, extra openings: {len(calendar.extra_openings)}"
+    )
     compiled_one = compiled.compiled[0]
-    lines.append(f"compiled  {compiled_one.opens.size:,} open intervals over {compiled.horizon} "
-                 f"in {seconds * 1000:.0f} ms")
+    lines.append(
+        f"compiled  {compiled_one.opens.size:,} open intervals over {compiled.horizon} "
+        f"in {seconds * 1000:.0f} ms"
+    )
     return lines
 
 
@@ -105,21 +113,29 @@ def run_calendar(args: argparse.Namespace) -> int:
     out = _summary(calendar, compiled, took)
     for start, duration in args.deadline or []:
         due = clock.deadline(compiled, 0, start, duration)
-        out.append(f"deadline    {format_duration(duration)} from {_show(start, zone)}\n"
-                   f"            -> {_show(due, zone)}")
+        out.append(
+            f"deadline    {format_duration(duration)} from {_show(start, zone)}\n"
+            f"            -> {_show(due, zone)}"
+        )
     for a, b in args.elapsed or []:
         spent = clock.elapsed(compiled, 0, a, b)
-        out.append(f"elapsed     {_show(a, zone)}\n            -> {_show(b, zone)}: "
-                   f"{format_duration(spent)} of business time")
+        out.append(
+            f"elapsed     {_show(a, zone)}\n            -> {_show(b, zone)}: "
+            f"{format_duration(spent)} of business time"
+        )
     for t in args.is_open or []:
         state = "open" if clock.is_open(compiled, 0, t) else "closed"
         out.append(f"is-open     {_show(t, zone)}: {state}")
     for t in args.next_open or []:
-        out.append(f"next-open   after {_show(t, zone)}\n            -> "
-                   f"{_show(clock.next_open(compiled, 0, t), zone)}")
+        out.append(
+            f"next-open   after {_show(t, zone)}\n            -> "
+            f"{_show(clock.next_open(compiled, 0, t), zone)}"
+        )
     for t in args.next_close or []:
-        out.append(f"next-close  after {_show(t, zone)}\n            -> "
-                   f"{_show(clock.next_close(compiled, 0, t), zone)}")
+        out.append(
+            f"next-close  after {_show(t, zone)}\n            -> "
+            f"{_show(clock.next_close(compiled, 0, t), zone)}"
+        )
     print("\n".join(out))
     return 0
 
@@ -128,15 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effigate", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     cal = commands.add_parser(
-        "calendar", help="compile a calendar JSON file and answer business-time questions",
+        "calendar",
+        help="compile a calendar JSON file and answer business-time questions",
         description="Compile a calendar and answer business-time questions about it.",
     )
     cal.add_argument("file", help="calendar JSON file")
-    cal.add_argument("--deadline", nargs=2, action="append", metavar=("START", "DURATION"),
-                     type=_instant_or_duration,
-                     help="when DURATION of business time after START is used up")
-    cal.add_argument("--elapsed", nargs=2, action="append", metavar=("START", "END"),
-                     type=parse_instant, help="business time between two instants")
+    cal.add_argument(
+        "--deadline",
+        nargs=2,
+        action="append",
+        metavar=("START", "DURATION"),
+        type=_instant_or_duration,
+        help="when DURATION of business time after START is used up",
+    )
+    cal.add_argument(
+        "--elapsed",
+        nargs=2,
+        action="append",
+        metavar=("START", "END"),
+        type=parse_instant,
+        help="business time between two instants",
+    )
     cal.add_argument("--is-open", action="append", metavar="AT", type=parse_instant)
     cal.add_argument("--next-open", action="append", metavar="AT", type=parse_instant)
     cal.add_argument("--next-close", action="append", metavar="AT", type=parse_instant)

@@ -22,6 +22,7 @@ The work runs in the compiled ``_clock`` kernels with the GIL released; batches 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +76,9 @@ def _calendar_column(calendars: CalendarSet, calendar: Any) -> Column:
         return to_column(calendar, "calendar")
     array = np.asarray(calendar)
     if array.dtype.kind in "US":
-        return Column(np.array([calendars.index(str(n)) for n in array], np.int64), None, Form.NUMPY)
+        return Column(
+            np.array([calendars.index(str(n)) for n in array], np.int64), None, Form.NUMPY
+        )
     if array.dtype.kind not in "iu":
         raise BatchError("calendar", 0, str(array.dtype), "is not an array of calendar indexes")
     return Column(np.ascontiguousarray(array, np.int64), None, Form.NUMPY)
@@ -89,8 +92,12 @@ def _batch_length(columns: dict[str, Column]) -> int:
     return n
 
 
-def _prepare(calendars: CalendarSet, columns: dict[str, Column], instants: tuple[str, ...],
-             broadcast: tuple[str, ...]) -> tuple[int, dict[str, np.ndarray], np.ndarray | None]:
+def _prepare(
+    calendars: CalendarSet,
+    columns: dict[str, Column],
+    instants: tuple[str, ...],
+    broadcast: tuple[str, ...],
+) -> tuple[int, dict[str, np.ndarray], np.ndarray | None]:
     """Expand to a common length, fill null positions with a valid value, and merge null masks."""
     n = _batch_length(columns)
     nulls: np.ndarray | None = None
@@ -108,8 +115,14 @@ def _prepare(calendars: CalendarSet, columns: dict[str, Column], instants: tuple
     return n, arrays, nulls
 
 
-def _run(kernel: Kernel, calendars: CalendarSet, n: int, args: list[np.ndarray],
-         out: np.ndarray, threads: int | None) -> int:
+def _run(
+    kernel: Kernel,
+    calendars: CalendarSet,
+    n: int,
+    args: list[np.ndarray],
+    out: np.ndarray,
+    threads: int | None,
+) -> int:
     """Run a kernel, split into chunks across threads for large batches; first bad index or -1."""
     threads = DEFAULT_THREADS if threads is None else max(1, int(threads))
     packed = calendars.packed
@@ -122,8 +135,11 @@ def _run(kernel: Kernel, calendars: CalendarSet, n: int, args: list[np.ndarray],
         bad = kernel(packed, *sliced, out[lo:hi])
         return -1 if bad < 0 else lo + bad
 
-    futures = [_executor().submit(chunk, int(lo), int(hi))
-               for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    futures = [
+        _executor().submit(chunk, int(lo), int(hi))
+        for lo, hi in itertools.pairwise(bounds)
+        if hi > lo
+    ]
     bads = [b for b in (f.result() for f in futures) if b >= 0]
     return min(bads) if bads else -1
 
@@ -135,16 +151,20 @@ def _iso(t: int) -> str:
         return str(t)
 
 
-def _raise_at(calendars: CalendarSet, k: int, arrays: dict[str, np.ndarray],
-              instants: tuple[str, ...]) -> None:
+def _raise_at(
+    calendars: CalendarSet, k: int, arrays: dict[str, np.ndarray], instants: tuple[str, ...]
+) -> None:
     """Explain why element ``k`` was refused by a kernel."""
+
     def at(name: str) -> int:
         values = arrays[name]
         return int(values[k if values.shape[0] > 1 else 0])
 
     cal = at("calendar")
     if not 0 <= cal < len(calendars):
-        raise BatchError("calendar", k, cal, f"is not a calendar of the set (0..{len(calendars) - 1})")
+        raise BatchError(
+            "calendar", k, cal, f"is not a calendar of the set (0..{len(calendars) - 1})"
+        )
     horizon = calendars.horizon
     for name in instants:
         t = at(name)
@@ -154,45 +174,69 @@ def _raise_at(calendars: CalendarSet, k: int, arrays: dict[str, np.ndarray],
         seconds = at("seconds")
         if seconds < 0:
             raise BatchError("seconds", k, seconds, "is negative; a deadline needs a duration >= 0")
-        raise BatchError("seconds", k, seconds, f"runs past the calendars' horizon {horizon} "
-                         f"from start {_iso(at('start'))}")
+        raise BatchError(
+            "seconds",
+            k,
+            seconds,
+            f"runs past the calendars' horizon {horizon} from start {_iso(at('start'))}",
+        )
     raise BatchError("calendar", k, cal, "was refused by the kernel")  # pragma: no cover
 
 
-def elapsed(calendars: CalendarSet, calendar: Any, start: Any, end: Any, *,
-            threads: int | None = None) -> Any:
+def elapsed(
+    calendars: CalendarSet, calendar: Any, start: Any, end: Any, *, threads: int | None = None
+) -> Any:
     """Business seconds of ``calendar`` from ``start`` to ``end`` (negative when end < start)."""
-    columns = {"calendar": _calendar_column(calendars, calendar),
-               "start": to_column(start, "start"), "end": to_column(end, "end")}
+    columns = {
+        "calendar": _calendar_column(calendars, calendar),
+        "start": to_column(start, "start"),
+        "end": to_column(end, "end"),
+    }
     form = result_form(*columns.values())
     n, arrays, nulls = _prepare(calendars, columns, ("start", "end"), ("calendar",))
     out = np.empty(n, np.int64)
-    bad = _run(_clock.elapsed, calendars, n,
-               [arrays["calendar"], arrays["start"], arrays["end"]], out, threads)
+    bad = _run(
+        _clock.elapsed,
+        calendars,
+        n,
+        [arrays["calendar"], arrays["start"], arrays["end"]],
+        out,
+        threads,
+    )
     if bad >= 0:
         _raise_at(calendars, bad, arrays, ("start", "end"))
     return durations_out(out, nulls, form)
 
 
-def deadline(calendars: CalendarSet, calendar: Any, start: Any, seconds: Any, *,
-             threads: int | None = None) -> Any:
+def deadline(
+    calendars: CalendarSet, calendar: Any, start: Any, seconds: Any, *, threads: int | None = None
+) -> Any:
     """Earliest instant by which ``seconds`` business seconds of ``calendar`` have passed since
     ``start``. A start while closed counts from the next opening."""
-    columns = {"calendar": _calendar_column(calendars, calendar),
-               "start": to_column(start, "start"),
-               "seconds": to_column(seconds, "seconds", duration=True)}
+    columns = {
+        "calendar": _calendar_column(calendars, calendar),
+        "start": to_column(start, "start"),
+        "seconds": to_column(seconds, "seconds", duration=True),
+    }
     form = result_form(*columns.values())
     n, arrays, nulls = _prepare(calendars, columns, ("start",), ("calendar", "seconds"))
     out = np.empty(n, np.int64)
-    bad = _run(_clock.deadline, calendars, n,
-               [arrays["calendar"], arrays["start"], arrays["seconds"]], out, threads)
+    bad = _run(
+        _clock.deadline,
+        calendars,
+        n,
+        [arrays["calendar"], arrays["start"], arrays["seconds"]],
+        out,
+        threads,
+    )
     if bad >= 0:
         _raise_at(calendars, bad, arrays, ("start",))
-    return instants_out(out, nulls, form)
+    return instants_out(out, nulls, form, may_be_none=False)
 
 
-def _at_kernel(kernel: Kernel, dtype: type, calendars: CalendarSet, calendar: Any, at: Any,
-               threads: int | None) -> tuple[np.ndarray, np.ndarray | None, Form]:
+def _at_kernel(
+    kernel: Kernel, dtype: type, calendars: CalendarSet, calendar: Any, at: Any, threads: int | None
+) -> tuple[np.ndarray, np.ndarray | None, Form]:
     columns = {"calendar": _calendar_column(calendars, calendar), "at": to_column(at, "at")}
     form = result_form(*columns.values())
     n, arrays, nulls = _prepare(calendars, columns, ("at",), ("calendar",))
@@ -208,20 +252,21 @@ def is_open(calendars: CalendarSet, calendar: Any, at: Any, *, threads: int | No
     return flags_out(*_at_kernel(_clock.is_open, np.uint8, calendars, calendar, at, threads))
 
 
-def next_open(calendars: CalendarSet, calendar: Any, at: Any, *,
-              threads: int | None = None) -> Any:
+def next_open(calendars: CalendarSet, calendar: Any, at: Any, *, threads: int | None = None) -> Any:
     """Earliest instant ``>= at`` at which ``calendar`` is open (``at`` itself when open)."""
     return instants_out(*_at_kernel(_clock.next_open, np.int64, calendars, calendar, at, threads))
 
 
-def next_close(calendars: CalendarSet, calendar: Any, at: Any, *,
-               threads: int | None = None) -> Any:
+def next_close(
+    calendars: CalendarSet, calendar: Any, at: Any, *, threads: int | None = None
+) -> Any:
     """Earliest instant ``>= at`` at which ``calendar`` is closed (``at`` itself when closed)."""
     return instants_out(*_at_kernel(_clock.next_close, np.int64, calendars, calendar, at, threads))
 
 
-def open_seconds_before(calendars: CalendarSet, calendar: Any, at: Any, *,
-                        threads: int | None = None) -> Any:
+def open_seconds_before(
+    calendars: CalendarSet, calendar: Any, at: Any, *, threads: int | None = None
+) -> Any:
     """``F(at)``: open seconds of ``calendar`` from the horizon start to ``at``."""
     return durations_out(
         *_at_kernel(_clock.business_before_batch, np.int64, calendars, calendar, at, threads)

@@ -8,7 +8,8 @@ class EffigateError(ValueError):
 
 
 class CalendarError(EffigateError):
-    """A calendar definition is invalid: ``field`` is the path of the bad field, ``value`` its value."""
+    """A calendar definition is invalid: ``field`` is the path of the bad field, ``value`` its
+    value."""
 
     def __init__(self, field: str, value: object, problem: str) -> None:
         self.field = field

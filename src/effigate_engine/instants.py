@@ -55,7 +55,10 @@ def _from_arrow(array: pa.Array | pa.ChunkedArray, field: str, *, duration: bool
     if pa.types.is_timestamp(typ) and not duration:
         if typ.tz is None:
             raise BatchError(
-                field, 0, str(typ), "is a timestamp without a time zone; declare its zone "
+                field,
+                0,
+                str(typ),
+                "is a timestamp without a time zone; declare its zone "
                 "(e.g. cast to timestamp(unit, tz='UTC')) so its meaning is not a guess",
             )
         divisor = _UNIT_SECONDS[typ.unit]
@@ -86,10 +89,8 @@ def _from_numpy(array: np.ndarray, field: str, *, duration: bool) -> Column:
         raw = array.view(np.int64)
         step = np.timedelta64(count, unit)
         second = np.timedelta64(1, "s")
-        if step >= second:
-            values = raw * (step // second)
-        else:
-            values = np.floor_divide(raw, second // step)
+        coarse = step >= second
+        values = raw * (step // second) if coarse else np.floor_divide(raw, second // step)
         if nulls is not None:
             values = np.where(nulls, 0, values)
     elif kind in "iu":
@@ -107,7 +108,10 @@ def _scalar_instant(value: Any, field: str) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise BatchError(
-                field, 0, value.isoformat(), "is a naive datetime; attach a time zone "
+                field,
+                0,
+                value.isoformat(),
+                "is a naive datetime; attach a time zone "
                 "(e.g. tzinfo=timezone.utc) so its meaning is not a guess",
             )
         seconds = (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
@@ -148,19 +152,25 @@ def result_form(*columns: Column) -> Form:
     return max((c.form for c in columns), key=lambda f: f.value)
 
 
-def instants_out(values: np.ndarray, nulls: np.ndarray | None, form: Form) -> Any:
+def instants_out(
+    values: np.ndarray, nulls: np.ndarray | None, form: Form, *, may_be_none: bool = True
+) -> Any:
     """Epoch seconds (``NO_INSTANT`` = none) as Arrow ``timestamp[s, UTC]``, NumPy
-    ``datetime64[s]`` (NaT for none) or an aware ``datetime`` (``None`` for none)."""
-    missing = values == NO_INSTANT
+    ``datetime64[s]`` (NaT for none) or an aware ``datetime`` (``None`` for none).
+
+    ``values`` is the caller's fresh output buffer: it is reused, not copied. NumPy's NaT is
+    ``NO_INSTANT``, so a NumPy result is a view.
+    """
     if nulls is not None:
-        missing |= nulls
+        values[nulls] = NO_INSTANT
     if form is Form.ARROW:
-        return pa.array(values, pa.timestamp("s", tz="UTC"), mask=missing if missing.any() else None)
-    out = values.view("M8[s]").copy()
-    out[missing] = np.datetime64("NaT")
+        missing = values == NO_INSTANT if may_be_none or nulls is not None else None
+        if missing is not None and not missing.any():
+            missing = None
+        return pa.array(values, pa.timestamp("s", tz="UTC"), mask=missing)
     if form is Form.NUMPY:
-        return out
-    if missing[0]:
+        return values.view("M8[s]")
+    if values[0] == NO_INSTANT:
         return None
     return datetime.fromtimestamp(int(values[0]), UTC)
 
@@ -184,5 +194,13 @@ def flags_out(values: np.ndarray, nulls: np.ndarray | None, form: Form) -> Any:
     return None if nulls is not None and nulls[0] else bool(flags[0])
 
 
-__all__ = ["NO_INSTANT", "Column", "Form", "durations_out", "flags_out", "instants_out",
-           "result_form", "to_column"]
+__all__ = [
+    "NO_INSTANT",
+    "Column",
+    "Form",
+    "durations_out",
+    "flags_out",
+    "instants_out",
+    "result_form",
+    "to_column",
+]

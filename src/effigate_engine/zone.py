@@ -26,7 +26,7 @@ def utc_offset(zone: ZoneInfo, t: int) -> int:
 
 
 def _first_change(zone: ZoneInfo, lo: int, hi: int, before: int) -> int:
-    """Smallest t in (lo, hi] with offset != ``before``, given offset(lo) == before != offset(hi)."""
+    """Smallest t in (lo, hi] with offset != ``before``; offset(lo) == before != offset(hi)."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if utc_offset(zone, mid) == before:
@@ -39,7 +39,7 @@ def _first_change(zone: ZoneInfo, lo: int, hi: int, before: int) -> int:
 @lru_cache(maxsize=256)
 def _pieces(zone_name: str, start: int, end: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     zone = ZoneInfo(zone_name)
-    samples = list(range(start, end, SAMPLE_STEP_SECONDS)) + [end]
+    samples = [*range(start, end, SAMPLE_STEP_SECONDS), end]
     starts = [start]
     offsets = [utc_offset(zone, start)]
     prev_t = start
@@ -54,7 +54,9 @@ def _pieces(zone_name: str, start: int, end: int) -> tuple[tuple[int, ...], tupl
     return tuple(starts), tuple(offsets)
 
 
-def offset_pieces(zone_name: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def offset_pieces(
+    zone_name: str, start: int, end: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pieces ``[piece_start, piece_end)`` covering ``[start, end)`` with their UTC offsets (s)."""
     starts, offsets = _pieces(zone_name, start, end)
     piece_starts = np.array(starts, np.int64)

@@ -1,0 +1,40 @@
+# Two commands: `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard src/effigate_engine/*.pyx src/effigate_engine/*.pxd)
+SAMPLE := samples/calendars/sydney-business-hours.json
+
+.PHONY: run test bench lint setup clean
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=69" wheel "cython>=3.0,<4" "numpy>=2.0,<3"
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/effigate calendar $(SAMPLE) \
+		--deadline 2026-12-23T16:00+11:00 4h \
+		--deadline 2026-12-24T11:00+11:00 2h \
+		--elapsed 2026-12-21T09:00+11:00 2026-12-24T09:00+11:00 \
+		--is-open 2026-01-26T10:00+11:00 \
+		--next-open 2026-11-21T12:00Z \
+		--next-close 2026-11-23T00:00Z \
+		--is-open now --next-open now
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+bench: $(STAMP)
+	$(PY) bench/bench_clock.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf build src/*.egg-info src/effigate_engine/*.so src/effigate_engine/_clock.c
