@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard src/effigate_engine/*.pyx src/effigate_engine/*.pxd)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard src/effigate_engine/*.pyx src/effigate_engine/*.pxd src/effigate_engine/*/*.pyx)
 SAMPLE := samples/calendars/sydney-business-hours.json
 
 .PHONY: run test bench lint setup clean
@@ -32,6 +32,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_clock.py
+	$(PY) bench/bench_store.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -27,6 +27,7 @@ from effigate_engine import clock
 from effigate_engine.calendar import Calendar, format_time_of_day
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
+from effigate_engine.store.cli import add_commands as add_store_commands
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--next-open", action="append", metavar="AT", type=parse_instant)
     cal.add_argument("--next-close", action="append", metavar="AT", type=parse_instant)
     cal.set_defaults(handler=run_calendar)
+    add_store_commands(commands)
     return parser
 
 
@@ -187,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for start, duration in args.deadline:
             if not isinstance(start, datetime) or not isinstance(duration, int):
                 parser.error("--deadline takes START (an instant) then DURATION (e.g. 4h)")
+    handler = getattr(args, "handler", None) or args.func
     try:
-        return int(args.handler(args))
+        return int(handler(args))
     except (EffigateError, OSError) as exc:
         print(f"effigate: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,236 @@
+"""Store benchmark: bulk ingest of time logs and Arrow reads of tickets, asyncpg vs ADBC.
+
+Run: ``python bench/bench_store.py [--rows 1000000]``. Uses ``EFFIGATE_TEST_DSN``, else a
+server on 127.0.0.1:5432, else the embedded server; works in throw-away databases that are
+dropped at the end. Each driver ingests into its own fresh database so neither pays for the
+other's index growth. Figures are rows per second of wall time, end to end: Arrow table in,
+committed rows out (ingest), or query in, Arrow table out (read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from effigate_engine.store.bulk import (
+    INSTANT,
+    TICKETS,
+    TIME_LOGS,
+    connect_adbc,
+    ingest_adbc,
+    ingest_asyncpg,
+    prepare_batch,
+    read_arrow_adbc,
+    read_arrow_asyncpg,
+    table_to_records,
+)
+from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.migrate import migrate
+
+EPOCH_2026_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
+HOUR_US = 3_600 * 1_000_000
+
+
+def time_logs_table(rows: int, contract_id: int, seed: int = 7) -> pa.Table:
+    """``rows`` synthetic time logs for one contract: 15 min to 4 h each, over 2026."""
+    rng = np.random.default_rng(seed)
+    start = EPOCH_2026_US + rng.integers(0, 365 * 24 * HOUR_US, rows)
+    length = rng.integers(HOUR_US // 4, 4 * HOUR_US, rows)
+    levels = np.array(["L1", "L2", "L3"])
+    jobs = np.array(["network", "desktop", "server", "security"])
+    return pa.table(
+        {
+            "id": pa.array([f"tl-{i:09d}" for i in range(rows)]),
+            "contract_id": pa.array(np.full(rows, contract_id, dtype=np.int64)),
+            "ticket_id": pa.array([f"tk-{i % 50_000:06d}" for i in range(rows)]),
+            "task_ref": pa.nulls(rows, pa.string()),
+            "agent": pa.array(np.array(["ana", "ben", "chen", "dora"])[np.arange(rows) % 4]),
+            "support_level": pa.array(levels[rng.integers(0, 3, rows)]),
+            "job_type": pa.array(jobs[rng.integers(0, 4, rows)]),
+            "priority": pa.array(np.array(["P1", "P2", "P3", "P4"])[rng.integers(0, 4, rows)]),
+            "started_at": pa.array(start, INSTANT),
+            "ended_at": pa.array(start + length, INSTANT),
+            "billable_type": pa.array(np.full(rows, "BILLABLE")),
+            "approval_state": pa.array(np.full(rows, "APPROVED")),
+        }
+    )
+
+
+def tickets_table(rows: int, client_id: int, contract_id: int, seed: int = 11) -> pa.Table:
+    """``rows`` synthetic tickets; half resolved."""
+    rng = np.random.default_rng(seed)
+    created = EPOCH_2026_US + rng.integers(0, 365 * 24 * HOUR_US, rows)
+    response = created + rng.integers(60_000_000, 8 * HOUR_US, rows)
+    resolved = response + rng.integers(HOUR_US, 72 * HOUR_US, rows)
+    open_mask = np.arange(rows) % 2 == 1
+    return pa.table(
+        {
+            "id": pa.array([f"tk-{i:09d}" for i in range(rows)]),
+            "client_id": pa.array(np.full(rows, client_id, dtype=np.int64)),
+            "contract_id": pa.array(np.full(rows, contract_id, dtype=np.int64)),
+            "priority": pa.array(np.array(["P1", "P2", "P3", "P4"])[rng.integers(0, 4, rows)]),
+            "status": pa.array(np.where(open_mask, "OPEN", "RESOLVED")),
+            "created_at": pa.array(created, INSTANT),
+            "first_response_at": pa.array(response, INSTANT),
+            "resolved_at": pa.array(resolved, INSTANT, mask=open_mask),
+        }
+    )
+
+
+async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, int, int]:
+    """Create and migrate a database with one tenant, client and active hourly contract."""
+    name = f"effigate_bench_{label}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = with_database(admin_dsn, name)
+    await migrate(dsn)
+    tenant = uuid.uuid4()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO tenants (id, name, default_currency) VALUES ($1, 'Bench MSP', 'USD')",
+            tenant,
+        )
+        client = await conn.fetchval(
+            "INSERT INTO clients (tenant_id, name) VALUES ($1, 'Bench client') RETURNING id", tenant
+        )
+        contract = await conn.fetchval(
+            """INSERT INTO contracts (tenant_id, client_id, contract_type, status, currency,
+                   time_zone, starts_on, frozen_rate_card, frozen_rate_card_version,
+                   frozen_rate_card_sha256, activated_at)
+               VALUES ($1, $2, 'HOURLY', 'ACTIVE', 'USD', 'UTC', '2026-01-01', '{}', 1,
+                   repeat('0', 64), now()) RETURNING id""",
+            tenant,
+            client,
+        )
+    finally:
+        await conn.close()
+    return name, tenant, client, contract
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop a benchmark database (closing any leftover connections)."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def rate(rows: int, seconds: float) -> str:
+    """Rows per second, formatted."""
+    return f"{rows / seconds:>12,.0f}"
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """Run ``fn`` and return its result and wall time in seconds."""
+    begin = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - begin
+
+
+async def run(rows: int) -> None:
+    """Run every measurement for ``rows`` rows and print the comparison."""
+    admin = resolve_test_dsn()
+    print(f"server: {admin.split('@')[-1]}  rows: {rows:,}")
+    results: dict[str, dict[str, str]] = {}
+    created: list[str] = []
+    try:
+        # ingest, asyncpg: Arrow -> tuples -> COPY to staging -> upsert, one transaction
+        db_a, tenant_a, _, contract_a = await fresh_database(admin, "asyncpg")
+        created.append(db_a)
+        logs = time_logs_table(rows, contract_a)
+        conn = await asyncpg.connect(with_user(with_database(admin, db_a), APP_ROLE))
+        try:
+            begin = time.perf_counter()
+            records = table_to_records(prepare_batch(TIME_LOGS, logs))
+            convert_s = time.perf_counter() - begin
+            result = await ingest_asyncpg(conn, TIME_LOGS, tenant_a, records)
+            total_s = time.perf_counter() - begin
+            assert result.inserted == rows, result
+            begin = time.perf_counter()
+            again = await ingest_asyncpg(conn, TIME_LOGS, tenant_a, records)
+            resend_s = time.perf_counter() - begin
+            assert again.inserted == 0 and again.updated == 0, again
+        finally:
+            await conn.close()
+        results["asyncpg"] = {
+            "ingest": rate(rows, total_s),
+            "ingest (excl. Arrow->tuples)": rate(rows, total_s - convert_s),
+            "resend unchanged": rate(rows, resend_s),
+        }
+        await drop_database(admin, db_a)
+        created.remove(db_a)
+
+        # ingest, ADBC: Arrow -> binary COPY to staging -> upsert, one transaction
+        db_b, tenant_b, client_b, contract_b = await fresh_database(admin, "adbc")
+        created.append(db_b)
+        logs = time_logs_table(rows, contract_b)
+        app_b = with_user(with_database(admin, db_b), APP_ROLE)
+        adbc = connect_adbc(app_b)
+        try:
+            result, total_s = timed(lambda: ingest_adbc(adbc, TIME_LOGS, tenant_b, logs))
+            assert result.inserted == rows, result  # type: ignore[attr-defined]
+            again, resend_s = timed(lambda: ingest_adbc(adbc, TIME_LOGS, tenant_b, logs))
+            assert again.inserted == 0 and again.updated == 0, again  # type: ignore[attr-defined]
+            results["ADBC"] = {
+                "ingest": rate(rows, total_s),
+                "ingest (excl. Arrow->tuples)": rate(rows, total_s),
+                "resend unchanged": rate(rows, resend_s),
+            }
+            tickets = tickets_table(rows, client_b, contract_b)
+            ingest_adbc(adbc, TICKETS, tenant_b, tickets)
+            read, read_s = timed(lambda: read_arrow_adbc(adbc, TICKETS, tenant_b))
+            assert read.num_rows == rows  # type: ignore[attr-defined]
+            results["ADBC"]["read tickets -> Arrow"] = rate(rows, read_s)
+            read, read_s = timed(lambda: read_arrow_adbc(adbc, TIME_LOGS, tenant_b))
+            results["ADBC"]["read time logs -> Arrow"] = rate(rows, read_s)
+        finally:
+            adbc.close()
+        conn = await asyncpg.connect(app_b)
+        try:
+            begin = time.perf_counter()
+            table = await read_arrow_asyncpg(conn, TICKETS, tenant_b)
+            read_s = time.perf_counter() - begin
+            assert table.num_rows == rows
+            results["asyncpg"]["read tickets -> Arrow"] = rate(rows, read_s)
+            begin = time.perf_counter()
+            table = await read_arrow_asyncpg(conn, TIME_LOGS, tenant_b)
+            results["asyncpg"]["read time logs -> Arrow"] = rate(rows, time.perf_counter() - begin)
+        finally:
+            await conn.close()
+    finally:
+        for name in created:
+            await drop_database(admin, name)
+
+    metrics = list(results["ADBC"])
+    print(f"{'rows/s':<30}{'asyncpg':>14}{'ADBC':>14}")
+    for metric in metrics:
+        print(f"{metric:<30}{results['asyncpg'][metric]:>14}{results['ADBC'][metric]:>14}")
+
+
+def main() -> None:
+    """Parse ``--rows`` and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per measurement")
+    args = parser.parse_args()
+    asyncio.run(run(args.rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""PostgreSQL store: migrations, tenant isolation, money invariants, bulk Arrow I/O.
+
+The database is the system of record and enforces the invariants that protect money (see
+``docs/store.md``). Money is integer minor units (bigint), instants are ``timestamptz``,
+durations are whole seconds (bigint).
+"""
+
+from effigate_engine.store.bulk import (
+    TICKET_EVENTS,
+    TICKETS,
+    TIME_LOGS,
+    BulkTable,
+    IngestResult,
+    connect_adbc,
+    ingest,
+    ingest_adbc,
+    ingest_asyncpg,
+    prepare_batch,
+    read_arrow,
+    read_arrow_adbc,
+    read_arrow_asyncpg,
+)
+from effigate_engine.store.dsn import APP_ROLE, resolve_dsn, resolve_test_dsn
+from effigate_engine.store.errors import InvariantViolation, MigrationError, StoreError
+from effigate_engine.store.migrate import load_migrations, migrate
+from effigate_engine.store.tenant import TenantPool, set_tenant, tenant_transaction
+
+__all__ = [
+    "APP_ROLE",
+    "TICKETS",
+    "TICKET_EVENTS",
+    "TIME_LOGS",
+    "BulkTable",
+    "IngestResult",
+    "InvariantViolation",
+    "MigrationError",
+    "StoreError",
+    "TenantPool",
+    "connect_adbc",
+    "ingest",
+    "ingest_adbc",
+    "ingest_asyncpg",
+    "load_migrations",
+    "migrate",
+    "prepare_batch",
+    "read_arrow",
+    "read_arrow_adbc",
+    "read_arrow_asyncpg",
+    "resolve_dsn",
+    "resolve_test_dsn",
+    "set_tenant",
+    "tenant_transaction",
+]

@@ -1,0 +1,88 @@
+"""Where the database is: ``EFFIGATE_DSN``, or the embedded server; DSN rewriting helpers.
+
+DSNs are PostgreSQL URIs (``postgresql://user:password@host:port/database?params``); a Unix
+socket directory is given as ``?host=/path``, as the embedded server does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+ENV_DSN = "EFFIGATE_DSN"
+ENV_TEST_DSN = "EFFIGATE_TEST_DSN"
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORT = 5432
+LOCAL_DSN = f"postgresql://postgres@{LOCAL_HOST}:{LOCAL_PORT}/postgres"
+#: The role the service connects as; created by the first migration (see docs/store.md).
+APP_ROLE = "effigate_app"
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return ``dsn`` pointing at ``database`` instead."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + quote(database)))
+
+
+def with_user(dsn: str, user: str, password: str | None = None) -> str:
+    """Return ``dsn`` logging in as ``user`` (with ``password`` if given) instead."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = quote(user, safe="")
+    if password is not None:
+        netloc += ":" + quote(password, safe="")
+    netloc += "@" + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in {"user"}])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def database_of(dsn: str) -> str:
+    """The database name a DSN points at (``postgres`` when it names none)."""
+    path = urlsplit(dsn).path.lstrip("/")
+    return path or "postgres"
+
+
+def local_server_answers(
+    host: str = LOCAL_HOST, port: int = LOCAL_PORT, timeout_s: float = 0.5
+) -> bool:
+    """True when something accepts TCP connections at ``host:port`` within ``timeout_s`` s."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_dsn() -> str:
+    """The service DSN: ``EFFIGATE_DSN`` when set, else the embedded server (started if needed).
+
+    The embedded server is reused across runs from its data directory
+    (``EFFIGATE_DATA_DIR``, default ``.effigate/pgdata``).
+    """
+    configured = os.environ.get(ENV_DSN)
+    if configured:
+        return configured
+    from effigate_engine.store.embedded import start_embedded
+
+    return start_embedded().dsn()
+
+
+def resolve_test_dsn() -> str:
+    """The admin DSN for tests and benchmarks.
+
+    ``EFFIGATE_TEST_DSN`` when set, else the server on 127.0.0.1:5432 when one answers, else the
+    embedded server, so the suite runs on a machine with no PostgreSQL installed.
+    """
+    configured = os.environ.get(ENV_TEST_DSN)
+    if configured:
+        return configured
+    if local_server_answers():
+        return LOCAL_DSN
+    from effigate_engine.store.embedded import start_embedded
+
+    return start_embedded().dsn()
