@@ -1,0 +1,1 @@
+"""SLA engine: policies, ticket timers, breaches and reports over Arrow batches."""
