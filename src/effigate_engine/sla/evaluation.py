@@ -353,6 +353,7 @@ def evaluate(
         row_spec,
         row_metric,
         spec_target[row_spec],
+        row_stop,
         out_deadline,
         out_elapsed,
         out_status,
@@ -455,6 +456,7 @@ def _results(
     row_spec: np.ndarray,
     row_metric: np.ndarray,
     target: np.ndarray,
+    row_stop: np.ndarray,
     deadline: np.ndarray,
     elapsed: np.ndarray,
     status: np.ndarray,
@@ -483,6 +485,9 @@ def _results(
         pa.array(elapsed, pa.int64()),
         pa.array(target - elapsed, pa.int64()),
         _dictionary(status, list(STATUSES), pa.int8()),
+        _instant_array(
+            np.where((row_stop != NO_INSTANT) & (row_stop <= now_s), row_stop, NO_INSTANT)
+        ),
         pa.array(deadline, INSTANT, mask=~breached),
         pa.array(breach, pa.int64(), mask=~breached),
         pa.array(level, pa.int32()),

@@ -68,6 +68,7 @@ SLA_RESULTS = pa.schema(
         pa.field("elapsed_seconds", pa.int64(), nullable=False),  # active business seconds
         pa.field("remaining_seconds", pa.int64(), nullable=False),  # target - elapsed
         pa.field("status", SMALL_LABEL, nullable=False),
+        pa.field("stopped_at", INSTANT),  # the stop event, when it happened by `now`
         pa.field("breached_at", INSTANT),
         pa.field("breach_seconds", pa.int64()),  # elapsed - target when breached
         pa.field("escalation_level", pa.int32(), nullable=False),  # 0 = no step reached

@@ -1,0 +1,240 @@
+"""SLA reports over an evaluation, vectorised, Arrow in and out.
+
+* :func:`hit_rates` — met / (met + breached) by any of priority, client, contract, agent
+  (assignee), job type, support level and period (of ``created_at``, UTC);
+* :func:`percentiles` — P50/P75/P95 (any quantiles) of business response / resolution times
+  (active elapsed seconds at the stop) of the metrics that stopped;
+* :func:`at_risk` — open tickets in warning or breached, most urgent first;
+* :func:`recommended_targets` — per priority and metric, the P75 of the last N days' actual
+  times: a target the team actually hits three times in four;
+* :func:`replay` — the same tickets under two policies, with per-group differences.
+
+Quantiles interpolate linearly between order statistics (NumPy's default), exactly on ints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from effigate_engine.calendar_set import CalendarSet
+from effigate_engine.errors import EffigateError
+from effigate_engine.sla.evaluation import Evaluation, _codes, _column, evaluate
+from effigate_engine.sla.policy import Policy, normalize_priority
+
+GROUP_COLUMNS = ("priority", "client_id", "contract_id", "assignee", "job_type", "support_level")
+PERIODS = ("day", "week", "month")
+
+
+def report_frame(evaluation: Evaluation) -> pa.Table:
+    """The results with the ticket attributes reports group by (priority normalised)."""
+    results = evaluation.results
+    rows = pa.array(evaluation.row_ticket)
+    codes, values = _codes(_column(evaluation.tickets, "priority"), normalize_priority)
+    columns = {name: results.column(name) for name in results.column_names}
+    columns["priority"] = pc.take(
+        pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket])
+    )
+    for name in GROUP_COLUMNS[1:]:
+        columns[name] = pc.take(_column(evaluation.tickets, name).cast(pa.string()), rows)
+    columns["created_at"] = pc.take(
+        _column(evaluation.tickets, "created_at").cast(pa.timestamp("s", tz="UTC")), rows
+    )
+    columns["status"] = pc.cast(columns["status"], pa.string())
+    columns["metric"] = pc.cast(columns["metric"], pa.string())
+    return pa.table(columns)
+
+
+def _keys(by: str | Sequence[str], period: str | None) -> list[str]:
+    keys = [by] if isinstance(by, str) else list(by)
+    for key in keys:
+        if key not in GROUP_COLUMNS:
+            raise EffigateError(f"by: {key!r} is not one of {', '.join(GROUP_COLUMNS)}")
+    if period is not None:
+        if period not in PERIODS:
+            raise EffigateError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
+        keys.append("period")
+    return [*keys, "metric"]
+
+
+def _with_period(frame: pa.Table, period: str | None) -> pa.Table:
+    if period is None:
+        return frame
+    start = pc.floor_temporal(frame.column("created_at"), unit=period, week_starts_monday=True)
+    return frame.append_column("period", start)
+
+
+def hit_rates(
+    evaluation: Evaluation, by: str | Sequence[str] = "priority", period: str | None = None
+) -> pa.Table:
+    """Per group and metric: tickets, met, breached, open, and hit rate = met / (met + breached)
+    (null when nothing has been decided yet)."""
+    frame = _with_period(report_frame(evaluation), period)
+    status = frame.column("status")
+    frame = frame.append_column("met", pc.cast(pc.equal(status, "MET"), pa.int64()))
+    frame = frame.append_column("breached", pc.cast(pc.equal(status, "BREACHED"), pa.int64()))
+    frame = frame.append_column("open", pc.cast(pc.is_null(frame.column("stopped_at")), pa.int64()))
+    keys = _keys(by, period)
+    grouped = frame.group_by(keys, use_threads=False).aggregate(
+        [("met", "count"), ("met", "sum"), ("breached", "sum"), ("open", "sum")]
+    )
+    met = grouped.column("met_sum")
+    decided = pc.add(met, grouped.column("breached_sum"))
+    rate = pc.if_else(
+        pc.equal(decided, 0),
+        pa.scalar(None, pa.float64()),
+        pc.divide(pc.cast(met, pa.float64()), pc.cast(decided, pa.float64())),
+    )
+    out = pa.table(
+        {
+            **{k: grouped.column(k) for k in keys},
+            "tickets": grouped.column("met_count"),
+            "met": met,
+            "breached": grouped.column("breached_sum"),
+            "open": grouped.column("open_sum"),
+            "hit_rate": rate,
+        }
+    )
+    return out.sort_by([(k, "ascending") for k in keys])
+
+
+def _grouped_quantiles(
+    frame: pa.Table, keys: list[str], values: str, quantiles: Sequence[float]
+) -> pa.Table:
+    if frame.num_rows == 0:
+        return pa.table(
+            {
+                **{k: pa.array([], frame.schema.field(k).type) for k in keys},
+                "count": pa.array([], pa.int64()),
+                **{f"p{round(q * 100)}": pa.array([], pa.float64()) for q in quantiles},
+            }
+        )
+    group_codes = []
+    uniques = []
+    for k in keys:
+        codes, vals = _codes(frame.column(k).combine_chunks())
+        group_codes.append(codes)
+        uniques.append(vals)
+    composite = np.zeros(frame.num_rows, np.int64)
+    for codes, vals in zip(group_codes, uniques, strict=True):
+        composite = composite * (len(vals) + 1) + (codes + 1)
+    data = frame.column(values).to_numpy().astype(np.float64)
+    order = np.lexsort((data, composite))
+    composite, data = composite[order], data[order]
+    starts = np.flatnonzero(np.concatenate(([True], composite[1:] != composite[:-1])))
+    ends = np.append(starts[1:], composite.size)
+    first_rows = order[starts]
+    out: dict[str, pa.Array] = {k: pc.take(frame.column(k), pa.array(first_rows)) for k in keys}
+    counts = ends - starts
+    out["count"] = pa.array(counts, pa.int64())
+    for q in quantiles:
+        pos = starts + q * (counts - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.ceil(pos).astype(np.int64)
+        out[f"p{round(q * 100)}"] = pa.array(data[lo] + (data[hi] - data[lo]) * (pos - lo))
+    return pa.table(out).sort_by([(k, "ascending") for k in keys])
+
+
+def _stopped(frame: pa.Table) -> pa.Table:
+    return frame.filter(pc.is_valid(frame.column("stopped_at")))
+
+
+def percentiles(
+    evaluation: Evaluation,
+    by: str | Sequence[str] = "priority",
+    quantiles: Sequence[float] = (0.5, 0.75, 0.95),
+    period: str | None = None,
+) -> pa.Table:
+    """Quantiles of the business response / resolution times (active elapsed seconds at the
+    stop) per group and metric, over the metrics that have stopped."""
+    for q in quantiles:
+        if not 0 <= q <= 1:
+            raise EffigateError(f"quantiles: {q!r} is not within [0, 1]")
+    frame = _stopped(_with_period(report_frame(evaluation), period))
+    return _grouped_quantiles(frame, _keys(by, period), "elapsed_seconds", quantiles)
+
+
+def at_risk(evaluation: Evaluation) -> pa.Table:
+    """Open ticket metrics in WARNING or BREACHED, by deadline (most overdue first)."""
+    frame = report_frame(evaluation)
+    status = frame.column("status")
+    risky = pc.and_(
+        pc.is_null(frame.column("stopped_at")),
+        pc.or_(pc.equal(status, "WARNING"), pc.equal(status, "BREACHED")),
+    )
+    columns = [
+        "ticket_id",
+        "metric",
+        "status",
+        "deadline",
+        "remaining_seconds",
+        "escalation_level",
+        "escalation_notify",
+        "priority",
+        "client_id",
+        "assignee",
+    ]
+    return (
+        frame.filter(risky)
+        .select(columns)
+        .sort_by([("deadline", "ascending"), ("ticket_id", "ascending")])
+    )
+
+
+def recommended_targets(evaluation: Evaluation, days: int = 90, quantile: float = 0.75) -> pa.Table:
+    """Per priority and metric: the ``quantile`` (default P75) of the actual business times of
+    metrics stopped in the ``days`` before the evaluation instant, rounded up to a whole minute
+    (``recommended_seconds``), beside the sample size."""
+    if days <= 0:
+        raise EffigateError(f"days: {days!r} is not a positive number of days")
+    frame = _stopped(report_frame(evaluation))
+    now = pa.scalar(evaluation.now, pa.timestamp("s", tz="UTC"))
+    since = pa.scalar(evaluation.now.timestamp() - days * 86_400, pa.int64())
+    stopped_s = pc.cast(frame.column("stopped_at"), pa.int64())
+    recent = pc.and_(
+        pc.greater_equal(stopped_s, since), pc.less_equal(frame.column("stopped_at"), now)
+    )
+    table = _grouped_quantiles(
+        frame.filter(recent), ["priority", "metric"], "elapsed_seconds", [quantile]
+    )
+    column = f"p{round(quantile * 100)}"
+    raw = table.column(column).to_numpy(zero_copy_only=False)
+    minutes = np.ceil(np.asarray(raw, np.float64) / 60.0) * 60
+    return table.append_column("recommended_seconds", pa.array(minutes.astype(np.int64)))
+
+
+def replay(
+    tickets: pa.Table | pa.RecordBatch | str | Path,
+    current: Policy | Mapping[str, Policy],
+    proposed: Policy | Mapping[str, Policy],
+    calendars: CalendarSet,
+    now: datetime | int,
+    by: str | Sequence[str] = "priority",
+    period: str | None = None,
+    threads: int | None = None,
+) -> pa.Table:
+    """Evaluate the same tickets under the current and a proposed policy and report, per group
+    and metric, both hit rates and breach counts and their differences (proposed − current)."""
+    before = hit_rates(evaluate(tickets, current, calendars, now, threads=threads), by, period)
+    after = hit_rates(evaluate(tickets, proposed, calendars, now, threads=threads), by, period)
+    keys = _keys(by, period)
+    joined = before.join(
+        after, keys=keys, join_type="full outer", left_suffix="_current", right_suffix="_proposed"
+    )
+    out = {k: joined.column(k) for k in keys}
+    for name in ("tickets", "met", "breached", "hit_rate"):
+        out[f"{name}_current"] = joined.column(f"{name}_current")
+        out[f"{name}_proposed"] = joined.column(f"{name}_proposed")
+    out["hit_rate_change"] = pc.subtract(
+        joined.column("hit_rate_proposed"), joined.column("hit_rate_current")
+    )
+    out["breached_change"] = pc.subtract(
+        pc.fill_null(joined.column("breached_proposed"), 0),
+        pc.fill_null(joined.column("breached_current"), 0),
+    )
+    return pa.table(out).sort_by([(k, "ascending") for k in keys])
