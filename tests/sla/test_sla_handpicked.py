@@ -517,9 +517,9 @@ def test_replay_reports_the_difference(calendars, policy) -> None:
                 {
                     "match": {"priority": "CRITICAL"},
                     "metrics": {"FIRST_RESPONSE": {"target": "6h", "calendar": "24x7"}},
-                }
-            ]
-            + SEED_POLICY["rules"][1:],
+                },
+                *SEED_POLICY["rules"][1:],
+            ],
         }
     )
     created = london("2026-11-16 09:00")
