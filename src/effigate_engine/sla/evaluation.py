@@ -96,7 +96,9 @@ def _read(tickets: pa.Table | pa.RecordBatch | str | Path) -> pa.Table:
 def _column(table: pa.Table, name: str) -> pa.Array:
     if name in table.column_names:
         col = table.column(name)
-        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if isinstance(col, pa.ChunkedArray):
+            return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        return col
     return pa.nulls(table.num_rows, pa.string())
 
 
@@ -115,12 +117,10 @@ def _codes(array: pa.Array, normalize: Any = None) -> tuple[np.ndarray, list[Any
     return codes, values
 
 
-def _lookup(codes: np.ndarray, values: list[Any], allowed: frozenset | None) -> np.ndarray:
-    """Boolean per row: the row's value is in ``allowed`` (everything when ``allowed`` is None)."""
-    if allowed is None:
-        return np.ones(codes.size, bool)
-    table = np.array([v in allowed for v in values] + [False], bool)
-    return table[codes]  # code -1 hits the trailing False
+def _value_codes(array: pa.Array, values: list[str]) -> np.ndarray:
+    """Position of each element in ``values`` (-1: null or not among them)."""
+    found = pc.index_in(array, value_set=pa.array(values, pa.string()))
+    return np.ascontiguousarray(found.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
 
 
 def _instants(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -136,6 +136,112 @@ def _instants(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | None
     return np.ascontiguousarray(values, np.int64), col.nulls
 
 
+@dataclass(frozen=True)
+class _Specs:
+    """Every (policy, rule, metric) promise flattened for the kernels."""
+
+    rule_first: np.ndarray  # per policy: index of its first rule among all rules
+    rule_count: np.ndarray
+    rule_policy: np.ndarray  # per global rule
+    rule_local: np.ndarray  # its index within its policy
+    grid: np.ndarray  # (rules, metrics) -> spec index or -1
+    targets: list[MetricTarget]
+    cal: np.ndarray
+    target: np.ndarray
+    warning: np.ndarray
+    mask: np.ndarray
+    ladder: np.ndarray
+    ladder_offsets: np.ndarray
+    step_numerator: np.ndarray
+    step_denominator: np.ndarray
+    step_offset: np.ndarray
+    notify: list[str]
+    status_bit: dict[str, int]
+
+
+def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
+    rules = [
+        (p, i, rule) for p, policy in enumerate(policy_list) for i, rule in enumerate(policy.rules)
+    ]
+    counts = np.array([len(p.rules) for p in policy_list], np.int64)
+    first = np.zeros(len(policy_list), np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    grid = np.full((len(rules), len(METRICS)), -1, np.int64)
+    targets: list[MetricTarget] = []
+    for g, (p, i, rule) in enumerate(rules):
+        for m, metric in enumerate(METRICS):
+            if metric in rule.metrics:
+                t = rule.metrics[metric]
+                if t.calendar not in calendars.names:
+                    raise EffigateError(
+                        f"policy {policy_list[p].name!r} rules[{i}].metrics.{metric}.calendar: "
+                        f"{t.calendar!r} is not in the calendar set ({sorted(calendars.names)})"
+                    )
+                grid[g, m] = len(targets)
+                targets.append(t)
+    statuses = sorted({s for t in targets for s in t.pausing_statuses})
+    if len(statuses) > _OTHER_STATUS:
+        raise EffigateError(f"policies: {len(statuses)} pausing statuses; at most 63 are supported")
+    bit = {s: i for i, s in enumerate(statuses)}
+    ladder = np.full(len(targets), -1, np.int64)
+    offsets, num, den, off, notify = [0], [], [], [], []
+    for k, t in enumerate(targets):
+        if not t.escalation:
+            continue
+        ladder[k] = len(offsets) - 1
+        for step in t.escalation:
+            fraction = step.fraction
+            num.append(0 if fraction is None else fraction.numerator)
+            den.append(1 if fraction is None else fraction.denominator)
+            off.append(-1 if fraction is not None else int(step.offset or 0))
+            notify.append(step.notify)
+        offsets.append(len(num))
+    return _Specs(
+        rule_first=first,
+        rule_count=counts,
+        rule_policy=np.array([p for p, _, _ in rules], np.int32),
+        rule_local=np.array([i for _, i, _ in rules], np.int32),
+        grid=grid,
+        targets=targets,
+        cal=np.array([calendars.names[t.calendar] for t in targets], np.int64),
+        target=np.array([t.target for t in targets], np.int64),
+        warning=np.array([t.warning_threshold for t in targets], np.int64),
+        mask=np.array([sum(1 << bit[s] for s in t.pausing_statuses) for t in targets], np.uint64),
+        ladder=ladder,
+        ladder_offsets=np.array(offsets, np.int64),
+        step_numerator=np.array(num, np.int64),
+        step_denominator=np.array(den, np.int64),
+        step_offset=np.array(off, np.int64),
+        notify=notify,
+        status_bit=bit,
+    )
+
+
+def _accepts(rules: list[Any], values: list[Any], pick: Any) -> np.ndarray:
+    """(rules, values + 1) table: does rule g accept value code c (column c + 1; 0 = null)?"""
+    table = np.ones((len(rules), len(values) + 1), np.uint8)
+    for g, rule in enumerate(rules):
+        allowed = pick(rule.match)
+        if allowed is not None:
+            table[g, 0] = 0
+            table[g, 1:] = [v in allowed for v in values]
+    return table
+
+
+def _split(n: int, threads: int | None) -> list[tuple[int, int]]:
+    threads = clock.DEFAULT_THREADS if threads is None else max(1, int(threads))
+    if threads == 1 or n < clock.PARALLEL_MIN_BATCH // 4:
+        return [(0, n)]
+    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def _parallel(work: Any, parts: list[tuple[int, int]]) -> list[Any]:
+    if len(parts) == 1:
+        return [work(*parts[0])]
+    return [f.result() for f in [clock._executor().submit(work, lo, hi) for lo, hi in parts]]
+
+
 def evaluate(
     tickets: pa.Table | pa.RecordBatch | str | Path,
     policies: Policy | Mapping[str, Policy],
@@ -147,7 +253,9 @@ def evaluate(
     """Evaluate every ticket's SLA metrics at ``now`` (an aware datetime or epoch seconds).
 
     ``policies`` is one policy (applied to every ticket) or policies by name (each ticket names
-    its policy in the ``policy`` column; a null there means the first policy given).
+    its policy in the ``policy`` column; a null there means the first policy given). Large
+    batches are cut into ``threads`` slices evaluated concurrently (the compiled kernels and
+    Arrow compute release the GIL); results keep the input order.
     """
     table = _read(tickets)
     for required in ("ticket_id", "priority", "created_at"):
@@ -156,8 +264,33 @@ def evaluate(
     by_name = {policies.name: policies} if isinstance(policies, Policy) else dict(policies)
     if not by_name:
         raise EffigateError("policies: at least one policy is required")
-    policy_list = list(by_name.values())
     now_s = int(to_column(now, "now").values[0])
+    specs = _flatten(list(by_name.values()), calendars)
+    named = "policy" in table.column_names and not isinstance(policies, Policy)
+    parts = _split(table.num_rows, threads)
+
+    def work(lo: int, hi: int) -> tuple[pa.Table, pa.Table, np.ndarray]:
+        return _evaluate_slice(table.slice(lo, hi - lo), by_name, specs, calendars, now_s, named)
+
+    outcomes = _parallel(work, parts)
+    results = pa.concat_tables([o[0] for o in outcomes])
+    unmatched = pa.concat_tables([o[1] for o in outcomes])
+    row_ticket = np.concatenate([o[2] + lo for o, (lo, _) in zip(outcomes, parts, strict=True)])
+    return Evaluation(
+        results, unmatched, table, row_ticket, datetime.fromtimestamp(now_s, UTC), _tzdata_version()
+    )
+
+
+def _evaluate_slice(
+    table: pa.Table,
+    by_name: dict[str, Policy],
+    specs: _Specs,
+    calendars: CalendarSet,
+    now_s: int,
+    named: bool,
+) -> tuple[pa.Table, pa.Table, np.ndarray]:
+    """Evaluate one slice of the tickets on the calling thread."""
+    policy_list = list(by_name.values())
     n = table.num_rows
     ticket_ids = _column(table, "ticket_id")
 
@@ -165,212 +298,165 @@ def evaluate(
     if created_nulls is not None:
         k = int(np.flatnonzero(created_nulls)[0])
         raise TicketError(ticket_ids[k].as_py(), "created_at", None, "is required")
+    stops = [_instants(table, STOP_FIELDS[metric])[0] for metric in METRICS]
 
-    # Rule matching: per policy, first rule whose every field matches.
-    if "policy" in table.column_names and not isinstance(policies, Policy):
-        pol_codes, pol_values = _codes(_column(table, "policy"))
-        pol_map = np.array(
-            [policy_list.index(by_name[v]) if v in by_name else -2 for v in pol_values] + [0],
-            np.int64,
-        )
-        ticket_policy = pol_map[pol_codes]
+    # Rule matching (compiled): per field, codes of the values rules mention and a table of
+    # which rule accepts which code; a field no rule constrains costs nothing.
+    all_rules = [rule for policy in policy_list for rule in policy.rules]
+    if named:
+        policy_col = _column(table, "policy").cast(pa.string())
+        ticket_policy = _value_codes(policy_col, list(by_name))
+        unknown = (ticket_policy < 0) & policy_col.is_valid().to_numpy(zero_copy_only=False)
+        ticket_policy[ticket_policy < 0] = 0  # a null policy means the first one
+        ticket_policy[unknown] = -2
     else:
         ticket_policy = np.zeros(n, np.int64)
-    prio_codes, prio_values = _codes(_column(table, "priority"), normalize_priority)
-    level_codes, level_values = _codes(_column(table, "support_level"), str.upper)
-    job_codes, job_values = _codes(_column(table, "job_type"))
-    client_codes, client_values = _codes(_column(table, "client_id"))
+    codes: dict[str, np.ndarray] = {}
+    tables: dict[str, np.ndarray] = {}
+    for name, pick, normalize in (
+        ("priority", lambda m: m.priorities, normalize_priority),
+        ("support_level", lambda m: m.support_levels, str.upper),
+        ("job_type", lambda m: m.job_types, None),
+        ("client_id", lambda m: m.clients, None),
+    ):
+        mentioned = sorted(
+            {v for r in all_rules if pick(r.match) is not None for v in pick(r.match)}
+        )
+        if not mentioned:
+            codes[name] = np.full(n, -1, np.int64)
+            tables[name] = np.ones((len(all_rules), 1), np.uint8)
+            continue
+        if normalize is None:
+            codes[name] = _value_codes(_column(table, name).cast(pa.string()), mentioned)
+        else:
+            raw, values = _codes(_column(table, name), normalize)
+            lookup = np.array(
+                [mentioned.index(v) if v in mentioned else -1 for v in values] + [-1], np.int64
+            )
+            codes[name] = np.ascontiguousarray(lookup[raw])
+        tables[name] = _accepts(all_rules, mentioned, pick)
     after = _column(table, "after_hours")
     after_hours = (
-        np.zeros(n, bool)
+        np.full(n, -1, np.int8)
         if pa.types.is_null(after.type)
-        else after.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        else np.where(
+            after.is_valid().to_numpy(zero_copy_only=False),
+            after.fill_null(False).to_numpy(zero_copy_only=False),
+            -1,
+        ).astype(np.int8)
     )
-    after_known = (
-        np.zeros(n, bool)
-        if pa.types.is_null(after.type)
-        else after.is_valid().to_numpy(zero_copy_only=False)
+    after_required = np.array(
+        [-1 if r.match.after_hours is None else int(r.match.after_hours) for r in all_rules],
+        np.int8,
     )
-
-    rule_of = np.full(n, -1, np.int64)
-    for p, policy in enumerate(policy_list):
-        pending = ticket_policy == p
-        for i, rule in enumerate(policy.rules):
-            m = rule.match
-            hit = pending & _lookup(prio_codes, prio_values, m.priorities)
-            hit &= _lookup(level_codes, level_values, m.support_levels)
-            hit &= _lookup(job_codes, job_values, m.job_types)
-            hit &= _lookup(client_codes, client_values, m.clients)
-            if m.after_hours is not None:
-                hit &= after_known & (after_hours == m.after_hours)
-            rule_of[hit] = i
-            pending &= ~hit
-
-    # Specs: one per (policy, rule, metric) the policies define.
-    specs: list[tuple[int, int, int, MetricTarget]] = []
-    max_rules = max(len(p.rules) for p in policy_list)
-    spec_of = np.full((len(policy_list), max_rules + 1, len(METRICS)), -1, np.int64)
-    for p, policy in enumerate(policy_list):
-        for i, rule in enumerate(policy.rules):
-            for m, metric in enumerate(METRICS):
-                if metric in rule.metrics:
-                    spec_of[p, i, m] = len(specs)
-                    specs.append((p, i, m, rule.metrics[metric]))
-    statuses = sorted({s for *_, t in specs for s in t.pausing_statuses})
-    if len(statuses) > _OTHER_STATUS:
-        raise EffigateError(f"policies: {len(statuses)} pausing statuses; at most 63 are supported")
-    status_bit = {s: i for i, s in enumerate(statuses)}
-    spec_cal = np.empty(len(specs), np.int64)
-    spec_target = np.empty(len(specs), np.int64)
-    spec_warning = np.empty(len(specs), np.int64)
-    spec_mask = np.zeros(len(specs), np.uint64)
-    spec_ladder = np.full(len(specs), -1, np.int64)
-    ladder_offsets = [0]
-    step_num: list[int] = []
-    step_den: list[int] = []
-    step_off: list[int] = []
-    notify: list[str] = []
-    for k, (p, i, m, t) in enumerate(specs):
-        if t.calendar not in calendars.names:
-            raise EffigateError(
-                f"policy {policy_list[p].name!r} rules[{i}].metrics.{METRICS[m]}.calendar: "
-                f"{t.calendar!r} is not in the calendar set ({sorted(calendars.names)})"
-            )
-        spec_cal[k] = calendars.names[t.calendar]
-        spec_target[k] = t.target
-        spec_warning[k] = t.warning_threshold
-        spec_mask[k] = sum(1 << status_bit[s] for s in t.pausing_statuses)
-        if t.escalation:
-            spec_ladder[k] = len(ladder_offsets) - 1
-            for step in t.escalation:
-                if step.fraction is not None:
-                    step_num.append(step.fraction.numerator)
-                    step_den.append(step.fraction.denominator)
-                    step_off.append(-1)
-                else:
-                    step_num.append(0)
-                    step_den.append(1)
-                    step_off.append(int(step.offset or 0))
-                notify.append(step.notify)
-            ladder_offsets.append(len(step_num))
-
-    # Rows, ticket-major: every metric the matched rule defines.
-    stops = [_instants(table, STOP_FIELDS[metric])[0] for metric in METRICS]
-    matched = rule_of >= 0
-    row_parts = []
-    for m in range(len(METRICS)):
-        idx = np.flatnonzero(matched)
-        spec = spec_of[ticket_policy[idx], rule_of[idx], m]
-        keep = spec >= 0
-        row_parts.append((idx[keep], spec[keep], np.full(int(keep.sum()), m, np.int64)))
-    row_ticket = np.concatenate([r[0] for r in row_parts])
-    row_spec = np.concatenate([r[1] for r in row_parts])
-    row_metric = np.concatenate([r[2] for r in row_parts])
-    order = np.lexsort((row_metric, row_ticket))
-    row_ticket, row_spec, row_metric = row_ticket[order], row_spec[order], row_metric[order]
-    row_stop = np.empty(row_ticket.size, np.int64)
-    for m in range(len(METRICS)):
-        sel = row_metric == m
-        row_stop[sel] = stops[m][row_ticket[sel]]
-
-    pause_offsets, p_start, p_end, p_status, max_pauses = _pauses(table, ticket_ids, status_bit)
-
-    rows = row_ticket.size
-    out_deadline = np.empty(rows, np.int64)
-    out_elapsed = np.empty(rows, np.int64)
-    out_status = np.empty(rows, np.int8)
-    out_breach = np.empty(rows, np.int64)
-    out_level = np.empty(rows, np.int32)
-    out_next = np.empty(rows, np.int64)
-    inputs = (
-        np.ascontiguousarray(row_ticket),
-        np.ascontiguousarray(spec_cal[row_spec]),
-        np.ascontiguousarray(spec_target[row_spec]),
-        np.ascontiguousarray(spec_warning[row_spec]),
-        row_stop,
-        np.ascontiguousarray(spec_mask[row_spec]),
-        np.ascontiguousarray(spec_ladder[row_spec]),
+    rule_of = np.empty(n, np.int64)
+    row_count = np.empty(n, np.int64)
+    _evaluate.match_rules(
+        ticket_policy,
+        codes["priority"],
+        codes["support_level"],
+        codes["job_type"],
+        codes["client_id"],
+        after_hours,
+        specs.rule_first,
+        specs.rule_count,
+        tables["priority"],
+        tables["support_level"],
+        tables["job_type"],
+        tables["client_id"],
+        after_required,
+        specs.grid,
+        rule_of,
+        row_count,
     )
-    shared = (
-        created,
-        pause_offsets,
-        p_start,
-        p_end,
-        p_status,
-        np.array(ladder_offsets, np.int64),
-        np.array(step_num, np.int64),
-        np.array(step_den, np.int64),
-        np.array(step_off, np.int64),
-        max_pauses,
-    )
-    outputs = (out_deadline, out_elapsed, out_status, out_breach, out_level, out_next)
+    row_offset = np.zeros(n + 1, np.int64)
+    np.cumsum(row_count, out=row_offset[1:])
+    rows = int(row_offset[-1])
 
-    def chunk(lo: int, hi: int) -> tuple[int, int]:
-        bad, code = _evaluate.evaluate_rows(
+    pause_offsets, p_start, p_end, p_status, max_pauses = _pauses(
+        table, ticket_ids, specs.status_bit
+    )
+    out = {
+        "ticket": np.empty(rows, np.int64),
+        "spec": np.empty(rows, np.int32),
+        "metric": np.empty(rows, np.int8),
+        "stopped": np.empty(rows, np.int64),
+        "deadline": np.empty(rows, np.int64),
+        "elapsed": np.empty(rows, np.int64),
+        "status": np.empty(rows, np.int8),
+        "breach": np.empty(rows, np.int64),
+        "level": np.empty(rows, np.int32),
+        "notify": np.empty(rows, np.int32),
+        "next": np.empty(rows, np.int64),
+    }
+
+    def run(lo: int, hi: int) -> tuple[int, int]:
+        bad, code = _evaluate.evaluate_tickets(
             calendars.packed,
             now_s,
-            *(a[lo:hi] for a in inputs),
-            *shared,
-            *(o[lo:hi] for o in outputs),
+            max_pauses,
+            created[lo:hi],
+            stops[0][lo:hi],
+            stops[1][lo:hi],
+            stops[2][lo:hi],
+            rule_of[lo:hi],
+            row_offset[lo:hi],
+            pause_offsets[lo : hi + 1],
+            p_start,
+            p_end,
+            p_status,
+            specs.grid,
+            specs.cal,
+            specs.target,
+            specs.warning,
+            specs.mask,
+            specs.ladder,
+            specs.ladder_offsets,
+            specs.step_numerator,
+            specs.step_denominator,
+            specs.step_offset,
+            *out.values(),
+            lo,
         )
         return (-1 if bad < 0 else lo + bad), code
 
-    threads = clock.DEFAULT_THREADS if threads is None else max(1, int(threads))
-    if threads == 1 or rows < clock.PARALLEL_MIN_BATCH:
-        failures = [chunk(0, rows)]
-    else:
-        bounds = np.linspace(0, rows, threads + 1).astype(np.int64)
-        futures = [
-            clock._executor().submit(chunk, int(lo), int(hi))
-            for lo, hi in itertools.pairwise(bounds)
-            if hi > lo
-        ]
-        failures = [f.result() for f in futures]
-    failures = [f for f in failures if f[0] >= 0]
-    if failures:
-        bad, code = min(failures)
-        field, problem = _ERRORS.get(code, ("row", "was refused"))
-        ticket = ticket_ids[int(row_ticket[bad])].as_py()
-        metric = METRICS[int(row_metric[bad])]
-        value: object = None
-        if field == "created_at":
-            value = _iso(int(created[row_ticket[bad]]))
-        elif field == "stop":
-            field, value = STOP_FIELDS[metric], _iso(int(row_stop[bad]))
-        elif field == "now":
-            value = _iso(now_s)
-        elif field == "deadline":
-            field = f"{metric} deadline"
-        raise TicketError(ticket, field, value, problem)
+    failure = run(0, n)
+    if failure[0] >= 0:
+        _raise_for(failure, ticket_ids, created, stops, rule_of, specs, calendars, now_s)
 
-    results = _results(
-        table,
-        ticket_ids,
-        policy_list,
-        specs,
-        calendars,
-        row_ticket,
-        row_spec,
-        row_metric,
-        spec_target[row_spec],
-        row_stop,
-        out_deadline,
-        out_elapsed,
-        out_status,
-        out_breach,
-        out_level,
-        out_next,
-        np.array(ladder_offsets, np.int64),
-        notify,
-        spec_ladder[row_spec],
-        now_s,
-    )
-    unmatched = _unmatched(
-        table, ticket_ids, policy_list, ticket_policy, rule_of, "policy" in table.column_names
-    )
-    return Evaluation(
-        results, unmatched, table, row_ticket, datetime.fromtimestamp(now_s, UTC), _tzdata_version()
-    )
+    results = _results(ticket_ids, policy_list, specs, calendars, out, now_s)
+    unmatched = _unmatched(table, ticket_ids, policy_list, ticket_policy, rule_of, named)
+    return results, unmatched, out["ticket"]
+
+
+def _raise_for(
+    failure: tuple[int, int],
+    ticket_ids: pa.Array,
+    created: np.ndarray,
+    stops: list[np.ndarray],
+    rule_of: np.ndarray,
+    specs: _Specs,
+    calendars: CalendarSet,
+    now_s: int,
+) -> None:
+    """Turn a kernel's (ticket, code) into a TicketError naming the ticket, field and value."""
+    t, code = failure
+    field, problem = _ERRORS.get(code, ("ticket", "was refused"))
+    value: object = None
+    if field == "created_at":
+        value = _iso(int(created[t]))
+    elif field == "now":
+        value = _iso(now_s)
+    elif field == "stop":
+        horizon = calendars.horizon
+        for m, metric in enumerate(METRICS):
+            stop = int(stops[m][t])
+            if specs.grid[rule_of[t], m] < 0 or stop == NO_INSTANT or stop > now_s:
+                continue
+            if stop < int(created[t]) or not horizon.start <= stop <= horizon.end:
+                field, value = STOP_FIELDS[metric], _iso(stop)
+                break
+    raise TicketError(ticket_ids[t].as_py(), field, value, problem)
 
 
 def _iso(t: int) -> str:
@@ -383,24 +469,31 @@ def _iso(t: int) -> str:
 def _pauses(
     table: pa.Table, ticket_ids: pa.Array, status_bit: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """CSR of pauses per ticket, sorted by start: offsets, starts, ends (open = NO_INSTANT),
-    status bits, and the largest count on one ticket."""
+    """CSR of pauses per ticket (in input order; the kernel sorts each ticket's few): offsets,
+    starts, ends (open = NO_INSTANT), status bits, and the largest count on one ticket."""
     n = table.num_rows
+    empty = np.empty(0, np.int64)
     if "pauses" not in table.column_names:
-        empty = np.empty(0, np.int64)
         return np.zeros(n + 1, np.int64), empty, empty, empty, 0
     lists = _column(table, "pauses")
-    flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    if lists.null_count:
+        lists = pc.if_else(pc.is_valid(lists), lists, pa.scalar([], lists.type))
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    flat = lists.flatten()
     if len(flat) == 0:
-        empty = np.empty(0, np.int64)
         return np.zeros(n + 1, np.int64), empty, empty, empty, 0
+
+    def owner(k: int) -> object:
+        return ticket_ids[int(np.searchsorted(offsets, k, side="right") - 1)].as_py()
+
     starts = to_column(flat.field("start"), "pauses.start")
     if starts.nulls is not None:
-        k = int(parent[np.flatnonzero(starts.nulls)[0]])
-        raise TicketError(ticket_ids[k].as_py(), "pauses.start", None, "is required")
+        raise TicketError(
+            owner(int(np.flatnonzero(starts.nulls)[0])), "pauses.start", None, "is required"
+        )
     ends = to_column(flat.field("end"), "pauses.end")
-    end = ends.values.copy()
+    end = ends.values.copy() if ends.nulls is not None else ends.values
     if ends.nulls is not None:
         end[ends.nulls] = NO_INSTANT
     start = starts.values
@@ -408,30 +501,21 @@ def _pauses(
     if backwards.any():
         k = int(np.flatnonzero(backwards)[0])
         raise TicketError(
-            ticket_ids[int(parent[k])].as_py(),
-            "pauses.end",
-            _iso(int(end[k])),
-            f"is before its start {_iso(int(start[k]))}",
+            owner(k), "pauses.end", _iso(int(end[k])), f"is before its start {_iso(int(start[k]))}"
         )
-    codes, values = _codes(flat.field("status"))
-    bits = np.array([status_bit.get(v, _OTHER_STATUS) for v in values] + [_OTHER_STATUS], np.int64)[
-        codes
-    ]
-    if parent.size > 1 and not (
-        np.all(parent[1:] >= parent[:-1])
-        and np.all((parent[1:] != parent[:-1]) | (start[1:] >= start[:-1]))
-    ):
-        order = np.lexsort((start, parent))
-        parent, start, end, bits = parent[order], start[order], end[order], bits[order]
-    counts = np.bincount(parent, minlength=n)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    known = sorted(status_bit, key=status_bit.get)
+    bits = (
+        _value_codes(flat.field("status").cast(pa.string()), known)
+        if known
+        else np.full(len(flat), -1, np.int64)
+    )
+    bits[bits < 0] = _OTHER_STATUS
     return (
         offsets,
         np.ascontiguousarray(start, np.int64),
         np.ascontiguousarray(end, np.int64),
         np.ascontiguousarray(bits, np.int64),
-        int(counts.max()),
+        int(np.diff(offsets).max()),
     )
 
 
@@ -441,61 +525,50 @@ def _dictionary(indices: np.ndarray, values: list[str], index_type: pa.DataType)
     )
 
 
-def _instant_array(values: np.ndarray) -> pa.Array:
-    missing = values == NO_INSTANT
-    return pa.array(values, INSTANT, mask=missing if missing.any() else None)
+def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray | None = None) -> pa.Array:
+    if missing is None:
+        missing = values == NO_INSTANT
+    return pa.array(values, typ, mask=missing if missing.any() else None)
 
 
 def _results(
-    table: pa.Table,
     ticket_ids: pa.Array,
     policy_list: list[Policy],
-    specs: list[tuple[int, int, int, MetricTarget]],
+    specs: _Specs,
     calendars: CalendarSet,
-    row_ticket: np.ndarray,
-    row_spec: np.ndarray,
-    row_metric: np.ndarray,
-    target: np.ndarray,
-    row_stop: np.ndarray,
-    deadline: np.ndarray,
-    elapsed: np.ndarray,
-    status: np.ndarray,
-    breach: np.ndarray,
-    level: np.ndarray,
-    next_at: np.ndarray,
-    ladder_offsets: np.ndarray,
-    notify: list[str],
-    row_ladder: np.ndarray,
+    out: dict[str, np.ndarray],
     now_s: int,
 ) -> pa.Table:
-    breached = status == STATUSES.index("BREACHED")
-    spec_policy = np.array([p for p, *_ in specs], np.int32)
-    spec_rule = np.array([i for _, i, *_ in specs], np.int32)
+    spec_rule = np.zeros(len(specs.targets), np.int64)
+    for g in range(specs.grid.shape[0]):
+        for k in specs.grid[g]:
+            if k >= 0:
+                spec_rule[k] = g
+    spec = out["spec"]
+    rule_global = spec_rule[spec]
+    target = specs.target[spec]
+    not_breached = out["status"] != STATUSES.index("BREACHED")
     cal_names = [c.name for c in calendars.calendars]
-    spec_cal = np.array([calendars.names[t.calendar] for *_, t in specs], np.int32)
-    notify_index = np.where(level > 0, ladder_offsets[np.maximum(row_ladder, 0)] + level - 1, -1)
     columns = [
-        pc.take(ticket_ids, pa.array(row_ticket)),
-        _dictionary(row_metric.astype(np.int8), list(METRICS), pa.int8()),
-        _dictionary(spec_policy[row_spec], [p.name for p in policy_list], pa.int32()),
-        pa.array(spec_rule[row_spec], pa.int32()),
+        pc.take(ticket_ids, pa.array(out["ticket"])),
+        _dictionary(out["metric"], list(METRICS), pa.int8()),
+        _dictionary(specs.rule_policy[rule_global], [p.name for p in policy_list], pa.int32()),
+        pa.array(specs.rule_local[rule_global], pa.int32()),
         pa.array(target, pa.int64()),
-        _dictionary(spec_cal[row_spec], cal_names, pa.int32()),
-        _instant_array(deadline),
-        pa.array(elapsed, pa.int64()),
-        pa.array(target - elapsed, pa.int64()),
-        _dictionary(status, list(STATUSES), pa.int8()),
-        _instant_array(
-            np.where((row_stop != NO_INSTANT) & (row_stop <= now_s), row_stop, NO_INSTANT)
-        ),
-        pa.array(deadline, INSTANT, mask=~breached),
-        pa.array(breach, pa.int64(), mask=~breached),
-        pa.array(level, pa.int32()),
+        _dictionary(specs.cal[spec].astype(np.int32), cal_names, pa.int32()),
+        _masked(out["deadline"], INSTANT),
+        pa.array(out["elapsed"], pa.int64()),
+        pa.array(target - out["elapsed"], pa.int64()),
+        _dictionary(out["status"], list(STATUSES), pa.int8()),
+        _masked(out["stopped"], INSTANT),
+        _masked(out["deadline"], INSTANT, not_breached),
+        _masked(out["breach"], pa.int64(), not_breached),
+        pa.array(out["level"], pa.int32()),
         pa.DictionaryArray.from_arrays(
-            pa.array(np.maximum(notify_index, 0).astype(np.int32), mask=notify_index < 0),
-            pa.array(notify or [""], pa.string()),
+            _masked(out["notify"], pa.int32(), out["notify"] < 0),
+            pa.array(specs.notify or [""], pa.string()),
         ),
-        _instant_array(next_at),
+        _masked(out["next"], INSTANT),
     ]
     schema = SLA_RESULTS.with_metadata(
         {

@@ -1,0 +1,255 @@
+"""SLA evaluation throughput: tickets/s through ``sla.evaluate`` (Arrow in, Arrow out).
+
+One million tickets (on average two pauses each, three metrics each) over fifty calendars and
+three policies, evaluated at a fixed instant: single-threaded and with two threads, side by
+side with the pure-Python reference evaluator of the tests on a 10k sample.
+
+    python bench/bench_sla.py [--tickets 1000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from effigate_engine import (  # noqa: E402
+    Calendar,
+    CalendarSet,
+    HolidayRegion,
+    Horizon,
+    WeeklyEntry,
+    sla,
+)
+from effigate_engine.sla.policy import METRICS, STOP_FIELDS  # noqa: E402
+from effigate_engine.sla.schemas import PAUSE  # noqa: E402
+
+H = 3600
+DAY = 86_400
+ZONES = [
+    ("Europe/London", ("GB", "ENG")),
+    ("America/New_York", ("US", "NY")),
+    ("America/Chicago", ("US", None)),
+    ("America/Los_Angeles", ("US", "CA")),
+    ("Europe/Berlin", ("DE", "BE")),
+    ("Australia/Sydney", ("AU", "NSW")),
+    ("Asia/Kolkata", ("IN", None)),
+    ("America/Sao_Paulo", ("BR", "SP")),
+    ("Asia/Tokyo", ("JP", None)),
+    ("Africa/Johannesburg", ("ZA", None)),
+]
+SCHEDULES = {
+    "office": [(d, 9 * H, 17 * H) for d in range(5)],
+    "extended": [(d, 7 * H, 19 * H) for d in range(5)] + [(5, 9 * H, 13 * H)],
+    "lunch": [(d, s, e) for d in range(5) for s, e in ((8 * H, 12 * H), (13 * H, 17 * H))],
+    "overnight": [(d, 22 * H, 6 * H) for d in range(5)],
+    "24x7": [(d, 0, 24 * H) for d in range(7)],
+}
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def calendars() -> list[Calendar]:
+    out = []
+    for zone, region in ZONES:
+        for kind, entries in SCHEDULES.items():
+            regions = (HolidayRegion(*region),) if kind != "24x7" else ()
+            out.append(
+                Calendar(
+                    zone,
+                    tuple(WeeklyEntry(*e) for e in entries),
+                    holiday_regions=regions,
+                    name=f"{zone}/{kind}",
+                )
+            )
+    return out
+
+
+def policies() -> dict[str, sla.Policy]:
+    out = {}
+    ladder = [
+        {"at_fraction": "0.5", "notify": "queue:desk"},
+        {"at_fraction": "0.75", "notify": "role:lead"},
+        {"after_deadline": "30m", "notify": "role:manager"},
+    ]
+    for p, (zone, _) in enumerate(ZONES[:3]):
+        rules = [
+            {
+                "match": {"priority": "CRITICAL", "after_hours": True},
+                "metrics": {
+                    m: {"target": t, "calendar": f"{zone}/24x7", "escalation": ladder}
+                    for m, t in zip(METRICS, ["1h", "4h", "8h"], strict=True)
+                },
+            }
+        ]
+        for prio, targets in (
+            ("CRITICAL", ["4h", "8h", "16h"]),
+            ("HIGH", ["8h", "16h", "24h"]),
+            ("MEDIUM", ["24h", "36h", "48h"]),
+            ("LOW", ["36h", "48h", "72h"]),
+        ):
+            rules.append(
+                {
+                    "match": {"priority": prio},
+                    "metrics": {
+                        m: {
+                            "target": t,
+                            "calendar": f"{zone}/{'extended' if p else 'office'}",
+                            "escalation": ladder if prio != "LOW" else [],
+                        }
+                        for m, t in zip(METRICS, targets, strict=True)
+                    },
+                }
+            )
+        out[f"policy-{p}"] = sla.Policy.from_json({"name": f"policy-{p}", "rules": rules})
+    return out
+
+
+def tickets(n: int, start: int, span: int, seed: int = 11) -> pa.Table:
+    """Random tickets created in [start, start + span), on average two pauses each."""
+    rng = np.random.default_rng(seed)
+    created = start + rng.integers(0, span, n)
+    columns: dict[str, pa.Array] = {
+        "ticket_id": pa.array(np.char.add("T", np.arange(n).astype(str))),
+        "client_id": pa.array(np.char.add("client-", rng.integers(0, 500, n).astype(str))),
+        "policy": pa.array(np.array(["policy-0", "policy-1", "policy-2"])[rng.integers(0, 3, n)]),
+        "priority": pa.array(np.array(["P1", "P2", "P3", "P4"])[rng.integers(0, 4, n)]),
+        "after_hours": pa.array(rng.random(n) < 0.3),
+        "created_at": pa.array(created, pa.timestamp("s", tz="UTC")),
+    }
+    for k, metric in enumerate(METRICS):
+        stop = created + rng.integers(0, (k + 1) * 3 * DAY, n)
+        done = rng.random(n) < [0.8, 0.6, 0.5][k]
+        columns[STOP_FIELDS[metric]] = pa.array(stop, pa.timestamp("s", tz="UTC"), mask=~done)
+    counts = rng.integers(0, 5, n)  # 0..4, mean 2
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    total = int(offsets[-1])
+    owner = np.repeat(np.arange(n), counts)
+    p_start = created[owner] + rng.integers(0, 4 * DAY, total)
+    p_len = rng.integers(60, DAY, total)
+    p_open = rng.random(total) < 0.05
+    status = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 3, total).astype(np.int8)),
+        pa.array(["WAITING_ON_CLIENT", "RESOLVED", "ON_HOLD_VENDOR"]),
+    ).cast(pa.string())
+    pauses = pa.StructArray.from_arrays(
+        [
+            pa.array(p_start, pa.timestamp("s", tz="UTC")),
+            pa.array(p_start + p_len, pa.timestamp("s", tz="UTC"), mask=p_open),
+            status,
+        ],
+        fields=list(PAUSE),
+    )
+    columns["pauses"] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pauses)
+    return pa.table(columns)
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def reference_rate(
+    table: pa.Table, pols: dict[str, sla.Policy], cals: list[Calendar], window: Horizon, now: int
+) -> float:
+    from tests.reference_clock import ReferenceClock
+    from tests.sla.reference_sla import PrefixClock, evaluate_metric
+
+    rows = table.to_pylist()
+    used = {
+        pols[r["policy"]].rules[i].metrics[m].calendar
+        for r in rows
+        if (i := pols[r["policy"]].rule_for(r["priority"], after_hours=r["after_hours"]))
+        is not None
+        for m in METRICS
+    }
+    clocks = {
+        c.name: PrefixClock(ReferenceClock(c, window.start, window.end))
+        for c in cals
+        if c.name in used
+    }
+
+    def run() -> None:
+        for r in rows:
+            policy = pols[r["policy"]]
+            rule = policy.rule_for(r["priority"], after_hours=r["after_hours"])
+            if rule is None:
+                continue
+            pauses = [
+                (
+                    int(p["start"].timestamp()),
+                    None if p["end"] is None else int(p["end"].timestamp()),
+                    p["status"],
+                )
+                for p in r["pauses"]
+            ]
+            for metric, spec in policy.rules[rule].metrics.items():
+                stop = r[STOP_FIELDS[metric]]
+                evaluate_metric(
+                    clocks[spec.calendar],
+                    spec,
+                    int(r["created_at"].timestamp()),
+                    None if stop is None else int(stop.timestamp()),
+                    pauses,
+                    now,
+                )
+
+    return len(rows) / best(run, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    cals = calendars()
+    started = time.perf_counter()
+    cs = CalendarSet(cals)
+    print(f"{len(cs)} calendars compiled (2000-2100) in {time.perf_counter() - started:.1f} s")
+    pols = policies()
+    now = int(NOW.timestamp())
+    table = tickets(args.tickets, now - 60 * DAY, 60 * DAY)
+    pauses = sum(len(x) for x in table.column("pauses").to_pylist()[:10_000]) / 10_000
+    print(
+        f"{table.num_rows:,} tickets, {pauses:.2f} pauses per ticket, 3 policies, "
+        f"{len(METRICS)} metrics"
+    )
+    evaluation = sla.evaluate(table, pols, cs, NOW, threads=1)
+    rows = evaluation.results.num_rows
+    statuses = evaluation.results.column("status").to_pandas().value_counts().to_dict()
+    print(f"{rows:,} ticket-metric results; statuses {statuses}")
+
+    one = best(lambda: sla.evaluate(table, pols, cs, NOW, threads=1), args.repeats)
+    two = best(lambda: sla.evaluate(table, pols, cs, NOW, threads=2), args.repeats)
+    print(
+        f"\nevaluate, 1 thread:  {table.num_rows / one:>12,.0f} tickets/s "
+        f"({rows / one:,.0f} ticket-metrics/s)"
+    )
+    print(
+        f"evaluate, 2 threads: {table.num_rows / two:>12,.0f} tickets/s (speed-up {one / two:.2f}x)"
+    )
+
+    window = Horizon.of(date(2026, 9, 1), date(2026, 12, 31))
+    sample = table.slice(0, 10_000)
+    ref = reference_rate(sample, pols, cals, window, now)
+    print(
+        f"reference (pure Python, 10k sample): {ref:>8,.0f} tickets/s; "
+        f"evaluate is {table.num_rows / one / ref:,.0f}x faster single-threaded"
+    )
+
+
+if __name__ == "__main__":
+    main()
