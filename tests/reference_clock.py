@@ -84,7 +84,12 @@ class ReferenceClock:
         self.holidays = np.array(
             sorted((d - _EPOCH).days for d in calendar.holiday_dates(years)), np.int64
         )
-        self._open: np.ndarray | None = None
+        day0 = int(self.minutes.day.min())
+        self._day0 = day0
+        self._holiday = np.zeros(int(self.minutes.day.max()) - day0 + 1, bool)
+        last = day0 + self._holiday.size - 1
+        inside = self.holidays[(self.holidays >= day0) & (self.holidays <= last)]
+        self._holiday[inside - day0] = True
 
     def open_cells(self, lo: int, hi: int) -> np.ndarray:
         """Openness of minute cells ``lo..hi-1`` by the calendar's rules."""
@@ -97,7 +102,7 @@ class ReferenceClock:
             else:
                 scheduled |= (wd == entry.weekday) & (sod >= entry.start)
                 scheduled |= (wd == (entry.weekday + 1) % 7) & (sod < entry.end)
-        opened = scheduled & ~np.isin(day, self.holidays)
+        opened = scheduled & ~self._holiday[day - self._day0]
         local = day * 86400 + sod
         for rng in self.calendar.extra_openings:
             opened |= (local >= _local_seconds(rng.start)) & (local < _local_seconds(rng.end))
