@@ -125,7 +125,7 @@ def tickets(n: int, start: int, span: int, seed: int = 11) -> pa.Table:
         "created_at": pa.array(created, pa.timestamp("s", tz="UTC")),
     }
     for k, metric in enumerate(METRICS):
-        stop = created + rng.integers(0, (k + 1) * 3 * DAY, n)
+        stop = created + rng.integers(0, [12 * H, 2 * DAY, 4 * DAY][k], n)
         done = rng.random(n) < [0.8, 0.6, 0.5][k]
         columns[STOP_FIELDS[metric]] = pa.array(stop, pa.timestamp("s", tz="UTC"), mask=~done)
     counts = rng.integers(0, 5, n)  # 0..4, mean 2
