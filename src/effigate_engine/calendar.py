@@ -64,27 +64,19 @@ def format_time_of_day(seconds: int) -> str:
     return f"{hours:02d}:{minutes:02d}" + (f":{secs:02d}" if secs else "")
 
 
+_WEEKDAY_WORDS = {
+    **{name: i for i, name in enumerate(WEEKDAY_NAMES)},
+    **{name: i for i, name in enumerate(
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))},
+}
+
+
 def _parse_weekday(value: object, field_name: str) -> int:
-    if isinstance(value, bool):
-        raise CalendarError(field_name, value, "is not a weekday (0=Mon..6=Sun or 'mon'..'sun')")
-    if isinstance(value, int):
-        if 0 <= value <= 6:
-            return value
-    elif isinstance(value, str):
-        key = value.strip().lower()[:3]
-        if key in WEEKDAY_NAMES and value.strip().lower() in (
-            key,
-            {
-                "mon": "monday",
-                "tue": "tuesday",
-                "wed": "wednesday",
-                "thu": "thursday",
-                "fri": "friday",
-                "sat": "saturday",
-                "sun": "sunday",
-            }[key],
-        ):
-            return WEEKDAY_NAMES.index(key)
+    """0=Mon..6=Sun from an int, or a day name / three-letter abbreviation in any case."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return value
+    if isinstance(value, str) and value.strip().lower() in _WEEKDAY_WORDS:
+        return _WEEKDAY_WORDS[value.strip().lower()]
     raise CalendarError(field_name, value, "is not a weekday (0=Mon..6=Sun or 'mon'..'sun')")
 
 
