@@ -132,6 +132,14 @@ async def drop_database(admin_dsn: str, name: str) -> None:
         await conn.close()
 
 
+def load_average() -> list[str]:
+    """The machine's load averages, printed beside the figures (the machine may be shared)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return ["n/a"]
+
+
 def rate(rows: int, seconds: float) -> str:
     """Rows per second, formatted."""
     return f"{rows / seconds:>12,.0f}"
@@ -183,6 +191,7 @@ async def run(rows: int) -> None:
         logs = time_logs_table(rows, contract_b)
         app_b = with_user(with_database(admin, db_b), APP_ROLE)
         adbc = connect_adbc(app_b)
+        helper = connect_adbc(app_b)  # second connection of the parallel read
         try:
             result, total_s = timed(lambda: ingest_adbc(adbc, TIME_LOGS, tenant_b, logs))
             assert result.inserted == rows, result  # type: ignore[attr-defined]
@@ -198,9 +207,18 @@ async def run(rows: int) -> None:
             read, read_s = timed(lambda: read_arrow_adbc(adbc, TICKETS, tenant_b))
             assert read.num_rows == rows  # type: ignore[attr-defined]
             results["ADBC"]["read tickets -> Arrow"] = rate(rows, read_s)
+            both, read_s = timed(lambda: read_arrow_adbc(adbc, TICKETS, tenant_b, None, [helper]))
+            assert both.equals(read)  # type: ignore[attr-defined]
+            results["ADBC"]["read tickets, 2 connections"] = rate(rows, read_s)
             read, read_s = timed(lambda: read_arrow_adbc(adbc, TIME_LOGS, tenant_b))
             results["ADBC"]["read time logs -> Arrow"] = rate(rows, read_s)
+            both, read_s = timed(
+                lambda: read_arrow_adbc(adbc, TIME_LOGS, tenant_b, None, [helper])
+            )
+            assert both.equals(read)  # type: ignore[attr-defined]
+            results["ADBC"]["read time logs, 2 connections"] = rate(rows, read_s)
         finally:
+            helper.close()
             adbc.close()
         conn = await asyncpg.connect(app_b)
         try:
@@ -219,9 +237,11 @@ async def run(rows: int) -> None:
             await drop_database(admin, name)
 
     metrics = list(results["ADBC"])
-    print(f"{'rows/s':<30}{'asyncpg':>14}{'ADBC':>14}")
+    print(f"load average (1, 5, 15 min): {' '.join(load_average())}")
+    print(f"{'rows/s':<32}{'asyncpg':>14}{'ADBC':>14}")
     for metric in metrics:
-        print(f"{metric:<30}{results['asyncpg'][metric]:>14}{results['ADBC'][metric]:>14}")
+        slow = results["asyncpg"].get(metric, "-")
+        print(f"{metric:<32}{slow:>14}{results['ADBC'][metric]:>14}")
 
 
 def main() -> None:

@@ -400,3 +400,76 @@ def test_arrow_reads_return_the_tenants_rows_only_with_both_drivers(db: Database
     for table in (asyncio.run(via_asyncpg()), via_adbc, by_contract):
         assert table.schema == TIME_LOGS.schema
         assert table.sort_by("id").equals(expected)
+
+
+@DRIVERS
+def test_new_batches_and_overlapping_batches_report_exact_counts(
+    db: Database, ingest: Ingest
+) -> None:
+    # a batch with no stored id in its id range is inserted as it is; any other is merged
+    seed = new_seed(db)
+    first = time_log_batch(seed.contract_id, [f"a-{i:03d}" for i in range(10, 20)])
+    assert ingest(db, seed, first) == IngestResult(10, 10, 0)
+    above = time_log_batch(seed.contract_id, [f"a-{i:03d}" for i in range(20, 30)])
+    assert ingest(db, seed, above) == IngestResult(10, 10, 0)
+    # new ids between stored ones (a-0105 sorts between a-010 and a-011 bytewise)
+    between = time_log_batch(seed.contract_id, ["a-0105", "a-0195"])
+    assert ingest(db, seed, between) == IngestResult(2, 2, 0)
+    changed = with_value(
+        time_log_batch(seed.contract_id, ["a-015", "a-030"]), "agent", 0, "someone else"
+    )
+    assert ingest(db, seed, changed) == IngestResult(2, 1, 1)
+    assert ingest(db, seed, changed) == IngestResult(2, 0, 0)
+    assert stored_logs(db, seed) == (23, 23)
+
+
+def test_tickets_must_name_a_client_and_contract_of_the_tenant(db: Database) -> None:
+    seed = new_seed(db)
+    other = new_seed(db)
+    conn = connect_adbc(db.app)
+    try:
+        tickets = _tickets(seed, ["K-1", "K-2", "K-3"])
+        foreign_client = with_value(tickets, "client_id", 2, other.client_id)
+        with pytest.raises(StoreError, match="K-3") as refused:
+            ingest_adbc(conn, TICKETS, seed.tenant_id, foreign_client)
+        assert refused.value.field == "tickets.client_id"
+        foreign_contract = with_value(tickets, "contract_id", 1, other.contract_id)
+        with pytest.raises(StoreError, match="K-2") as refused:
+            ingest_adbc(conn, TICKETS, seed.tenant_id, foreign_contract)
+        assert refused.value.field == "tickets.contract_id"
+        no_contract = with_value(tickets, "contract_id", 0, None)
+        assert ingest_adbc(conn, TICKETS, seed.tenant_id, no_contract).inserted == 3
+    finally:
+        conn.close()
+
+
+def test_parallel_arrow_reads_equal_the_single_read_of_the_tenant(db: Database) -> None:
+    seed = new_seed(db)
+    other = new_seed(db)
+    ingest_with_adbc(db, other, time_log_batch(other.contract_id, ["theirs-1", "theirs-2"]))
+    batch = time_log_batch(seed.contract_id, [f"p-{i:04d}" for i in range(500)])
+    ingest_with_adbc(db, seed, batch)
+    ingest_with_adbc(db, other, time_log_batch(other.contract_id, ["theirs-3"]))
+    conns = [connect_adbc(db.app) for _ in range(3)]
+    try:
+        main, helpers = conns[0], conns[1:]
+        single = read_arrow_adbc(main, TIME_LOGS, seed.tenant_id)
+        assert single.num_rows == 500
+        # min_blocks=0: split even this small table, over two and over three connections
+        for used in (helpers[:1], helpers):
+            parts = read_arrow_adbc(main, TIME_LOGS, seed.tenant_id, None, used, min_blocks=0)
+            assert parts.schema == TIME_LOGS.schema
+            assert parts.equals(single)
+        by_contract = asyncio.run(
+            read_arrow(main, TIME_LOGS, seed.tenant_id, seed.contract_id, helpers)
+        )
+        assert by_contract.sort_by("id").equals(single.sort_by("id"))
+        foreign = read_arrow_adbc(
+            main, TIME_LOGS, seed.tenant_id, other.contract_id, helpers, min_blocks=0
+        )
+        assert foreign.num_rows == 0 and foreign.schema == TIME_LOGS.schema
+        # the connections are reusable afterwards (every part's transaction has ended)
+        assert read_arrow_adbc(helpers[0], TIME_LOGS, other.tenant_id).num_rows == 3
+    finally:
+        for conn in conns:
+            conn.close()

@@ -6,7 +6,9 @@ Ingest (time logs, ticket events, tickets) upserts by the caller's id, the idemp
 2. COPY the batch into a temporary staging table (dropped at commit);
 3. under a per-(table, tenant) advisory lock, update the rows whose content changed and insert
    the new ones (the effect of ``INSERT ... ON CONFLICT (tenant_id, id) DO UPDATE ... WHERE
-   changed``, see :meth:`BulkTable.merge_sql`).
+   changed``, see :meth:`BulkTable.merge_sql`); when a probe of the primary key finds no
+   stored id of the tenant within the staged ids' range (:meth:`BulkTable.probe_sql`), no
+   staged id can exist yet and the batch is inserted as it is (:meth:`BulkTable.insert_sql`).
 
 Re-sending a batch never duplicates a row, and an unchanged row is not even rewritten, so an
 identical resend of an invoiced or closed-period log is accepted as a no-op; a *changed*
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -114,13 +117,48 @@ class BulkTable:
             f" (SELECT count(*) FROM updated) AS updated"
         )
 
-    def select_sql(self, contract_id: int | None = None) -> str:
-        """``SELECT`` of the columns in order, optionally of one contract's rows only."""
-        clause = ""
+    def probe_sql(self, tenant_id: UUID | str) -> str:
+        """Whether the tenant already has a row whose id lies between the staged ids' least and
+        greatest (bytewise, like the primary key). ``false`` proves no staged id is stored yet,
+        so the batch can be inserted as it is (:meth:`insert_sql`); one range probe of the
+        primary key after one pass over staging, instead of the merge's update and anti-join.
+        """
+        tenant = tenant_text(tenant_id)
+        return (
+            f"SELECT EXISTS (SELECT 1 FROM {self.name} t,"
+            f" (SELECT min(id COLLATE \"C\") AS lo, max(id COLLATE \"C\") AS hi"
+            f" FROM {self.staging}) b"
+            f" WHERE t.tenant_id = '{tenant}'::uuid AND t.id >= b.lo AND t.id <= b.hi)"
+        )
+
+    def insert_sql(self, tenant_id: UUID | str) -> str:
+        """Insert every staged row (the batch is new: :meth:`probe_sql` found none stored)."""
+        tenant = tenant_text(tenant_id)
+        names = self.column_names
+        select = ", ".join(f"s.{n}" for n in names)
+        return (
+            f"INSERT INTO {self.name} (tenant_id, {', '.join(names)})"
+            f" SELECT '{tenant}'::uuid, {select} FROM {self.staging} s"
+        )
+
+    def select_sql(
+        self, contract_id: int | None = None, blocks: tuple[int, int | None] | None = None
+    ) -> str:
+        """``SELECT`` of the columns in order, optionally of one contract's rows only, and
+        optionally of the rows stored in table blocks ``[first, end)`` only (``end`` ``None``:
+        to the end of the table), which the server reads with a TID range scan.
+        """
+        conditions = []
         if contract_id is not None:
             if "contract_id" not in self.column_names:
                 raise StoreError(f"{self.name}.contract_id", contract_id, "is not a column")
-            clause = f" WHERE contract_id = {int(contract_id)}"
+            conditions.append(f"contract_id = {int(contract_id)}")
+        if blocks is not None:
+            first, end = blocks
+            conditions.append(f"ctid >= '({int(first)},0)'::tid")
+            if end is not None:
+                conditions.append(f"ctid < '({int(end)},0)'::tid")
+        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"SELECT {', '.join(self.column_names)} FROM {self.name}{clause}"
 
 
@@ -280,8 +318,11 @@ async def ingest_asyncpg(
                 spec.staging, records=records, columns=spec.column_names
             )
             received = int(status.split()[-1])
-            await conn.execute(f"ANALYZE {spec.staging}")
             await conn.execute(spec.lock_sql(tenant_id))
+            if not await conn.fetchval(spec.probe_sql(tenant_id)):
+                await conn.execute(spec.insert_sql(tenant_id))
+                return IngestResult(received, received, 0)
+            await conn.execute(f"ANALYZE {spec.staging}")
             counts = await conn.fetchrow(spec.merge_sql(tenant_id))
     except asyncpg.PostgresError as exc:
         raise from_asyncpg(exc) from exc
@@ -335,11 +376,17 @@ def ingest_adbc(
         with conn.cursor() as cur:
             cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
             cur.execute(spec.staging_ddl())
-            received = cur.adbc_ingest(spec.staging, data, mode="append", temporary=True)
-            cur.execute(f"ANALYZE {spec.staging}")
+            received = int(cur.adbc_ingest(spec.staging, data, mode="append", temporary=True))
             cur.execute(spec.lock_sql(tenant))
-            cur.execute(spec.merge_sql(tenant))
-            inserted, updated = cur.fetchone()
+            cur.execute(spec.probe_sql(tenant))
+            (stored,) = cur.fetchone()
+            if stored:
+                cur.execute(f"ANALYZE {spec.staging}")
+                cur.execute(spec.merge_sql(tenant))
+                inserted, updated = cur.fetchone()
+            else:
+                cur.execute(spec.insert_sql(tenant))
+                inserted, updated = received, 0
         conn.commit()
     except adbc_driver_manager.Error as exc:
         _rollback_quietly(conn)
@@ -350,26 +397,101 @@ def ingest_adbc(
     return IngestResult(int(received), int(inserted), int(updated))
 
 
+PARALLEL_READ_MIN_BLOCKS = 1024
+"""Tables smaller than this many blocks (8 MB) are read on one connection even when helper
+connections are given: below it, starting the other parts costs more than it saves."""
+
+
 def read_arrow_adbc(
-    conn: Any, spec: BulkTable, tenant_id: UUID | str, contract_id: int | None = None
+    conn: Any,
+    spec: BulkTable,
+    tenant_id: UUID | str,
+    contract_id: int | None = None,
+    helpers: Sequence[Any] = (),
+    min_blocks: int = PARALLEL_READ_MIN_BLOCKS,
 ) -> pa.Table:
     """Read ``spec``'s rows of ``tenant_id`` (of one contract if given) into Arrow (ADBC).
 
     The driver streams the result as binary COPY and decodes it to Arrow columns in C++.
+
+    ``helpers`` are further idle ADBC connections to the same database. When given (and the
+    table has at least ``min_blocks`` blocks), the table's blocks are split
+    into ``1 + len(helpers)`` ranges read at the same time, one per connection, so the server
+    encodes and the driver decodes the parts on several cores. Every part reads the same
+    snapshot: ``conn`` runs ``REPEATABLE READ``, exports its snapshot
+    (``pg_export_snapshot()``) and each helper imports it (``SET TRANSACTION SNAPSHOT``)
+    before reading, so the result is exactly what the single query would have returned, in
+    the same (physical) order, even while ingests commit.
     """
     import adbc_driver_manager
 
     tenant = tenant_text(tenant_id)
+    set_tenant = f"SELECT set_config('effigate.tenant_id', '{tenant}', true)"
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
-            cur.execute(spec.select_sql(contract_id))
-            table = cur.fetch_arrow_table()
+            if helpers:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(set_tenant)
+            ranges: list[tuple[int, int | None]] = []
+            snapshot = ""
+            if helpers:
+                cur.execute(
+                    "SELECT pg_export_snapshot(),"
+                    f" pg_relation_size('{spec.name}') / current_setting('block_size')::int"
+                )
+                snapshot, blocks = cur.fetchone()
+                if blocks >= max(min_blocks, 1):
+                    parts = 1 + len(helpers)
+                    edges = [blocks * i // parts for i in range(parts)]
+                    ranges = [(edges[i], edges[i + 1]) for i in range(parts - 1)]
+                    ranges.append((edges[-1], None))  # rows of later blocks are not visible
+            if not ranges:
+                cur.execute(spec.select_sql(contract_id))
+                tables = [cur.fetch_arrow_table()]
+            else:
+                with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
+                    futures = [
+                        pool.submit(
+                            _read_part, helper, spec, set_tenant, snapshot, contract_id, part
+                        )
+                        for helper, part in zip(helpers, ranges[1:], strict=False)
+                    ]
+                    cur.execute(spec.select_sql(contract_id, ranges[0]))
+                    first = cur.fetch_arrow_table()
+                    tables = [first] + [f.result() for f in futures]
         conn.rollback()
     except adbc_driver_manager.Error as exc:
         _rollback_quietly(conn)
         raise from_adbc(exc) from exc
-    return table.cast(spec.schema)
+    except BaseException:
+        _rollback_quietly(conn)
+        raise
+    if len(tables) == 1:
+        return tables[0].cast(spec.schema)
+    return pa.concat_tables([t.cast(spec.schema) for t in tables])
+
+
+def _read_part(
+    conn: Any,
+    spec: BulkTable,
+    set_tenant: str,
+    snapshot: str,
+    contract_id: int | None,
+    blocks: tuple[int, int | None],
+) -> pa.Table:
+    """One block range of a parallel read, in the snapshot exported by the first connection."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            cur.execute(set_tenant)
+            cur.execute(spec.select_sql(contract_id, blocks))
+            table = cur.fetch_arrow_table()
+        conn.rollback()
+    except BaseException:
+        _rollback_quietly(conn)
+        raise
+    return table
 
 
 # the paths kept for the service ------------------------------------------------------------
@@ -387,10 +509,16 @@ async def ingest(
 
 
 async def read_arrow(
-    conn: Any, spec: BulkTable, tenant_id: UUID | str, contract_id: int | None = None
+    conn: Any,
+    spec: BulkTable,
+    tenant_id: UUID | str,
+    contract_id: int | None = None,
+    helpers: Sequence[Any] = (),
 ) -> pa.Table:
-    """The service's Arrow read: ADBC (measured several times faster), off the event loop."""
-    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant_id, contract_id)
+    """The service's Arrow read: ADBC (measured several times faster), off the event loop;
+    with ``helpers`` (idle ADBC connections) a large table is read in parallel parts of one
+    snapshot (:func:`read_arrow_adbc`)."""
+    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant_id, contract_id, helpers)
 
 
 def _rollback_quietly(conn: Any) -> None:
