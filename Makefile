@@ -33,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_clock.py
 	$(PY) bench/bench_sla.py
+	$(PY) bench/bench_billing.py
 	$(PY) bench/bench_store.py
 
 lint: $(STAMP)

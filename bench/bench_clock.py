@@ -102,6 +102,48 @@ def best_rate(fn: Callable[[], object], ops: int, repeats: int) -> float:
     return ops / min(times)
 
 
+def paired_rates(fns: list[Callable[[], object]], ops: int, repeats: int) -> list[float]:
+    """Operations per second of each function, best of ``repeats``, runs interleaved so that a
+    shared machine's drift affects every function alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times, strict=True):
+            started = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - started)
+    return [ops / min(spent) for spent in times]
+
+
+def measure(
+    cs: CalendarSet, one: CompiledCalendar, q: dict[str, np.ndarray], repeats: int
+) -> tuple[list[float], list[float]]:
+    """(kernel, NumPy, API 1 thread, API 2 threads) ops/s for elapsed and for deadline."""
+    n = q["a"].size
+    out = np.empty(n, np.int64)
+    cal, a, b, d = q["cal"], q["a"], q["b"], q["d"]
+    elapsed_rates = paired_rates(
+        [
+            lambda: _clock.elapsed(cs.packed, cal, a, b, out),
+            lambda: numpy_elapsed(one, a, b),
+            lambda: clock.elapsed(cs, cal, a, b, threads=1),
+            lambda: clock.elapsed(cs, cal, a, b, threads=2),
+        ],
+        n,
+        repeats,
+    )
+    deadline_rates = paired_rates(
+        [
+            lambda: _clock.deadline(cs.packed, cal, a, d, out),
+            lambda: numpy_deadline(one, a, d),
+            lambda: clock.deadline(cs, cal, a, d, threads=1),
+            lambda: clock.deadline(cs, cal, a, d, threads=2),
+        ],
+        n,
+        repeats,
+    )
+    return elapsed_rates, deadline_rates
+
+
 def numpy_elapsed(c: CompiledCalendar, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lengths = c.closes - c.opens
 
@@ -215,38 +257,13 @@ def main() -> None:
         "whole horizon (2000-2099)": (cs.horizon.start, cs.horizon.end - 400 * DAY),
     }
     rows = []
-    packed = cs.packed
     for label, (lo, hi) in windows.items():
         for n in args.sizes:
-            q = queries(n, len(cs), lo, hi)
-            out = np.empty(n, np.int64)
-            k_el = best_rate(
-                lambda q=q, out=out: _clock.elapsed(packed, q["cal"], q["a"], q["b"], out),
-                n,
-                args.repeats,
+            elapsed_rates, deadline_rates = measure(
+                cs, one, queries(n, len(cs), lo, hi), args.repeats
             )
-            k_dl = best_rate(
-                lambda q=q, out=out: _clock.deadline(packed, q["cal"], q["a"], q["d"], out),
-                n,
-                args.repeats,
-            )
-            np_el = best_rate(lambda q=q: numpy_elapsed(one, q["a"], q["b"]), n, args.repeats)
-            np_dl = best_rate(lambda q=q: numpy_deadline(one, q["a"], q["d"]), n, args.repeats)
-            t1_el = best_rate(
-                lambda q=q: clock.elapsed(cs, q["cal"], q["a"], q["b"], threads=1), n, args.repeats
-            )
-            t2_el = best_rate(
-                lambda q=q: clock.elapsed(cs, q["cal"], q["a"], q["b"], threads=2), n, args.repeats
-            )
-            t1_dl = best_rate(
-                lambda q=q: clock.deadline(cs, q["cal"], q["a"], q["d"], threads=1), n, args.repeats
-            )
-            t2_dl = best_rate(
-                lambda q=q: clock.deadline(cs, q["cal"], q["a"], q["d"], threads=2), n, args.repeats
-            )
-            rows.append((label, n, "elapsed", k_el, np_el, t1_el, t2_el))
-            rows.append((label, n, "deadline", k_dl, np_dl, t1_dl, t2_dl))
-            del q, out
+            rows.append((label, n, "elapsed", *elapsed_rates))
+            rows.append((label, n, "deadline", *deadline_rates))
 
     print(
         f"\n== Kernels over {len(cs)} mixed calendars vs NumPy searchsorted on one calendar "

@@ -1,0 +1,495 @@
+"""Invoice assembly: pure functions from a contract, a period and its evidence to an invoice.
+
+Lines (``DESIGN.md`` §6), each citing its evidence:
+
+* time lines from a classification (grouped by condition, support level, job type, rate and
+  frozen rate-card version; ``amount = round_half_up(billed_seconds × rate / 3600)``), with the
+  ids of the logs they price;
+* approved milestones (``FIXED_PRICE``) and signed-off deliverables (``SCOPE``) not invoiced
+  before;
+* recurring: the base fee of the next cycle in advance (and of the first cycle on the first
+  invoice), prorated by days when the contract starts off-anchor or ends mid-cycle; units at
+  the count snapshotted at the cycle's end; included-hours overage arrives as time lines;
+* SLA credits from breach records: a fixed amount per breach by priority, or a percentage of
+  the covered service fee (recurring base and units, never time or tax); once per breach id;
+  capped per period, the cap trimming breaches in breach-time order.
+
+Totals: ``subtotal`` = Σ charge lines; credits (SLA credits plus a credit balance carried in)
+are applied before tax up to the subtotal, the excess carried out as a credit balance, so a
+total is never negative; tax components (parts per million) apply to the taxable subtotal less
+the applied credits, each rounded half-up once per invoice;
+``total = subtotal − credits_applied + tax``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import pyarrow as pa
+
+from effigate_engine.billing.contracts import Contract, ContractType
+from effigate_engine.billing.errors import BillingError
+from effigate_engine.billing.money import (
+    PARTS_PER_MILLION,
+    apply_basis_points,
+    apply_ppm,
+    currency,
+)
+from effigate_engine.billing.periods import Period, anchored_date, prorate
+from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
+from effigate_engine.ratecard.classify import Classification
+from effigate_engine.ratecard.model import normalise_priority
+
+
+class LineKind(StrEnum):
+    """What an invoice line bills or credits."""
+
+    TIME = "TIME"
+    MILESTONE = "MILESTONE"
+    DELIVERABLE = "DELIVERABLE"
+    RECURRING_BASE = "RECURRING_BASE"
+    RECURRING_UNITS = "RECURRING_UNITS"
+    SLA_CREDIT = "SLA_CREDIT"
+    CREDIT_BALANCE = "CREDIT_BALANCE"
+
+
+#: Kinds that reduce the invoice (negative amounts), applied before tax.
+CREDIT_KINDS = (LineKind.SLA_CREDIT, LineKind.CREDIT_BALANCE)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """One line. ``amount`` in minor units (negative for credits); ``quantity`` is billed
+    seconds for time, a unit count for units, 1 otherwise; ``rate`` per hour or per unit."""
+
+    line_no: int
+    kind: LineKind
+    description: str
+    amount: int
+    quantity: int = 1
+    rate: int | None = None
+    condition: str | None = None
+    support_level: str | None = None
+    job_type: str | None = None
+    taxable: bool = True
+    rate_card_version: int | None = None
+    rate_card_hash: str | None = None
+    log_ids: tuple[str, ...] = ()
+    breach_ids: tuple[str, ...] = ()
+    item_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaxComponent:
+    """A tax component: ``ppm`` parts per million (GST 10 % = 100,000; QST 9.975 % = 99,750)."""
+
+    name: str
+    ppm: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ppm <= PARTS_PER_MILLION:
+            raise BillingError(f"tax[{self.name}].ppm", self.ppm, "is not 0..1,000,000")
+
+
+@dataclass(frozen=True, slots=True)
+class TaxLine:
+    """A tax component's amount on the invoice's taxable base (minor units)."""
+
+    name: str
+    ppm: int
+    base: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An assembled invoice (a draft until issued by the store). Money in minor units."""
+
+    contract_id: str
+    period: Period
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    subtotal: int
+    credits_available: int
+    credits_applied: int
+    credit_balance_out: int
+    taxable_base: int
+    taxes: tuple[TaxLine, ...]
+    total: int
+    exemption: str | None = None
+    settled_breach_ids: tuple[str, ...] = ()
+    forfeited_breach_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def charges(self) -> tuple[InvoiceLine, ...]:
+        """The lines that bill (non-negative)."""
+        return tuple(line for line in self.lines if line.kind not in CREDIT_KINDS)
+
+    @property
+    def credit_lines(self) -> tuple[InvoiceLine, ...]:
+        """The credit lines (negative)."""
+        return tuple(line for line in self.lines if line.kind in CREDIT_KINDS)
+
+    @property
+    def tax_total(self) -> int:
+        return sum(t.amount for t in self.taxes)
+
+    def format(self) -> str:
+        """A plain-text rendering: one line per invoice line, then the totals."""
+        money = currency(self.currency)
+        out = [f"{self.contract_id} {self.period.start}..{self.period.end} ({self.currency})"]
+        for line in self.lines:
+            out.append(f"{line.line_no:>3} {line.description:<60} {money.format(line.amount):>12}")
+        out.append(f"{'':>3} {'Subtotal':<60} {money.format(self.subtotal):>12}")
+        if self.credits_applied:
+            out.append(f"{'':>3} {'Credits applied':<60} {money.format(-self.credits_applied):>12}")
+        for t in self.taxes:
+            label = f"Tax {t.name} ({t.ppm / 10_000:g}%)"
+            out.append(f"{'':>3} {label:<60} {money.format(t.amount):>12}")
+        if self.exemption:
+            out.append(f"{'':>3} {'Tax exempt: ' + self.exemption:<60} {money.format(0):>12}")
+        out.append(f"{'':>3} {'Total':<60} {money.format(self.total):>12}")
+        if self.credit_balance_out:
+            out.append(
+                f"{'':>3} {'Credit balance carried':<60} "
+                f"{money.format(self.credit_balance_out):>12}"
+            )
+        return "\n".join(out)
+
+    def to_arrow(self) -> pa.Table:
+        """The lines as an Arrow table (:data:`~effigate_engine.billing.schemas.INVOICE_LINES`)."""
+        rows = [
+            {
+                "line_no": line.line_no,
+                "contract_id": self.contract_id,
+                "kind": line.kind.value,
+                "description": line.description,
+                "condition": line.condition,
+                "support_level": line.support_level,
+                "job_type": line.job_type,
+                "quantity": line.quantity,
+                "rate": line.rate,
+                "amount": line.amount,
+                "currency": self.currency,
+                "taxable": line.taxable,
+                "rate_card_version": line.rate_card_version,
+                "rate_card_hash": line.rate_card_hash,
+                "log_ids": list(line.log_ids),
+                "breach_ids": list(line.breach_ids),
+                "item_ids": list(line.item_ids),
+            }
+            for line in self.lines
+        ]
+        return pa.Table.from_pylist(rows, schema=INVOICE_LINES)
+
+
+def _hours(seconds: int) -> str:
+    whole, rest = divmod(seconds, 3600)
+    if rest == 0:
+        return f"{whole}h"
+    minutes, secs = divmod(rest, 60)
+    return f"{whole}h{minutes:02d}m" + (f"{secs:02d}s" if secs else "")
+
+
+def time_lines(
+    contract: Contract, period: Period, classification: Classification
+) -> list[InvoiceLine]:
+    """The time lines of ``contract`` in ``period``, with the log ids each one prices.
+    ``classification`` must have been made with ``evidence=True``."""
+    if classification.slot_keys is None:
+        raise BillingError("classification", "evidence", "is missing; classify(evidence=True)")
+    lines = classification.lines
+    mask = (np.asarray(lines.column("contract_id").to_pylist(), dtype=object) == contract.id) & (
+        lines.column("period").to_numpy() == period.ordinal
+    )
+    rows = [r for r, keep in zip(lines.to_pylist(), mask, strict=True) if keep]
+    keys = classification.line_keys[mask]
+    evidence: dict[int, set[str]] = {int(k): set() for k in keys}
+    if evidence:
+        p = classification.parts
+        log_ids = classification.logs.column("log_id")
+        slot_keys = classification.slot_keys
+        hit = np.isin(slot_keys, keys)
+        part_rows, _ = np.nonzero(hit)
+        ids = log_ids.take(pa.array(p["part_log"][part_rows])).to_pylist()
+        for key, log_id in zip(slot_keys[hit].tolist(), ids, strict=True):
+            evidence[key].add(log_id)
+    money = currency(contract.currency)
+    out = []
+    for row, key in zip(rows, keys.tolist(), strict=True):
+        seconds = int(row["billed_seconds"].total_seconds())
+        label = row["condition"].replace("_", " ").capitalize()
+        description = (
+            f"{label} {row['support_level']}/{row['job_type']} "
+            f"({_hours(seconds)} × {money.format(row['rate'])}/h)"
+        )
+        out.append(
+            InvoiceLine(
+                0,
+                LineKind.TIME,
+                description,
+                row["amount"],
+                seconds,
+                row["rate"],
+                row["condition"],
+                row["support_level"],
+                row["job_type"],
+                True,
+                row["rate_card_version"],
+                row["rate_card_hash"],
+                tuple(sorted(evidence[key])),
+            )
+        )
+    return out
+
+
+def recurring_lines(
+    contract: Contract, period: Period, unit_counts: Mapping[str, int] | None = None
+) -> list[InvoiceLine]:
+    """Base fee in advance (next cycle; the first invoice also bills the first cycle) and
+    units in arrears at the count snapshotted at the period's end."""
+    terms = contract.recurring
+    if terms is None:
+        return []
+    money = currency(contract.currency)
+    out: list[InvoiceLine] = []
+    cycles = [period.ordinal + 1] if period.ordinal else [0, 1]
+    for ordinal in cycles:
+        cycle = contract.cycle.period(ordinal)
+        fee, days = base_fee(contract, cycle)
+        if fee == 0 and days == 0:
+            continue
+        note = "" if days == _full_days(contract, cycle) else f", prorated {days} days"
+        out.append(
+            InvoiceLine(
+                0,
+                LineKind.RECURRING_BASE,
+                f"Base fee {cycle.start}..{cycle.end} in advance{note}",
+                fee,
+                item_ids=(f"cycle:{cycle.ordinal}",),
+            )
+        )
+    for unit, count in sorted((unit_counts or {}).items()):
+        if unit not in terms.unit_prices:
+            raise BillingError("unit_counts", unit, f"has no unit price on {contract.id}")
+        if count < 0:
+            raise BillingError(f"unit_counts[{unit}]", count, "is negative")
+        price = terms.unit_prices[unit]
+        out.append(
+            InvoiceLine(
+                0,
+                LineKind.RECURRING_UNITS,
+                f"{unit} × {count} at {money.format(price)}",
+                count * price,
+                count,
+                price,
+                item_ids=(unit,),
+            )
+        )
+    return out
+
+
+def _full_days(contract: Contract, cycle: Period) -> int:
+    """Days of the full cycle a (possibly stub) period belongs to."""
+    if cycle.ordinal == 0 and cycle.start.day != contract.cycle.anchor_day:
+        year, month = cycle.end.year, cycle.end.month - 1
+        if month == 0:
+            year, month = year - 1, 12
+        return (cycle.end - anchored_date(year, month, contract.cycle.anchor_day)).days
+    return cycle.days
+
+
+def base_fee(contract: Contract, cycle: Period) -> tuple[int, int]:
+    """``(fee, days billed)`` of a cycle's base fee: prorated by days (start inclusive, end
+    exclusive) for a stub first cycle or a contract ending inside the cycle."""
+    terms = contract.recurring
+    if terms is None:
+        return 0, 0
+    end = cycle.end if contract.end is None else min(cycle.end, contract.end)
+    days = max(0, (end - cycle.start).days)
+    full = _full_days(contract, cycle)
+    if days == full or not terms.prorate:
+        return (terms.base_fee, full) if days > 0 else (0, 0)
+    return prorate(terms.base_fee, days, full), days
+
+
+def item_lines(
+    contract: Contract, period: Period, invoiced: Iterable[str] = ()
+) -> list[InvoiceLine]:
+    """Approved milestones and signed-off deliverables up to the period's end not invoiced
+    before (a late approval lands on the first open invoice)."""
+    done = set(invoiced)
+    out = []
+    for m in contract.milestones:
+        if m.approved_on is not None and m.approved_on < period.end and m.id not in done:
+            out.append(
+                InvoiceLine(
+                    0, LineKind.MILESTONE, f"Milestone {m.name}", m.amount, item_ids=(m.id,)
+                )
+            )
+    for d in contract.deliverables:
+        if d.signed_off_on is not None and d.signed_off_on < period.end and d.id not in done:
+            out.append(
+                InvoiceLine(
+                    0, LineKind.DELIVERABLE, f"Deliverable {d.name}", d.amount, item_ids=(d.id,)
+                )
+            )
+    return out
+
+
+def sla_credit_lines(
+    contract: Contract,
+    period: Period,
+    breaches: pa.Table | None,
+    covered_fee: int,
+    already_credited: Iterable[str] = (),
+) -> tuple[list[InvoiceLine], list[str], list[str]]:
+    """Credit lines for the contract's breaches up to the period's end not credited before.
+    Returns ``(lines, settled breach ids, forfeited breach ids)``; a breach the cap trims to
+    zero is forfeited (settled with no credit)."""
+    terms = contract.sla_credits
+    if terms is None or breaches is None or breaches.num_rows == 0:
+        return [], [], []
+    missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
+    if missing:
+        raise BillingError("breaches", missing, "are missing breach-record columns")
+    breaches = breaches.select(BREACH_RECORDS.names).cast(BREACH_RECORDS)
+    end = int(period.bounds(contract.zone)[1])
+    done = set(already_credited)
+    seen: dict[str, dict] = {}
+    for row in breaches.to_pylist():
+        if row["contract_id"] != contract.id or row["breach_id"] in done:
+            continue
+        if row["breached_at"] is None or int(row["breached_at"].timestamp()) >= end:
+            continue
+        seen.setdefault(row["breach_id"], row)
+    ordered = sorted(seen.values(), key=lambda r: (r["breached_at"], r["breach_id"]))
+    money = currency(contract.currency)
+    per_breach = {normalise_priority(k): v for k, v in terms.per_breach.items()}
+    lines, settled, forfeited = [], [], []
+    granted = 0
+    for row in ordered:
+        priority = normalise_priority(row["priority"])
+        if priority in per_breach:
+            amount = per_breach[priority]
+            how = f"{priority.lower()} priority"
+        else:
+            amount = apply_basis_points(covered_fee, terms.percent_bp)
+            how = f"{terms.percent_bp / 100:g}% of {money.format(covered_fee)}"
+        if terms.cap_per_period is not None:
+            amount = min(amount, terms.cap_per_period - granted)
+        settled.append(row["breach_id"])
+        if amount <= 0:
+            forfeited.append(row["breach_id"])
+            continue
+        granted += amount
+        lines.append(
+            InvoiceLine(
+                0,
+                LineKind.SLA_CREDIT,
+                f"SLA breach deduction ({row['ticket_id']}, {row['metric']}, {how})",
+                -amount,
+                breach_ids=(row["breach_id"],),
+            )
+        )
+    return lines, settled, forfeited
+
+
+def assemble_invoice(
+    contract: Contract,
+    period: Period,
+    *,
+    classification: Classification | None = None,
+    unit_counts: Mapping[str, int] | None = None,
+    breaches: pa.Table | None = None,
+    already_credited: Iterable[str] = (),
+    invoiced_items: Iterable[str] = (),
+    tax: Sequence[TaxComponent] = (),
+    exemption: str | None = None,
+    credit_balance: int = 0,
+) -> Invoice:
+    """Assemble the invoice of ``contract`` for ``period``: a pure function of its inputs, so
+    assembling twice gives the same invoice."""
+    if credit_balance < 0:
+        raise BillingError("credit_balance", credit_balance, "is negative")
+    charges: list[InvoiceLine] = []
+    if classification is not None and contract.id in classification.book.index:
+        charges += time_lines(contract, period, classification)
+    if contract.type in (ContractType.FIXED_PRICE, ContractType.SCOPE):
+        charges += item_lines(contract, period, invoiced_items)
+    recurring = recurring_lines(contract, period, unit_counts) if contract.recurring else []
+    charges += recurring
+    covered_fee = 0
+    if contract.recurring is not None:
+        covered_fee = base_fee(contract, period)[0] + sum(
+            line.amount for line in recurring if line.kind == LineKind.RECURRING_UNITS
+        )
+    credits, settled, forfeited = sla_credit_lines(
+        contract, period, breaches, covered_fee, already_credited
+    )
+    if credit_balance:
+        credits.append(
+            InvoiceLine(
+                0, LineKind.CREDIT_BALANCE, "Credit balance brought forward", -credit_balance
+            )
+        )
+    lines = tuple(InvoiceLine(i + 1, *_fields(line)) for i, line in enumerate([*charges, *credits]))
+    subtotal = sum(line.amount for line in lines if line.kind not in CREDIT_KINDS)
+    taxable_subtotal = sum(
+        line.amount for line in lines if line.kind not in CREDIT_KINDS and line.taxable
+    )
+    available = -sum(line.amount for line in lines if line.kind in CREDIT_KINDS)
+    applied = min(available, subtotal)
+    taxable_base = max(0, taxable_subtotal - applied)
+    taxes = (
+        ()
+        if exemption
+        else tuple(
+            TaxLine(t.name, t.ppm, taxable_base, apply_ppm(taxable_base, t.ppm)) for t in tax
+        )
+    )
+    total = subtotal - applied + sum(t.amount for t in taxes)
+    return Invoice(
+        contract.id,
+        period,
+        contract.currency,
+        lines,
+        subtotal,
+        available,
+        applied,
+        available - applied,
+        taxable_base,
+        taxes,
+        total,
+        exemption,
+        tuple(settled),
+        tuple(forfeited),
+    )
+
+
+def _fields(line: InvoiceLine) -> tuple:
+    return (
+        line.kind,
+        line.description,
+        line.amount,
+        line.quantity,
+        line.rate,
+        line.condition,
+        line.support_level,
+        line.job_type,
+        line.taxable,
+        line.rate_card_version,
+        line.rate_card_hash,
+        line.log_ids,
+        line.breach_ids,
+        line.item_ids,
+    )
+
+
+def period_of(contract: Contract, day: date) -> Period:
+    """The contract's billing period holding local date ``day``."""
+    return contract.cycle.period_of(day)

@@ -1,0 +1,87 @@
+"""Condition calendars: one contract calendar seen as three calendars the clock can measure.
+
+Classification must not re-implement calendar arithmetic, so each time condition becomes an
+ordinary :class:`~effigate_engine.calendar.Calendar` compiled by the same code as every other
+calendar, and the seconds of a log in a condition are ``clock.elapsed`` over it:
+
+* ``holiday``  — open 00:00–24:00 (local) on every holiday date;
+* ``nonworking`` — open 00:00–24:00 on every weekend day of the rate card and every holiday;
+* ``regular`` — the business calendar with every holiday and weekend date closed all day,
+  including extra openings that fall on those dates (holiday and weekend outrank business
+  hours).
+
+Then ``HOLIDAY = holiday``, ``WEEKEND = nonworking − holiday``, ``REGULAR = regular`` and
+``AFTER_HOURS = duration − nonworking − regular``: the precedence ``HOLIDAY > WEEKEND >
+AFTER_HOURS > REGULAR`` holds exactly, DST included (a local day is 23 or 25 real hours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from effigate_engine.calendar import SECONDS_PER_DAY, Calendar, LocalRange, WeeklyEntry
+from effigate_engine.calendar_set import Horizon
+
+_EPOCH = date(1970, 1, 1)
+#: Local dates generated beyond each end of the horizon (covers any UTC offset).
+_MARGIN_DAYS = 3
+
+
+@dataclass(frozen=True)
+class ConditionCalendars:
+    """The three derived calendars of one (calendar, weekend days) pair."""
+
+    holiday: Calendar
+    nonworking: Calendar
+    regular: Calendar
+
+
+def _all_day(day: date) -> LocalRange:
+    start = datetime.combine(day, time(0))
+    return LocalRange(start, start + timedelta(days=1))
+
+
+def _dates_in(horizon: Horizon) -> tuple[date, date]:
+    first = _EPOCH + timedelta(days=horizon.start // SECONDS_PER_DAY - _MARGIN_DAYS)
+    last = _EPOCH + timedelta(days=horizon.end // SECONDS_PER_DAY + _MARGIN_DAYS)
+    return first, last
+
+
+def condition_calendars(
+    calendar: Calendar, weekend_days: tuple[int, ...], horizon: Horizon
+) -> ConditionCalendars:
+    """Derive the holiday, non-working and regular calendars of ``calendar`` over ``horizon``."""
+    first, last = _dates_in(horizon)
+    holidays = sorted(d for d in calendar.holiday_dates(horizon.years) if first <= d <= last)
+    span = (last - first).days + 1
+    weekends = [
+        first + timedelta(days=k)
+        for k in range(span)
+        if (first + timedelta(days=k)).weekday() in weekend_days
+    ]
+    zone = calendar.timezone
+    holiday = Calendar(zone, (), extra_openings=tuple(_all_day(d) for d in holidays))
+    nonworking = Calendar(
+        zone,
+        tuple(WeeklyEntry(d, 0, SECONDS_PER_DAY) for d in weekend_days),
+        extra_openings=tuple(_all_day(d) for d in holidays),
+    )
+    closed_dates = frozenset(holidays) | frozenset(weekends)
+    # An extra opening outranks a holiday in the business calendar, but not in classification:
+    # close the whole date wherever an opening touches a holiday or weekend date.
+    touched: set[date] = set()
+    for rng in calendar.extra_openings:
+        day = rng.start.date()
+        while datetime.combine(day, time(0)) < rng.end:
+            if day in closed_dates:
+                touched.add(day)
+            day += timedelta(days=1)
+    regular = Calendar(
+        zone,
+        calendar.weekly,
+        holidays=closed_dates,
+        closures=(*calendar.closures, *(_all_day(d) for d in sorted(touched))),
+        extra_openings=calendar.extra_openings,
+    )
+    return ConditionCalendars(holiday, nonworking, regular)

@@ -1,0 +1,1027 @@
+"""Classification of time logs: Arrow batch in, per-part results and line aggregates out.
+
+Pipeline (``DESIGN.md`` §5–§6), each step over whole arrays:
+
+1. logs are split at period boundaries (local midnight at each period end, in the contract's
+   zone) and each part picks the frozen rate-card version in force at its start (Numba);
+2. the seconds of each part in every time condition come from the compiled calendars through
+   :mod:`effigate_engine.clock` (:mod:`effigate_engine.ratecard.calendars`): nothing here
+   re-implements calendar arithmetic;
+3. rounding once per part, largest-remainder sharing of billed seconds, rate resolution,
+   out-of-scope and billable type (Numba, over rate tables resolved once per card);
+4. bucket / included-hours drawdown in work order (start, then log id; input order never
+   matters), oldest grant first, straddling parts split into covered and overage (Numba);
+5. aggregation into lines by (contract, period, version, condition, level, job, priority
+   applied), in the same Numba passes, into a dense array (or a hash table for large key
+   spaces); ``amount = round_half_up(seconds × rate / 3600)`` per line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from effigate_engine import clock
+from effigate_engine.billing.contracts import Contract, ContractType, OutOfScope
+from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.billing.money import SECONDS_PER_HOUR
+from effigate_engine.billing.periods import Period, local_midnight
+from effigate_engine.billing.schemas import LOG_RESULTS, TIME_LINES, TIME_LOGS_REQUIRED
+from effigate_engine.calendar_set import CalendarSet, Horizon
+from effigate_engine.errors import BatchError
+from effigate_engine.instants import to_column
+from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard.calendars import condition_calendars
+from effigate_engine.ratecard.model import (
+    PRIORITIES,
+    TIME_CONDITIONS,
+    Condition,
+    IncrementMode,
+    RateCard,
+    normalise_priority,
+)
+
+_FOREVER = np.iinfo(np.int64).max
+#: Largest dense line array (entries of int64 seconds); larger key spaces use the hash table.
+DENSE_MAX_ENTRIES = 1 << 23
+_BILLABLE_TYPES = {
+    "BILLABLE": K.BILLABLE,
+    "NON_BILLABLE": K.NON_BILLABLE_TYPE,
+    "WARRANTY": K.WARRANTY_TYPE,
+}
+_STATUS_NAMES = ("PRICED", "UNAPPROVED", "REJECTED")
+_LABEL_NAMES = tuple(c.name for c in Condition)
+_BILLABLE_NAMES = ("BILLABLE", "NON_BILLABLE", "WARRANTY")
+_MODES = {
+    ContractType.HOURLY: K.MODE_PRICED,
+    ContractType.BUCKET: K.MODE_DRAWDOWN,
+    ContractType.RECURRING: K.MODE_DRAWDOWN,
+    ContractType.FIXED_PRICE: K.MODE_COVERED,
+    ContractType.SCOPE: K.MODE_COVERED,
+}
+
+
+@dataclass(frozen=True)
+class _CardTables:
+    rate: np.ndarray  # (L, J, 4, 2) minor units per hour
+    label: np.ndarray  # (L, J, 4, 2) Condition code
+    applied: np.ndarray  # (L, J, 4, 2) priority modifier applied
+    known: np.ndarray  # (L, J) a base rate exists
+    oos: np.ndarray  # (L, J)
+    additional: np.ndarray  # (L, J)
+    priority: np.ndarray  # (L, J) the HIGH_PRIORITY line rate under ``max``
+    high: np.ndarray  # (P,) priority triggers HIGH_PRIORITY
+
+
+def _card_tables(
+    card: RateCard, levels: Sequence[str], jobs: Sequence[str], priorities: Sequence[str]
+) -> _CardTables:
+    nl, nj = len(levels), len(jobs)
+    rate = np.zeros((nl, nj, 4, 2), np.int64)
+    label = np.zeros((nl, nj, 4, 2), np.int8)
+    applied = np.zeros((nl, nj, 4, 2), np.uint8)
+    known = np.zeros((nl, nj), np.bool_)
+    oos = np.zeros((nl, nj), np.int64)
+    additional = np.zeros((nl, nj), np.int64)
+    priority = np.zeros((nl, nj), np.int64)
+    for a, level in enumerate(levels):
+        for b, job in enumerate(jobs):
+            base = card.base_rate(level, job)
+            if base is None:
+                continue
+            known[a, b] = True
+            oos[a, b] = card.portion_rate(base, Condition.OUT_OF_SCOPE)
+            additional[a, b] = card.portion_rate(base, Condition.ADDITIONAL_HOURS)
+            priority[a, b] = card.portion_rate(base, Condition.HIGH_PRIORITY)
+            for cond in TIME_CONDITIONS:
+                for hp in (0, 1):
+                    r, lab, app = card.resolve(base, cond, bool(hp))
+                    rate[a, b, cond, hp] = r
+                    label[a, b, cond, hp] = int(lab)
+                    applied[a, b, cond, hp] = app
+    high = np.array([card.is_high_priority(p) for p in priorities], np.uint8)
+    return _CardTables(rate, label, applied, known, oos, additional, priority, high)
+
+
+@dataclass(frozen=True)
+class _VersionRef:
+    contract: int
+    number: int
+    content_hash: str
+    card: RateCard
+
+
+class ContractBook:
+    """The contracts a classification run prices, compiled once: their frozen rate-card
+    versions, condition calendars (one :class:`CalendarSet`) and period boundaries.
+
+    Reuse a book across batches: compiled calendars and rate tables are cached in it.
+    """
+
+    def __init__(self, contracts: Sequence[Contract], horizon: Horizon | None = None) -> None:
+        if not contracts:
+            raise ConfigurationError("contracts", [], "is empty")
+        self.horizon = horizon or Horizon()
+        self.contracts: tuple[Contract, ...] = tuple(contracts)
+        self.index: dict[str, int] = {}
+        for i, c in enumerate(self.contracts):
+            if not c.is_active and c.status.value not in ("EXPIRED", "TERMINATED"):
+                raise ConfigurationError(f"contracts[{i}]", c.id, "is not activated")
+            if c.id in self.index:
+                raise ConfigurationError(f"contracts[{i}].id", c.id, "appears twice")
+            self.index[c.id] = i
+        self.versions: list[_VersionRef] = []
+        self.ver_first = np.zeros(len(self.contracts), np.int64)
+        self.ver_last = np.zeros(len(self.contracts), np.int64)
+        starts: list[int] = []
+        for i, c in enumerate(self.contracts):
+            self.ver_first[i] = len(self.versions)
+            for v, t in zip(c.versions, c.version_starts(), strict=True):
+                self.versions.append(_VersionRef(i, v.version, v.content_hash, v.card))
+                starts.append(t)
+            self.ver_last[i] = len(self.versions)
+            if len(c.versions) > 255:
+                raise ConfigurationError(f"contracts[{i}].versions", len(c.versions), "> 255")
+        self.ver_starts = np.array(starts, np.int64)
+        self.version_contract = np.array([r.contract for r in self.versions], np.int64)
+        self.version_number = np.array([r.number for r in self.versions], np.int32)
+        by_id = sorted(range(len(self.contracts)), key=lambda i: self.contracts[i].id)
+        self.contract_rank = np.argsort(np.array(by_id, np.int64))
+        if len(self.versions) >= 1 << K.KEY_BITS[0]:
+            raise ConfigurationError("contracts", len(self.versions), "too many card versions")
+        # Condition calendars, one triple per distinct (calendar, weekend days).
+        triples: dict[tuple[str, tuple[int, ...]], int] = {}
+        calendars = []
+        cal_of_version = np.zeros((len(self.versions), 3), np.int64)
+        for g, ref in enumerate(self.versions):
+            contract = self.contracts[ref.contract]
+            key = (_calendar_key(contract), ref.card.weekend_days)
+            if key not in triples:
+                derived = condition_calendars(
+                    contract.calendar, ref.card.weekend_days, self.horizon
+                )
+                triples[key] = len(calendars)
+                calendars += [derived.holiday, derived.nonworking, derived.regular]
+            base = triples[key]
+            cal_of_version[g] = (base, base + 1, base + 2)
+        self.cal_holiday, self.cal_nonworking, self.cal_regular = (
+            np.ascontiguousarray(cal_of_version[:, j]) for j in range(3)
+        )
+        self.calendar_set = CalendarSet(calendars, self.horizon)
+        self.mode = np.array([_MODES[c.type] for c in self.contracts], np.int8)
+        self.burn = np.full((len(self.contracts), 4), 10_000, np.int64)
+        for i, c in enumerate(self.contracts):
+            if c.bucket is not None and c.type == ContractType.BUCKET:
+                for cond in TIME_CONDITIONS:
+                    self.burn[i, cond] = c.bucket.burn(cond)
+        self._card_cache: dict[tuple, dict[str, _CardTables]] = {}
+        self._grants: tuple[list[list[Period]], tuple[np.ndarray, ...]] | None = None
+        self._periods: dict[
+            date, tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]
+        ] = {}
+
+    # Periods --------------------------------------------------------------------------------
+
+    def period_offsets(self, periods: list[list[Period]]) -> np.ndarray:
+        """Index of each contract's first period in the flattened period list."""
+        sizes = np.array([len(p) for p in periods], np.int64)
+        return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def vp_offsets(self, periods: list[list[Period]]) -> np.ndarray:
+        """Offset of each version's periods in the flattened (version, period) slots; the last
+        entry is the number of slots."""
+        sizes = np.array([len(periods[r.contract]) for r in self.versions], np.int64)
+        out = np.zeros(len(self.versions) + 1, np.int64)
+        np.cumsum(sizes, out=out[1:])
+        return out
+
+    def period_days(self, periods: list[list[Period]]) -> tuple[np.ndarray, ...]:
+        """Flattened period starts and ends (days since 1970-01-01) and ordinals."""
+        flat = [p for ps in periods for p in ps]
+        epoch = date(1970, 1, 1)
+        return (
+            np.array([(p.start - epoch).days for p in flat], np.int64),
+            np.array([(p.end - epoch).days for p in flat], np.int64),
+            np.array([p.ordinal for p in flat], np.int64),
+        )
+
+    def periods(self, until: date) -> tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]:
+        """Every contract's periods through the one holding ``until``, and their boundaries as
+        flat epoch seconds (period starts plus the last end) with CSR offsets."""
+        if until not in self._periods:
+            per: list[list[Period]] = []
+            flat: list[int] = []
+            first = np.zeros(len(self.contracts), np.int64)
+            last = np.zeros(len(self.contracts), np.int64)
+            for i, c in enumerate(self.contracts):
+                ps = c.cycle.periods_until(until)
+                if len(ps) >= 1 << K.KEY_BITS[1]:
+                    raise ConfigurationError("periods", len(ps), "too many billing periods")
+                per.append(ps)
+                first[i] = len(flat)
+                flat += [local_midnight(p.start, c.zone) for p in ps]
+                flat.append(local_midnight(ps[-1].end, c.zone))
+                last[i] = len(flat)
+            self._periods = {until: (per, first, last, np.array(flat, np.int64))}
+        return self._periods[until]
+
+    # Rate tables ----------------------------------------------------------------------------
+
+    def tables(
+        self, levels: tuple[str, ...], jobs: tuple[str, ...], priorities: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """Rate, label and scope tables for a batch's vocabularies, cached per vocabulary."""
+        key = (levels, jobs, priorities)
+        if key in self._card_cache:
+            return self._card_cache[key]  # type: ignore[return-value]
+        by_hash: dict[str, _CardTables] = {}
+        for ref in self.versions:
+            if ref.content_hash not in by_hash:
+                by_hash[ref.content_hash] = _card_tables(ref.card, levels, jobs, priorities)
+        per = [by_hash[ref.content_hash] for ref in self.versions]
+        scopes: dict[tuple, np.ndarray] = {}
+        scope_rows = []
+        for c in self.contracts:
+            s = c.scope
+            skey = (s.support_levels, s.job_types, s.out_of_scope)
+            if skey not in scopes:
+                table = np.zeros((len(levels), len(jobs)), np.int8)
+                outside = (
+                    K.SCOPE_REJECTED if s.out_of_scope == OutOfScope.REJECT else (K.SCOPE_PRICED)
+                )
+                for a, level in enumerate(levels):
+                    for b, job in enumerate(jobs):
+                        if not s.allows(level, job):
+                            table[a, b] = outside
+                scopes[skey] = table
+            scope_rows.append(scopes[skey])
+        out = {
+            "rate": np.ascontiguousarray(np.stack([t.rate for t in per])),
+            "label": np.ascontiguousarray(np.stack([t.label for t in per])),
+            "applied": np.ascontiguousarray(np.stack([t.applied for t in per])),
+            "known": np.ascontiguousarray(np.stack([t.known for t in per])),
+            "oos": np.ascontiguousarray(np.stack([t.oos for t in per])),
+            "additional": np.ascontiguousarray(np.stack([t.additional for t in per])),
+            "priority": np.ascontiguousarray(np.stack([t.priority for t in per])),
+            "high": np.ascontiguousarray(np.stack([t.high for t in per])),
+            "scope": np.ascontiguousarray(np.stack(scope_rows)),
+            "increment": np.array([r.card.increment_seconds for r in self.versions], np.int64),
+            "mode": np.array(
+                [
+                    K.ROUND_UP if r.card.increment_mode == IncrementMode.UP else K.ROUND_NEAREST
+                    for r in self.versions
+                ],
+                np.int64,
+            ),
+            "minimum": np.array([r.card.minimum_seconds for r in self.versions], np.int64),
+        }
+        self._card_cache[key] = out  # type: ignore[assignment]
+        return out
+
+    # Grants ---------------------------------------------------------------------------------
+
+    def grants(self, periods: list[list[Period]]) -> tuple[np.ndarray, ...]:
+        """Every drawdown contract's grants ``(from, until, seconds)`` in consumption order
+        (oldest first), CSR by contract. Seconds are burn-weighted seconds. Cached for the
+        current period lists; callers consume a copy of the seconds."""
+        cached = self._grants
+        if cached is not None and cached[0] is periods:
+            return cached[1]
+        first = np.zeros(len(self.contracts), np.int64)
+        last = np.zeros(len(self.contracts), np.int64)
+        rows: list[tuple[int, int, int]] = []
+        for i, c in enumerate(self.contracts):
+            first[i] = len(rows)
+            rows.extend(sorted(contract_grants(c, periods[i])))
+            last[i] = len(rows)
+        arr = np.array(rows, np.int64).reshape(-1, 4)
+        out = (
+            first,
+            last,
+            np.ascontiguousarray(arr[:, 0]),
+            np.ascontiguousarray(arr[:, 1]),
+            np.ascontiguousarray(arr[:, 2]),
+        )
+        self._grants = (periods, out)
+        return out
+
+
+def _calendar_key(contract: Contract) -> str:
+    return json.dumps(contract.calendar.to_json(), sort_keys=True)
+
+
+#: Grant kinds: purchased (or included) seconds, and top-ups added by amendments.
+GRANT_PURCHASE, GRANT_TOP_UP = 0, 1
+
+
+def contract_grants(
+    contract: Contract, periods: Sequence[Period]
+) -> list[tuple[int, int, int, int]]:
+    """Grants of a contract as ``(from, until, seconds, kind)``: the purchased bucket (once, or
+    every period with rollover), top-ups from their effective date, or a recurring contract's
+    included seconds per period. Instants are epoch seconds; seconds are burn-weighted."""
+    zone = contract.zone
+    end = local_midnight(contract.end, zone) if contract.end else _FOREVER
+    out: list[tuple[int, int, int, int]] = []
+    if contract.type == ContractType.BUCKET and contract.bucket is not None:
+        b = contract.bucket
+        if b.per_period:
+            for p in periods:
+                until = contract.cycle.period(p.ordinal + b.rollover_periods).end
+                out.append(
+                    (
+                        local_midnight(p.start, zone),
+                        local_midnight(until, zone),
+                        b.size_seconds,
+                        GRANT_PURCHASE,
+                    )
+                )
+        else:
+            out.append((local_midnight(contract.start, zone), end, b.size_seconds, GRANT_PURCHASE))
+        for t in contract.top_ups:
+            out.append((local_midnight(t.effective, zone), end, t.seconds, GRANT_TOP_UP))
+    elif contract.type == ContractType.RECURRING and contract.recurring is not None:
+        for p in periods:
+            a, z = p.bounds(zone)
+            out.append((a, z, contract.recurring.included_seconds, GRANT_PURCHASE))
+    return out
+
+
+class Classification:
+    """The result of :func:`classify`: line aggregates, and per-part results as NumPy arrays
+    (``parts``) with the Arrow batch :attr:`results` built from them on first access.
+
+    ``slot_keys`` (``(parts, 4)``, only with ``evidence=True``) holds the packed key of each
+    line a part feeds (-1 = none), matching ``line_keys``.
+    """
+
+    def __init__(
+        self,
+        book: ContractBook,
+        logs: pa.Table | pa.RecordBatch,
+        lines: pa.Table,
+        line_keys: np.ndarray,
+        parts: dict[str, np.ndarray],
+        tables: dict[str, np.ndarray],
+        contract_values: list[str],
+        contract_codes: np.ndarray,
+        slot_keys: np.ndarray | None,
+        buffers: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self._buffers = buffers or {}
+        self.book = book
+        self.logs = logs
+        self.lines = lines
+        self.line_keys = line_keys
+        self.parts = parts
+        self.slot_keys = slot_keys
+        self._tables = tables
+        self._contract_values = contract_values
+        self._contract_codes = contract_codes
+        self._results: pa.Table | None = None
+        self._rate_cols: tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None = None
+
+    def _release(self) -> dict[str, np.ndarray]:
+        """Hand this classification's arrays to the next call; this one is emptied."""
+        buffers, self._buffers = self._buffers, {}
+        self.parts = {}
+        self.slot_keys = None
+        self._rate_cols = None
+        return buffers
+
+    @property
+    def part_log(self) -> np.ndarray:
+        """Row of the input batch each part comes from."""
+        return self.parts["part_log"]
+
+    def _rate_columns(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Per time condition: the rate and label columns, and each part's table row
+        (version, level, job), gathered from the flattened rate tables."""
+        if self._rate_cols is None:
+            p, t = self.parts, self._tables
+            log = p["part_log"]
+            n_levels, n_jobs = t["rate"].shape[1], t["rate"].shape[2]
+            row = (p["part_version"] * n_levels + p["log_level"][log]) * n_jobs + p["log_job"][log]
+            base = row * 8 + p["high"]
+            flat_rate, flat_label = t["rate"].reshape(-1), t["label"].reshape(-1)
+            rates = [flat_rate[base + 2 * c] for c in range(4)]
+            labels = [flat_label[base + 2 * c] for c in range(4)]
+            self._rate_cols = (rates, labels, row)
+        return self._rate_cols
+
+    def rates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per part and time condition ``(parts, 4)``: the resolved rate (minor units per hour)
+        and the line label (:class:`Condition` code)."""
+        rates, labels, _ = self._rate_columns()
+        return np.stack(rates, axis=1), np.stack(labels, axis=1)
+
+    def amount_numerators(self) -> np.ndarray:
+        """Per part: Σ billed seconds × rate (amount × 3600, minor units), as the lines price it:
+        time conditions at their rates, out-of-scope at ``OUT_OF_SCOPE``, overage at
+        ``ADDITIONAL_HOURS``; zero for covered, non-billable, warranty and unpriced parts."""
+        p, t = self.parts, self._tables
+        log = p["part_log"]
+        rates, _, row = self._rate_columns()
+        billed = p["billed"]
+        timed_sum = sum(billed[:, c].astype(np.int64) * rates[c] for c in range(4))
+        total = billed.sum(axis=1, dtype=np.int64)
+        priced = (p["status"] == K.PRICED) & (p["log_billable"][log] == K.BILLABLE)
+        mode = self.book.mode[p["log_contract"][log]]
+        oos = priced & p["out_of_scope"]
+        timed = priced & ~p["out_of_scope"] & (mode == K.MODE_PRICED)
+        out = np.where(timed, timed_sum, 0)
+        out = np.where(oos, total * t["oos"].reshape(-1)[row], out)
+        over = p["overage"] > 0
+        return np.where(over, p["overage"] * t["additional"].reshape(-1)[row], out)
+
+    @property
+    def results(self) -> pa.Table:
+        """The per-part result batch (:data:`~effigate_engine.billing.schemas.LOG_RESULTS`)."""
+        if self._results is None:
+            self._results = self._build_results()
+        return self._results
+
+    def _build_results(self) -> pa.Table:
+        p = self.parts
+        log = p["part_log"]
+        n_logs = self.logs.num_rows
+        log_ids = _string_column(self.logs, "log_id")
+        codes = self._contract_codes
+        billable = p["log_billable"]
+        if log.size != n_logs:
+            # Later parts of split logs follow the n first parts.
+            extra = pa.array(log[n_logs:])
+            log_ids = pa.concat_arrays([log_ids, log_ids.take(extra)])
+            codes = codes[log]
+            billable = billable[log]
+
+        def cat(values: np.ndarray, names: Sequence[str]) -> pa.DictionaryArray:
+            return pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(values, np.int32)), pa.array(list(names), pa.string())
+            )
+
+        rates, labels, _ = self._rate_columns()
+        actual, billed = p["actual"], p["billed"]
+        seconds = pa.duration("s")
+        columns = [
+            log_ids,
+            pa.array(p["part_no"]),
+            cat(codes, self._contract_values),
+            pa.array(p["part_period"].astype(np.int32)),
+            pa.array(self.book.version_number[p["part_version"]]),
+            pa.array(p["part_start"], pa.timestamp("s", tz="UTC")),
+            pa.array(p["part_end"], pa.timestamp("s", tz="UTC")),
+            cat(p["status"], _STATUS_NAMES),
+            cat(billable, _BILLABLE_NAMES),
+            pa.array(p["out_of_scope"]),
+            pa.array(p["high"].astype(np.bool_)),
+            *(pa.array(actual[:, c].astype(np.int64), seconds) for c in range(4)),
+            *(pa.array(billed[:, c].astype(np.int64), seconds) for c in range(4)),
+            pa.array(billed.sum(axis=1).astype(np.int64), seconds),
+            *(pa.array(rates[c]) for c in range(4)),
+            *(cat(labels[c], _LABEL_NAMES) for c in range(4)),
+            pa.array(p["covered"], seconds),
+            pa.array(p["overage"], seconds),
+            pa.array(self.amount_numerators()),
+        ]
+        return pa.Table.from_arrays(columns, schema=LOG_RESULTS)
+
+
+class _Buffers:
+    """Work and result arrays of one classification. Handed to the next :func:`classify` call
+    through ``reuse=``, they are recycled instead of allocated: fresh memory costs a page fault
+    per page on first touch, a large share of a big batch's time."""
+
+    def __init__(self, previous: Classification | None) -> None:
+        self.pool: dict[str, np.ndarray] = {}
+        self.spare: dict[str, np.ndarray] = {}
+        if previous is not None:
+            self.spare = previous._release()
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: type, *, zero: bool = False
+    ) -> np.ndarray:
+        """An array of ``shape`` (zero-filled when asked), recycled when a spare one fits."""
+        size = int(np.prod(shape))
+        spare = self.spare.pop(name, None)
+        if spare is not None and spare.dtype == np.dtype(dtype) and spare.size >= size:
+            array = spare.reshape(-1)[:size].reshape(shape)
+            if zero:
+                array.fill(0)
+            base = spare
+        else:
+            array = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+            base = array
+        self.pool[name] = base
+        return array
+
+
+def _categorical(batch: pa.Table | pa.RecordBatch, name: str) -> tuple[np.ndarray, list[str]]:
+    col = batch.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    if col.null_count:
+        raise BatchError(
+            name, int(np.flatnonzero(col.is_null().to_numpy(False))[0]), None, "is null"
+        )
+    indices = col.indices.to_numpy(zero_copy_only=False)
+    return indices, [str(x) for x in col.dictionary.to_pylist()]
+
+
+def _instants(batch: pa.Table | pa.RecordBatch, name: str) -> np.ndarray:
+    col = to_column(batch.column(name), name)
+    if col.nulls is not None and col.nulls.any():
+        raise BatchError(name, int(np.flatnonzero(col.nulls)[0]), None, "is null")
+    return col.values
+
+
+def _remap(
+    codes: np.ndarray, values: list[str], mapping: dict[str, int], name: str, dtype: type
+) -> np.ndarray:
+    lookup = np.empty(len(values), dtype)
+    for j, v in enumerate(values):
+        if v not in mapping:
+            used = np.flatnonzero(codes == j)
+            if used.size:
+                raise BatchError(name, int(used[0]), v, f"is not one of {sorted(mapping)}")
+            lookup[j] = 0
+        else:
+            lookup[j] = mapping[v]
+    return lookup[codes]
+
+
+def _work_order(
+    key: np.ndarray,
+    parts: np.ndarray,
+    part_no: np.ndarray,
+    part_log: np.ndarray,
+    log_ids: pa.Array,
+    buffers: _Buffers,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in ``parts``) of parts in work order from their (contract, start) sort keys:
+    radix sort, then ties broken by log id and part number (vectorised over tie runs only).
+    Returns the positions and the sorted keys."""
+    n = key.size
+    order, sorted_key = K.radix_argsort(
+        key,
+        buffers.get("radix_order", (n,), np.int64),
+        buffers.get("radix_spare", (n,), np.int64),
+        buffers.get("radix_current", (n,), np.int64),
+        buffers.get("radix_other", (n,), np.int64),
+    )
+    ties = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+    if ties.size:
+        # Equal (contract, start): order the tie runs by log id, then part, all at once.
+        tied = np.zeros(sorted_key.size, np.bool_)
+        tied[ties] = True
+        tied[ties + 1] = True
+        pos = np.flatnonzero(tied)
+        members = order[pos]
+        rows = part_log[parts[members]]
+        ids = log_ids.take(pa.array(rows))
+        rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()
+        numbers = part_no[parts[members]]
+        sub = np.lexsort((numbers, rank, sorted_key[pos]))
+        key2, rank2, part2 = sorted_key[pos][sub], rank[sub], numbers[sub]
+        dup = np.flatnonzero(
+            (key2[1:] == key2[:-1]) & (rank2[1:] == rank2[:-1]) & (part2[1:] == part2[:-1])
+        )
+        if dup.size:
+            row = int(rows[sub][dup[0] + 1])
+            raise BatchError("log_id", row, log_ids[row].as_py(), "appears twice")
+        order[pos] = members[sub]
+    return order, sorted_key
+
+
+def classify(
+    book: ContractBook,
+    logs: pa.Table | pa.RecordBatch,
+    *,
+    evidence: bool = False,
+    reuse: Classification | None = None,
+) -> Classification:
+    """Classify, price and aggregate a batch of time logs (schema
+    :data:`~effigate_engine.billing.schemas.TIME_LOGS`) under ``book``'s contracts.
+
+    Single-threaded. ``evidence=True`` also returns each part's line keys so invoice lines can
+    cite their log ids. ``reuse=`` a previous classification that is no longer needed recycles
+    its arrays (it is emptied: its lines stay, its per-part arrays go), which spares a
+    streaming job the page faults of fresh memory on every batch.
+    """
+    buffers = _Buffers(reuse)
+    for name in TIME_LOGS_REQUIRED:
+        if name not in logs.schema.names:
+            raise BatchError(name, 0, None, "is a required time-log column")
+    n = logs.num_rows
+    if n == 0:
+        raise BatchError("logs", 0, 0, "is an empty batch")
+    contract_codes, contract_values = _categorical(logs, "contract_id")
+    log_contract = _remap(contract_codes, contract_values, book.index, "contract_id", np.int32)
+    level_codes, levels = _categorical(logs, "support_level")
+    job_codes, jobs = _categorical(logs, "job_type")
+    prio_codes, prio_values = _categorical(logs, "priority")
+    prio_map = {}
+    for v in prio_values:
+        with contextlib.suppress(ConfigurationError):
+            prio_map[v] = PRIORITIES.index(normalise_priority(v))
+    log_priority = _remap(prio_codes, prio_values, prio_map, "priority", np.int8)
+    bill_codes, bill_values = _categorical(logs, "billable_type")
+    log_billable = _remap(bill_codes, bill_values, _BILLABLE_TYPES, "billable_type", np.int8)
+    approved_col = logs.column("approved")
+    if approved_col.null_count:
+        raise BatchError("approved", 0, None, "is null")
+    log_approved = np.ascontiguousarray(approved_col.to_numpy(zero_copy_only=False), np.bool_)
+    start = _instants(logs, "start")
+    end = _instants(logs, "end")
+    log_level = np.ascontiguousarray(level_codes, np.int32)
+    log_job = np.ascontiguousarray(job_codes, np.int32)
+    if len(levels) >= 1 << K.KEY_BITS[2] or len(jobs) >= 1 << K.KEY_BITS[3]:
+        raise BatchError("support_level", 0, len(levels), "too many distinct levels or jobs")
+
+    # 1. Period split and version choice.
+    horizon = book.horizon
+    latest = int(end.max())
+    if int(start.min()) < horizon.start or latest > horizon.end:
+        bad = int(np.flatnonzero((start < horizon.start) | (end > horizon.end))[0])
+        raise BatchError("start", bad, int(start[bad]), f"is outside the horizon {horizon}")
+    periods, b_first, b_last, bounds = book.periods(_utc_date(latest + 2 * 86_400))
+    capacity = n + n // 16 + 64
+    while True:
+        part_log = buffers.get("part_log", (capacity,), np.int64)
+        part_no = buffers.get("part_no", (capacity,), np.int8)
+        part_start = buffers.get("part_start", (capacity,), np.int64)
+        part_end = buffers.get("part_end", (capacity,), np.int64)
+        part_period = buffers.get("part_period", (capacity,), np.int64)
+        part_version = buffers.get("part_version", (capacity,), np.int64)
+        part_nonworking = buffers.get("part_nonworking", (capacity,), np.int64)
+        part_regular = buffers.get("part_regular", (capacity,), np.int64)
+        bad, m = K.split_parts(
+            log_contract,
+            start,
+            end,
+            b_first,
+            b_last,
+            bounds,
+            book.ver_first,
+            book.ver_last,
+            book.ver_starts,
+            book.cal_nonworking,
+            book.cal_regular,
+            part_log,
+            part_no,
+            part_start,
+            part_end,
+            part_period,
+            part_version,
+            part_nonworking,
+            part_regular,
+        )
+        if bad >= 0:
+            if end[bad] <= start[bad]:
+                raise BatchError("end", bad, int(end[bad]), "is not after the log's start")
+            raise BatchError("start", bad, int(start[bad]), "is before the contract's first period")
+        if m <= capacity:
+            break
+        capacity = m
+    part_log, part_no, part_start, part_end = (
+        part_log[:m],
+        part_no[:m],
+        part_start[:m],
+        part_end[:m],
+    )
+    part_period, part_version = part_period[:m], part_version[:m]
+    part_nonworking, part_regular = part_nonworking[:m], part_regular[:m]
+
+    # 2. Seconds per condition, from the compiled condition calendars.
+    cset = book.calendar_set
+    nonworking = clock.elapsed(cset, part_nonworking, part_start, part_end, threads=1)
+    regular = clock.elapsed(cset, part_regular, part_start, part_end, threads=1)
+    holiday = buffers.get("holiday", (m,), np.int64, zero=True)
+    touched = np.flatnonzero(nonworking)
+    if touched.size:
+        holiday[touched] = clock.elapsed(
+            cset,
+            book.cal_holiday[part_version[touched]],
+            part_start[touched],
+            part_end[touched],
+            threads=1,
+        )
+
+    # 3. Rounding, sharing, pricing, and lines of the parts that draw nothing.
+    t = book.tables(tuple(levels), tuple(jobs), tuple(PRIORITIES))
+    actual = buffers.get("actual", (m, 4), np.int32)
+    billed = buffers.get("billed", (m, 4), np.int32)
+    status = buffers.get("status", (m,), np.int8)
+    oos = buffers.get("oos", (m,), np.bool_)
+    high = buffers.get("high", (m,), np.uint8)
+    draws = buffers.get("draws", (m,), np.bool_)
+    need = buffers.get("need", (m,), np.int64, zero=True)
+    covered = buffers.get("covered", (m,), np.int64, zero=True)
+    overage = buffers.get("overage", (m,), np.int64, zero=True)
+    slot_keys = buffers.get("slot_keys", (m if evidence else 0, 4), np.int64)
+    used = np.zeros(1, np.int64)
+    table = K.new_table(K.INITIAL_BITS)
+    vp_offset = book.vp_offsets(periods)
+    n_levels, n_jobs = max(len(levels), 1), max(len(jobs), 1)
+    dense_size = int(vp_offset[-1]) * n_levels * n_jobs * K.LABEL_SLOTS
+    dense = buffers.get(
+        "dense", (dense_size if dense_size <= DENSE_MAX_ENTRIES else 0,), np.int64, zero=True
+    )
+    table, bad = K.price_parts(
+        part_log,
+        part_start,
+        part_end,
+        part_period,
+        part_version,
+        nonworking,
+        regular,
+        holiday,
+        log_contract,
+        log_level,
+        log_job,
+        log_priority,
+        log_billable,
+        log_approved,
+        t["increment"],
+        t["mode"],
+        t["minimum"],
+        t["label"],
+        t["applied"],
+        t["known"],
+        t["high"],
+        t["scope"],
+        book.mode,
+        actual,
+        billed,
+        status,
+        oos,
+        high,
+        draws,
+        book.burn,
+        need,
+        covered,
+        table,
+        used,
+        dense,
+        vp_offset,
+        n_levels,
+        n_jobs,
+        slot_keys,
+    )
+    if bad >= 0:
+        i = int(part_log[bad])
+        raise BatchError(
+            "support_level",
+            i,
+            (levels[log_level[i]], jobs[log_job[i]]),
+            "has no base rate on the contract's rate card",
+        )
+
+    # 4. Drawdown in work order, and the lines of the drawing parts.
+    count, first_start, bits = K.count_drawing(draws, part_start)
+    drawing = buffers.get("drawing", (count,), np.int64)
+    keys = buffers.get("keys", (count,), np.int64)
+    prefix = buffers.get("prefix", (count,), np.int64)
+    wants = buffers.get("wants", (count,), np.int64)
+    K.drawing_keys(
+        draws,
+        part_log,
+        part_start,
+        part_period,
+        part_version,
+        log_contract,
+        log_level,
+        log_job,
+        need,
+        first_start,
+        bits,
+        drawing,
+        keys,
+        prefix,
+        wants,
+    )
+    if drawing.size:
+        g_first, g_last, g_from, g_until, g_left = book.grants(periods)
+        perm, sorted_key = _work_order(
+            keys, drawing, part_no, part_log, _string_column(logs, "log_id"), buffers
+        )
+        table = K.draw_down(
+            sorted_key,
+            drawing[perm],
+            first_start,
+            bits,
+            prefix[perm],
+            wants[perm],
+            g_first,
+            g_last,
+            g_from,
+            g_until,
+            g_left.copy(),
+            covered,
+            overage,
+            table,
+            used,
+            dense,
+            vp_offset,
+            n_levels,
+            n_jobs,
+            slot_keys,
+        )
+
+    # 5. Lines.
+    if dense.size:
+        keys, seconds = _dense_lines(dense, vp_offset, n_levels, n_jobs)
+    else:
+        occupied = table[:, 0] != K.EMPTY
+        keys, seconds = table[occupied, 0], table[occupied, 1]
+    lines, line_keys = _lines_table(book, periods, levels, jobs, keys, seconds, t)
+    parts = {
+        "part_log": part_log,
+        "part_no": part_no,
+        "part_start": part_start,
+        "part_end": part_end,
+        "part_period": part_period,
+        "part_version": part_version,
+        "actual": actual,
+        "billed": billed,
+        "status": status,
+        "out_of_scope": oos,
+        "high": high,
+        "covered": covered,
+        "overage": overage,
+        "log_contract": log_contract,
+        "log_level": log_level,
+        "log_job": log_job,
+        "log_billable": log_billable,
+    }
+    return Classification(
+        book,
+        logs,
+        lines,
+        line_keys,
+        parts,
+        t,
+        contract_values,
+        contract_codes,
+        slot_keys if evidence else None,
+        buffers.pool,
+    )
+
+
+def _utc_date(t: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=t // 86_400)
+
+
+def _string_column(logs: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    col = logs.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def _dense_lines(
+    dense: np.ndarray, vp_offset: np.ndarray, n_levels: int, n_jobs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Packed keys and seconds of the non-empty slots of the dense line array."""
+    idx = np.flatnonzero(dense)
+    seconds = dense[idx]
+    slot = idx % K.LABEL_SLOTS
+    paired = slot < 2 * K.HIGH_PRIORITY + 2
+    hp = np.where(paired, slot % 2, 0)
+    label = np.where(paired, slot // 2, slot - (2 * K.HIGH_PRIORITY + 2) + K.ADDITIONAL_HOURS)
+    rest = idx // K.LABEL_SLOTS
+    job = rest % n_jobs
+    rest //= n_jobs
+    level = rest % n_levels
+    vp = rest // n_levels
+    version = np.searchsorted(vp_offset, vp, side="right") - 1
+    period = vp - vp_offset[version]
+    return pack_keys(version, period, level, job, label, hp), seconds
+
+
+def pack_keys(
+    version: np.ndarray,
+    period: np.ndarray,
+    level: np.ndarray,
+    job: np.ndarray,
+    label: np.ndarray,
+    hp: np.ndarray,
+) -> np.ndarray:
+    """Packed line keys (the layout of :data:`kernels.KEY_BITS`)."""
+    key = np.asarray(version, np.int64)
+    for value, bits in zip((period, level, job, label, hp), K.KEY_BITS[1:], strict=True):
+        key = (key << bits) | np.asarray(value, np.int64)
+    return key
+
+
+def unpack_keys(keys: np.ndarray) -> dict[str, np.ndarray]:
+    """Fields of packed line keys: version, period, level, job, label, priority applied."""
+    out = {}
+    shift = 0
+    for name, bits in zip(
+        ("hp", "label", "job", "level", "period", "version"), reversed(K.KEY_BITS), strict=True
+    ):
+        out[name] = (keys >> shift) & ((1 << bits) - 1)
+        shift += bits
+    return out
+
+
+def line_rates(fields: dict[str, np.ndarray], tables: dict[str, np.ndarray]) -> np.ndarray:
+    """The rate (minor units per hour) of each line from its unpacked key: the key determines
+    it, so no per-part rate is stored."""
+    v, lv, jb = fields["version"], fields["level"], fields["job"]
+    label, hp = fields["label"], fields["hp"]
+    timed = label < 4
+    rates = np.zeros(label.size, np.int64)
+    rates[timed] = tables["rate"][v[timed], lv[timed], jb[timed], label[timed], hp[timed]]
+    for code, name in (
+        (K.HIGH_PRIORITY, "priority"),
+        (K.ADDITIONAL_HOURS, "additional"),
+        (K.OUT_OF_SCOPE, "oos"),
+    ):
+        sel = label == code
+        rates[sel] = tables[name][v[sel], lv[sel], jb[sel]]
+    return rates
+
+
+def _lines_table(
+    book: ContractBook,
+    periods: list[list[Period]],
+    levels: list[str],
+    jobs: list[str],
+    keys: np.ndarray,
+    seconds: np.ndarray,
+    tables: dict[str, np.ndarray],
+) -> tuple[pa.Table, np.ndarray]:
+    """The line aggregates as a table sorted by contract, period, version, condition, level,
+    job and priority flag (input order never changes it), with their packed keys."""
+    f = unpack_keys(keys)
+    rates = line_rates(f, tables)
+    version = f["version"]
+    contract = book.version_contract[version]
+    period_index = book.period_offsets(periods)[contract] + f["period"]
+    p_start, p_end, p_ordinal = book.period_days(periods)
+    level_rank = np.argsort(np.argsort(np.array(levels, dtype=object)))
+    job_rank = np.argsort(np.argsort(np.array(jobs, dtype=object)))
+    position = version - book.ver_first[contract]
+    sort_key = book.contract_rank[contract].astype(np.int64)
+    for value, bits in (
+        (f["period"], 12),
+        (position, 8),
+        (f["label"], 4),
+        (level_rank[f["level"]] if levels else f["level"], 8),
+        (job_rank[f["job"]] if jobs else f["job"], 10),
+        (f["hp"], 1),
+    ):
+        sort_key = (sort_key << bits) | value.astype(np.int64)
+    order = np.argsort(sort_key, kind="stable")
+    keys, seconds, rates = keys[order], seconds[order], rates[order]
+    contract, version, period_index = contract[order], version[order], period_index[order]
+    f = {k: v[order] for k, v in f.items()}
+    if seconds.size and int(seconds.max()) * max(int(rates.max()), 1) >= 1 << 61:
+        raise BatchError("billed_seconds", 0, int(seconds.max()), "overflows a line amount")
+    amount = (2 * seconds * rates + SECONDS_PER_HOUR) // (2 * SECONDS_PER_HOUR)
+
+    def dict_col(codes: np.ndarray, names: Sequence[str]) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.asarray(codes, np.int32)), pa.array(list(names), pa.string())
+        )
+
+    table = pa.Table.from_arrays(
+        [
+            dict_col(contract, [c.id for c in book.contracts]),
+            pa.array(p_ordinal[period_index].astype(np.int32)),
+            pa.array(p_start[period_index].astype(np.int32)).view(pa.date32()),
+            pa.array(p_end[period_index].astype(np.int32)).view(pa.date32()),
+            pa.array(book.version_number[version]),
+            dict_col(version, [r.content_hash for r in book.versions]),
+            dict_col(f["label"], _LABEL_NAMES),
+            dict_col(level_rank[f["level"]], sorted(levels)),
+            dict_col(job_rank[f["job"]], sorted(jobs)),
+            pa.array(f["hp"].astype(np.bool_)),
+            pa.array(seconds, pa.duration("s")),
+            pa.array(rates),
+            pa.array(amount),
+            dict_col(contract, [c.currency for c in book.contracts]),
+        ],
+        schema=TIME_LINES,
+    )
+    return table, keys
+
+
+__all__ = [
+    "Classification",
+    "ContractBook",
+    "classify",
+    "contract_grants",
+    "unpack_keys",
+]
