@@ -22,17 +22,14 @@ The work runs in the compiled ``_clock`` kernels with the GIL released; batches 
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine import _clock
+from effigate_engine import _clock, parallel
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import BatchError
 from effigate_engine.instants import (
@@ -48,18 +45,9 @@ from effigate_engine.instants import (
 #: Batches smaller than this run on the calling thread.
 PARALLEL_MIN_BATCH = 1 << 16
 #: Threads used when the caller does not say.
-DEFAULT_THREADS = max(1, min(4, os.cpu_count() or 1))
-
-_pool: ThreadPoolExecutor | None = None
+DEFAULT_THREADS = parallel.DEFAULT_THREADS
 
 Kernel = Callable[..., int]
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="effigate-clock")
-    return _pool
 
 
 def _calendar_column(calendars: CalendarSet, calendar: Any) -> Column:
@@ -123,24 +111,16 @@ def _run(
     out: np.ndarray,
     threads: int | None,
 ) -> int:
-    """Run a kernel, split into chunks across threads for large batches; first bad index or -1."""
-    threads = DEFAULT_THREADS if threads is None else max(1, int(threads))
+    """Run a kernel, split into slices across threads for large batches; first bad index or -1."""
     packed = calendars.packed
-    if threads == 1 or n < PARALLEL_MIN_BATCH:
-        return kernel(packed, *args, out)
-    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
 
     def chunk(lo: int, hi: int) -> int:
         sliced = [a if a.shape[0] == 1 else a[lo:hi] for a in args]
         bad = kernel(packed, *sliced, out[lo:hi])
         return -1 if bad < 0 else lo + bad
 
-    futures = [
-        _executor().submit(chunk, int(lo), int(hi))
-        for lo, hi in itertools.pairwise(bounds)
-        if hi > lo
-    ]
-    bads = [b for b in (f.result() for f in futures) if b >= 0]
+    bads = [b for b in parallel.run(chunk, parallel.slices(n, threads, PARALLEL_MIN_BATCH))
+            if b >= 0]
     return min(bads) if bads else -1
 
 

@@ -11,7 +11,6 @@ Re-evaluating the same tickets at the same ``now`` always gives the same answer.
 from __future__ import annotations
 
 import importlib.metadata
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from effigate_engine import clock
+from effigate_engine import parallel
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.instants import NO_INSTANT, to_column
@@ -37,6 +36,8 @@ from effigate_engine.sla.policy import (
 )
 from effigate_engine.sla.schemas import INSTANT, SLA_RESULTS, STATUSES, UNMATCHED
 
+#: Batches with fewer tickets are evaluated on the calling thread.
+SLICE_MIN_TICKETS = 1 << 14
 #: Pause statuses get bit positions below this; any other status never pauses anything.
 _OTHER_STATUS = 63
 _ERRORS = {
@@ -228,20 +229,6 @@ def _accepts(rules: list[Any], values: list[Any], pick: Any) -> np.ndarray:
     return table
 
 
-def _split(n: int, threads: int | None) -> list[tuple[int, int]]:
-    threads = clock.DEFAULT_THREADS if threads is None else max(1, int(threads))
-    if threads == 1 or n < clock.PARALLEL_MIN_BATCH // 4:
-        return [(0, n)]
-    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
-    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds) if hi > lo]
-
-
-def _parallel(work: Any, parts: list[tuple[int, int]]) -> list[Any]:
-    if len(parts) == 1:
-        return [work(*parts[0])]
-    return [f.result() for f in [clock._executor().submit(work, lo, hi) for lo, hi in parts]]
-
-
 def evaluate(
     tickets: pa.Table | pa.RecordBatch | str | Path,
     policies: Policy | Mapping[str, Policy],
@@ -267,12 +254,12 @@ def evaluate(
     now_s = int(to_column(now, "now").values[0])
     specs = _flatten(list(by_name.values()), calendars)
     named = "policy" in table.column_names and not isinstance(policies, Policy)
-    parts = _split(table.num_rows, threads)
+    parts = parallel.slices(table.num_rows, threads, SLICE_MIN_TICKETS)
 
     def work(lo: int, hi: int) -> tuple[pa.Table, pa.Table, np.ndarray]:
         return _evaluate_slice(table.slice(lo, hi - lo), by_name, specs, calendars, now_s, named)
 
-    outcomes = _parallel(work, parts)
+    outcomes = parallel.run(work, parts)
     results = pa.concat_tables([o[0] for o in outcomes])
     unmatched = pa.concat_tables([o[1] for o in outcomes])
     row_ticket = np.concatenate([o[2] + lo for o, (lo, _) in zip(outcomes, parts, strict=True)])
