@@ -5,8 +5,9 @@ Pipeline (``DESIGN.md`` §5–§6), each step over whole arrays:
 1. logs are split at period boundaries (local midnight at each period end, in the contract's
    zone) and each part picks the frozen rate-card version in force at its start (Numba);
 2. the seconds of each part in every time condition come from the compiled calendars through
-   :mod:`effigate_engine.clock` (:mod:`effigate_engine.ratecard.calendars`): nothing here
-   re-implements calendar arithmetic;
+   the clock's ``elapsed`` kernel (:mod:`effigate_engine.ratecard.calendars`): non-working
+   seconds for every part, then regular and holiday seconds only where that answer does not
+   imply them; nothing here re-implements calendar arithmetic;
 3. rounding once per part, largest-remainder sharing of billed seconds, rate resolution,
    out-of-scope and billable type (Numba, over rate tables resolved once per card);
 4. bucket / included-hours drawdown in work order (start, then log id; input order never
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate_engine import clock
+from effigate_engine import _clock, clock
 from effigate_engine.billing.contracts import Contract, ContractType, OutOfScope
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import SECONDS_PER_HOUR
@@ -51,6 +52,11 @@ from effigate_engine.ratecard.model import (
 _FOREVER = np.iinfo(np.int64).max
 #: Largest dense line array (entries of int64 seconds); larger key spaces use the hash table.
 DENSE_MAX_ENTRIES = 1 << 23
+#: Step of the period-search hints as a power of two (2**19 s ≈ 6 days), and the most hint
+#: entries a book keeps (the step grows past it: the forward scan from a hint is then longer,
+#: never wrong).
+HINT_SHIFT = 19
+HINT_MAX_ENTRIES = 1 << 22
 _BILLABLE_TYPES = {
     "BILLABLE": K.BILLABLE,
     "NON_BILLABLE": K.NON_BILLABLE_TYPE,
@@ -160,6 +166,7 @@ class ContractBook:
         triples: dict[tuple[str, tuple[int, ...]], int] = {}
         calendars = []
         cal_of_version = np.zeros((len(self.versions), 3), np.int64)
+        has_holidays: list[bool] = []
         for g, ref in enumerate(self.versions):
             contract = self.contracts[ref.contract]
             key = (_calendar_key(contract), ref.card.weekend_days)
@@ -171,10 +178,13 @@ class ContractBook:
                 calendars += [derived.holiday, derived.nonworking, derived.regular]
             base = triples[key]
             cal_of_version[g] = (base, base + 1, base + 2)
+            has_holidays.append(bool(calendars[base].extra_openings))
         self.cal_holiday, self.cal_nonworking, self.cal_regular = (
             np.ascontiguousarray(cal_of_version[:, j]) for j in range(3)
         )
         self.calendar_set = CalendarSet(calendars, self.horizon)
+        #: Per version: its holiday calendar has a holiday (else it is never open).
+        self.has_holidays = np.array(has_holidays, np.bool_)
         self.mode = np.array([_MODES[c.type] for c in self.contracts], np.int8)
         self.burn = np.full((len(self.contracts), 4), 10_000, np.int64)
         for i, c in enumerate(self.contracts):
@@ -186,6 +196,7 @@ class ContractBook:
         self._periods: dict[
             date, tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]
         ] = {}
+        self._hints: tuple[np.ndarray, tuple[np.ndarray, int, int]] | None = None
 
     # Periods --------------------------------------------------------------------------------
 
@@ -231,6 +242,28 @@ class ContractBook:
                 last[i] = len(flat)
             self._periods = {until: (per, first, last, np.array(flat, np.int64))}
         return self._periods[until]
+
+    def period_hints(self, until: date) -> tuple[np.ndarray, int, int]:
+        """Where the search for a start's period begins: ``(hint, origin, shift)`` with
+        ``hint[c, w]`` the index in the flat boundaries of :meth:`periods` of contract ``c``'s
+        last boundary at or before ``origin + (w << shift)`` (epoch seconds; steps of
+        ``2**shift`` seconds, at least :data:`HINT_SHIFT`), or its first boundary. Cached with
+        the periods."""
+        _, first, last, flat = self.periods(until)
+        if self._hints is None or self._hints[0] is not flat:
+            origin = self.horizon.start
+            span = self.horizon.end - origin
+            shift = HINT_SHIFT
+            while (span >> shift) * len(self.contracts) > HINT_MAX_ENTRIES:
+                shift += 1
+            steps = (np.arange((span >> shift) + 1, dtype=np.int64) << shift) + origin
+            hint = np.empty((len(self.contracts), steps.size), np.int32)
+            for c in range(len(self.contracts)):
+                lo, hi = int(first[c]), int(last[c])
+                at = np.searchsorted(flat[lo:hi], steps, side="right") - 1
+                hint[c] = np.clip(at, 0, hi - lo - 2) + lo
+            self._hints = (flat, (hint, origin, shift))
+        return self._hints[1]
 
     # Rate tables ----------------------------------------------------------------------------
 
@@ -545,7 +578,12 @@ def _instants(batch: pa.Table | pa.RecordBatch, name: str) -> np.ndarray:
 
 
 def _remap(
-    codes: np.ndarray, values: list[str], mapping: dict[str, int], name: str, dtype: type
+    codes: np.ndarray,
+    values: list[str],
+    mapping: dict[str, int],
+    name: str,
+    dtype: type,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     lookup = np.empty(len(values), dtype)
     for j, v in enumerate(values):
@@ -556,7 +594,10 @@ def _remap(
             lookup[j] = 0
         else:
             lookup[j] = mapping[v]
-    return lookup[codes]
+    if out is None:
+        return lookup[codes]
+    K.remap_codes(lookup, np.ascontiguousarray(codes), out)
+    return out
 
 
 def _work_order(
@@ -625,7 +666,14 @@ def classify(
     if n == 0:
         raise BatchError("logs", 0, 0, "is an empty batch")
     contract_codes, contract_values = _categorical(logs, "contract_id")
-    log_contract = _remap(contract_codes, contract_values, book.index, "contract_id", np.int32)
+    log_contract = _remap(
+        contract_codes,
+        contract_values,
+        book.index,
+        "contract_id",
+        np.int32,
+        buffers.get("log_contract", (n,), np.int32),
+    )
     level_codes, levels = _categorical(logs, "support_level")
     job_codes, jobs = _categorical(logs, "job_type")
     prio_codes, prio_values = _categorical(logs, "priority")
@@ -633,9 +681,23 @@ def classify(
     for v in prio_values:
         with contextlib.suppress(ConfigurationError):
             prio_map[v] = PRIORITIES.index(normalise_priority(v))
-    log_priority = _remap(prio_codes, prio_values, prio_map, "priority", np.int8)
+    log_priority = _remap(
+        prio_codes,
+        prio_values,
+        prio_map,
+        "priority",
+        np.int8,
+        buffers.get("log_priority", (n,), np.int8),
+    )
     bill_codes, bill_values = _categorical(logs, "billable_type")
-    log_billable = _remap(bill_codes, bill_values, _BILLABLE_TYPES, "billable_type", np.int8)
+    log_billable = _remap(
+        bill_codes,
+        bill_values,
+        _BILLABLE_TYPES,
+        "billable_type",
+        np.int8,
+        buffers.get("log_billable", (n,), np.int8),
+    )
     approved_col = logs.column("approved")
     if approved_col.null_count:
         raise BatchError("approved", 0, None, "is null")
@@ -653,7 +715,9 @@ def classify(
     if int(start.min()) < horizon.start or latest > horizon.end:
         bad = int(np.flatnonzero((start < horizon.start) | (end > horizon.end))[0])
         raise BatchError("start", bad, int(start[bad]), f"is outside the horizon {horizon}")
-    periods, b_first, b_last, bounds = book.periods(_utc_date(latest + 2 * 86_400))
+    until = _utc_date(latest + 2 * 86_400)
+    periods, b_first, b_last, bounds = book.periods(until)
+    hint, hint_origin, hint_shift = book.period_hints(until)
     capacity = n + n // 16 + 64
     while True:
         part_log = buffers.get("part_log", (capacity,), np.int64)
@@ -671,6 +735,9 @@ def classify(
             b_first,
             b_last,
             bounds,
+            hint,
+            hint_origin,
+            hint_shift,
             book.ver_first,
             book.ver_last,
             book.ver_starts,
@@ -701,20 +768,34 @@ def classify(
     part_period, part_version = part_period[:m], part_version[:m]
     part_nonworking, part_regular = part_nonworking[:m], part_regular[:m]
 
-    # 2. Seconds per condition, from the compiled condition calendars.
+    # 2. Seconds per condition, from the compiled condition calendars: non-working seconds of
+    # every part, then only the regular and holiday seconds they do not imply.
     cset = book.calendar_set
-    nonworking = clock.elapsed(cset, part_nonworking, part_start, part_end, threads=1)
-    regular = clock.elapsed(cset, part_regular, part_start, part_end, threads=1)
-    holiday = buffers.get("holiday", (m,), np.int64, zero=True)
-    touched = np.flatnonzero(nonworking)
-    if touched.size:
-        holiday[touched] = clock.elapsed(
-            cset,
-            book.cal_holiday[part_version[touched]],
-            part_start[touched],
-            part_end[touched],
-            threads=1,
-        )
+    nonworking = buffers.get("nonworking", (m,), np.int64)
+    _elapsed(cset, part_nonworking, part_start, part_end, nonworking)
+    query_calendar = buffers.get("query_calendar", (2 * m,), np.int64)
+    query_start = buffers.get("query_start", (2 * m,), np.int64)
+    query_end = buffers.get("query_end", (2 * m,), np.int64)
+    queries = K.plan_queries(
+        part_start,
+        part_end,
+        part_version,
+        nonworking,
+        book.cal_regular,
+        book.cal_holiday,
+        book.has_holidays,
+        query_calendar,
+        query_start,
+        query_end,
+    )
+    answers = buffers.get("answers", (2 * m,), np.int64)
+    _elapsed(
+        cset,
+        query_calendar[:queries],
+        query_start[:queries],
+        query_end[:queries],
+        answers[:queries],
+    )
 
     # 3. Rounding, sharing, pricing, and lines of the parts that draw nothing.
     t = book.tables(tuple(levels), tuple(jobs), tuple(PRIORITIES))
@@ -724,9 +805,9 @@ def classify(
     oos = buffers.get("oos", (m,), np.bool_)
     high = buffers.get("high", (m,), np.uint8)
     draws = buffers.get("draws", (m,), np.bool_)
-    need = buffers.get("need", (m,), np.int64, zero=True)
-    covered = buffers.get("covered", (m,), np.int64, zero=True)
-    overage = buffers.get("overage", (m,), np.int64, zero=True)
+    need = buffers.get("need", (m,), np.int64)
+    covered = buffers.get("covered", (m,), np.int64)
+    overage = buffers.get("overage", (m,), np.int64)
     slot_keys = buffers.get("slot_keys", (m if evidence else 0, 4), np.int64)
     used = np.zeros(1, np.int64)
     table = K.new_table(K.INITIAL_BITS)
@@ -743,8 +824,8 @@ def classify(
         part_period,
         part_version,
         nonworking,
-        regular,
-        holiday,
+        answers,
+        book.has_holidays,
         log_contract,
         log_level,
         log_job,
@@ -769,6 +850,7 @@ def classify(
         book.burn,
         need,
         covered,
+        overage,
         table,
         used,
         dense,
@@ -875,6 +957,18 @@ def classify(
         slot_keys if evidence else None,
         buffers.pool,
     )
+
+
+def _elapsed(
+    cset: CalendarSet, calendar: np.ndarray, start: np.ndarray, end: np.ndarray, out: np.ndarray
+) -> None:
+    """``out = clock.elapsed(cset, calendar, start, end)`` (business seconds) on the calling
+    thread, written into a recycled array: the compiled clock kernel itself, without the
+    conversions and the fresh result array of the public wrapper (the inputs are already
+    int64 epoch seconds, checked against the horizon). A refused element is explained by the
+    wrapper."""
+    if _clock.elapsed(cset.packed, calendar, start, end, out) >= 0:
+        clock.elapsed(cset, calendar, start, end, threads=1)
 
 
 def _utc_date(t: int) -> date:

@@ -59,6 +59,14 @@ RADIX = 1 << RADIX_BITS
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
+@njit(cache=True, nogil=True)
+def remap_codes(lookup: np.ndarray, codes: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = lookup[codes[i]]``: dictionary codes of a batch column mapped to the codes of
+    the engine (codes are valid indexes of ``lookup``)."""
+    for i in range(codes.shape[0]):
+        out[i] = lookup[codes[i]]
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _last_le(values: np.ndarray, lo: int, hi: int, x: int) -> int:
     """Largest index ``i`` in ``[lo, hi)`` with ``values[i] <= x``, or ``lo - 1``."""
@@ -112,7 +120,7 @@ def _write_part(
     part_regular[k] = version_regular[v]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def split_parts(
     contract: np.ndarray,
     start: np.ndarray,
@@ -120,6 +128,9 @@ def split_parts(
     bound_first: np.ndarray,
     bound_last: np.ndarray,
     bounds: np.ndarray,
+    hint: np.ndarray,
+    origin: int,
+    shift: int,
     ver_first: np.ndarray,
     ver_last: np.ndarray,
     ver_starts: np.ndarray,
@@ -140,7 +151,10 @@ def split_parts(
     ``n`` on, in log order. Each part gets its period ordinal, the global index of the frozen
     rate-card version in force at its start, and its condition calendars (non-working,
     regular). ``bounds[bound_first[c]:bound_last[c]]`` are contract ``c``'s period starts plus
-    the end of its last period (epoch seconds, rising).
+    the end of its last period (epoch seconds, rising). ``hint[c, w]`` is the index in
+    ``bounds`` of contract ``c``'s last boundary at or before ``origin + (w << shift)`` (seconds),
+    or its first: the period of a start is found from there by a short forward scan instead
+    of a binary search, whose data-dependent steps cost a branch misprediction each.
 
     Returns ``(bad, parts)``: ``bad`` is -1 or the first log that does not end after it starts
     or lies outside its contract's periods; ``parts`` is the number of parts, which may exceed
@@ -155,13 +169,11 @@ def split_parts(
         s, e = start[i], end[i]
         if e <= s or s < bounds[lo] or e > bounds[hi - 1]:
             return i, 0
-        # Branch-free binary search: the last boundary <= s (bounds[lo] <= s is checked).
-        p = lo
-        width = hi - lo
-        while width > 1:
-            half = width >> 1
-            p = p + half if bounds[p + half] <= s else p
-            width -= half
+        # The last boundary <= s: from the hint (bounds[lo] <= s and e <= bounds[hi - 1] are
+        # checked, so the scan stops before hi - 1).
+        p = np.int64(hint[c, (s - origin) >> shift])
+        while bounds[p + 1] <= s:
+            p += 1
         first_end = e if e <= bounds[p + 1] else bounds[p + 1]
         vf, vl = ver_first[c], ver_last[c]
         v = vf
@@ -209,7 +221,43 @@ def split_parts(
     return -1, k
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy")
+def plan_queries(
+    part_start: np.ndarray,
+    part_end: np.ndarray,
+    part_version: np.ndarray,
+    nonworking: np.ndarray,
+    version_regular: np.ndarray,
+    version_holiday: np.ndarray,
+    version_has_holidays: np.ndarray,
+    query_calendar: np.ndarray,
+    query_start: np.ndarray,
+    query_end: np.ndarray,
+) -> int:
+    """The clock queries a part's other condition seconds still need, given its non-working
+    seconds: its regular seconds unless the part is entirely non-working (the regular calendar
+    is closed all non-working day, so they are 0), then its holiday seconds if it touches a
+    non-working day of a calendar that has holidays (else they are 0). Queries are written in
+    part order, regular before holiday; :func:`price_parts` consumes them by the same rule.
+    Returns the number of queries (the arrays hold one per part and two per part at most)."""
+    q = 0
+    for k in range(part_start.shape[0]):
+        s, e, v = part_start[k], part_end[k], part_version[k]
+        nw = nonworking[k]
+        if nw < e - s:
+            query_calendar[q] = version_regular[v]
+            query_start[q] = s
+            query_end[q] = e
+            q += 1
+        if nw > 0 and version_has_holidays[v]:
+            query_calendar[q] = version_holiday[v]
+            query_start[q] = s
+            query_end[q] = e
+            q += 1
+    return q
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def round_billed(actual: int, increment: int, mode: int, minimum: int) -> int:
     """``max(minimum, round_to_increment(actual))``: the minimum is a floor, never rounded."""
     rounded = actual
@@ -308,7 +356,7 @@ def flush(
     return table
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def price_parts(
     part_log: np.ndarray,
     part_start: np.ndarray,
@@ -316,8 +364,8 @@ def price_parts(
     part_period: np.ndarray,
     part_version: np.ndarray,
     nonworking: np.ndarray,
-    regular: np.ndarray,
-    holiday: np.ndarray,
+    answers: np.ndarray,
+    version_has_holidays: np.ndarray,
     log_contract: np.ndarray,
     log_level: np.ndarray,
     log_job: np.ndarray,
@@ -342,6 +390,7 @@ def price_parts(
     burn: np.ndarray,
     need: np.ndarray,
     covered: np.ndarray,
+    overage: np.ndarray,
     table: np.ndarray,
     used: np.ndarray,
     dense: np.ndarray,
@@ -354,18 +403,21 @@ def price_parts(
     from grants to the lines. Returns ``(table, bad)``: the (possibly grown) hash table, and -1
     or the first part whose (support level, job type) has no base rate on its card.
 
-    ``nonworking``/``regular``/``holiday`` are the business seconds of the part in the condition
-    calendars. Billed seconds are shared among conditions in proportion to actual seconds by
-    largest remainder, ties to the higher precedence. ``draws`` marks the parts a drawdown
+    ``nonworking`` are the business seconds of each part in its non-working calendar and
+    ``answers`` the results of the queries of :func:`plan_queries` (regular, then holiday
+    seconds, only where not implied), read in the same order. Billed seconds are shared among
+    conditions in proportion to actual seconds by largest remainder, ties to the higher
+    precedence. ``draws`` marks the parts a drawdown
     contract draws from its grants (priced after the drawdown) and ``need`` their
     burn-weighted billed seconds; ``covered`` gets the billed seconds of parts a fixed price
-    covers.
+    covers. Every part's ``need``, ``covered`` and ``overage`` are written (0 when none).
     """
     want_slots = slot_keys.shape[0] > 0
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
     buf_idx = np.empty(CHUNK * SLOTS, np.int64)
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
+    q = 0
     for k in range(part_log.shape[0]):
         if nbuf > (CHUNK - 1) * SLOTS:
             table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
@@ -375,9 +427,15 @@ def price_parts(
         c = log_contract[i]
         lv, jb = log_level[i], log_job[i]
         duration = part_end[k] - part_start[k]
-        hol = holiday[k]
         nw = nonworking[k]
-        reg = regular[k]
+        reg = 0
+        hol = 0
+        if nw < duration:
+            reg = answers[q]
+            q += 1
+        if nw > 0 and version_has_holidays[v]:
+            hol = answers[q]
+            q += 1
         act0 = reg
         act1 = duration - nw - reg
         act2 = nw - hol
@@ -386,24 +444,36 @@ def price_parts(
         actual[k, 1] = act1
         actual[k, 2] = act2
         actual[k, 3] = act3
+        need[k] = 0
+        covered[k] = 0
+        overage[k] = 0
         total = round_billed(duration, version_increment[v], version_mode[v], version_minimum[v])
-        b0 = b1 = b2 = b3 = left = 0
-        if act0 != duration and act1 != duration:
-            b0 = total * act0 // duration
-            b1 = total * act1 // duration
-            b2 = total * act2 // duration
-            b3 = total * act3 // duration
-            left = total - b0 - b1 - b2 - b3
+        b0 = b1 = b2 = b3 = 0
         if act0 == duration:
-            b0, b1, b2, b3, left = total, 0, 0, 0, 0
+            b0 = total
         elif act1 == duration:
-            b0, b1, b2, b3, left = 0, total, 0, 0, 0
-        if left > 0:
-            # Largest remainder, ties to the higher precedence (scan HOLIDAY first).
-            r0 = total * act0 % duration if act0 > 0 else -1
-            r1 = total * act1 % duration if act1 > 0 else -1
-            r2 = total * act2 % duration if act2 > 0 else -1
-            r3 = total * act3 % duration if act3 > 0 else -1
+            b1 = total
+        elif act2 == duration:
+            b2 = total
+        elif act3 == duration:
+            b3 = total
+        else:
+            # Several conditions: shares floored, then the rest by largest remainder, ties to
+            # the higher precedence (scan HOLIDAY first); an absent condition gets nothing.
+            r0 = r1 = r2 = r3 = -1
+            if act0 > 0:
+                b0 = total * act0 // duration
+                r0 = total * act0 - b0 * duration
+            if act1 > 0:
+                b1 = total * act1 // duration
+                r1 = total * act1 - b1 * duration
+            if act2 > 0:
+                b2 = total * act2 // duration
+                r2 = total * act2 - b2 * duration
+            if act3 > 0:
+                b3 = total * act3 // duration
+                r3 = total * act3 - b3 * duration
+            left = total - b0 - b1 - b2 - b3
             while left > 0:
                 if r3 >= r2 and r3 >= r1 and r3 >= r0:
                     b3 += 1
@@ -605,7 +675,7 @@ def drawing_keys(
             n += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def draw_down(
     sorted_key: np.ndarray,
     order: np.ndarray,
@@ -634,25 +704,35 @@ def draw_down(
     them back to parts for ``covered``, ``overage`` and ``slot_keys``. ``grant_left`` is
     consumed in place; a grant counts for parts starting in ``[grant_from, grant_until)``.
     Adds the ``INCLUDED`` and ``ADDITIONAL_HOURS`` lines (in work order, a contract's lines
-    are close together in memory) and returns the (possibly grown) hash table."""
+    are close together in memory) and returns the (possibly grown) hash table. Each
+    contract's grants are sorted by ``grant_from``."""
     want_slots = slot_keys.shape[0] > 0
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
     buf_idx = np.empty(CHUNK * SLOTS, np.int64)
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
     mask = (np.int64(1) << bits) - 1
+    current = -1
+    live = 0
     for n in range(sorted_key.shape[0]):
         if nbuf > (CHUNK - 1) * SLOTS:
             table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
             nbuf = 0
         c = sorted_key[n] >> bits
         t = first + (sorted_key[n] & mask)
+        if c != current:
+            current = c
+            live = grant_first[c]
+        # A contract's parts come in rising start: a leading grant that is used up or has
+        # expired stays so, and grants (sorted by start) past one not yet valid are not valid.
+        while live < grant_last[c] and (grant_left[live] == 0 or grant_until[live] <= t):
+            live += 1
         want = need[n]
         got = 0
-        for g in range(grant_first[c], grant_last[c]):
-            if want == got:
+        for g in range(live, grant_last[c]):
+            if want == got or grant_from[g] > t:
                 break
-            if grant_from[g] <= t < grant_until[g] and grant_left[g] > 0:
+            if t < grant_until[g] and grant_left[g] > 0:
                 take = min(grant_left[g], want - got)
                 grant_left[g] -= take
                 got += take
