@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from effigate_engine.sla.schemas import BREACH_RECORDS as SLA_BREACH_RECORDS
+
 UTC_SECONDS = pa.timestamp("s", tz="UTC")
 SECONDS = pa.duration("s")
 CATEGORY = pa.dictionary(pa.int32(), pa.string())
@@ -141,16 +143,5 @@ INVOICE_LINES = pa.schema(
 )
 
 #: SLA breach records produced by the SLA engine; billing turns them into credit lines.
-BREACH_RECORDS = pa.schema(
-    [
-        pa.field("breach_id", pa.string()),
-        pa.field("ticket_id", pa.string()),
-        pa.field("contract_id", pa.string()),
-        pa.field("client_id", pa.string()),
-        pa.field("metric", pa.string()),
-        pa.field("priority", pa.string()),
-        pa.field("breached_at", UTC_SECONDS),
-        pa.field("breach_seconds", pa.int64()),
-        pa.field("severity", pa.string()),
-    ]
-)
+# SLA breach records are the SLA engine's output; billing reads them as they are.
+BREACH_RECORDS = SLA_BREACH_RECORDS
