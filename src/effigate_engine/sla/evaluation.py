@@ -100,7 +100,7 @@ def _column(table: pa.Table, name: str) -> pa.Array:
         if isinstance(col, pa.ChunkedArray):
             return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         return col
-    return pa.nulls(table.num_rows, pa.string())
+    return pa.nulls(table.num_rows)
 
 
 def _codes(array: pa.Array, normalize: Any = None) -> tuple[np.ndarray, list[Any]]:
@@ -125,12 +125,12 @@ def _value_codes(array: pa.Array, values: list[str]) -> np.ndarray:
 
 
 def _instants(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    col = to_column(
-        _column(table, name).cast(INSTANT)
-        if name in table.column_names
-        else pa.nulls(table.num_rows, INSTANT),
-        name,
-    )
+    """A timestamp column (any unit, with a zone; floored to the second) as epoch seconds,
+    NO_INSTANT where null; a missing or all-null column is all NO_INSTANT."""
+    array = _column(table, name) if name in table.column_names else None
+    if array is None or pa.types.is_null(array.type):
+        return np.full(table.num_rows, NO_INSTANT, np.int64), np.ones(table.num_rows, bool)
+    col = to_column(array, name)
     values = col.values.copy() if col.nulls is not None else col.values
     if col.nulls is not None:
         values[col.nulls] = NO_INSTANT
