@@ -42,9 +42,8 @@ def report_frame(evaluation: Evaluation) -> pa.Table:
     )
     for name in GROUP_COLUMNS[1:]:
         columns[name] = pc.take(_column(evaluation.tickets, name).cast(pa.string()), rows)
-    columns["created_at"] = pc.take(
-        _column(evaluation.tickets, "created_at").cast(pa.timestamp("s", tz="UTC"), safe=False), rows
-    )
+    created = _column(evaluation.tickets, "created_at")
+    columns["created_at"] = pc.take(created.cast(pa.timestamp("s", tz="UTC"), safe=False), rows)
     columns["status"] = pc.cast(columns["status"], pa.string())
     columns["metric"] = pc.cast(columns["metric"], pa.string())
     return pa.table(columns)
