@@ -297,6 +297,25 @@ def test_drawdown_follows_work_order_not_input_order() -> None:
     assert (parts[("c", 0)]["covered"], parts[("c", 0)]["overage"]) == (0, 1_800)
 
 
+def test_ties_follow_log_id_bytes_and_a_repeated_log_id_is_refused() -> None:
+    c = bucket_contract(1.5)
+    start, end = at("2026-03-04T10:00-05:00"), at("2026-03-04T11:00-05:00")
+    rows = [
+        {"log_id": name, "start": start, "end": end, "contract_id": "B1"}
+        for name in ("ab", "a", "b\u00e9", "b")
+    ]
+    parts = kernel_parts(assert_matches_reference([c], log_batch(rows)))
+    # Work order among equal starts: "a", "ab", "b", "bé" (shorter prefix first).
+    assert [parts[(name, 0)]["covered"] for name in ("a", "ab", "b", "b\u00e9")] == [
+        HOUR,
+        1_800,
+        0,
+        0,
+    ]
+    with pytest.raises(BatchError, match="appears twice"):
+        classify(ContractBook([c]), log_batch([*rows, rows[1]]))
+
+
 def test_a_top_up_counts_from_its_effective_date_never_backwards() -> None:
     c = bucket_contract(0).amend(Amendment("A1", date(2026, 3, 5), add_seconds=10 * HOUR))
     rows = [

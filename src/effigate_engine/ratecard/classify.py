@@ -600,47 +600,23 @@ def _remap(
     return out
 
 
-def _work_order(
-    key: np.ndarray,
-    parts: np.ndarray,
-    part_no: np.ndarray,
-    part_log: np.ndarray,
-    log_ids: pa.Array,
-    buffers: _Buffers,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (in ``parts``) of parts in work order from their (contract, start) sort keys:
-    radix sort, then ties broken by log id and part number (vectorised over tie runs only).
-    Returns the positions and the sorted keys."""
-    n = key.size
-    order, sorted_key = K.radix_argsort(
-        key,
-        buffers.get("radix_order", (n,), np.int64),
-        buffers.get("radix_spare", (n,), np.int64),
-        buffers.get("radix_current", (n,), np.int64),
-        buffers.get("radix_other", (n,), np.int64),
-    )
-    ties = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
-    if ties.size:
-        # Equal (contract, start): order the tie runs by log id, then part, all at once.
-        tied = np.zeros(sorted_key.size, np.bool_)
-        tied[ties] = True
-        tied[ties + 1] = True
-        pos = np.flatnonzero(tied)
-        members = order[pos]
-        rows = part_log[parts[members]]
-        ids = log_ids.take(pa.array(rows))
-        rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()
-        numbers = part_no[parts[members]]
-        sub = np.lexsort((numbers, rank, sorted_key[pos]))
-        key2, rank2, part2 = sorted_key[pos][sub], rank[sub], numbers[sub]
-        dup = np.flatnonzero(
-            (key2[1:] == key2[:-1]) & (rank2[1:] == rank2[:-1]) & (part2[1:] == part2[:-1])
+def _string_buffers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and UTF-8 bytes of a string column, as NumPy views (no copy for ``string`` and
+    ``large_string`` columns; other types are cast to ``string`` first)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.string())
+    if column.null_count:
+        raise BatchError(
+            "log_id", int(np.flatnonzero(column.is_null().to_numpy(False))[0]), None, "is null"
         )
-        if dup.size:
-            row = int(rows[sub][dup[0] + 1])
-            raise BatchError("log_id", row, log_ids[row].as_py(), "appears twice")
-        order[pos] = members[sub]
-    return order, sorted_key
+    wide = pa.types.is_large_string(column.type)
+    dtype = np.int64 if wide else np.int32
+    _, offsets, data = column.buffers()
+    offsets = np.frombuffer(
+        offsets, dtype, len(column) + 1, column.offset * np.dtype(dtype).itemsize
+    )
+    bytes_ = np.frombuffer(data, np.uint8) if data is not None else np.zeros(1, np.uint8)
+    return offsets, bytes_
 
 
 def classify(
@@ -804,8 +780,11 @@ def classify(
     status = buffers.get("status", (m,), np.int8)
     oos = buffers.get("oos", (m,), np.bool_)
     high = buffers.get("high", (m,), np.uint8)
-    draws = buffers.get("draws", (m,), np.bool_)
-    need = buffers.get("need", (m,), np.int64)
+    draw_part = buffers.get("draw_part", (m,), np.int64)
+    draw_contract = buffers.get("draw_contract", (m,), np.int32)
+    draw_start = buffers.get("draw_start", (m,), np.int64)
+    draw_prefix = buffers.get("draw_prefix", (m,), np.int64)
+    draw_need = buffers.get("draw_need", (m,), np.int64)
     covered = buffers.get("covered", (m,), np.int64)
     overage = buffers.get("overage", (m,), np.int64)
     slot_keys = buffers.get("slot_keys", (m if evidence else 0, 4), np.int64)
@@ -817,7 +796,7 @@ def classify(
     dense = buffers.get(
         "dense", (dense_size if dense_size <= DENSE_MAX_ENTRIES else 0,), np.int64, zero=True
     )
-    table, bad = K.price_parts(
+    table, bad, count = K.price_parts(
         part_log,
         part_start,
         part_end,
@@ -846,11 +825,14 @@ def classify(
         status,
         oos,
         high,
-        draws,
         book.burn,
-        need,
         covered,
         overage,
+        draw_part,
+        draw_contract,
+        draw_start,
+        draw_prefix,
+        draw_need,
         table,
         used,
         dense,
@@ -869,40 +851,19 @@ def classify(
         )
 
     # 4. Drawdown in work order, and the lines of the drawing parts.
-    count, first_start, bits = K.count_drawing(draws, part_start)
-    drawing = buffers.get("drawing", (count,), np.int64)
-    keys = buffers.get("keys", (count,), np.int64)
-    prefix = buffers.get("prefix", (count,), np.int64)
-    wants = buffers.get("wants", (count,), np.int64)
-    K.drawing_keys(
-        draws,
-        part_log,
-        part_start,
-        part_period,
-        part_version,
-        log_contract,
-        log_level,
-        log_job,
-        need,
-        first_start,
-        bits,
-        drawing,
-        keys,
-        prefix,
-        wants,
-    )
-    if drawing.size:
+    if count:
         g_first, g_last, g_from, g_until, g_left = book.grants(periods)
-        perm, sorted_key = _work_order(
-            keys, drawing, part_no, part_log, _string_column(logs, "log_id"), buffers
-        )
-        table = K.draw_down(
-            sorted_key,
-            drawing[perm],
-            first_start,
-            bits,
-            prefix[perm],
-            wants[perm],
+        id_offsets, id_data = _string_buffers(_string_column(logs, "log_id"))
+        table, duplicate = K.draw_down(
+            draw_part[:count],
+            draw_contract[:count],
+            draw_start[:count],
+            draw_prefix[:count],
+            draw_need[:count],
+            part_log,
+            part_no,
+            id_offsets,
+            id_data,
             g_first,
             g_last,
             g_from,
@@ -917,7 +878,15 @@ def classify(
             n_levels,
             n_jobs,
             slot_keys,
+            buffers.get("seg_part", (count,), np.int64),
+            buffers.get("seg_start", (count,), np.int64),
+            buffers.get("seg_prefix", (count,), np.int64),
+            buffers.get("seg_need", (count,), np.int64),
+            buffers.get("seg_got", (count,), np.int64),
         )
+        if duplicate >= 0:
+            ids = _string_column(logs, "log_id")
+            raise BatchError("log_id", duplicate, ids[duplicate].as_py(), "appears twice")
 
     # 5. Lines.
     if dense.size:

@@ -52,9 +52,10 @@ LABEL_SLOTS = 16
 INITIAL_BITS = 12
 #: Parts between two flushes of the dense-line buffer.
 CHUNK = 2048
-#: Radix sort digit: 12 bits (a 32 KiB count table: three passes cover 36-bit keys).
-RADIX_BITS = 12
-RADIX = 1 << RADIX_BITS
+#: Work-order sort of one contract's drawing parts: radix digits of at most 13 bits (a 64 KiB
+#: count table; two passes cover two years of starts), insertion sort up to 32 parts.
+SEGMENT_BITS = 13
+SEGMENT_INSERTION = 32
 #: Fibonacci hashing multiplier (2**64 / golden ratio).
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -273,9 +274,11 @@ def round_billed(actual: int, increment: int, mode: int, minimum: int) -> int:
 def label_slot(label: int, hp: int) -> int:
     """Dense slot of a (label, priority flag) pair inside a (version, period, level, job)
     block."""
-    if label <= HIGH_PRIORITY:
-        return 2 * label + hp
-    return 2 * HIGH_PRIORITY + 2 + label - ADDITIONAL_HOURS
+    return (
+        2 * label + hp
+        if label <= HIGH_PRIORITY
+        else 2 * HIGH_PRIORITY + 2 + label - ADDITIONAL_HOURS
+    )
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -386,11 +389,14 @@ def price_parts(
     status: np.ndarray,
     out_of_scope: np.ndarray,
     high: np.ndarray,
-    draws: np.ndarray,
     burn: np.ndarray,
-    need: np.ndarray,
     covered: np.ndarray,
     overage: np.ndarray,
+    draw_part: np.ndarray,
+    draw_contract: np.ndarray,
+    draw_start: np.ndarray,
+    draw_prefix: np.ndarray,
+    draw_need: np.ndarray,
     table: np.ndarray,
     used: np.ndarray,
     dense: np.ndarray,
@@ -398,25 +404,28 @@ def price_parts(
     n_levels: int,
     n_jobs: int,
     slot_keys: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, int]:
     """Classify, round, share and price every part, and add every part that does not draw
-    from grants to the lines. Returns ``(table, bad)``: the (possibly grown) hash table, and -1
-    or the first part whose (support level, job type) has no base rate on its card.
+    from grants to the lines. Returns ``(table, bad, drawing)``: the (possibly grown) hash
+    table, -1 or the first part whose (support level, job type) has no base rate on its card,
+    and the number of drawing parts.
 
     ``nonworking`` are the business seconds of each part in its non-working calendar and
     ``answers`` the results of the queries of :func:`plan_queries` (regular, then holiday
     seconds, only where not implied), read in the same order. Billed seconds are shared among
     conditions in proportion to actual seconds by largest remainder, ties to the higher
-    precedence. ``draws`` marks the parts a drawdown
-    contract draws from its grants (priced after the drawdown) and ``need`` their
-    burn-weighted billed seconds; ``covered`` gets the billed seconds of parts a fixed price
-    covers. Every part's ``need``, ``covered`` and ``overage`` are written (0 when none).
+    precedence. The parts a drawdown contract draws from its grants (priced after the
+    drawdown, by :func:`draw_down`) are listed in part order in the ``draw_*`` arrays (as long
+    as the parts): part, contract, start (epoch seconds), line-key prefix (version, period,
+    level, job) and burn-weighted billed seconds. ``covered`` gets the billed seconds of parts
+    a fixed price covers; every part's ``covered`` and ``overage`` are written (0 when none).
     """
     want_slots = slot_keys.shape[0] > 0
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
     buf_idx = np.empty(CHUNK * SLOTS, np.int64)
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
+    nd = 0
     q = 0
     for k in range(part_log.shape[0]):
         if nbuf > (CHUNK - 1) * SLOTS:
@@ -444,7 +453,6 @@ def price_parts(
         actual[k, 1] = act1
         actual[k, 2] = act2
         actual[k, 3] = act3
-        need[k] = 0
         covered[k] = 0
         overage[k] = 0
         total = round_billed(duration, version_increment[v], version_mode[v], version_minimum[v])
@@ -493,13 +501,12 @@ def price_parts(
         billed[k, 2] = b2
         billed[k, 3] = b3
         if not base_known[v, lv, jb]:
-            return table, k
+            return table, k, nd
         hp = high_table[v, log_priority[i]]
         high[k] = hp
         scope = scope_table[c, lv, jb]
         out_of_scope[k] = scope != IN_SCOPE
         bt = log_billable[i]
-        draws[k] = False
         if want_slots:
             for m in range(SLOTS):
                 slot_keys[k, m] = EMPTY
@@ -539,14 +546,18 @@ def price_parts(
             continue
         mode = contract_mode[c]
         if mode == MODE_DRAWDOWN:
-            draws[k] = True
             # Burn weighting rounds half-up once per condition of the part.
-            need[k] = (
+            draw_part[nd] = k
+            draw_contract[nd] = c
+            draw_start[nd] = part_start[k]
+            draw_prefix[nd] = _pack(v, p, lv, jb, 0, 0)
+            draw_need[nd] = (
                 (2 * b0 * burn[c, 0] + BP) // (2 * BP)
                 + (2 * b1 * burn[c, 1] + BP) // (2 * BP)
                 + (2 * b2 * burn[c, 2] + BP) // (2 * BP)
                 + (2 * b3 * burn[c, 3] + BP) // (2 * BP)
             )
+            nd += 1
             continue
         if mode == MODE_COVERED:
             covered[k] = total
@@ -578,111 +589,119 @@ def price_parts(
                     slot_keys[k, n] = key
                 n += 1
     table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
-    return table, -1
+    return table, -1, nd
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _compare_ids(
+    a: int, b: int, part_log: np.ndarray, part_no: np.ndarray, offsets: np.ndarray, data: np.ndarray
+) -> int:
+    """Order of parts ``a`` and ``b`` by (log id, part number): -1, 0 or 1. Log ids compare
+    as UTF-8 bytes, which is code-point order."""
+    ra, rb = part_log[a], part_log[b]
+    a0, a1 = np.int64(offsets[ra]), np.int64(offsets[ra + 1])
+    b0, b1 = np.int64(offsets[rb]), np.int64(offsets[rb + 1])
+    la, lb = a1 - a0, b1 - b0
+    for j in range(min(la, lb)):
+        x, y = data[a0 + j], data[b0 + j]
+        if x != y:
+            return -1 if x < y else 1
+    if la != lb:
+        return -1 if la < lb else 1
+    if part_no[a] != part_no[b]:
+        return -1 if part_no[a] < part_no[b] else 1
+    return 0
 
 
 @njit(cache=True, nogil=True)
-def radix_argsort(
-    keys: np.ndarray,
-    order: np.ndarray,
-    spare: np.ndarray,
-    current: np.ndarray,
-    other: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stable argsort of non-negative int64 keys: least-significant-digit radix, 12 bits a
-    pass, as many passes as the largest key needs. ``order``, ``spare``, ``current`` and
-    ``other`` are work arrays of the keys' length. Returns ``(order, sorted keys)`` (views of
-    the work arrays)."""
-    n = keys.shape[0]
-    for i in range(n):
-        order[i] = i
-        current[i] = keys[i]
-    if n < 2:
-        return order, current
-    top = 0
-    for i in range(n):
-        top = max(top, current[i])
-    counts = np.zeros(RADIX + 1, np.int64)
-    shift = 0
-    while (top >> shift) > 0:
-        counts[:] = 0
-        for i in range(n):
-            counts[((current[i] >> shift) & (RADIX - 1)) + 1] += 1
-        for d in range(RADIX):
-            counts[d + 1] += counts[d]
-        for i in range(n):
-            d = (current[i] >> shift) & (RADIX - 1)
-            pos = counts[d]
-            counts[d] = pos + 1
-            other[pos] = current[i]
-            spare[pos] = order[i]
-        current, other = other, current
-        order, spare = spare, order
-        shift += RADIX_BITS
-    return order, current
+def _order_ties(
+    o: np.ndarray,
+    lo: int,
+    hi: int,
+    parts: np.ndarray,
+    part_log: np.ndarray,
+    part_no: np.ndarray,
+    offsets: np.ndarray,
+    data: np.ndarray,
+) -> int:
+    """Sort ``o[lo:hi]`` (positions in ``parts`` of parts with one start) by log id, then part
+    number (stable insertion sort: such runs are short). Returns -1, or the batch row of a
+    part whose log id and part number repeat the previous one's."""
+    for x in range(lo + 1, hi):
+        y = o[x]
+        z = x
+        while (
+            z > lo and _compare_ids(parts[o[z - 1]], parts[y], part_log, part_no, offsets, data) > 0
+        ):
+            o[z] = o[z - 1]
+            z -= 1
+        o[z] = y
+    for x in range(lo + 1, hi):
+        if _compare_ids(parts[o[x - 1]], parts[o[x]], part_log, part_no, offsets, data) == 0:
+            return part_log[parts[o[x]]]
+    return -1
 
 
 @njit(cache=True, nogil=True)
-def count_drawing(draws: np.ndarray, part_start: np.ndarray) -> tuple[int, int, int]:
-    """``(count, first, bits)`` of the drawing parts: how many, the earliest start, and the
-    bits that hold the span of their starts."""
-    count = 0
-    lo = np.iinfo(np.int64).max
-    hi = np.iinfo(np.int64).min
-    for k in range(draws.shape[0]):
-        if draws[k]:
-            count += 1
-            t = part_start[k]
-            lo = min(lo, t)
-            hi = max(hi, t)
-    if count == 0:
-        return 0, 0, 1
-    bits = 1
+def _sort_segment(
+    start: np.ndarray, n: int, order: np.ndarray, spare: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Stable argsort of ``start[:n]`` (epoch seconds): insertion sort for a few entries, else
+    least-significant-digit radix over the span of the starts, at most :data:`SEGMENT_BITS`
+    bits a pass. ``order``, ``spare`` hold ``n`` entries, ``counts`` ``2**SEGMENT_BITS + 1``.
+    Returns the array (``order`` or ``spare``) holding the sorted positions."""
+    for t in range(n):
+        order[t] = t
+    if n <= SEGMENT_INSERTION:
+        for x in range(1, n):
+            y = order[x]
+            z = x
+            while z > 0 and start[order[z - 1]] > start[y]:
+                order[z] = order[z - 1]
+                z -= 1
+            order[z] = y
+        return order
+    lo = start[0]
+    hi = start[0]
+    for t in range(n):
+        lo = min(lo, start[t])
+        hi = max(hi, start[t])
+    bits = 0
     while (hi - lo) >> bits:
         bits += 1
-    return count, lo, bits
-
-
-@njit(cache=True, nogil=True)
-def drawing_keys(
-    draws: np.ndarray,
-    part_log: np.ndarray,
-    part_start: np.ndarray,
-    part_period: np.ndarray,
-    part_version: np.ndarray,
-    log_contract: np.ndarray,
-    log_level: np.ndarray,
-    log_job: np.ndarray,
-    need: np.ndarray,
-    first: int,
-    bits: int,
-    idx: np.ndarray,
-    key: np.ndarray,
-    prefix: np.ndarray,
-    wants: np.ndarray,
-) -> None:
-    """For each drawing part, in one sequential pass: its index, its work-order sort key
-    ``contract << bits | (start - first)``, its line-key prefix (version, period, level, job)
-    and its need, so the drawdown can then run in work order without random reads."""
-    n = 0
-    for k in range(draws.shape[0]):
-        if draws[k]:
-            i = part_log[k]
-            idx[n] = k
-            key[n] = (np.int64(log_contract[i]) << bits) | (part_start[k] - first)
-            prefix[n] = _pack(part_version[k], part_period[k], log_level[i], log_job[i], 0, 0)
-            wants[n] = need[k]
-            n += 1
+    passes = (bits + SEGMENT_BITS - 1) // SEGMENT_BITS
+    if passes == 0:
+        return order
+    digit = (bits + passes - 1) // passes
+    mask = (np.int64(1) << digit) - 1
+    src, dst = order, spare
+    shift = 0
+    for _ in range(passes):
+        counts[: (1 << digit) + 1] = 0
+        for t in range(n):
+            counts[((start[src[t]] - lo) >> shift & mask) + 1] += 1
+        for d in range(1 << digit):
+            counts[d + 1] += counts[d]
+        for t in range(n):
+            d = (start[src[t]] - lo) >> shift & mask
+            dst[counts[d]] = src[t]
+            counts[d] += 1
+        src, dst = dst, src
+        shift += digit
+    return src
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def draw_down(
-    sorted_key: np.ndarray,
-    order: np.ndarray,
-    first: int,
-    bits: int,
-    prefix: np.ndarray,
-    need: np.ndarray,
+    draw_part: np.ndarray,
+    draw_contract: np.ndarray,
+    draw_start: np.ndarray,
+    draw_prefix: np.ndarray,
+    draw_need: np.ndarray,
+    part_log: np.ndarray,
+    part_no: np.ndarray,
+    id_offsets: np.ndarray,
+    id_data: np.ndarray,
     grant_first: np.ndarray,
     grant_last: np.ndarray,
     grant_from: np.ndarray,
@@ -697,70 +716,130 @@ def draw_down(
     n_levels: int,
     n_jobs: int,
     slot_keys: np.ndarray,
-) -> np.ndarray:
-    """Draw the parts' burn-weighted seconds in work order, oldest grant first; a part
-    straddling exhaustion is split into covered and overage seconds. ``sorted_key`` (contract
-    and start), ``prefix`` (line-key prefix) and ``need`` are in work order; ``order`` maps
-    them back to parts for ``covered``, ``overage`` and ``slot_keys``. ``grant_left`` is
-    consumed in place; a grant counts for parts starting in ``[grant_from, grant_until)``.
-    Adds the ``INCLUDED`` and ``ADDITIONAL_HOURS`` lines (in work order, a contract's lines
-    are close together in memory) and returns the (possibly grown) hash table. Each
-    contract's grants are sorted by ``grant_from``."""
+    seg_part: np.ndarray,
+    seg_start: np.ndarray,
+    seg_prefix: np.ndarray,
+    seg_need: np.ndarray,
+    seg_got: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Draw the burn-weighted seconds of the drawing parts (listed by :func:`price_parts` in
+    part order: part, contract, start, line-key prefix, need) from their contract's grants in
+    work order (start, then log id, then part number), oldest grant first; a part straddling
+    exhaustion is split into covered and overage seconds, written to ``covered`` and
+    ``overage``. Adds the ``INCLUDED`` and ``ADDITIONAL_HOURS`` lines.
+
+    The parts are grouped by contract (a counting sort into the ``seg_*`` arrays, as long as
+    the list); each contract's group, small enough to stay in cache, is sorted by start
+    (radix), ties ordered by log id (``id_offsets``/``id_data``: the log-id string column's
+    offsets and UTF-8 bytes) and drawn; the covered seconds go back to the parts in one
+    pass in part order (no scattered writes into the per-part arrays). ``grant_left``
+    (seconds) is consumed in place; a grant counts for parts starting in
+    ``[grant_from, grant_until)``; each contract's grants are sorted by ``grant_from``.
+    Returns ``(table, duplicate)``: the (possibly grown) hash table, and -1 or the batch row
+    of a log whose id and start repeat another's (then ``covered`` and ``overage`` are
+    incomplete).
+    """
+    n_contracts = grant_first.shape[0]
+    count = draw_part.shape[0]
+    group = np.zeros(n_contracts + 1, np.int64)
+    for j in range(count):
+        group[draw_contract[j] + 1] += 1
+    widest = 0
+    for c in range(n_contracts):
+        widest = max(widest, group[c + 1])
+        group[c + 1] += group[c]
+    fill = group[:-1].copy()
+    for j in range(count):
+        c = draw_contract[j]
+        at = fill[c]
+        fill[c] = at + 1
+        seg_part[at] = draw_part[j]
+        seg_start[at] = draw_start[j]
+        seg_prefix[at] = draw_prefix[j]
+        seg_need[at] = draw_need[j]
     want_slots = slot_keys.shape[0] > 0
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
     buf_idx = np.empty(CHUNK * SLOTS, np.int64)
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
-    mask = (np.int64(1) << bits) - 1
-    current = -1
-    live = 0
-    for n in range(sorted_key.shape[0]):
-        if nbuf > (CHUNK - 1) * SLOTS:
-            table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
-            nbuf = 0
-        c = sorted_key[n] >> bits
-        t = first + (sorted_key[n] & mask)
-        if c != current:
-            current = c
-            live = grant_first[c]
-        # A contract's parts come in rising start: a leading grant that is used up or has
-        # expired stays so, and grants (sorted by start) past one not yet valid are not valid.
-        while live < grant_last[c] and (grant_left[live] == 0 or grant_until[live] <= t):
-            live += 1
-        want = need[n]
-        got = 0
-        for g in range(live, grant_last[c]):
-            if want == got or grant_from[g] > t:
-                break
-            if t < grant_until[g] and grant_left[g] > 0:
-                take = min(grant_left[g], want - got)
-                grant_left[g] -= take
-                got += take
-        k = order[n]
-        covered[k] = got
-        overage[k] = want - got
-        head = prefix[n]
-        v = head >> SHIFT_VERSION
-        p = (head >> SHIFT_PERIOD) & ((1 << KEY_BITS[1]) - 1)
-        lv = (head >> SHIFT_LEVEL) & ((1 << KEY_BITS[2]) - 1)
-        jb = (head >> SHIFT_JOB) & ((1 << KEY_BITS[3]) - 1)
-        base = ((vp_offset[v] + p) * n_levels + lv) * n_jobs + jb
-        m = 0
-        if got > 0:
-            key = head | (INCLUDED << 1)
-            buf_key[nbuf] = key
-            buf_idx[nbuf] = base * LABEL_SLOTS + label_slot(INCLUDED, 0)
-            buf_sec[nbuf] = got
-            nbuf += 1
-            if want_slots:
-                slot_keys[k, m] = key
-            m += 1
-        if want > got:
-            key = head | (ADDITIONAL_HOURS << 1)
-            buf_key[nbuf] = key
-            buf_idx[nbuf] = base * LABEL_SLOTS + label_slot(ADDITIONAL_HOURS, 0)
-            buf_sec[nbuf] = want - got
-            nbuf += 1
-            if want_slots:
-                slot_keys[k, m] = key
-    return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
+    order = np.empty(widest, np.int64)
+    spare = np.empty(widest, np.int64)
+    counts = np.empty((1 << SEGMENT_BITS) + 1, np.int64)
+    for c in range(n_contracts):
+        a, size = group[c], group[c + 1] - group[c]
+        if size == 0:
+            continue
+        parts = seg_part[a : a + size]
+        starts = seg_start[a : a + size]
+        o = _sort_segment(starts, size, order, spare, counts)
+        # Equal starts: order by log id, then part number.
+        x = 0
+        while x < size - 1:
+            if starts[o[x + 1]] != starts[o[x]]:
+                x += 1
+                continue
+            y = x + 1
+            while y + 1 < size and starts[o[y + 1]] == starts[o[x]]:
+                y += 1
+            duplicate = _order_ties(o, x, y + 1, parts, part_log, part_no, id_offsets, id_data)
+            if duplicate >= 0:
+                return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf), duplicate
+            x = y + 1
+        # In work order a contract's parts come in rising start: a leading grant that is used
+        # up or has expired stays so, and grants (sorted by start) past one not yet valid are
+        # not valid.
+        live = grant_first[c]
+        end = grant_last[c]
+        for x in range(size):
+            if nbuf > (CHUNK - 1) * SLOTS:
+                table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
+                nbuf = 0
+            r = a + o[x]
+            t = seg_start[r]
+            while live < end and (grant_left[live] == 0 or grant_until[live] <= t):
+                live += 1
+            want = seg_need[r]
+            got = 0
+            for g in range(live, end):
+                if want == got or grant_from[g] > t:
+                    break
+                if t < grant_until[g] and grant_left[g] > 0:
+                    take = min(grant_left[g], want - got)
+                    grant_left[g] -= take
+                    got += take
+            seg_got[r] = got
+            head = seg_prefix[r]
+            v = head >> SHIFT_VERSION
+            p = (head >> SHIFT_PERIOD) & ((1 << KEY_BITS[1]) - 1)
+            lv = (head >> SHIFT_LEVEL) & ((1 << KEY_BITS[2]) - 1)
+            jb = (head >> SHIFT_JOB) & ((1 << KEY_BITS[3]) - 1)
+            base = ((vp_offset[v] + p) * n_levels + lv) * n_jobs + jb
+            k = seg_part[r]
+            m = 0
+            if got > 0:
+                key = head | (INCLUDED << 1)
+                buf_key[nbuf] = key
+                buf_idx[nbuf] = base * LABEL_SLOTS + label_slot(INCLUDED, 0)
+                buf_sec[nbuf] = got
+                nbuf += 1
+                if want_slots:
+                    slot_keys[k, m] = key
+                m += 1
+            if want > got:
+                key = head | (ADDITIONAL_HOURS << 1)
+                buf_key[nbuf] = key
+                buf_idx[nbuf] = base * LABEL_SLOTS + label_slot(ADDITIONAL_HOURS, 0)
+                buf_sec[nbuf] = want - got
+                nbuf += 1
+                if want_slots:
+                    slot_keys[k, m] = key
+    # Covered and overage seconds back to the parts, in part order.
+    fill = group[:-1].copy()
+    for j in range(count):
+        c = draw_contract[j]
+        at = fill[c]
+        fill[c] = at + 1
+        k = draw_part[j]
+        covered[k] = seg_got[at]
+        overage[k] = seg_need[at] - seg_got[at]
+    return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf), -1
