@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -164,14 +164,6 @@ class Policy:
 
     name: str
     rules: tuple[Rule, ...]
-    statuses: tuple[str, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        known = sorted(
-            {s for r in self.rules for m in r.metrics.values() for s in m.pausing_statuses}
-            | {RESOLVED, WAITING_ON_CLIENT}
-        )
-        object.__setattr__(self, "statuses", tuple(known))
 
     def rule_for(
         self,
