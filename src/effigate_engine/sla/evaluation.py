@@ -566,6 +566,15 @@ def _results(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _quoted(array: pa.Array) -> pa.Array:
+    """Each value as Python would show it in a message: 'text', true/false as True/False, None."""
+    if pa.types.is_boolean(array.type):
+        text = pc.if_else(array, "True", "False")
+    else:
+        text = pc.binary_join_element_wise("'", array.cast(pa.string()), "'", "")
+    return pc.fill_null(text, "None")
+
+
 def _unmatched(
     table: pa.Table,
     ticket_ids: pa.Array,
@@ -574,24 +583,24 @@ def _unmatched(
     rule_of: np.ndarray,
     named: bool,
 ) -> pa.Table:
+    """The tickets no rule matched, with the reason, built column-wise (no per-ticket Python)."""
     missing = np.flatnonzero(rule_of < 0)
-    ids = pc.take(ticket_ids, pa.array(missing))
-    policy_col = _column(table, "policy") if named else None
-    names, reasons = [], []
-    for k, p in zip(missing.tolist(), ticket_policy[missing].tolist(), strict=True):
-        if p < 0:
-            name = policy_col[k].as_py() if policy_col is not None else None
-            names.append(name)
-            reasons.append(f"policy {name!r} is not among the policies given")
-        else:
-            names.append(policy_list[p].name)
-            row = table.slice(k, 1).to_pylist()[0]
-            reasons.append(
-                f"no rule of policy {policy_list[p].name!r} matches priority="
-                f"{row.get('priority')!r}, support_level={row.get('support_level')!r}, "
-                f"job_type={row.get('job_type')!r}, client_id={row.get('client_id')!r}, "
-                f"after_hours={row.get('after_hours')!r}"
-            )
-    return pa.Table.from_arrays(
-        [ids, pa.array(names, pa.string()), pa.array(reasons, pa.string())], schema=UNMATCHED
-    )
+    take = pa.array(missing)
+    policy_index = ticket_policy[missing]
+    known = pc.take(pa.array([p.name for p in policy_list] + [None], pa.string()),
+                    pa.array(np.where(policy_index >= 0, policy_index, len(policy_list))))
+    given = (pc.take(_column(table, "policy").cast(pa.string()), take) if named
+             else pa.nulls(len(missing), pa.string()))
+    names = pc.if_else(pa.array(policy_index >= 0), known, given)
+    parts: list[pa.Array | str] = ["no rule of policy ", _quoted(names), " matches "]
+    for i, field in enumerate(("priority", "support_level", "job_type", "client_id",
+                               "after_hours")):
+        column = _column(table, field)
+        values = (pa.nulls(len(missing), pa.string()) if pa.types.is_null(column.type)
+                  else pc.take(column, take))
+        parts += [("" if i == 0 else ", ") + f"{field}=", _quoted(values)]
+    no_rule = pc.binary_join_element_wise(*parts, "")
+    unknown = pc.binary_join_element_wise("policy ", _quoted(given),
+                                          " is not among the policies given", "")
+    reasons = pc.if_else(pa.array(policy_index >= 0), no_rule, unknown)
+    return pa.Table.from_arrays([pc.take(ticket_ids, take), names, reasons], schema=UNMATCHED)
