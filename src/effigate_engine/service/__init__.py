@@ -1,0 +1,24 @@
+"""Domain operations over the store: what the gRPC servicers call.
+
+Every operation takes the :class:`~effigate_engine.service.context.Store` and the calling
+:class:`~effigate_engine.service.context.Principal` (tenant, and for portal tokens the one
+client it may see), runs in a tenant-scoped transaction and returns plain domain values.
+Errors are :class:`~effigate_engine.errors.EffigateError` subclasses naming field and value.
+"""
+
+from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+__all__ = [
+    "FailedPrecondition",
+    "NotFound",
+    "PermissionDenied",
+    "Principal",
+    "Store",
+    "Unauthenticated",
+]
