@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard src/effigate_engine/*.pyx src/effigate_engine/*.pxd src/effigate_engine/*/*.pyx)
+BUILD_INPUTS := pyproject.toml setup.py clients/python/pyproject.toml clients/python/setup.py \
+	$(wildcard src/effigate_engine/*.pyx src/effigate_engine/*.pxd src/effigate_engine/*/*.pyx) \
+	$(wildcard proto/effigate/v1/*.proto)
 SAMPLE := samples/calendars/sydney-business-hours.json
 
 .PHONY: run test bench lint setup clean
@@ -13,6 +15,8 @@ $(STAMP): $(BUILD_INPUTS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=69" wheel "cython>=3.0,<4" "numpy>=2.0,<3"
 	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	$(PY) clients/python/setup.py stubs
+	$(PY) -m pip install -q --no-build-isolation -e clients/python
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,7 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_store.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src server clients/python tests bench
 
 clean:
 	rm -rf build src/*.egg-info src/effigate_engine/*.so src/effigate_engine/_clock.c

@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--next-close", action="append", metavar="AT", type=parse_instant)
     cal.set_defaults(handler=run_calendar)
     add_store_commands(commands)
+    try:
+        from effigate_server.cli import add_commands as add_service_commands
+    except ImportError:  # the engine installed without its service
+        pass
+    else:
+        add_service_commands(commands)
     return parser
 
 

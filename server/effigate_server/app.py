@@ -1,0 +1,146 @@
+"""The server: servicers, interceptors, health and reflection, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from effigate.v1 import (
+    billing_pb2,
+    billing_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    sla_pb2,
+    sla_pb2_grpc,
+    tickets_pb2,
+    tickets_pb2_grpc,
+)
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from effigate_engine.service.context import Store
+from effigate_engine.service.evaluations import CalendarCache
+from effigate_engine.service.tokens import TokenResolver
+from effigate_server.billing import (
+    BillingServicer,
+    ContractServicer,
+    RateCardServicer,
+    TimeLogServicer,
+)
+from effigate_server.catalog import CatalogServicer
+from effigate_server.interceptors import AuthInterceptor
+from effigate_server.sla import ReportServicer, SlaServicer
+from effigate_server.tickets import TicketServicer
+
+log = logging.getLogger("effigate.server")
+
+#: Arrow streams carry large messages: 256 MiB each way.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+SERVICES = (
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+    tickets_pb2.DESCRIPTOR.services_by_name["TicketService"],
+    sla_pb2.DESCRIPTOR.services_by_name["SlaService"],
+    sla_pb2.DESCRIPTOR.services_by_name["ReportService"],
+    billing_pb2.DESCRIPTOR.services_by_name["RateCardService"],
+    billing_pb2.DESCRIPTOR.services_by_name["ContractService"],
+    billing_pb2.DESCRIPTOR.services_by_name["TimeLogService"],
+    billing_pb2.DESCRIPTOR.services_by_name["BillingService"],
+)
+
+
+@dataclass
+class Server:
+    """A running service: the gRPC server, its store and the port it listens on."""
+
+    grpc_server: grpc.aio.Server
+    store: Store
+    port: int
+    health: Any
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def start(cls, store: Store, address: str = "127.0.0.1:50051") -> Server:
+        """Build and start a server on ``address`` (port 0: a free port) over ``store``."""
+        cache = CalendarCache()
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(TokenResolver(store))],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(store, cache), server)
+        tickets_pb2_grpc.add_TicketServiceServicer_to_server(TicketServicer(store, cache), server)
+        sla_pb2_grpc.add_SlaServiceServicer_to_server(SlaServicer(store, cache), server)
+        sla_pb2_grpc.add_ReportServiceServicer_to_server(ReportServicer(store, cache), server)
+        billing_pb2_grpc.add_RateCardServiceServicer_to_server(RateCardServicer(store), server)
+        billing_pb2_grpc.add_ContractServiceServicer_to_server(ContractServicer(store), server)
+        billing_pb2_grpc.add_TimeLogServiceServicer_to_server(TimeLogServicer(store), server)
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(store), server)
+        checks = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+        names = [s.full_name for s in SERVICES]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        for name in ["", *names]:
+            await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return cls(server, store, port, checks)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        await self.store.close()
+
+
+async def serve(
+    admin_dsn: str,
+    address: str = "127.0.0.1:50051",
+    *,
+    app_dsn: str | None = None,
+    metrics_port: int | None = None,
+    ready: Any = None,
+) -> None:
+    """Run the service until SIGTERM or SIGINT, then shut down gracefully.
+
+    Migrates the database at ``admin_dsn`` first; serves as the service role. ``ready`` is
+    called with the :class:`Server` once it listens.
+    """
+    store = await Store.open(admin_dsn, app_dsn)
+    server = await Server.start(store, address)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving", extra={"address": address, "port": server.port})
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    await server.stop()
+    log.info("stopped")

@@ -1,0 +1,136 @@
+"""CatalogService: clients, calendars (and the clock over them) and SLA policies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from effigate.v1 import catalog_pb2 as pb
+from effigate.v1 import catalog_pb2_grpc as rpc
+
+from effigate_engine import clock
+from effigate_engine.errors import EffigateError
+from effigate_engine.service import catalog
+from effigate_engine.service.context import Store
+from effigate_engine.service.evaluations import CalendarCache
+from effigate_server.convert import required_datetime, timestamp
+from effigate_server.errors import guarded
+from effigate_server.interceptors import current_principal
+
+
+def body(field: str, text: str) -> dict[str, Any]:
+    """A JSON object from a ``*_json`` field; anything else is an input error naming it."""
+    try:
+        value = json.loads(text) if text else None
+    except json.JSONDecodeError as exc:
+        raise EffigateError(f"{field}: is not valid JSON ({exc.msg} at {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise EffigateError(f"{field}: {text[:60]!r} is not a JSON object")
+    return value
+
+
+def _calendar(record: catalog.CalendarRecord) -> pb.CalendarInfo:
+    return pb.CalendarInfo(id=record.id, name=record.name, body_json=json.dumps(record.body))
+
+
+def _policy(record: catalog.PolicyRecord) -> pb.PolicyInfo:
+    return pb.PolicyInfo(
+        id=record.id,
+        name=record.name,
+        calendar_id=record.calendar_id,
+        body_json=json.dumps(record.body),
+    )
+
+
+class CatalogServicer(rpc.CatalogServiceServicer):
+    def __init__(self, store: Store, cache: CalendarCache) -> None:
+        self.store = store
+        self.cache = cache
+
+    @guarded
+    async def CreateClient(
+        self, request: pb.CreateClientRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Client:
+        if not request.name:
+            raise EffigateError("name: '' is empty")
+        client_id = await catalog.create_client(self.store, current_principal(), request.name)
+        return pb.Client(id=client_id, name=request.name)
+
+    @guarded
+    async def ListClients(
+        self, request: pb.ListClientsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListClientsResponse:
+        principal = current_principal()
+        async with self.store.transaction(principal) as conn:
+            rows = await conn.fetch(
+                "SELECT id, name FROM clients WHERE $1::bigint IS NULL OR id = $1 ORDER BY id",
+                principal.client_id,
+            )
+        return pb.ListClientsResponse(clients=[pb.Client(id=r["id"], name=r["name"]) for r in rows])
+
+    @guarded
+    async def CreateCalendar(
+        self, request: pb.CreateCalendarRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CalendarInfo:
+        record = await catalog.create_calendar(
+            self.store, current_principal(), request.name, body("body_json", request.body_json)
+        )
+        return _calendar(record)
+
+    @guarded
+    async def GetCalendar(
+        self, request: pb.GetCalendarRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CalendarInfo:
+        return _calendar(
+            await catalog.get_calendar(self.store, current_principal(), request.calendar_id)
+        )
+
+    @guarded
+    async def ListCalendars(
+        self, request: pb.ListCalendarsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCalendarsResponse:
+        records = await catalog.list_calendars(self.store, current_principal())
+        return pb.ListCalendarsResponse(calendars=[_calendar(r) for r in records])
+
+    @guarded
+    async def ComputeDeadline(
+        self, request: pb.ComputeDeadlineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ComputeDeadlineResponse:
+        principal = current_principal()
+        async with self.store.transaction(principal) as conn:
+            record = await catalog.fetch_calendar(conn, request.calendar_id)
+            calendars = await self.cache.calendars(conn, principal.tenant_id)
+        if request.business_seconds < 0:
+            raise EffigateError(f"business_seconds: {request.business_seconds} is negative")
+        start = required_datetime(request, "start")
+        deadline = clock.deadline(calendars, record.name, start, int(request.business_seconds))
+        if deadline is None:
+            raise EffigateError("business_seconds: the deadline falls past the calendar horizon")
+        return pb.ComputeDeadlineResponse(deadline=timestamp(deadline))
+
+    @guarded
+    async def CreatePolicy(
+        self, request: pb.CreatePolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PolicyInfo:
+        record = await catalog.create_policy(
+            self.store,
+            current_principal(),
+            request.name,
+            request.calendar_id,
+            body("body_json", request.body_json),
+        )
+        return _policy(record)
+
+    @guarded
+    async def GetPolicy(
+        self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PolicyInfo:
+        return _policy(await catalog.get_policy(self.store, current_principal(), request.policy_id))
+
+    @guarded
+    async def ListPolicies(
+        self, request: pb.ListPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPoliciesResponse:
+        records = await catalog.list_policies(self.store, current_principal())
+        return pb.ListPoliciesResponse(policies=[_policy(r) for r in records])

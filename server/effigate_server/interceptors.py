@@ -1,0 +1,166 @@
+"""Server interceptors: bearer-token authentication, metrics and structured request logs.
+
+The authenticated :class:`~effigate_engine.service.Principal` reaches the servicers through a
+context variable set around each call's handler. Health checks and reflection need no token.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from effigate_engine.service.context import Principal
+from effigate_engine.service.errors import Unauthenticated
+from effigate_engine.service.tokens import TokenResolver
+from effigate_server.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger("effigate.server")
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "effigate_principal", default=None
+)
+OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def current_principal() -> Principal:
+    """The caller of the running RPC (set by :class:`AuthInterceptor`)."""
+    principal = _principal.get()
+    if principal is None:
+        raise Unauthenticated("authorization", None, "is missing: send 'Bearer <token>'")
+    return principal
+
+
+def _bearer(metadata: tuple[Any, ...] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, secret = text.partition(" ")
+            return secret.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    return "OK" if code is None else code.name
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, method: str, principal: Principal | None
+) -> grpc.RpcMethodHandler:
+    """The same handler with the principal set, and timing/logging around the call."""
+
+    def done(started: float, context: grpc.aio.ServicerContext, failed: str | None) -> None:
+        elapsed = time.perf_counter() - started
+        code = failed or _code_of(context)
+        REQUESTS.labels(method, code).inc()
+        LATENCY.labels(method).observe(elapsed)
+        log.info(
+            "rpc",
+            extra={
+                "rpc": method,
+                "code": code,
+                "ms": round(elapsed * 1000, 3),
+                "tenant": None if principal is None else str(principal.tenant_id),
+            },
+        )
+
+    def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = _principal.set(principal)
+            started = time.perf_counter()
+            failed: str | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                failed = _code_of(context) if context.code() else type(exc).__name__
+                raise
+            finally:
+                _principal.reset(token)
+                done(started, context, failed)
+
+        return call
+
+    def streaming(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = _principal.set(principal)
+            started = time.perf_counter()
+            failed: str | None = None
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:
+                failed = _code_of(context) if context.code() else type(exc).__name__
+                raise
+            finally:
+                _principal.reset(token)
+                done(started, context, failed)
+
+        return call
+
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            streaming(handler.unary_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        streaming(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _refusal(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
+    """A handler of the same shape that refuses the call with UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        REQUESTS.labels("unauthenticated", "UNAUTHENTICATED").inc()
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await refuse(request, context)
+        yield  # pragma: no cover - abort raises
+
+    ser, de = handler.response_serializer, handler.request_deserializer
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse, de, ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, de, ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, de, ser)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, de, ser)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Resolves ``authorization: Bearer <token>`` to a principal for every API call."""
+
+    def __init__(self, resolver: TokenResolver) -> None:
+        self._resolver = resolver
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        try:
+            principal = await self._resolver.resolve(
+                _bearer(handler_call_details.invocation_metadata)
+            )
+        except Unauthenticated as exc:
+            return _refusal(handler, exc)
+        return _wrap(handler, method.rsplit("/", 1)[-1], principal)

@@ -1,0 +1,257 @@
+"""SlaService and ReportService: typed and Arrow-stream evaluation, recompute, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+import pyarrow as pa
+import pyarrow.compute as pc
+from effigate.v1 import common_pb2
+from effigate.v1 import sla_pb2 as pb
+from effigate.v1 import sla_pb2_grpc as rpc
+
+from effigate_engine import sla
+from effigate_engine.errors import EffigateError
+from effigate_engine.service import evaluations
+from effigate_engine.service.context import Store
+from effigate_engine.service.evaluations import CalendarCache
+from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
+from effigate_server.errors import guarded
+from effigate_server.interceptors import current_principal
+from effigate_server.metrics import TICKETS_EVALUATED
+
+#: Typed evaluation is for small batches; bulk goes through EvaluateStream.
+MAX_TYPED_TICKETS = 10_000
+
+
+def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
+    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`)."""
+    out = []
+    for row in results.to_pylist():
+        message = pb.MetricStatus(
+            ticket_id=row["ticket_id"],
+            metric=row["metric"],
+            status=row["status"],
+            target_seconds=row["target_seconds"],
+            elapsed_seconds=row["elapsed_seconds"],
+            remaining_seconds=row["remaining_seconds"],
+            escalation_level=row["escalation_level"],
+            escalation_notify=row["escalation_notify"] or "",
+            calendar=row["calendar"],
+            rule=row["rule"],
+        )
+        for name in ("deadline", "stopped_at", "breached_at", "next_escalation_at"):
+            if row[name] is not None:
+                getattr(message, name).CopyFrom(timestamp(row[name]))
+        if row["breach_seconds"] is not None:
+            message.breach_seconds = row["breach_seconds"]
+        out.append(message)
+    return out
+
+
+def tickets_table(inputs: list[pb.TicketInput]) -> pa.Table:
+    """The ``sla.TICKETS`` batch of typed ticket inputs."""
+    rows = []
+    for i, t in enumerate(inputs):
+        if not t.HasField("created_at"):
+            raise EffigateError(f"tickets[{i}].created_at: is required (ticket {t.ticket_id!r})")
+        rows.append(
+            {
+                "ticket_id": t.ticket_id,
+                "priority": t.priority,
+                "created_at": optional_datetime(t, "created_at"),
+                "first_response_at": optional_datetime(t, "first_response_at"),
+                "resolution_plan_at": optional_datetime(t, "resolution_plan_at"),
+                "resolved_at": optional_datetime(t, "resolved_at"),
+                "pauses": [
+                    {
+                        "start": optional_datetime(p, "start"),
+                        "end": optional_datetime(p, "end"),
+                        "status": p.status,
+                    }
+                    for p in t.pauses
+                ],
+                "client_id": t.client_id or None,
+                "contract_id": t.contract_id or None,
+                "support_level": t.support_level or None,
+                "job_type": t.job_type or None,
+                "after_hours": t.after_hours,
+                "assignee": t.assignee or None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=sla.TICKETS)
+
+
+def _now(message: object) -> datetime:
+    return optional_datetime(message, "now") or datetime.now(UTC).replace(microsecond=0)
+
+
+class SlaServicer(rpc.SlaServiceServicer):
+    def __init__(self, store: Store, cache: CalendarCache) -> None:
+        self.store = store
+        self.cache = cache
+
+    @guarded
+    async def Evaluate(
+        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EvaluateResponse:
+        if len(request.tickets) > MAX_TYPED_TICKETS:
+            raise EffigateError(
+                f"tickets: {len(request.tickets)} tickets is more than {MAX_TYPED_TICKETS};"
+                " use EvaluateStream for bulk"
+            )
+        principal = current_principal()
+        principal.require_staff("evaluate tickets it does not store")
+        now = _now(request)
+        table = tickets_table(list(request.tickets))
+        async with self.store.transaction(principal) as conn:
+            rules = await evaluations.ruleset(conn, self.cache, principal, request.policy_id)
+        evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+        TICKETS_EVALUATED.inc(table.num_rows)
+        unmatched = [
+            pb.Unmatched(ticket_id=r["ticket_id"], reason=r["reason"])
+            for r in evaluation.unmatched.to_pylist()
+        ]
+        return pb.EvaluateResponse(
+            results=metric_statuses(evaluation.results), unmatched=unmatched, now=timestamp(now)
+        )
+
+    @guarded
+    async def EvaluateStream(
+        self, request_iterator: AsyncIterator[pb.EvaluateChunk], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvaluateChunk]:
+        principal = current_principal()
+        principal.require_staff("evaluate tickets it does not store")
+        rules: evaluations.Ruleset | None = None
+        now: datetime | None = None
+        position = 0
+        async for chunk in request_iterator:
+            if rules is None:
+                if not chunk.policy_id:
+                    raise EffigateError("chunk[0].policy_id: is required in the first chunk")
+                async with self.store.transaction(principal) as conn:
+                    rules = await evaluations.ruleset(conn, self.cache, principal, chunk.policy_id)
+                now = _now(chunk)
+            table = read_ipc(f"chunk[{position}].arrow_ipc", chunk.arrow_ipc)
+            evaluation = await asyncio.to_thread(
+                sla.evaluate, table, rules.policy, rules.calendars, now
+            )
+            TICKETS_EVALUATED.inc(table.num_rows)
+            payload = await asyncio.to_thread(write_ipc, evaluation.results)
+            yield pb.EvaluateChunk(arrow_ipc=payload, sequence=chunk.sequence)
+            position += 1
+
+    @guarded
+    async def Recompute(
+        self, request: pb.RecomputeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecomputeResponse:
+        outcome = await evaluations.recompute(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.policy_id,
+            optional_datetime(request, "now"),
+            request.client_id if request.HasField("client_id") else None,
+        )
+        TICKETS_EVALUATED.inc(outcome.tickets)
+        return pb.RecomputeResponse(
+            tickets=outcome.tickets,
+            counts=[pb.StatusCount(metric=m, status=s, count=c) for m, s, c in outcome.counts],
+            new_breaches=outcome.new_breaches,
+            now=timestamp(outcome.now),
+        )
+
+
+def _report(table: pa.Table) -> common_pb2.ReportTable:
+    # dictionary columns become plain strings: reports are small and read by any Arrow reader
+    columns = [
+        pc.cast(c, pa.string()) if pa.types.is_dictionary(c.type) else c for c in table.columns
+    ]
+    return common_pb2.ReportTable(arrow_ipc=write_ipc(pa.table(columns, names=table.column_names)))
+
+
+class ReportServicer(rpc.ReportServiceServicer):
+    def __init__(self, store: Store, cache: CalendarCache) -> None:
+        self.store = store
+        self.cache = cache
+
+    def _client(self, request: pb.ReportRequest | pb.ReplayRequest) -> int | None:
+        return request.client_id if request.HasField("client_id") else None
+
+    @guarded
+    async def Compliance(
+        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ReportTable:
+        table = await evaluations.compliance(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.policy_id,
+            list(request.group_by) or ["priority"],
+            request.period or None,
+            optional_datetime(request, "now"),
+            self._client(request),
+        )
+        return _report(table)
+
+    @guarded
+    async def Percentiles(
+        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ReportTable:
+        table = await evaluations.percentiles(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.policy_id,
+            list(request.group_by) or ["priority"],
+            optional_datetime(request, "now"),
+            self._client(request),
+        )
+        return _report(table)
+
+    @guarded
+    async def RecommendedTargets(
+        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ReportTable:
+        table = await evaluations.recommended_targets(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.policy_id,
+            request.days or 90,
+            optional_datetime(request, "now"),
+            self._client(request),
+        )
+        return _report(table)
+
+    @guarded
+    async def Replay(
+        self, request: pb.ReplayRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ReportTable:
+        if request.HasField("proposed_policy_id"):
+            proposed: int | dict = request.proposed_policy_id
+        else:
+            try:
+                proposed = json.loads(request.proposed_policy_json or "null")
+            except json.JSONDecodeError as exc:
+                raise EffigateError(f"proposed_policy_json: is not valid JSON ({exc.msg})") from exc
+            if not isinstance(proposed, dict):
+                raise EffigateError(
+                    "proposed_policy_id / proposed_policy_json: one is required (a stored policy"
+                    " id or a policy JSON object)"
+                )
+        table = await evaluations.replay(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.current_policy_id,
+            proposed,
+            list(request.group_by) or ["priority"],
+            optional_datetime(request, "now"),
+            self._client(request),
+        )
+        return _report(table)

@@ -1,0 +1,159 @@
+"""TicketService: tickets, their events and their SLA status."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pyarrow as pa
+from effigate.v1 import common_pb2
+from effigate.v1 import tickets_pb2 as pb
+from effigate.v1 import tickets_pb2_grpc as rpc
+
+from effigate_engine.errors import EffigateError
+from effigate_engine.service import tickets
+from effigate_engine.service.context import Store
+from effigate_engine.service.evaluations import CalendarCache, ticket_status
+from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
+from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
+from effigate_server.errors import guarded
+from effigate_server.interceptors import current_principal
+from effigate_server.sla import metric_statuses
+
+
+def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
+    """The proto of a stored ticket."""
+    message = pb.Ticket(
+        id=record.id,
+        client_id=record.client_id,
+        priority=record.priority,
+        status=record.status,
+        created_at=timestamp(record.created_at),
+    )
+    if record.contract_id is not None:
+        message.contract_id = record.contract_id
+    if record.first_response_at is not None:
+        message.first_response_at.CopyFrom(timestamp(record.first_response_at))
+    if record.resolved_at is not None:
+        message.resolved_at.CopyFrom(timestamp(record.resolved_at))
+    return message
+
+
+async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
+    """Every chunk of a client stream as one table (one all-or-nothing batch)."""
+    tables = []
+    position = 0
+    async for chunk in chunks:
+        tables.append(read_ipc(f"chunk[{position}].arrow_ipc", chunk.arrow_ipc))
+        position += 1
+    if not tables:
+        raise EffigateError("stream: carried no chunk")
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+class TicketServicer(rpc.TicketServiceServicer):
+    def __init__(self, store: Store, cache: CalendarCache) -> None:
+        self.store = store
+        self.cache = cache
+
+    @guarded
+    async def CreateTicket(
+        self, request: pb.CreateTicketRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Ticket:
+        record = await tickets.create_ticket(
+            self.store,
+            current_principal(),
+            request.id,
+            request.client_id,
+            request.priority,
+            required_datetime(request, "created_at"),
+            contract_id=request.contract_id if request.HasField("contract_id") else None,
+        )
+        return ticket_message(record)
+
+    @guarded
+    async def RecordEvent(
+        self, request: pb.RecordEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Ticket:
+        if request.kind == pb.EVENT_KIND_UNSPECIFIED:
+            raise EffigateError("kind: EVENT_KIND_UNSPECIFIED is not an event kind")
+        record = await tickets.record_event(
+            self.store,
+            current_principal(),
+            request.event_id,
+            request.ticket_id,
+            pb.EventKind.Name(request.kind),
+            required_datetime(request, "occurred_at"),
+            status=request.status,
+            priority=request.priority,
+            actor=request.actor,
+        )
+        return ticket_message(record)
+
+    @guarded
+    async def GetTicket(
+        self, request: pb.GetTicketRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Ticket:
+        return ticket_message(
+            await tickets.get_ticket(self.store, current_principal(), request.ticket_id)
+        )
+
+    @guarded
+    async def GetTicketStatus(
+        self, request: pb.GetTicketStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TicketStatus:
+        record, evaluation = await ticket_status(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.ticket_id,
+            request.policy_id if request.HasField("policy_id") else None,
+            optional_datetime(request, "at"),
+        )
+        return pb.TicketStatus(
+            ticket=ticket_message(record), metrics=metric_statuses(evaluation.results)
+        )
+
+    @guarded
+    async def ListTickets(
+        self, request: pb.ListTicketsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTicketsResponse:
+        records = await tickets.list_tickets(
+            self.store,
+            current_principal(),
+            request.client_id if request.HasField("client_id") else None,
+            request.limit,
+            request.after_id,
+        )
+        return pb.ListTicketsResponse(tickets=[ticket_message(r) for r in records])
+
+    async def _ingest(
+        self, spec: object, request_iterator: AsyncIterator[common_pb2.ArrowChunk]
+    ) -> common_pb2.IngestSummary:
+        principal = current_principal()
+        principal.require_staff("bulk-ingest tickets")
+        table = await gather_ipc(request_iterator)
+        async with self.store.adbc() as conn:
+            result = await ingest(conn, spec, principal.tenant_id, table)  # type: ignore[arg-type]
+        return common_pb2.IngestSummary(
+            received=result.received,
+            inserted=result.inserted,
+            updated=result.updated,
+            unchanged=result.unchanged,
+        )
+
+    @guarded
+    async def IngestTickets(
+        self,
+        request_iterator: AsyncIterator[common_pb2.ArrowChunk],
+        context: grpc.aio.ServicerContext,
+    ) -> common_pb2.IngestSummary:
+        return await self._ingest(TICKETS, request_iterator)
+
+    @guarded
+    async def IngestTicketEvents(
+        self,
+        request_iterator: AsyncIterator[common_pb2.ArrowChunk],
+        context: grpc.aio.ServicerContext,
+    ) -> common_pb2.IngestSummary:
+        return await self._ingest(TICKET_EVENTS, request_iterator)

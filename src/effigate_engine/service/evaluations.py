@@ -1,0 +1,326 @@
+"""SLA evaluation of inline and stored tickets, breach records and reports.
+
+Compiling calendars is the expensive part of an evaluation (a century of one calendar takes
+tenths of a second), so each server process keeps the compiled calendar set of every tenant it
+serves, keyed by the content of the tenant's calendars: a new or changed calendar is picked up
+on the next call, and no call compiles twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from effigate_engine import sla
+from effigate_engine.calendar import Calendar
+from effigate_engine.calendar_set import CalendarSet
+from effigate_engine.errors import EffigateError
+from effigate_engine.service import catalog
+from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.errors import NotFound
+from effigate_engine.service.tickets import fetch_ticket, load_timelines
+from effigate_engine.sla.evaluation import Evaluation
+from effigate_engine.sla.policy import Policy
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A policy and the compiled calendars it is evaluated against."""
+
+    policy: Policy
+    calendars: CalendarSet
+
+
+class CalendarCache:
+    """Per-tenant compiled calendar sets, keyed by the content of the tenant's calendars."""
+
+    def __init__(self) -> None:
+        self._sets: dict[UUID, tuple[str, CalendarSet]] = {}
+        self._lock = asyncio.Lock()
+
+    async def calendars(self, conn: asyncpg.Connection, tenant_id: UUID) -> CalendarSet:
+        """The compiled set of every calendar of the transaction's tenant."""
+        rows = await conn.fetch("SELECT id, name, body FROM calendars ORDER BY id")
+        if not rows:
+            raise NotFound("calendars", [], "none stored for this tenant; create one first")
+        key = hashlib.sha256(
+            json.dumps([(r["id"], r["name"], r["body"]) for r in rows]).encode()
+        ).hexdigest()
+        hit = self._sets.get(tenant_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        async with self._lock:
+            hit = self._sets.get(tenant_id)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            calendars = [
+                Calendar.from_json({**json.loads(r["body"]), "name": r["name"]}) for r in rows
+            ]
+            compiled = await asyncio.to_thread(CalendarSet, calendars)
+            self._sets[tenant_id] = (key, compiled)
+            return compiled
+
+
+async def ruleset(
+    conn: asyncpg.Connection, cache: CalendarCache, principal: Principal, policy_id: int
+) -> Ruleset:
+    """The stored policy ``policy_id`` and the tenant's compiled calendars."""
+    record = await catalog.fetch_policy(conn, policy_id)
+    policy = record.policy()
+    calendars = await cache.calendars(conn, principal.tenant_id)
+    for rule in policy.rules:
+        for metric, target in rule.metrics.items():
+            if target.calendar not in calendars.names:
+                raise EffigateError(
+                    f"policy {record.name!r}: {metric}.calendar {target.calendar!r} is not a"
+                    f" stored calendar of this tenant ({', '.join(calendars.names)})"
+                )
+    return Ruleset(policy, calendars)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    if now.tzinfo is None:
+        raise EffigateError(f"now: {now.isoformat()!r} has no time zone")
+    return now
+
+
+async def evaluate_inline(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    tickets: pa.Table,
+    now: datetime | None = None,
+) -> Evaluation:
+    """Evaluate tickets given by the caller (the ``sla.TICKETS`` columns) under a stored policy;
+    nothing is stored. Runs in a worker thread (the kernels release the GIL)."""
+    async with store.transaction(principal) as conn:
+        rules = await ruleset(conn, cache, principal, policy_id)
+    at = _now(now)
+    return await asyncio.to_thread(sla.evaluate, tickets, rules.policy, rules.calendars, at)
+
+
+async def ticket_status(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    ticket_id: str,
+    policy_id: int | None = None,
+    at: datetime | None = None,
+) -> tuple[Any, Evaluation]:
+    """A stored ticket and its SLA metrics at ``at`` (default now) under ``policy_id`` (default:
+    the policy of the ticket's contract)."""
+    async with store.transaction(principal) as conn:
+        ticket = await fetch_ticket(conn, principal, ticket_id)
+        if policy_id is None:
+            if ticket.contract_id is not None:
+                policy_id = await conn.fetchval(
+                    "SELECT sla_policy_id FROM contracts WHERE id = $1", ticket.contract_id
+                )
+            if policy_id is None:
+                raise EffigateError(
+                    f"policy_id: none given and ticket {ticket_id!r} has no contract with an"
+                    " SLA policy"
+                )
+        rules = await ruleset(conn, cache, principal, policy_id)
+        table = await load_timelines(conn, principal, ticket_ids=[ticket_id])
+    evaluation = sla.evaluate(table, rules.policy, rules.calendars, _now(at))
+    return ticket, evaluation
+
+
+@dataclass(frozen=True)
+class Recomputation:
+    """What a recompute found: tickets evaluated, counts per (metric, status), new breaches."""
+
+    tickets: int
+    counts: list[tuple[str, str, int]]
+    new_breaches: int
+    now: datetime
+    evaluation: Evaluation
+
+
+async def _stored_evaluation(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    now: datetime | None,
+    client_id: int | None,
+) -> tuple[Evaluation, datetime]:
+    at = _now(now)
+    async with store.transaction(principal) as conn:
+        rules = await ruleset(conn, cache, principal, policy_id)
+        table = await load_timelines(conn, principal, client_id=client_id)
+    evaluation = await asyncio.to_thread(sla.evaluate, table, rules.policy, rules.calendars, at)
+    return evaluation, at
+
+
+async def recompute(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    now: datetime | None = None,
+    client_id: int | None = None,
+) -> Recomputation:
+    """Re-evaluate every stored ticket (of ``client_id``) at ``now`` and record each breach
+    once (breach id ``<ticket>:<metric>``; a breach already recorded is left as it was)."""
+    principal.require_staff("recompute SLA status")
+    evaluation, at = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    results = evaluation.results
+    grouped = (
+        pa.table(
+            {
+                "metric": pc.cast(results["metric"], pa.string()),
+                "status": pc.cast(results["status"], pa.string()),
+            }
+        )
+        .group_by(["metric", "status"])
+        .aggregate([("metric", "count")])
+    )
+    counts = sorted(
+        zip(
+            grouped["metric"].to_pylist(),
+            grouped["status"].to_pylist(),
+            grouped["metric_count"].to_pylist(),
+            strict=True,
+        )
+    )
+    breaches = sla.breach_records(evaluation)
+    new = await store_breaches(store, principal, breaches, results)
+    return Recomputation(evaluation.tickets.num_rows, counts, new, at, evaluation)
+
+
+async def store_breaches(
+    store: Store, principal: Principal, breaches: pa.Table, results: pa.Table
+) -> int:
+    """Insert breach records not stored yet (by breach id); returns how many were new."""
+    if breaches.num_rows == 0:
+        return 0
+    deadline = {
+        (t, m): d
+        for t, m, d in zip(
+            results["ticket_id"].to_pylist(),
+            pc.cast(results["metric"], pa.string()).to_pylist(),
+            results["deadline"].to_pylist(),
+            strict=True,
+        )
+    }
+    rows = []
+    for b in breaches.to_pylist():
+        evidence = {
+            "priority": b["priority"],
+            "breach_seconds": b["breach_seconds"],
+            "severity": b["severity"],
+            "client_id": b["client_id"],
+        }
+        contract = int(b["contract_id"]) if b["contract_id"] else None
+        target = deadline.get((b["ticket_id"], b["metric"])) or b["breached_at"]
+        rows.append(
+            (
+                b["breach_id"],
+                b["ticket_id"],
+                contract,
+                b["metric"],
+                target,
+                b["breached_at"],
+                json.dumps(evidence),
+            )
+        )
+    async with store.transaction(principal) as conn:
+        before = await conn.fetchval("SELECT count(*) FROM breach_records")
+        await conn.executemany(
+            """INSERT INTO breach_records (id, ticket_id, contract_id, metric, target_at,
+                   breached_at, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+               ON CONFLICT (tenant_id, id) DO NOTHING""",
+            rows,
+        )
+        after = await conn.fetchval("SELECT count(*) FROM breach_records")
+    return int(after - before)
+
+
+async def compliance(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    group_by: Sequence[str] = ("priority",),
+    period: str | None = None,
+    now: datetime | None = None,
+    client_id: int | None = None,
+) -> pa.Table:
+    """Hit rates of the stored tickets, grouped (see :func:`effigate_engine.sla.hit_rates`)."""
+    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    return sla.hit_rates(evaluation, by=list(group_by) or "priority", period=period or None)
+
+
+async def percentiles(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    group_by: Sequence[str] = ("priority",),
+    now: datetime | None = None,
+    client_id: int | None = None,
+) -> pa.Table:
+    """P50/P75/P95 business response and resolution times of the stored tickets."""
+    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    return sla.percentiles(evaluation, by=list(group_by) or "priority")
+
+
+async def recommended_targets(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    policy_id: int,
+    days: int = 90,
+    now: datetime | None = None,
+    client_id: int | None = None,
+) -> pa.Table:
+    """Per priority and metric, the P75 of the last ``days`` days of actual times."""
+    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    return sla.recommended_targets(evaluation, days=days or 90)
+
+
+async def replay(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    current_policy_id: int,
+    proposed: int | dict[str, Any],
+    group_by: Sequence[str] = ("priority",),
+    now: datetime | None = None,
+    client_id: int | None = None,
+) -> pa.Table:
+    """The stored tickets under the current policy and a proposed one (a stored policy id or
+    an unstored policy JSON body), with the differences per group."""
+    principal.require_staff("replay policies")
+    at = _now(now)
+    async with store.transaction(principal) as conn:
+        current = await ruleset(conn, cache, principal, current_policy_id)
+        if isinstance(proposed, int):
+            candidate = (await ruleset(conn, cache, principal, proposed)).policy
+        else:
+            candidate = Policy.from_json({"name": "proposed", **proposed})
+        table = await load_timelines(conn, principal, client_id=client_id)
+    return await asyncio.to_thread(
+        sla.replay,
+        table,
+        current.policy,
+        candidate,
+        current.calendars,
+        at,
+        by=list(group_by) or "priority",
+    )

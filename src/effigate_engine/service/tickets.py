@@ -1,0 +1,341 @@
+"""Tickets and their events.
+
+A ticket's state is a fold of its events in time order (ties by event id): the first
+``RESPONDED`` stops first response, the first ``PLAN_PROVIDED`` the resolution plan, each
+``PAUSED`` … ``RESUMED`` (or ``RESOLVED`` … ``REOPENED``) is a pause, the last ``RESOLVED`` not
+followed by a reopen stops resolution, and the latest ``PRIORITY_CHANGED`` gives the current
+priority (which re-targets the whole ticket). Creating a ticket records a ``CREATED`` event
+carrying its first priority, so the stored row is always recomputable from events and events
+may arrive in any order. Events are idempotent by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+import pyarrow as pa
+
+from effigate_engine.errors import EffigateError
+from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.errors import FailedPrecondition, NotFound
+from effigate_engine.sla import schemas as sla_schemas
+from effigate_engine.sla.policy import normalize_priority
+
+EVENT_KINDS = (
+    "CREATED",
+    "RESPONDED",
+    "PLAN_PROVIDED",
+    "PAUSED",
+    "RESUMED",
+    "RESOLVED",
+    "REOPENED",
+    "PRIORITY_CHANGED",
+)
+DEFAULT_PAUSE_STATUS = "WAITING_ON_CLIENT"
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    """A stored ticket (instants are aware UTC datetimes)."""
+
+    id: str
+    client_id: int
+    contract_id: int | None
+    priority: str
+    status: str
+    created_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+
+
+@dataclass
+class Timeline:
+    """A ticket's state folded from its events (see the module docstring)."""
+
+    priority: str
+    status: str = "OPEN"
+    first_response_at: datetime | None = None
+    resolution_plan_at: datetime | None = None
+    resolved_at: datetime | None = None
+    pauses: list[tuple[datetime, datetime | None, str]] = field(default_factory=list)
+
+
+def fold(events: Iterable[tuple[str, str, datetime, str | None]], priority: str) -> Timeline:
+    """Fold ``(event_id, kind, occurred_at, detail)`` events into a :class:`Timeline`.
+
+    ``priority`` is the ticket's priority before any ``CREATED``/``PRIORITY_CHANGED`` event.
+    """
+    line = Timeline(priority)
+    open_pause: tuple[datetime, str] | None = None
+    for _, kind, at, detail in sorted(events, key=lambda e: (e[2], e[0])):
+        if kind in ("CREATED", "PRIORITY_CHANGED") and detail:
+            line.priority = detail
+        elif kind == "RESPONDED":
+            line.first_response_at = line.first_response_at or at
+        elif kind == "PLAN_PROVIDED":
+            line.resolution_plan_at = line.resolution_plan_at or at
+        elif kind == "PAUSED" and open_pause is None and line.status != "RESOLVED":
+            open_pause = (at, detail or DEFAULT_PAUSE_STATUS)
+            line.status = open_pause[1]
+        elif kind == "RESUMED" and open_pause is not None and line.status != "RESOLVED":
+            line.pauses.append((open_pause[0], at, open_pause[1]))
+            open_pause = None
+            line.status = "OPEN"
+        elif kind == "RESOLVED" and line.status != "RESOLVED":
+            if open_pause is not None:
+                line.pauses.append((open_pause[0], at, open_pause[1]))
+                open_pause = None
+            line.resolved_at = at
+            line.status = "RESOLVED"
+        elif kind == "REOPENED" and line.status == "RESOLVED" and line.resolved_at is not None:
+            line.pauses.append((line.resolved_at, at, "RESOLVED"))
+            line.resolved_at = None
+            line.status = "OPEN"
+    if open_pause is not None:
+        line.pauses.append((open_pause[0], None, open_pause[1]))
+    return line
+
+
+def _record(row: asyncpg.Record) -> TicketRecord:
+    return TicketRecord(
+        row["id"],
+        row["client_id"],
+        row["contract_id"],
+        row["priority"],
+        row["status"],
+        row["created_at"],
+        row["first_response_at"],
+        row["resolved_at"],
+    )
+
+
+def _priority(value: str) -> str:
+    try:
+        return normalize_priority(value)
+    except EffigateError as exc:
+        raise EffigateError(
+            f"priority: {value!r} is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4"
+        ) from exc
+
+
+def _aware(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise EffigateError(f"{name}: {value.isoformat()!r} has no time zone")
+    return value
+
+
+async def fetch_ticket(
+    conn: asyncpg.Connection, principal: Principal, ticket_id: str
+) -> TicketRecord:
+    """The ticket ``ticket_id``; a portal principal sees only its client's tickets."""
+    row = await conn.fetchrow("SELECT * FROM tickets WHERE id = $1", ticket_id)
+    if row is None or (principal.is_portal and row["client_id"] != principal.client_id):
+        raise NotFound("ticket_id", ticket_id, "is not a ticket of this tenant")
+    return _record(row)
+
+
+async def create_ticket(
+    store: Store,
+    principal: Principal,
+    ticket_id: str,
+    client_id: int,
+    priority: str,
+    created_at: datetime,
+    contract_id: int | None = None,
+) -> TicketRecord:
+    """Create a ticket (idempotent by id: an identical resend returns the stored ticket; a
+    resend with other content is refused). A portal token may raise tickets for its client."""
+    if not ticket_id:
+        raise EffigateError("ticket_id: '' is empty")
+    principal.require_client(client_id, "client_id")
+    first = _priority(priority)
+    _aware("created_at", created_at)
+    async with store.transaction(principal) as conn:
+        row = await conn.fetchrow(
+            """INSERT INTO tickets (id, client_id, contract_id, priority, status, created_at)
+               VALUES ($1, $2, $3, $4, 'OPEN', $5)
+               ON CONFLICT (tenant_id, id) DO NOTHING RETURNING *""",
+            ticket_id,
+            client_id,
+            contract_id,
+            first,
+            created_at,
+        )
+        if row is None:
+            stored = await fetch_ticket(conn, principal, ticket_id)
+            sent = (client_id, contract_id, created_at)
+            if (stored.client_id, stored.contract_id, stored.created_at) != sent:
+                raise FailedPrecondition(
+                    "ticket_id",
+                    ticket_id,
+                    "already exists with another client, contract or creation time",
+                )
+            return stored
+        await conn.execute(
+            """INSERT INTO ticket_events (id, ticket_id, kind, occurred_at, actor, detail)
+               VALUES ($1, $2, 'CREATED', $3, $4, $5) ON CONFLICT (tenant_id, id) DO NOTHING""",
+            f"{ticket_id}:created",
+            ticket_id,
+            created_at,
+            principal.actor,
+            first,
+        )
+        return _record(row)
+
+
+async def record_event(
+    store: Store,
+    principal: Principal,
+    event_id: str,
+    ticket_id: str,
+    kind: str,
+    occurred_at: datetime,
+    *,
+    status: str = "",
+    priority: str = "",
+    actor: str = "",
+) -> TicketRecord:
+    """Record one event (idempotent by ``event_id``) and refold the ticket's stored state."""
+    if kind not in EVENT_KINDS or kind == "CREATED":
+        raise EffigateError(f"kind: {kind!r} is not one of {', '.join(EVENT_KINDS[1:])}")
+    if not event_id:
+        raise EffigateError("event_id: '' is empty")
+    _aware("occurred_at", occurred_at)
+    detail: str | None = None
+    if kind == "PRIORITY_CHANGED":
+        detail = _priority(priority)
+    elif kind == "PAUSED":
+        detail = status or DEFAULT_PAUSE_STATUS
+    async with store.transaction(principal) as conn:
+        ticket = await fetch_ticket(conn, principal, ticket_id)
+        if occurred_at < ticket.created_at:
+            raise EffigateError(
+                f"occurred_at: {occurred_at.isoformat()!r} is before the ticket was created"
+                f" ({ticket.created_at.isoformat()})"
+            )
+        inserted = await conn.fetchval(
+            """INSERT INTO ticket_events (id, ticket_id, kind, occurred_at, actor, detail)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, id) DO NOTHING
+               RETURNING 1""",
+            event_id,
+            ticket_id,
+            kind,
+            occurred_at,
+            actor or principal.actor,
+            detail,
+        )
+        if inserted is None:
+            same = await conn.fetchval(
+                "SELECT ticket_id = $2 AND kind = $3 AND occurred_at = $4"
+                " FROM ticket_events WHERE id = $1",
+                event_id,
+                ticket_id,
+                kind,
+                occurred_at,
+            )
+            if not same:
+                raise FailedPrecondition(
+                    "event_id", event_id, "already exists with another ticket, kind or time"
+                )
+            return ticket
+        return await _refold(conn, ticket)
+
+
+async def _refold(conn: asyncpg.Connection, ticket: TicketRecord) -> TicketRecord:
+    rows = await conn.fetch(
+        "SELECT id, kind, occurred_at, detail FROM ticket_events WHERE ticket_id = $1",
+        ticket.id,
+    )
+    line = fold(
+        ((r["id"], r["kind"], r["occurred_at"], r["detail"]) for r in rows), ticket.priority
+    )
+    row = await conn.fetchrow(
+        """UPDATE tickets SET priority = $2, status = $3, first_response_at = $4,
+               resolved_at = $5 WHERE id = $1 RETURNING *""",
+        ticket.id,
+        line.priority,
+        line.status,
+        line.first_response_at,
+        line.resolved_at,
+    )
+    return _record(row)
+
+
+async def get_ticket(store: Store, principal: Principal, ticket_id: str) -> TicketRecord:
+    """The stored ticket ``ticket_id``."""
+    async with store.transaction(principal) as conn:
+        return await fetch_ticket(conn, principal, ticket_id)
+
+
+async def list_tickets(
+    store: Store,
+    principal: Principal,
+    client_id: int | None = None,
+    limit: int = 100,
+    after_id: str = "",
+) -> list[TicketRecord]:
+    """Tickets by id (bytewise), ``limit`` at most 10,000, after ``after_id``."""
+    if principal.is_portal:
+        client_id = principal.client_id
+    limit = max(1, min(limit or 100, 10_000))
+    async with store.transaction(principal) as conn:
+        rows = await conn.fetch(
+            """SELECT * FROM tickets WHERE id > $1 AND ($2::bigint IS NULL OR client_id = $2)
+               ORDER BY id LIMIT $3""",
+            after_id,
+            client_id,
+            limit,
+        )
+    return [_record(r) for r in rows]
+
+
+async def load_timelines(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    client_id: int | None = None,
+    ticket_ids: Sequence[str] | None = None,
+) -> pa.Table:
+    """Stored tickets (of one client, or the given ids) folded into the SLA engine's
+    :data:`~effigate_engine.sla.schemas.TICKETS` batch."""
+    if principal.is_portal:
+        client_id = principal.client_id
+    where = "($1::bigint IS NULL OR t.client_id = $1) AND ($2::text[] IS NULL OR t.id = ANY($2))"
+    tickets = await conn.fetch(
+        f"""SELECT t.id, t.client_id, t.contract_id, t.priority, t.created_at
+            FROM tickets t WHERE {where} ORDER BY t.id""",
+        client_id,
+        list(ticket_ids) if ticket_ids is not None else None,
+    )
+    events = await conn.fetch(
+        f"""SELECT e.ticket_id, e.id, e.kind, e.occurred_at, e.detail
+            FROM ticket_events e JOIN tickets t ON t.tenant_id = e.tenant_id
+                 AND t.id = e.ticket_id
+            WHERE {where} ORDER BY e.ticket_id""",
+        client_id,
+        list(ticket_ids) if ticket_ids is not None else None,
+    )
+    by_ticket: dict[str, list[tuple[str, str, datetime, str | None]]] = {}
+    for e in events:
+        by_ticket.setdefault(e["ticket_id"], []).append(
+            (e["id"], e["kind"], e["occurred_at"], e["detail"])
+        )
+    rows = []
+    for t in tickets:
+        line = fold(by_ticket.get(t["id"], ()), t["priority"])
+        rows.append(
+            {
+                "ticket_id": t["id"],
+                "client_id": str(t["client_id"]),
+                "contract_id": None if t["contract_id"] is None else str(t["contract_id"]),
+                "priority": line.priority,
+                "created_at": t["created_at"],
+                "first_response_at": line.first_response_at,
+                "resolution_plan_at": line.resolution_plan_at,
+                "resolved_at": line.resolved_at,
+                "pauses": [{"start": s, "end": e, "status": st} for s, e, st in line.pauses],
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=sla_schemas.TICKETS)

@@ -1,0 +1,121 @@
+"""Tenants and API tokens.
+
+A token is a random secret shown once at creation; the database keeps only its SHA-256
+digest. A tenant token acts for staff and integrations; a client-scoped (portal) token sees
+only its client's tickets, SLA status, bucket balances and invoices. Resolving a token runs
+``effigate_resolve_token`` (the only way to read ``api_tokens`` before the tenant is known).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.errors import NotFound, Unauthenticated
+
+TOKEN_PREFIX = "efg_"
+#: Seconds a resolved token is remembered by one server process (a revocation takes effect
+#: within this time).
+RESOLVE_CACHE_SECONDS = 30.0
+
+
+def digest(secret: str) -> bytes:
+    """SHA-256 of a token secret (what the database stores)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A newly created token: ``secret`` is shown once and never stored."""
+
+    id: int
+    tenant_id: uuid.UUID
+    client_id: int | None
+    secret: str
+
+
+async def create_tenant(
+    admin: asyncpg.Connection,
+    name: str,
+    currency: str = "USD",
+    default_tax_json: str = "[]",
+    tenant_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Create a tenant (admin connection: tenants are created outside any tenant's scope)."""
+    tenant = tenant_id or uuid.uuid4()
+    await admin.execute(
+        "INSERT INTO tenants (id, name, default_currency, default_tax)"
+        " VALUES ($1, $2, $3, $4::jsonb)",
+        tenant,
+        name,
+        currency,
+        default_tax_json,
+    )
+    return tenant
+
+
+async def create_token(
+    admin: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    client_id: int | None = None,
+    label: str = "",
+) -> IssuedToken:
+    """Create a tenant token, or a portal token when ``client_id`` is given (admin connection,
+    inside the tenant's scope so the client reference is checked against that tenant)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async with admin.transaction():
+        await admin.execute("SELECT set_config('effigate.tenant_id', $1, true)", str(tenant_id))
+        exists = await admin.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id)
+        if not exists:
+            raise NotFound("tenant_id", str(tenant_id), "is not a tenant")
+        if client_id is not None:
+            found = await admin.fetchval(
+                "SELECT 1 FROM clients WHERE tenant_id = $1 AND id = $2", tenant_id, client_id
+            )
+            if not found:
+                raise NotFound("client_id", client_id, "is not a client of this tenant")
+        token_id = await admin.fetchval(
+            "INSERT INTO api_tokens (tenant_id, client_id, label, token_sha256)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            tenant_id,
+            client_id,
+            label,
+            digest(secret),
+        )
+    return IssuedToken(int(token_id), tenant_id, client_id, secret)
+
+
+class TokenResolver:
+    """Resolves bearer secrets to principals, remembering answers for a short time."""
+
+    def __init__(self, store: Store, ttl_seconds: float = RESOLVE_CACHE_SECONDS) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+
+    async def resolve(self, secret: str | None) -> Principal:
+        """The principal of ``secret``; :class:`Unauthenticated` when missing or unknown."""
+        if not secret:
+            raise Unauthenticated("authorization", None, "is missing: send 'Bearer <token>'")
+        key = digest(secret)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._store.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM effigate_resolve_token($1)", key)
+        if row is None:
+            self._cache.pop(key, None)
+            shown = secret[:8] + "…" if len(secret) > 8 else secret
+            raise Unauthenticated("authorization", shown, "is not a valid or active token")
+        principal = Principal(row["tenant_id"], row["client_id"], actor=f"token:{row['token_id']}")
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, principal)
+        return principal
