@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from effigate.v1 import (
     billing_pb2,
     billing_pb2_grpc,
@@ -19,9 +22,6 @@ from effigate.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache
 from effigate_engine.service.tokens import TokenResolver

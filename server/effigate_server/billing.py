@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import grpc
 import pyarrow as pa
+
 from effigate.v1 import billing_pb2 as pb
 from effigate.v1 import billing_pb2_grpc as rpc
 from effigate.v1 import common_pb2
-
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import contracts, invoicing, timelogs
 from effigate_engine.service.context import Store

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import grpc
+
 from effigate.v1 import catalog_pb2 as pb
 from effigate.v1 import catalog_pb2_grpc as rpc
-
 from effigate_engine import clock
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog

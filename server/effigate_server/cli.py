@@ -230,6 +230,7 @@ def run_sla(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
     from effigate_client import Client
 
     with Client(args.address, _token(args)) as client:

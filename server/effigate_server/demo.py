@@ -20,10 +20,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
+
 from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2
 from effigate_client import AsyncClient, to_timestamp
 from effigate_client.client import ipc_bytes, ipc_table
-from tqdm import tqdm
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)

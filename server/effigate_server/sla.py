@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import grpc
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from effigate.v1 import common_pb2
 from effigate.v1 import sla_pb2 as pb
 from effigate.v1 import sla_pb2_grpc as rpc
-
 from effigate_engine import sla
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import evaluations

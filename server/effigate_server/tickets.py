@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pyarrow as pa
+
 from effigate.v1 import common_pb2
 from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
-
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
 from effigate_engine.service.context import Store

@@ -35,6 +35,7 @@ EVENT_KINDS = (
     "PRIORITY_CHANGED",
 )
 DEFAULT_PAUSE_STATUS = "WAITING_ON_CLIENT"
+PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,10 @@ def _record(row: asyncpg.Record) -> TicketRecord:
 
 
 def _priority(value: str) -> str:
-    try:
-        return normalize_priority(value)
-    except EffigateError as exc:
-        raise EffigateError(
-            f"priority: {value!r} is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4"
-        ) from exc
+    name = normalize_priority(value or "")
+    if name not in PRIORITIES:
+        raise EffigateError(f"priority: {value!r} is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4")
+    return name
 
 
 def _aware(name: str, value: datetime) -> datetime:

@@ -8,7 +8,6 @@ retried with exponential backoff by gRPC's own retry policy; calls that would re
 """
 
 from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2, tickets_pb2
-
 from effigate_client.client import AsyncClient, Client, to_timestamp
 
 __all__ = [

@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from effigate.v1 import (
     billing_pb2,
     billing_pb2_grpc,
@@ -20,7 +22,6 @@ from effigate.v1 import (
     sla_pb2_grpc,
     tickets_pb2_grpc,
 )
-from google.protobuf.timestamp_pb2 import Timestamp
 
 #: Arrow streams carry large messages: 256 MiB each way (the server's limit too).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

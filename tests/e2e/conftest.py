@@ -1,0 +1,131 @@
+"""End-to-end fixtures: a real server process on a free loopback port over a real database.
+
+The server is started as users start it (``effigate serve``), with ``EFFIGATE_DSN`` pointing
+at a freshly created and migrated test database; tests talk to it through the Python client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from effigate_client import Client
+from effigate_engine.service.tokens import create_tenant, create_token
+from tests.store.conftest import create_database, db, drop_database, server_dsn  # noqa: F401
+from tests.store.helpers import Database
+
+EFFIGATE = Path(sys.executable).with_name("effigate")
+READY = re.compile(r"serving on (\S+)")
+
+
+@dataclass
+class Service:
+    """A running ``effigate serve`` process."""
+
+    address: str
+    process: subprocess.Popen[str]
+    dsn: str
+
+
+def start_service(dsn: str, timeout_s: float = 60.0) -> Service:
+    """Start ``effigate serve`` on a free port over ``dsn``; returns once it listens."""
+    env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [str(EFFIGATE), "serve", "--address", "127.0.0.1:0", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = READY.search(line)
+        if match:
+            return Service(match.group(1), process, dsn)
+    process.kill()
+    raise RuntimeError(f"effigate serve did not start (exit code {process.poll()})")
+
+
+def stop_service(service: Service, timeout_s: float = 40.0) -> int:
+    """SIGTERM the service and wait for it to exit; returns the exit code."""
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+    try:
+        return service.process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        return service.process.wait()
+
+
+@pytest.fixture(scope="session")
+def service(db: Database) -> Iterator[Service]:  # noqa: F811
+    """One server process for the session's tests."""
+    running = start_service(db.admin)
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
+@dataclass
+class Tenant:
+    """A tenant with a staff token."""
+
+    id: uuid.UUID
+    token: str
+    admin: str
+
+    def portal_token(self, client_id: int) -> str:
+        """A new portal token of ``client_id``."""
+        return asyncio.run(_token(self.admin, self.id, client_id))
+
+
+async def _token(admin: str, tenant: uuid.UUID, client_id: int | None) -> str:
+    conn = await asyncpg.connect(admin)
+    try:
+        return (await create_token(conn, tenant, client_id)).secret
+    finally:
+        await conn.close()
+
+
+async def _tenant(admin: str) -> Tenant:
+    conn = await asyncpg.connect(admin)
+    try:
+        tax = '[{"name": "GST", "rate_ppm": 100000}]'
+        tenant = await create_tenant(conn, f"MSP {uuid.uuid4().hex[:6]}", "USD", tax)
+        token = (await create_token(conn, tenant)).secret
+    finally:
+        await conn.close()
+    return Tenant(tenant, token, admin)
+
+
+@pytest.fixture
+def tenant(db: Database) -> Tenant:  # noqa: F811
+    """A fresh tenant (GST 10 % by default) with a staff token."""
+    return asyncio.run(_tenant(db.admin))
+
+
+@pytest.fixture
+def client(service: Service, tenant: Tenant) -> Iterator[Client]:
+    """A blocking client of the session's service with the tenant's staff token."""
+    with Client(service.address, tenant.token, timeout=120) as c:
+        yield c
+
+
+__all__ = ["create_database", "drop_database"]
