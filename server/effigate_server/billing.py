@@ -13,6 +13,7 @@ import pyarrow as pa
 from effigate.v1 import billing_pb2 as pb
 from effigate.v1 import billing_pb2_grpc as rpc
 from effigate.v1 import common_pb2
+from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import contracts, invoicing, timelogs
 from effigate_engine.service.context import Store
@@ -110,6 +111,44 @@ def invoice_message(record: InvoiceRecord) -> pb.Invoice:
     if record.due_at is not None:
         message.due_at.CopyFrom(timestamp(record.due_at))
     return message
+
+
+def preview_message(invoice: Invoice) -> pb.Invoice:
+    """The proto of an assembled, unstored invoice (id 0, status ``PREVIEW``)."""
+    return pb.Invoice(
+        contract_id=int(invoice.contract_id),
+        status="PREVIEW",
+        currency=invoice.currency,
+        subtotal_minor=invoice.subtotal,
+        tax_minor=invoice.tax_total,
+        total_minor=invoice.total,
+        period_start=invoice.period.start.isoformat(),
+        period_end=invoice.period.end.isoformat(),
+        credit_balance_minor=invoice.credit_balance_out,
+        text=invoice.format(),
+        lines=[
+            pb.InvoiceLine(
+                position=line.line_no,
+                kind=str(line.kind),
+                description=line.description,
+                time_condition=line.condition or "",
+                support_level=line.support_level or "",
+                job_type=line.job_type or "",
+                rate_minor_per_hour=line.rate or 0,
+                rate_card_version=line.rate_card_version or 0,
+                billed_seconds=line.quantity if line.log_ids else 0,
+                amount_minor=line.amount,
+                time_log_ids=list(line.log_ids),
+                evidence_json=json.dumps(
+                    {"breach_ids": list(line.breach_ids), "item_ids": list(line.item_ids)}
+                ),
+            )
+            for line in invoice.lines
+        ],
+        taxes=[
+            pb.TaxAmount(name=t.name, rate_ppm=t.ppm, amount_minor=t.amount) for t in invoice.taxes
+        ],
+    )
 
 
 def period_message(record: PeriodRecord) -> pb.BillingPeriod:
@@ -382,13 +421,13 @@ class BillingServicer(rpc.BillingServiceServicer):
     async def PreviewInvoice(
         self, request: pb.PeriodRequest, context: grpc.aio.ServicerContext
     ) -> pb.Invoice:
-        record = await invoicing.preview_record(
+        invoice = await invoicing.preview_invoice(
             self.store,
             current_principal(),
             request.contract_id,
             to_date("period_start", request.period_start),
         )
-        return invoice_message(record)
+        return preview_message(invoice)
 
     @guarded
     async def GenerateInvoice(

@@ -63,9 +63,10 @@ def read_ipc(field: str, data: bytes) -> pa.Table:
         raise EffigateError(f"{field}: is not an Arrow IPC stream ({exc})") from exc
 
 
-def write_ipc(table: pa.Table) -> bytes:
-    """Arrow IPC stream bytes of ``table``."""
+def write_ipc(table: pa.Table, compression: str | None = None) -> bytes:
+    """Arrow IPC stream bytes of ``table`` (buffers compressed with ``lz4``/``zstd`` if asked)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()

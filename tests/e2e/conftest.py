@@ -7,80 +7,30 @@ at a freshly created and migrated test database; tests talk to it through the Py
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from effigate_client import Client
 from effigate_engine.service.tokens import create_tenant, create_token
+from effigate_server.process import ServiceProcess
 from tests.store.conftest import create_database, db, drop_database, server_dsn  # noqa: F401
 from tests.store.helpers import Database
 
-EFFIGATE = Path(sys.executable).with_name("effigate")
-READY = re.compile(r"serving on (\S+)")
-
-
-@dataclass
-class Service:
-    """A running ``effigate serve`` process."""
-
-    address: str
-    process: subprocess.Popen[str]
-    dsn: str
-
-
-def start_service(dsn: str, timeout_s: float = 60.0) -> Service:
-    """Start ``effigate serve`` on a free port over ``dsn``; returns once it listens."""
-    env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [str(EFFIGATE), "serve", "--address", "127.0.0.1:0", "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + timeout_s
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = READY.search(line)
-        if match:
-            return Service(match.group(1), process, dsn)
-    process.kill()
-    raise RuntimeError(f"effigate serve did not start (exit code {process.poll()})")
-
-
-def stop_service(service: Service, timeout_s: float = 40.0) -> int:
-    """SIGTERM the service and wait for it to exit; returns the exit code."""
-    if service.process.poll() is None:
-        service.process.send_signal(signal.SIGTERM)
-    try:
-        return service.process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        return service.process.wait()
+Service = ServiceProcess
 
 
 @pytest.fixture(scope="session")
 def service(db: Database) -> Iterator[Service]:  # noqa: F811
     """One server process for the session's tests."""
-    running = start_service(db.admin)
+    running = ServiceProcess.start(db.admin)
     try:
         yield running
     finally:
-        stop_service(running)
+        running.stop()
 
 
 @dataclass

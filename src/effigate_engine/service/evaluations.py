@@ -9,7 +9,6 @@ on the next call, and no call compiles twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,20 +41,32 @@ class Ruleset:
 
 
 class CalendarCache:
-    """Per-tenant compiled calendar sets, keyed by the content of the tenant's calendars."""
+    """Per-tenant compiled calendar sets and policies, kept by one server process.
+
+    Calendars and policies are immutable once stored (a change is a new calendar or policy), so
+    a policy is compiled once per process; the calendar set is rebuilt when the tenant's
+    calendars grow (their count and greatest id change).
+    """
 
     def __init__(self) -> None:
-        self._sets: dict[UUID, tuple[str, CalendarSet]] = {}
+        self._sets: dict[UUID, tuple[tuple[int, int], CalendarSet]] = {}
+        self._rules: dict[tuple[UUID, int], Ruleset] = {}
         self._lock = asyncio.Lock()
+
+    def cached(self, tenant_id: UUID, policy_id: int) -> Ruleset | None:
+        """The ruleset of a policy this process has already loaded for the tenant."""
+        return self._rules.get((tenant_id, policy_id))
+
+    def remember(self, tenant_id: UUID, policy_id: int, rules: Ruleset) -> None:
+        """Keep a loaded ruleset."""
+        self._rules[(tenant_id, policy_id)] = rules
 
     async def calendars(self, conn: asyncpg.Connection, tenant_id: UUID) -> CalendarSet:
         """The compiled set of every calendar of the transaction's tenant."""
-        rows = await conn.fetch("SELECT id, name, body FROM calendars ORDER BY id")
-        if not rows:
+        count, last = await conn.fetchrow("SELECT count(*), coalesce(max(id), 0) FROM calendars")
+        if not count:
             raise NotFound("calendars", [], "none stored for this tenant; create one first")
-        key = hashlib.sha256(
-            json.dumps([(r["id"], r["name"], r["body"]) for r in rows]).encode()
-        ).hexdigest()
+        key = (int(count), int(last))
         hit = self._sets.get(tenant_id)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -63,6 +74,7 @@ class CalendarCache:
             hit = self._sets.get(tenant_id)
             if hit is not None and hit[0] == key:
                 return hit[1]
+            rows = await conn.fetch("SELECT id, name, body FROM calendars ORDER BY id")
             calendars = [
                 Calendar.from_json({**json.loads(r["body"]), "name": r["name"]}) for r in rows
             ]
@@ -75,6 +87,9 @@ async def ruleset(
     conn: asyncpg.Connection, cache: CalendarCache, principal: Principal, policy_id: int
 ) -> Ruleset:
     """The stored policy ``policy_id`` and the tenant's compiled calendars."""
+    hit = cache.cached(principal.tenant_id, policy_id)
+    if hit is not None:
+        return hit
     record = await catalog.fetch_policy(conn, policy_id)
     policy = record.policy()
     calendars = await cache.calendars(conn, principal.tenant_id)
@@ -85,7 +100,20 @@ async def ruleset(
                     f"policy {record.name!r}: {metric}.calendar {target.calendar!r} is not a"
                     f" stored calendar of this tenant ({', '.join(calendars.names)})"
                 )
-    return Ruleset(policy, calendars)
+    rules = Ruleset(policy, calendars)
+    cache.remember(principal.tenant_id, policy_id, rules)
+    return rules
+
+
+async def ruleset_for(
+    store: Store, cache: CalendarCache, principal: Principal, policy_id: int
+) -> Ruleset:
+    """:func:`ruleset` without a database round trip once the process has loaded it."""
+    hit = cache.cached(principal.tenant_id, policy_id)
+    if hit is not None:
+        return hit
+    async with store.transaction(principal) as conn:
+        return await ruleset(conn, cache, principal, policy_id)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -106,8 +134,7 @@ async def evaluate_inline(
 ) -> Evaluation:
     """Evaluate tickets given by the caller (the ``sla.TICKETS`` columns) under a stored policy;
     nothing is stored. Runs in a worker thread (the kernels release the GIL)."""
-    async with store.transaction(principal) as conn:
-        rules = await ruleset(conn, cache, principal, policy_id)
+    rules = await ruleset_for(store, cache, principal, policy_id)
     at = _now(now)
     return await asyncio.to_thread(sla.evaluate, tickets, rules.policy, rules.calendars, at)
 

@@ -10,7 +10,9 @@ Re-evaluating the same tickets at the same ``now`` always gives the same answer.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +79,10 @@ class Evaluation:
     tzdata_version: str
 
 
+@functools.cache
 def _tzdata_version() -> str:
+    """The tzdata release the zones come from (read once per process: it cannot change under
+    a running process, and reading package metadata costs about a millisecond)."""
     try:
         return importlib.metadata.version("tzdata")
     except importlib.metadata.PackageNotFoundError:
@@ -158,6 +163,26 @@ class _Specs:
     step_offset: np.ndarray
     notify: list[str]
     status_bit: dict[str, int]
+
+
+_FLATTENED: weakref.WeakKeyDictionary[CalendarSet, list[tuple[list[Policy], _Specs]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flattened(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
+    """:func:`_flatten`, remembered per calendar set for the last few policy lists (a service
+    evaluates the same policies over and over; flattening costs a quarter of a millisecond)."""
+    entries = _FLATTENED.setdefault(calendars, [])
+    for policies, specs in entries:
+        if len(policies) == len(policy_list) and all(
+            a is b for a, b in zip(policies, policy_list, strict=True)
+        ):
+            return specs
+    specs = _flatten(policy_list, calendars)
+    entries.append((list(policy_list), specs))
+    del entries[:-8]
+    return specs
 
 
 def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
@@ -252,7 +277,7 @@ def evaluate(
     if not by_name:
         raise EffigateError("policies: at least one policy is required")
     now_s = int(to_column(now, "now").values[0])
-    specs = _flatten(list(by_name.values()), calendars)
+    specs = _flattened(list(by_name.values()), calendars)
     named = "policy" in table.column_names and not isinstance(policies, Policy)
     parts = parallel.slices(table.num_rows, threads, SLICE_MIN_TICKETS)
 
@@ -585,6 +610,8 @@ def _unmatched(
 ) -> pa.Table:
     """The tickets no rule matched, with the reason, built column-wise (no per-ticket Python)."""
     missing = np.flatnonzero(rule_of < 0)
+    if missing.size == 0:
+        return UNMATCHED.empty_table()
     take = pa.array(missing)
     policy_index = ticket_policy[missing]
     known = pc.take(pa.array([p.name for p in policy_list] + [None], pa.string()),

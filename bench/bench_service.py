@@ -1,0 +1,171 @@
+"""The service end to end: SLA evaluation through the Arrow stream and unary latency.
+
+The server runs as its own process (``effigate serve`` on a loopback port, over a throw-away
+database on ``EFFIGATE_TEST_DSN`` / 127.0.0.1:5432 / the embedded server); this process is the
+client. Measured in the same run, side by side:
+
+- the Arrow stream: tickets/s from an Arrow table in the client to the results table back in
+  the client (serialisation, loopback, server evaluation, and back);
+- the in-process kernel on the same tickets (``sla.evaluate``, one and two threads): the
+  ceiling the stream is compared with;
+- unary ``Evaluate`` of one ticket, called back to back: p50 / p99 / max latency.
+
+    python bench/bench_service.py [--tickets 1000000] [--chunk 131072] [--calls 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
+
+from effigate_client import Client, catalog_pb2, sla_pb2, to_timestamp  # noqa: E402
+from effigate_engine import CalendarSet, sla  # noqa: E402
+from effigate_engine.service.tokens import create_tenant, create_token  # noqa: E402
+from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
+from effigate_engine.store.migrate import migrate  # noqa: E402
+from effigate_server.process import ServiceProcess  # noqa: E402
+
+H = 3600
+
+
+async def prepare(server_dsn: str, name: str) -> tuple[str, str]:
+    """A migrated throw-away database and a tenant token in it."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    admin = with_database(server_dsn, name)
+    await migrate(admin)
+    conn = await asyncpg.connect(admin)
+    try:
+        tenant = await create_tenant(conn, "Bench MSP")
+        token = (await create_token(conn, tenant, label="bench")).secret
+    finally:
+        await conn.close()
+    return admin, token
+
+
+async def drop(server_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--chunk", type=int, default=131_072, help="tickets per stream message")
+    parser.add_argument("--calls", type=int, default=2_000, help="unary calls for latency")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    server_dsn = resolve_test_dsn()
+    name = f"effigate_bench_{uuid.uuid4().hex[:10]}"
+    admin, token = asyncio.run(prepare(server_dsn, name))
+    service = ServiceProcess.start(admin)
+    try:
+        cals = calendars()
+        policy = policies()["policy-1"]
+        with Client(service.address, token, timeout=600) as client:
+            first = None
+            for cal in cals:
+                info = client.catalog.CreateCalendar(
+                    catalog_pb2.CreateCalendarRequest(
+                        name=cal.name, body_json=json.dumps(cal.to_json())
+                    )
+                )
+                first = first or info.id
+            stored = client.catalog.CreatePolicy(
+                catalog_pb2.CreatePolicyRequest(
+                    name=policy.name, calendar_id=first, body_json=json.dumps(policy.to_json())
+                )
+            )
+            batch = tickets(
+                args.tickets, int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()), 300 * 24 * H
+            )
+            batch = batch.drop_columns(["policy"])
+            # warm: the server compiles the tenant's calendars once (cached afterwards)
+            client.evaluate_arrow(stored.id, batch.slice(0, 1000), NOW)
+
+            stream_s, out = best_of(
+                lambda: client.evaluate_arrow(stored.id, batch, NOW, chunk_rows=args.chunk),
+                args.repeats,
+            )
+            compiled = CalendarSet(cals)
+            one_s, local = best_of(
+                lambda: sla.evaluate(batch, policy, compiled, NOW, threads=1), args.repeats
+            )
+            two_s, _ = best_of(
+                lambda: sla.evaluate(batch, policy, compiled, NOW, threads=2), args.repeats
+            )
+            assert out.num_rows == local.results.num_rows
+
+            single = sla_pb2.EvaluateRequest(policy_id=stored.id, now=to_timestamp(NOW))
+            single.tickets.add(
+                ticket_id="T-1",
+                priority="HIGH",
+                created_at=to_timestamp(datetime(2026, 11, 19, 14, tzinfo=UTC)),
+            )
+            for _ in range(200):
+                client.sla.Evaluate(single)
+            latencies = []
+            for _ in range(args.calls):
+                started = time.perf_counter()
+                client.sla.Evaluate(single)
+                latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        service.stop()
+        asyncio.run(drop(server_dsn, name))
+
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    n = args.tickets
+    print(f"SLA evaluation end to end, {n:,} tickets, chunks of {args.chunk:,},", end=" ")
+    print(f"best of {args.repeats}")
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"  load average: {load}")
+    print(f"  {'path':<44} {'seconds':>8} {'tickets/s':>12} {'vs kernel':>10}")
+    rows = [
+        ("in-process kernel, 1 thread (ceiling)", one_s),
+        ("in-process kernel, 2 threads", two_s),
+        ("Arrow stream over loopback (client+server)", stream_s),
+    ]
+    for label, seconds in rows:
+        print(f"  {label:<44} {seconds:>8.3f} {n / seconds:>12,.0f} {one_s / seconds:>9.2f}x")
+    print(
+        f"unary Evaluate, 1 ticket, {args.calls:,} calls: p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+        f" max {latencies[-1]:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Run ``effigate serve`` as a child process (tests, benchmarks, the demo's own service)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+READY = re.compile(r"serving on (\S+)")
+
+
+@dataclass
+class ServiceProcess:
+    """A running ``effigate serve`` child process and the address it listens on."""
+
+    address: str
+    process: subprocess.Popen[str]
+
+    @classmethod
+    def start(
+        cls, dsn: str, address: str = "127.0.0.1:0", timeout_s: float = 60.0
+    ) -> ServiceProcess:
+        """Start the service over ``dsn`` (port 0: a free port); returns once it listens."""
+        effigate = Path(sys.executable).with_name("effigate")
+        env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            [str(effigate), "serve", "--address", address, "--log-level", "WARNING"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout_s
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = READY.search(line)
+            if match:
+                return cls(match.group(1), process)
+        process.kill()
+        raise RuntimeError(f"effigate serve did not start (exit code {process.poll()})")
+
+    def stop(self, timeout_s: float = 40.0) -> int:
+        """SIGTERM the service, wait for its graceful exit; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()

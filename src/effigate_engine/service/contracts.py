@@ -1,0 +1,668 @@
+"""Rate cards and contracts: the library of published cards, contract creation, activation
+(which freezes a copy of the card), amendments, milestones, deliverables and unit counts.
+
+Money is integer minor units of the contract's currency; dates are local dates in the
+contract's time zone (stored as the instant of their local midnight where the column is a
+``timestamptz``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from effigate_engine.billing.contracts import Contract, ContractType
+from effigate_engine.billing.errors import BillingError, ConfigurationError
+from effigate_engine.billing.periods import local_midnight
+from effigate_engine.calendar import Calendar
+from effigate_engine.errors import EffigateError
+from effigate_engine.ratecard.model import RateCard
+from effigate_engine.service.catalog import fetch_calendar, fetch_policy
+from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.errors import FailedPrecondition, NotFound
+from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
+from effigate_engine.service.terms import (
+    AMENDMENT_KINDS,
+    build_contract,
+    hours_to_seconds,
+    validate_terms,
+)
+
+_CONTRACT_COLUMNS = (
+    "id, client_id, contract_type, status, currency, time_zone, starts_on, ends_on, calendar_id,"
+    " sla_policy_id, rate_card_id, frozen_rate_card, frozen_rate_card_version,"
+    " frozen_rate_card_sha256, activated_at, terms"
+)
+_ACTIVE = ("ACTIVE", "AMENDED")
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def instant_of(day: date, zone: ZoneInfo) -> datetime:
+    """Local midnight of ``day`` in ``zone`` as an aware datetime (how dates are stored)."""
+    return datetime.fromtimestamp(local_midnight(day, zone), ZoneInfo("UTC"))
+
+
+def contract_record(row: asyncpg.Record) -> ContractRecord:
+    """A :class:`ContractRecord` from a ``contracts`` row."""
+    return ContractRecord(
+        id=row["id"],
+        client_id=row["client_id"],
+        contract_type=row["contract_type"],
+        status=row["status"],
+        currency=row["currency"].strip(),
+        time_zone=row["time_zone"],
+        starts_on=row["starts_on"],
+        ends_on=row["ends_on"],
+        calendar_id=row["calendar_id"],
+        sla_policy_id=row["sla_policy_id"],
+        rate_card_id=row["rate_card_id"],
+        frozen_rate_card_version=row["frozen_rate_card_version"],
+        frozen_rate_card_sha256=row["frozen_rate_card_sha256"],
+        activated_at=row["activated_at"],
+        terms=_loads(row["terms"]) or {},
+        frozen_rate_card=_loads(row["frozen_rate_card"]),
+    )
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    entity: str,
+    entity_id: object,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append an ``audit_log`` row for a state change made by ``principal``."""
+    await conn.execute(
+        "INSERT INTO audit_log (actor, action, entity, entity_id, detail)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb)",
+        principal.actor,
+        action,
+        entity,
+        str(entity_id),
+        json.dumps(detail or {}, default=str),
+    )
+
+
+# Rate cards ---------------------------------------------------------------------------------
+
+
+async def create_rate_card(store: Store, principal: Principal, name: str) -> int:
+    """Create an (empty) library rate card named ``name``; returns its id. Publish versions
+    with :func:`publish_rate_card`."""
+    principal.require_staff("create rate cards")
+    if not isinstance(name, str) or not name.strip():
+        raise EffigateError(f"name: {name!r} is not a non-empty rate-card name")
+    async with store.transaction(principal) as conn:
+        return int(
+            await conn.fetchval("INSERT INTO rate_cards (name) VALUES ($1) RETURNING id", name)
+        )
+
+
+async def publish_rate_card(
+    store: Store, principal: Principal, rate_card_id: int, body: dict[str, Any]
+) -> RateCardVersionRecord:
+    """Validate ``body`` (rate-card JSON, ``docs/billing.md``) and store it as the card's next
+    immutable version with the SHA-256 of its canonical content. Contracts already activated
+    keep the copy they froze."""
+    principal.require_staff("publish rate cards")
+    card = RateCard.from_json(body)
+    stored = card.to_json()
+    digest = card.content_hash()
+    async with store.transaction(principal) as conn:
+        exists = await conn.fetchval(
+            "SELECT id FROM rate_cards WHERE id = $1 FOR UPDATE", rate_card_id
+        )
+        if exists is None:
+            raise NotFound("rate_card_id", rate_card_id, "is not a rate card of this tenant")
+        version = await conn.fetchval(
+            "SELECT coalesce(max(version), 0) + 1 FROM rate_card_versions WHERE rate_card_id = $1",
+            rate_card_id,
+        )
+        row = await conn.fetchrow(
+            "INSERT INTO rate_card_versions (rate_card_id, version, currency, body, content_sha256)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING created_at",
+            rate_card_id,
+            version,
+            card.currency,
+            json.dumps(stored),
+            digest,
+        )
+    return RateCardVersionRecord(
+        rate_card_id, int(version), card.currency, digest, stored, row["created_at"]
+    )
+
+
+async def fetch_rate_card_version(
+    conn: asyncpg.Connection, rate_card_id: int, version: int | None = None
+) -> RateCardVersionRecord:
+    """Version ``version`` of library card ``rate_card_id`` (the latest when ``None``)."""
+    if version is None:
+        row = await conn.fetchrow(
+            "SELECT * FROM rate_card_versions WHERE rate_card_id = $1"
+            " ORDER BY version DESC LIMIT 1",
+            rate_card_id,
+        )
+        if row is None:
+            raise FailedPrecondition(
+                "rate_card_id", rate_card_id, "has no published version; publish one first"
+            )
+    else:
+        row = await conn.fetchrow(
+            "SELECT * FROM rate_card_versions WHERE rate_card_id = $1 AND version = $2",
+            rate_card_id,
+            version,
+        )
+        if row is None:
+            raise NotFound(
+                "rate_card_version", version, f"is not a version of rate card {rate_card_id}"
+            )
+    return RateCardVersionRecord(
+        row["rate_card_id"],
+        row["version"],
+        row["currency"].strip(),
+        row["content_sha256"],
+        _loads(row["body"]),
+        row["created_at"],
+    )
+
+
+# Contracts ----------------------------------------------------------------------------------
+
+
+async def fetch_contract_row(
+    conn: asyncpg.Connection, contract_id: int, *, lock: bool = False
+) -> asyncpg.Record:
+    """The ``contracts`` row ``contract_id`` of the transaction's tenant (``FOR UPDATE`` when
+    ``lock``)."""
+    sql = f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE id = $1"
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), contract_id)
+    if row is None:
+        raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
+    return row
+
+
+def check_visible(principal: Principal, client_id: int, field: str, value: object) -> None:
+    """A portal principal sees only its own client's rows: another client's is not found."""
+    if principal.client_id is not None and principal.client_id != client_id:
+        raise NotFound(field, value, "is not a contract, invoice or balance of this client")
+
+
+async def create_contract(
+    store: Store,
+    principal: Principal,
+    *,
+    client_id: int,
+    contract_type: str,
+    currency: str,
+    starts_on: date,
+    ends_on: date | None = None,
+    calendar_id: int | None = None,
+    sla_policy_id: int | None = None,
+    rate_card_id: int | None = None,
+    time_zone: str | None = None,
+    terms: dict[str, Any] | None = None,
+) -> ContractRecord:
+    """Create a ``DRAFT`` contract of ``client_id``.
+
+    ``terms`` are validated for the type and currency (``docs/contract-terms.md``).
+    ``time_zone`` defaults to the calendar's zone (``UTC`` without a calendar, which then means
+    a 24x7 calendar in that zone); a zone different from the calendar's is refused. The rate
+    card (``rate_card_id``) is only named here: activation freezes a copy.
+    """
+    principal.require_staff("create contracts")
+    normalised = validate_terms(contract_type, currency, terms or {})
+    currency = currency.upper()
+    if ends_on is not None and ends_on <= starts_on:
+        raise ConfigurationError("ends_on", ends_on.isoformat(), "is not after starts_on")
+    async with store.transaction(principal) as conn:
+        if not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)", client_id
+        ):
+            raise NotFound("client_id", client_id, "is not a client of this tenant")
+        zone = time_zone
+        if calendar_id is not None:
+            calendar = (await fetch_calendar(conn, calendar_id)).calendar()
+            if zone is not None and zone != calendar.timezone:
+                raise ConfigurationError(
+                    "time_zone", zone, f"differs from calendar {calendar_id}'s {calendar.timezone}"
+                )
+            zone = calendar.timezone
+        zone = zone or "UTC"
+        Calendar.always_open(zone)  # validates the zone name
+        if sla_policy_id is not None:
+            await fetch_policy(conn, sla_policy_id)
+        if rate_card_id is not None:
+            card_currency = await conn.fetchval(
+                "SELECT v.currency FROM rate_cards c LEFT JOIN rate_card_versions v"
+                " ON v.rate_card_id = c.id WHERE c.id = $1 ORDER BY v.version DESC LIMIT 1",
+                rate_card_id,
+            )
+            exists = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM rate_cards WHERE id = $1)", rate_card_id
+            )
+            if not exists:
+                raise NotFound("rate_card_id", rate_card_id, "is not a rate card of this tenant")
+            if card_currency is not None and card_currency.strip() != currency:
+                raise ConfigurationError(
+                    "currency", currency, f"differs from rate card {rate_card_id}'s {card_currency}"
+                )
+        row = await conn.fetchrow(
+            "INSERT INTO contracts (client_id, contract_type, currency, time_zone, calendar_id,"
+            " sla_policy_id, starts_on, ends_on, terms, rate_card_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)"
+            f" RETURNING {_CONTRACT_COLUMNS}",
+            client_id,
+            ContractType(contract_type).value,
+            currency,
+            zone,
+            calendar_id,
+            sla_policy_id,
+            starts_on,
+            ends_on,
+            json.dumps(normalised),
+            rate_card_id,
+        )
+    return contract_record(row)
+
+
+async def contract_calendar(conn: asyncpg.Connection, row: asyncpg.Record) -> Calendar:
+    """The business-hours calendar of a contract row (24x7 in its zone without one)."""
+    if row["calendar_id"] is None:
+        return Calendar.always_open(row["time_zone"], name="24x7")
+    return (await fetch_calendar(conn, row["calendar_id"])).calendar()
+
+
+async def _domain(conn: asyncpg.Connection, row: asyncpg.Record | dict[str, Any]) -> Contract:
+    calendar = await contract_calendar(conn, row)  # type: ignore[arg-type]
+    cid = row["id"]
+    amendments = await conn.fetch(
+        "SELECT id, kind, effective_at, body FROM contract_amendments WHERE contract_id = $1"
+        " ORDER BY id",
+        cid,
+    )
+    milestones = await conn.fetch(
+        "SELECT id, name, amount_minor, approved_at FROM milestones WHERE contract_id = $1",
+        cid,
+    )
+    deliverables = await conn.fetch(
+        "SELECT id, name, amount_minor, signed_off_at FROM deliverables WHERE contract_id = $1",
+        cid,
+    )
+    return build_contract(
+        dict(row),
+        calendar,
+        [dict(a) for a in amendments],
+        [dict(m) for m in milestones],
+        [dict(d) for d in deliverables],
+    )
+
+
+async def load_contract(conn: asyncpg.Connection, contract_id: int) -> Contract:
+    """The domain :class:`Contract` of stored contract ``contract_id`` (frozen card, amendments,
+    milestones, deliverables); ``contract.id`` is ``str(contract_id)``."""
+    return await _domain(conn, await fetch_contract_row(conn, contract_id))
+
+
+async def activate_contract(
+    store: Store, principal: Principal, contract_id: int, rate_card_version: int | None = None
+) -> ContractRecord:
+    """Activate a ``DRAFT`` contract: freeze a copy of its rate card's version
+    ``rate_card_version`` (the latest published when ``None``) with that version number and
+    its SHA-256, and lock the type. Later publications never change this contract's prices."""
+    principal.require_staff("activate contracts")
+    async with store.transaction(principal) as conn:
+        row = await fetch_contract_row(conn, contract_id, lock=True)
+        if row["status"] != "DRAFT":
+            raise FailedPrecondition(
+                "contract.status", row["status"], f"contract {contract_id} is not DRAFT"
+            )
+        if row["rate_card_id"] is None:
+            raise FailedPrecondition(
+                "contract.rate_card_id", None, f"contract {contract_id} names no rate card"
+            )
+        version = await fetch_rate_card_version(conn, row["rate_card_id"], rate_card_version)
+        if version.currency != row["currency"].strip():
+            raise FailedPrecondition(
+                "rate_card_version.currency",
+                version.currency,
+                f"differs from contract {contract_id}'s {row['currency']}",
+            )
+        # Validate the whole contract as the domain activates it (milestones, deliverables...).
+        draft = await _domain(conn, {**dict(row), "frozen_rate_card": version.body})
+        try:
+            draft.activate()
+        except BillingError as exc:
+            raise FailedPrecondition(exc.field, exc.value, exc.problem) from None
+        updated = await conn.fetchrow(
+            "UPDATE contracts SET status = 'ACTIVE', frozen_rate_card = $2::jsonb,"
+            " frozen_rate_card_version = $3, frozen_rate_card_sha256 = $4, activated_at = now()"
+            f" WHERE id = $1 RETURNING {_CONTRACT_COLUMNS}",
+            contract_id,
+            json.dumps(version.body),
+            version.version,
+            version.content_sha256,
+        )
+        bucket = (_loads(row["terms"]) or {}).get("bucket")
+        if row["contract_type"] == "BUCKET" and bucket and not bucket.get("per_period"):
+            await conn.execute(
+                "INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, note)"
+                " VALUES ($1, $2, 'TOP_UP', $3, 'purchased at activation')",
+                contract_id,
+                instant_of(row["starts_on"], ZoneInfo(row["time_zone"])),
+                int(bucket["size_seconds"]),
+            )
+        await audit(
+            conn,
+            principal,
+            "activate",
+            "contract",
+            contract_id,
+            {
+                "rate_card_id": row["rate_card_id"],
+                "rate_card_version": version.version,
+                "content_sha256": version.content_sha256,
+            },
+        )
+    return contract_record(updated)
+
+
+def _amendment_body(
+    kind: str, body: dict[str, Any], contract_row: asyncpg.Record
+) -> dict[str, Any]:
+    """Validate an amendment body and return what is stored."""
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise ConfigurationError("body.note", note, "is not a string")
+    if kind == "NOTE":
+        if not note:
+            raise ConfigurationError("body.note", note, "is required for a NOTE amendment")
+        return {"note": note}
+    if kind == "TOP_UP":
+        if contract_row["contract_type"] != "BUCKET":
+            raise FailedPrecondition(
+                "contract.contract_type", contract_row["contract_type"], "has no bucket to top up"
+            )
+        if "hours" in body and "seconds" in body:
+            raise ConfigurationError("body.hours", body["hours"], "and body.seconds are both given")
+        if "seconds" in body:
+            seconds = body["seconds"]
+            if not isinstance(seconds, int) or isinstance(seconds, bool):
+                raise ConfigurationError("body.seconds", seconds, "is not whole seconds")
+        elif "hours" in body:
+            seconds = hours_to_seconds(body["hours"], "body.hours")
+        else:
+            raise ConfigurationError("body.hours", None, "is required for a TOP_UP amendment")
+        if seconds <= 0:
+            raise ConfigurationError("body.hours", body.get("hours", seconds), "is not positive")
+        return {"seconds": seconds, "note": note}
+    card_json = body.get("rate_card", body)
+    card_json = {k: v for k, v in card_json.items() if k != "note"}
+    card = RateCard.from_json(card_json)
+    if card.currency != contract_row["currency"].strip():
+        raise ConfigurationError(
+            "body.currency",
+            card.currency,
+            f"differs from the contract's {contract_row['currency']}",
+        )
+    return {"rate_card": card.to_json(), "content_sha256": card.content_hash(), "note": note}
+
+
+async def amend_contract(
+    store: Store,
+    principal: Principal,
+    contract_id: int,
+    *,
+    kind: str,
+    effective_on: date,
+    body: dict[str, Any],
+) -> int:
+    """Record an effective-dated amendment of an active contract; returns its id.
+
+    ``kind``: ``RATE_CARD`` (``body`` is a rate-card JSON, or ``{"rate_card": {...}}``, or
+    ``{"rate_card_id": n, "version": v}`` naming a published library version; it prices work
+    starting on or after ``effective_on`` and never re-prices earlier work), ``TOP_UP``
+    (``{"hours": "10"}`` or ``{"seconds": 36000}``: bucket hours from ``effective_on``, never
+    backwards; also written to the bucket ledger), ``NOTE`` (``{"note": "..."}``). Any body may
+    carry a ``note``.
+    """
+    principal.require_staff("amend contracts")
+    if kind not in AMENDMENT_KINDS:
+        raise ConfigurationError("kind", kind, f"is not one of {list(AMENDMENT_KINDS)}")
+    if not isinstance(body, dict):
+        raise ConfigurationError("body", body, "is not a JSON object")
+    async with store.transaction(principal) as conn:
+        row = await fetch_contract_row(conn, contract_id, lock=True)
+        if row["status"] not in _ACTIVE:
+            raise FailedPrecondition(
+                "contract.status", row["status"], f"contract {contract_id} is not active"
+            )
+        if effective_on < row["starts_on"]:
+            raise ConfigurationError(
+                "effective_on", effective_on.isoformat(), "is before the contract's start"
+            )
+        if kind == "RATE_CARD" and "rate_card_id" in body:
+            version = await fetch_rate_card_version(
+                conn, int(body["rate_card_id"]), body.get("version")
+            )
+            stored = {
+                "rate_card": version.body,
+                "content_sha256": version.content_sha256,
+                "rate_card_id": version.rate_card_id,
+                "rate_card_version": version.version,
+                "note": str(body.get("note", "")),
+            }
+            _amendment_body(kind, {"rate_card": version.body}, row)
+        else:
+            stored = _amendment_body(kind, body, row)
+        effective_at = instant_of(effective_on, ZoneInfo(row["time_zone"]))
+        amendment_id = await conn.fetchval(
+            "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
+            " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+            contract_id,
+            kind,
+            effective_at,
+            json.dumps(stored),
+        )
+        if kind == "TOP_UP":
+            await conn.execute(
+                "INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, note)"
+                " VALUES ($1, $2, 'TOP_UP', $3, $4)",
+                contract_id,
+                effective_at,
+                stored["seconds"],
+                f"amendment {amendment_id}",
+            )
+        await conn.execute("UPDATE contracts SET status = 'AMENDED' WHERE id = $1", contract_id)
+        # The amended contract must still build (e.g. currency, dates).
+        await load_contract(conn, contract_id)
+        await audit(
+            conn,
+            principal,
+            "amend",
+            "contract",
+            contract_id,
+            {
+                "amendment_id": amendment_id,
+                "kind": kind,
+                "effective_on": effective_on,
+                **{k: v for k, v in stored.items() if k != "rate_card"},
+            },
+        )
+    return int(amendment_id)
+
+
+async def get_contract(store: Store, principal: Principal, contract_id: int) -> ContractRecord:
+    """The stored contract ``contract_id`` (a portal principal sees only its client's)."""
+    async with store.transaction(principal) as conn:
+        row = await fetch_contract_row(conn, contract_id)
+    check_visible(principal, row["client_id"], "contract_id", contract_id)
+    return contract_record(row)
+
+
+async def list_contracts(
+    store: Store, principal: Principal, client_id: int | None = None
+) -> list[ContractRecord]:
+    """The tenant's contracts by id, of one client when given (a portal principal: its own)."""
+    if principal.client_id is not None:
+        if client_id is not None and client_id != principal.client_id:
+            return []
+        client_id = principal.client_id
+    async with store.transaction(principal) as conn:
+        rows = await conn.fetch(
+            f"SELECT {_CONTRACT_COLUMNS} FROM contracts"
+            " WHERE ($1::bigint IS NULL OR client_id = $1) ORDER BY id",
+            client_id,
+        )
+    return [contract_record(r) for r in rows]
+
+
+# Items and unit counts ----------------------------------------------------------------------
+
+
+async def _add_item(
+    store: Store, principal: Principal, table: str, contract_id: int, name: str, amount_minor: int
+) -> int:
+    principal.require_staff(f"add {table}")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError("name", name, "is not a non-empty name")
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
+        raise ConfigurationError("amount_minor", amount_minor, "is not whole minor units >= 0")
+    async with store.transaction(principal) as conn:
+        row = await fetch_contract_row(conn, contract_id)
+        wanted = "FIXED_PRICE" if table == "milestones" else "SCOPE"
+        if row["contract_type"] != wanted:
+            raise FailedPrecondition(
+                "contract.contract_type", row["contract_type"], f"has no {table} ({wanted} only)"
+            )
+        return int(
+            await conn.fetchval(
+                f"INSERT INTO {table} (contract_id, name, amount_minor) VALUES ($1, $2, $3)"
+                " RETURNING id",
+                contract_id,
+                name,
+                amount_minor,
+            )
+        )
+
+
+async def _complete_item(
+    store: Store, principal: Principal, table: str, item_id: int, on: date
+) -> None:
+    principal.require_staff(f"complete {table}")
+    column, done = (
+        ("approved_at", "APPROVED") if table == "milestones" else ("signed_off_at", "SIGNED_OFF")
+    )
+    field = "milestone_id" if table == "milestones" else "deliverable_id"
+    async with store.transaction(principal) as conn:
+        item = await conn.fetchrow(
+            f"SELECT i.id, i.status, c.time_zone, c.starts_on FROM {table} i"
+            " JOIN contracts c ON c.id = i.contract_id WHERE i.id = $1 FOR UPDATE OF i",
+            item_id,
+        )
+        if item is None:
+            raise NotFound(field, item_id, f"is not one of this tenant's {table}")
+        if item["status"] != "PENDING":
+            raise FailedPrecondition(f"{table}.status", item["status"], f"{field} {item_id}")
+        if on < item["starts_on"]:
+            raise ConfigurationError("on", on.isoformat(), "is before the contract's start")
+        await conn.execute(
+            f"UPDATE {table} SET status = $2, {column} = $3 WHERE id = $1",
+            item_id,
+            done,
+            instant_of(on, ZoneInfo(item["time_zone"])),
+        )
+        await audit(conn, principal, done.lower(), table[:-1], item_id, {"on": on})
+
+
+async def add_milestone(
+    store: Store, principal: Principal, contract_id: int, name: str, amount_minor: int
+) -> int:
+    """Add a milestone of ``amount_minor`` to a ``FIXED_PRICE`` contract; returns its id."""
+    return await _add_item(store, principal, "milestones", contract_id, name, amount_minor)
+
+
+async def approve_milestone(
+    store: Store, principal: Principal, milestone_id: int, on: date
+) -> None:
+    """Approve a pending milestone on local date ``on``: it is invoiced on the invoice of the
+    period holding ``on`` (or the first invoice generated after, if that one exists)."""
+    await _complete_item(store, principal, "milestones", milestone_id, on)
+
+
+async def add_deliverable(
+    store: Store, principal: Principal, contract_id: int, name: str, amount_minor: int
+) -> int:
+    """Add a deliverable of ``amount_minor`` to a ``SCOPE`` contract; returns its id."""
+    return await _add_item(store, principal, "deliverables", contract_id, name, amount_minor)
+
+
+async def sign_off_deliverable(
+    store: Store, principal: Principal, deliverable_id: int, on: date
+) -> None:
+    """Sign off a pending deliverable on local date ``on`` (it becomes invoiceable)."""
+    await _complete_item(store, principal, "deliverables", deliverable_id, on)
+
+
+async def record_unit_count(
+    store: Store,
+    principal: Principal,
+    contract_id: int,
+    unit_type: str,
+    cycle_end: datetime,
+    count: int,
+) -> int:
+    """Snapshot ``count`` active units of ``unit_type`` at a ``RECURRING`` cycle's end (the
+    instant of its local midnight); returns the row id. Recording the same (unit type, cycle
+    end) again replaces the count; an invoice keeps the count it billed in its line evidence."""
+    principal.require_staff("record unit counts")
+    if cycle_end.tzinfo is None:
+        raise ConfigurationError("cycle_end", cycle_end.isoformat(), "is naive; give UTC")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ConfigurationError("count", count, "is not a whole count >= 0")
+    async with store.transaction(principal) as conn:
+        row = await fetch_contract_row(conn, contract_id)
+        if row["contract_type"] != "RECURRING":
+            raise FailedPrecondition(
+                "contract.contract_type", row["contract_type"], "bills no units (RECURRING only)"
+            )
+        prices = ((_loads(row["terms"]) or {}).get("recurring") or {}).get("unit_prices", {})
+        if unit_type not in prices:
+            raise ConfigurationError(
+                "unit_type", unit_type, f"has no unit price on contract {contract_id}"
+            )
+        return int(
+            await conn.fetchval(
+                "INSERT INTO unit_counts (contract_id, unit_type, cycle_end, unit_count)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, contract_id, unit_type,"
+                " cycle_end) DO UPDATE SET unit_count = EXCLUDED.unit_count RETURNING id",
+                contract_id,
+                unit_type,
+                cycle_end,
+                count,
+            )
+        )
+
+
+__all__ = [
+    "activate_contract",
+    "add_deliverable",
+    "add_milestone",
+    "amend_contract",
+    "approve_milestone",
+    "create_contract",
+    "create_rate_card",
+    "get_contract",
+    "list_contracts",
+    "load_contract",
+    "publish_rate_card",
+    "record_unit_count",
+    "sign_off_deliverable",
+]
