@@ -8,7 +8,7 @@ BUILD_INPUTS := pyproject.toml setup.py clients/python/pyproject.toml clients/py
 	$(wildcard proto/effigate/v1/*.proto)
 SAMPLE := samples/calendars/sydney-business-hours.json
 
-.PHONY: run test bench lint setup clean
+.PHONY: run calendar test bench lint setup clean
 
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(STAMP): $(BUILD_INPUTS)
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/effigate serve --demo
+
+calendar: $(STAMP)
 	$(VENV)/bin/effigate calendar $(SAMPLE) \
 		--deadline 2026-12-23T16:00+11:00 4h \
 		--deadline 2026-12-24T11:00+11:00 2h \
@@ -39,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sla.py
 	$(PY) bench/bench_billing.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_service.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src server clients/python tests bench

@@ -342,6 +342,9 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
         if first_response:
             event(ticket, "RESPONDED", responded)
             t = responded
+            if priority == "CRITICAL" and rng.random() < 0.9:  # a plan for the critical ones
+                t = t + timedelta(minutes=rng.randrange(15, 480))
+                event(ticket, "PLAN_PROVIDED", t)
         if rng.random() < 0.1:
             changed = t + timedelta(minutes=rng.randrange(5, 240))
             priority = rng.choice(["CRITICAL", "HIGH", "MEDIUM"])
@@ -373,7 +376,7 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
         tickets["created_at"].append(created)
         tickets["first_response_at"].append(first_response)
         tickets["resolved_at"].append(resolved)
-        for _ in range(rng.choices([0, 1, 2, 3], [0.2, 0.45, 0.25, 0.1])[0]):
+        for _ in range(rng.choices([0, 1, 2], [0.55, 0.37, 0.08])[0]):
             start = _instant(rng, created, min(created + timedelta(days=3), MONTH_END))
             if rng.random() < 0.15:  # an evening or weekend call-out
                 start = start.replace(hour=rng.choice([19, 21, 23]))
