@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -27,6 +28,9 @@ from effigate_server.metrics import TICKETS_EVALUATED
 #: Result chunks of the Arrow stream are LZ4-frame compressed (part of the Arrow IPC format,
 #: read transparently by every Arrow implementation): a third of the bytes for no extra time.
 RESULT_COMPRESSION = "lz4"
+#: Chunks of one stream in flight at once (decoding, evaluating, encoding) besides the one
+#: being sent.
+STREAM_PIPELINE = 2
 #: Typed evaluation is for small batches; bulk goes through EvaluateStream.
 MAX_TYPED_TICKETS = 10_000
 
@@ -131,22 +135,41 @@ class SlaServicer(rpc.SlaServiceServicer):
         rules: evaluations.Ruleset | None = None
         now: datetime | None = None
         position = 0
-        async for chunk in request_iterator:
-            if rules is None:
-                if not chunk.policy_id:
-                    raise EffigateError("chunk[0].policy_id: is required in the first chunk")
-                rules = await evaluations.ruleset_for(
-                    self.store, self.cache, principal, chunk.policy_id
-                )
-                now = _now(chunk)
-            table = read_ipc(f"chunk[{position}].arrow_ipc", chunk.arrow_ipc)
-            evaluation = await asyncio.to_thread(
-                sla.evaluate, table, rules.policy, rules.calendars, now
-            )
+        pending: deque[asyncio.Future[bytes]] = deque()
+        sequences: deque[int] = deque()
+
+        def evaluate(table_bytes: bytes, where: str, ruleset: evaluations.Ruleset) -> bytes:
+            table = read_ipc(where, table_bytes)
+            evaluation = sla.evaluate(table, ruleset.policy, ruleset.calendars, now)
             TICKETS_EVALUATED.inc(table.num_rows)
-            payload = await asyncio.to_thread(write_ipc, evaluation.results, RESULT_COMPRESSION)
-            yield pb.EvaluateChunk(arrow_ipc=payload, sequence=chunk.sequence)
-            position += 1
+            return write_ipc(evaluation.results, RESULT_COMPRESSION)
+
+        try:
+            async for chunk in request_iterator:
+                if rules is None:
+                    if not chunk.policy_id:
+                        raise EffigateError("chunk[0].policy_id: is required in the first chunk")
+                    rules = await evaluations.ruleset_for(
+                        self.store, self.cache, principal, chunk.policy_id
+                    )
+                    now = _now(chunk)
+                # chunks are decoded, evaluated and encoded in worker threads (the kernels and
+                # Arrow release the GIL) while earlier results are sent and later chunks arrive
+                work = asyncio.to_thread(
+                    evaluate, chunk.arrow_ipc, f"chunk[{position}].arrow_ipc", rules
+                )
+                pending.append(asyncio.ensure_future(work))
+                sequences.append(chunk.sequence)
+                position += 1
+                while len(pending) > STREAM_PIPELINE or (pending and pending[0].done()):
+                    payload = await pending.popleft()
+                    yield pb.EvaluateChunk(arrow_ipc=payload, sequence=sequences.popleft())
+            while pending:
+                payload = await pending.popleft()
+                yield pb.EvaluateChunk(arrow_ipc=payload, sequence=sequences.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
 
     @guarded
     async def Recompute(

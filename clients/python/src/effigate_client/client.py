@@ -27,6 +27,9 @@ from effigate.v1 import (
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Rows per Arrow chunk sent on a stream.
 CHUNK_ROWS = 65_536
+#: Arrow IPC buffer compression of streamed chunks (LZ4 frame: cheap, and a third or less of
+#: the bytes on the wire).
+STREAM_COMPRESSION = "lz4"
 
 #: Calls that are safe to repeat: reads, and writes idempotent by a caller-chosen key
 #: (ticket, event and time-log ids; one invoice per contract and period).
@@ -109,10 +112,12 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-def ipc_bytes(table: pa.Table | pa.RecordBatch) -> bytes:
-    """Arrow IPC stream bytes of a table or batch."""
+def ipc_bytes(table: pa.Table | pa.RecordBatch, compression: str | None = None) -> bytes:
+    """Arrow IPC stream bytes of a table or batch, buffers compressed with ``compression``
+    (``"lz4"`` or ``"zstd"``; readers decompress transparently) if given."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write(table)
     return sink.getvalue().to_pybytes()
 
@@ -206,14 +211,17 @@ class Client(_Stubs):
         tickets: pa.Table | str | Path,
         now: datetime | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        compression: str | None = STREAM_COMPRESSION,
     ) -> pa.Table:
         """Evaluate a table (or Parquet file) of tickets (``sla.TICKETS`` columns) through the
-        Arrow stream; returns the SLA results table, in input order."""
+        Arrow stream; returns the SLA results table, in input order. Chunks are sent
+        LZ4-compressed unless ``compression=None``."""
         table = _table(tickets)
 
         def requests() -> Iterator[sla_pb2.EvaluateChunk]:
             for i, chunk in enumerate(_chunks(table, chunk_rows)):
-                message = sla_pb2.EvaluateChunk(arrow_ipc=ipc_bytes(chunk), sequence=i)
+                data = ipc_bytes(chunk, compression)
+                message = sla_pb2.EvaluateChunk(arrow_ipc=data, sequence=i)
                 if i == 0:
                     message.policy_id = policy_id
                     if now is not None:
