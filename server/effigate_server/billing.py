@@ -174,9 +174,14 @@ def balance_message(balance: BucketBalance) -> pb.BucketBalance:
     )
 
 
+#: The typed time-log columns: the store's, without the approval state (a new or changed log
+#: is ``PENDING``; an unchanged resend keeps its state, see ``timelogs.ingest_time_logs``).
+TYPED_TIME_LOGS = pa.schema([f for f in TIME_LOGS.schema if f.name != "approval_state"])
+
+
 def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:
-    """The store's time-log batch of typed time logs."""
-    columns: dict[str, list[object]] = {c.name: [] for c in TIME_LOGS.columns}
+    """The store's time-log batch of typed time logs (no ``approval_state`` column)."""
+    columns: dict[str, list[object]] = {f.name: [] for f in TYPED_TIME_LOGS}
     for i, log in enumerate(logs):
         for name in ("started_at", "ended_at"):
             if not log.HasField(name):
@@ -193,8 +198,7 @@ def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:
         columns["started_at"].append(optional_datetime(log, "started_at"))
         columns["ended_at"].append(optional_datetime(log, "ended_at"))
         columns["billable_type"].append("BILLABLE" if kind == "BILLABLE_TYPE_UNSPECIFIED" else kind)
-        columns["approval_state"].append("PENDING")
-    return pa.Table.from_pydict(columns, schema=TIME_LOGS.schema)
+    return pa.Table.from_pydict(columns, schema=TYPED_TIME_LOGS)
 
 
 def _summary(result: object) -> common_pb2.IngestSummary:

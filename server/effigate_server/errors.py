@@ -42,7 +42,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             return grpc.StatusCode.NOT_FOUND, str(exc)
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, StoreError):
-        if exc.sqlstate and exc.sqlstate.startswith(_CALLER_SQLSTATES):
+        # no SQLSTATE: the batch was refused before it reached the database
+        if exc.sqlstate is None or exc.sqlstate.startswith(_CALLER_SQLSTATES):
             return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         return grpc.StatusCode.UNAVAILABLE, f"the database refused the request: {exc}"
     if isinstance(exc, EffigateError):

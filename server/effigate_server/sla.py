@@ -27,7 +27,7 @@ from effigate_server.metrics import TICKETS_EVALUATED
 
 #: Result chunks of the Arrow stream are LZ4-frame compressed (part of the Arrow IPC format,
 #: read transparently by every Arrow implementation): a third of the bytes for no extra time.
-RESULT_COMPRESSION = "lz4"
+RESULT_COMPRESSION = None
 #: Chunks of one stream in flight at once (decoding, evaluating, encoding) besides the one
 #: being sent.
 STREAM_PIPELINE = 2

@@ -9,21 +9,33 @@ in the contract's zone, stored as the instants of their local midnights.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.periods import Period
+from effigate_engine.errors import EffigateError
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.contracts import audit, fetch_contract_row, load_contract
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import PeriodRecord
-from effigate_engine.store.bulk import TIME_LOGS, IngestResult, ingest
-from effigate_engine.store.errors import InvariantViolation
+from effigate_engine.store.bulk import (
+    TIME_LOGS,
+    IngestResult,
+    ingest,
+    ingest_adbc,
+    prepare_batch,
+)
+from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
+from effigate_engine.store.tenant import tenant_text
 
 APPROVAL_STATES = ("PENDING", "APPROVED", "REJECTED")
 _READ_ONLY = ("closed billing period", "issued invoice", "is CLOSED")
@@ -42,17 +54,78 @@ async def state_errors() -> AsyncIterator[None]:
 
 
 async def ingest_time_logs(store: Store, principal: Principal, logs: pa.Table) -> IngestResult:
-    """Store a batch of time logs (the columns of :data:`effigate_engine.store.bulk.TIME_LOGS`;
-    ``approval_state`` defaults to ``PENDING`` when the column is absent) in one transaction,
-    all or nothing, idempotent by log id: an identical resend changes nothing, a changed resend
-    of a read-only log (closed period, issued invoice) refuses the whole batch."""
+    """Store a batch of time logs (the columns of :data:`effigate_engine.store.bulk.TIME_LOGS`)
+    in one transaction, all or nothing, idempotent by log id: an identical resend changes
+    nothing, a changed resend of a read-only log (closed period, issued invoice) refuses the
+    whole batch. Without an ``approval_state`` column, a new or changed log is ``PENDING`` and
+    an unchanged one keeps its stored state (a resend never undoes an approval)."""
     principal.require_staff("ingest time logs")
-    if "approval_state" not in logs.column_names:
+    keep = "approval_state" not in logs.column_names
+    if keep:
         logs = logs.append_column(
             "approval_state", pa.array(["PENDING"] * logs.num_rows, pa.string())
         )
+    batch = await asyncio.to_thread(_checked, logs)
     async with state_errors(), store.adbc() as conn:
-        return await ingest(conn, TIME_LOGS, principal.tenant_id, logs)
+        if keep:
+            return await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
+        return await ingest(conn, TIME_LOGS, principal.tenant_id, batch)
+
+
+def _checked(logs: pa.Table) -> pa.Table:
+    """The batch in the store's schema; its refusals (a missing column or value, a duplicate
+    id, an end not after its start) are the caller's input errors, named by batch position."""
+    try:
+        return prepare_batch(TIME_LOGS, logs)
+    except StoreError as exc:
+        raise EffigateError(str(exc)) from None
+
+
+def _ingest_keeping_approval(conn: Any, principal: Principal, batch: pa.Table) -> IngestResult:
+    """The ingest of ``batch`` on ADBC connection ``conn`` with the stored approval states kept
+    (:func:`_keep_approval`), both in one transaction, in one worker thread."""
+    batch = _keep_approval(conn, principal.tenant_id, batch)
+    return ingest_adbc(conn, TIME_LOGS, principal.tenant_id, batch)
+
+
+_STORED_LOGS_SQL = (
+    f"SELECT {', '.join(f't.{n}' for n in TIME_LOGS.column_names)} FROM time_logs t"
+    " JOIN unnest($1::text[]) AS u(id) ON t.id = u.id FOR UPDATE OF t"
+)
+
+
+def _keep_approval(conn: Any, tenant_id: UUID, batch: pa.Table) -> pa.Table:
+    """``batch`` (prepared, every ``approval_state`` ``PENDING``) with the stored state kept
+    for each log already stored with the same content (an identical resend changes nothing);
+    a new or changed log stays ``PENDING``. Runs in the ingest's transaction on the ADBC
+    connection ``conn``, holding the ingest lock and the stored rows (``FOR UPDATE``) until it
+    commits, so no approval made in between is lost."""
+    import adbc_driver_manager
+
+    try:
+        with conn.cursor() as cur:
+            tenant = tenant_text(tenant_id)
+            cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
+            cur.execute(TIME_LOGS.lock_sql(tenant))
+            cur.execute(_STORED_LOGS_SQL, parameters=(batch.column("id").to_pylist(),))
+            stored = cur.fetch_arrow_table().cast(TIME_LOGS.schema)
+    except BaseException as exc:
+        with suppress(Exception):
+            conn.rollback()
+        if isinstance(exc, adbc_driver_manager.Error):
+            raise from_adbc(exc) from exc
+        raise
+    if stored.num_rows == 0:
+        return batch
+    where = pc.index_in(batch.column("id"), value_set=stored.column("id"))
+    aligned = stored.take(where)
+    same = pc.is_valid(where)
+    for name in TIME_LOGS.column_names[1:-1]:
+        sent, kept = batch.column(name), aligned.column(name)
+        equal = pc.fill_null(pc.equal(sent, kept), False)
+        same = pc.and_(same, pc.or_(equal, pc.and_(pc.is_null(sent), pc.is_null(kept))))
+    state = pc.if_else(same, aligned.column("approval_state"), batch.column("approval_state"))
+    return batch.set_column(len(TIME_LOGS.columns) - 1, "approval_state", state)
 
 
 async def set_approval(

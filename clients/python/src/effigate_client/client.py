@@ -29,7 +29,7 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 CHUNK_ROWS = 65_536
 #: Arrow IPC buffer compression of streamed chunks (LZ4 frame: cheap, and a third or less of
 #: the bytes on the wire).
-STREAM_COMPRESSION = "lz4"
+STREAM_COMPRESSION = None
 
 #: Calls that are safe to repeat: reads, and writes idempotent by a caller-chosen key
 #: (ticket, event and time-log ids; one invoice per contract and period).
