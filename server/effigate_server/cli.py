@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,10 +119,10 @@ def run_serve(args: argparse.Namespace) -> int:
         address = f"{host}:{server.port}"
         print(f"effigate: serving on {address}", flush=True)
         if args.demo:
-            from effigate_server.demo import load_demo_async
+            from effigate_server.demo import demo_token, load_demo_async
 
             async def load() -> None:
-                token = await _demo_token(server.store.admin_dsn)
+                token = await demo_token(server.store.admin_dsn)
                 summary = await load_demo_async(address, token)
                 print(summary.report(), flush=True)
                 print(_sample_call(address, token, summary), flush=True)
@@ -136,21 +134,6 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
     return 0
-
-
-async def _demo_token(admin_dsn: str) -> str:
-    import asyncpg
-
-    from effigate_engine.service.tokens import create_tenant, create_token
-
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        tax = json.dumps([{"name": "GST", "rate_ppm": 100_000}])
-        tenant = await create_tenant(conn, "Northwind Managed Services", "USD", tax)
-        issued = await create_token(conn, tenant, label="demo")
-    finally:
-        await conn.close()
-    return issued.secret
 
 
 def _sample_call(address: str, token: str, summary: Any) -> str:
@@ -230,11 +213,16 @@ def run_sla(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    from tqdm import tqdm
 
     from effigate_client import Client
 
-    with Client(args.address, _token(args)) as client:
-        results = client.evaluate_arrow(args.policy, args.file, _now(args.now))
+    table = pq.read_table(args.file)
+    with (
+        Client(args.address, _token(args)) as client,
+        tqdm(total=table.num_rows, unit="ticket", unit_scale=True, leave=False) as bar,
+    ):
+        results = client.evaluate_arrow(args.policy, table, _now(args.now), progress=bar.update)
     if args.out:
         pq.write_table(results, args.out)
         print(f"wrote {results.num_rows} result rows to {args.out}")
@@ -300,9 +288,3 @@ def format_table(table: Any) -> str:
     rows = [table.column_names] + [[text(v) for v in row.values()] for row in table.to_pylist()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin wrapper
-    from effigate_engine.cli import main as effigate_main
-
-    return effigate_main(argv if argv is not None else sys.argv[1:])

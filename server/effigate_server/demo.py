@@ -449,13 +449,28 @@ async def load_demo_async(address: str, token: str, n_tickets: int = 20_000) -> 
     return s
 
 
+async def demo_token(admin_dsn: str) -> str:
+    """A new tenant for the demo MSP (GST 10 %) and a staff token for it."""
+    import asyncpg
+
+    from effigate_engine.service.tokens import create_tenant, create_token
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        tax = json.dumps([{"name": "GST", "rate_ppm": 100_000}])
+        tenant = await create_tenant(conn, "Northwind Managed Services", "USD", tax)
+        issued = await create_token(conn, tenant, label="demo")
+    finally:
+        await conn.close()
+    return issued.secret
+
+
 def run_demo(address: str | None, n_tickets: int) -> int:
     """Run the demo against ``address``, or a service started here on a free loopback port
     over ``EFFIGATE_DSN`` / the embedded PostgreSQL."""
     from effigate_engine.service.context import Store
     from effigate_engine.store.dsn import resolve_dsn
     from effigate_server.app import Server
-    from effigate_server.cli import _demo_token
 
     async def go() -> DemoSummary:
         if address is not None:
@@ -468,7 +483,7 @@ def run_demo(address: str | None, n_tickets: int) -> int:
         store = await Store.open(resolve_dsn())
         server = await Server.start(store, "127.0.0.1:0")
         try:
-            token = await _demo_token(store.admin_dsn)
+            token = await demo_token(store.admin_dsn)
             return await load_demo_async(f"127.0.0.1:{server.port}", token, n_tickets)
         finally:
             await server.stop(5)

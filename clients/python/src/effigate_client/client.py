@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -212,14 +212,18 @@ class Client(_Stubs):
         now: datetime | None = None,
         chunk_rows: int = CHUNK_ROWS,
         compression: str | None = STREAM_COMPRESSION,
+        progress: Callable[[int], object] | None = None,
     ) -> pa.Table:
         """Evaluate a table (or Parquet file) of tickets (``sla.TICKETS`` columns) through the
-        Arrow stream; returns the SLA results table, in input order. Chunks are sent
-        LZ4-compressed unless ``compression=None``."""
+        Arrow stream; returns the SLA results table, in input order. ``compression``
+        (``"lz4"``/``"zstd"``) compresses the chunks sent; ``progress`` is called with the
+        number of tickets of each chunk answered."""
         table = _table(tickets)
+        sizes: list[int] = []
 
         def requests() -> Iterator[sla_pb2.EvaluateChunk]:
             for i, chunk in enumerate(_chunks(table, chunk_rows)):
+                sizes.append(chunk.num_rows)
                 data = ipc_bytes(chunk, compression)
                 message = sla_pb2.EvaluateChunk(arrow_ipc=data, sequence=i)
                 if i == 0:
@@ -228,7 +232,11 @@ class Client(_Stubs):
                         message.now.CopyFrom(to_timestamp(now))
                 yield message
 
-        parts = [ipc_table(r.arrow_ipc) for r in self.sla.EvaluateStream(requests(), timeout=None)]
+        parts = []
+        for reply in self.sla.EvaluateStream(requests(), timeout=None):
+            parts.append(ipc_table(reply.arrow_ipc))
+            if progress is not None:
+                progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
 
     def ingest_time_logs(self, logs: pa.Table | str | Path, chunk_rows: int = CHUNK_ROWS) -> Any:
