@@ -13,6 +13,9 @@ calendar, and the seconds of a log in a condition are ``clock.elapsed`` over it:
 Then ``HOLIDAY = holiday``, ``WEEKEND = nonworking − holiday``, ``REGULAR = regular`` and
 ``AFTER_HOURS = duration − nonworking − regular``: the precedence ``HOLIDAY > WEEKEND >
 AFTER_HOURS > REGULAR`` holds exactly, DST included (a local day is 23 or 25 real hours).
+Classification reads these ``elapsed`` answers from tables the clock fills once per contract
+book (``ContractBook.conditions``), asking the clock per log only where a calendar opens or
+closes off a 15-minute UTC slot bound.
 """
 
 from __future__ import annotations

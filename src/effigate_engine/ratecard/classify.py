@@ -5,9 +5,12 @@ Pipeline (``DESIGN.md`` §5–§6), each step over whole arrays:
 1. logs are split at period boundaries (local midnight at each period end, in the contract's
    zone) and each part picks the frozen rate-card version in force at its start (Numba);
 2. the seconds of each part in every time condition come from the compiled calendars through
-   the clock's ``elapsed`` kernel (:mod:`effigate_engine.ratecard.calendars`): non-working
-   seconds for every part, then regular and holiday seconds only where that answer does not
-   imply them; nothing here re-implements calendar arithmetic;
+   the clock's ``elapsed`` kernel (:mod:`effigate_engine.ratecard.calendars`): the book
+   measures each condition calendar's cumulative open seconds at every 15-minute UTC slot
+   bound once (days sharing a profile share a table), and a part reads them at its start
+   and end, plus the seconds into a slot open all through; a part starting or ending inside
+   a slot where a calendar opens or closes is measured by the clock itself. Nothing here
+   re-implements calendar arithmetic;
 3. rounding once per part, largest-remainder sharing of billed seconds, rate resolution,
    out-of-scope and billable type (Numba, over rate tables resolved once per card);
 4. bucket / included-hours drawdown in work order (start, then log id; input order never
@@ -57,6 +60,11 @@ DENSE_MAX_ENTRIES = 1 << 23
 #: never wrong).
 HINT_SHIFT = 19
 HINT_MAX_ENTRIES = 1 << 22
+#: Most day rows (triples × days) of the condition tables (2**17 rows: 10 triples over 35
+#: years, 2 MiB, built by ≈ 40 M clock evaluations).
+CONDITION_MAX_DAYS = 1 << 17
+#: The condition tables cover whole blocks of this many days (from the epoch).
+CONDITION_BLOCK_DAYS = 64
 _BILLABLE_TYPES = {
     "BILLABLE": K.BILLABLE,
     "NON_BILLABLE": K.NON_BILLABLE_TYPE,
@@ -166,7 +174,6 @@ class ContractBook:
         triples: dict[tuple[str, tuple[int, ...]], int] = {}
         calendars = []
         cal_of_version = np.zeros((len(self.versions), 3), np.int64)
-        has_holidays: list[bool] = []
         for g, ref in enumerate(self.versions):
             contract = self.contracts[ref.contract]
             key = (_calendar_key(contract), ref.card.weekend_days)
@@ -178,13 +185,13 @@ class ContractBook:
                 calendars += [derived.holiday, derived.nonworking, derived.regular]
             base = triples[key]
             cal_of_version[g] = (base, base + 1, base + 2)
-            has_holidays.append(bool(calendars[base].extra_openings))
         self.cal_holiday, self.cal_nonworking, self.cal_regular = (
             np.ascontiguousarray(cal_of_version[:, j]) for j in range(3)
         )
+        #: Per version: its condition triple (holiday, non-working, regular calendars).
+        self.version_triple = self.cal_holiday // 3
         self.calendar_set = CalendarSet(calendars, self.horizon)
-        #: Per version: its holiday calendar has a holiday (else it is never open).
-        self.has_holidays = np.array(has_holidays, np.bool_)
+        self._conditions: tuple[int, int, np.ndarray, np.ndarray] | None = None
         self.mode = np.array([_MODES[c.type] for c in self.contracts], np.int8)
         self.burn = np.full((len(self.contracts), 4), 10_000, np.int64)
         for i, c in enumerate(self.contracts):
@@ -264,6 +271,73 @@ class ContractBook:
                 hint[c] = np.clip(at, 0, hi - lo - 2) + lo
             self._hints = (flat, (hint, origin, shift))
         return self._hints[1]
+
+    # Condition tables -----------------------------------------------------------------------
+
+    def conditions(self, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Condition tables covering ``[lo, hi]`` (epoch seconds): the cumulative open seconds
+        of every condition triple's calendars, measured by the clock at every slot bound
+        (``SLOT_SECONDS`` apart) from ``origin``, a UTC midnight. Returns ``(origin, days,
+        profiles)``:
+
+        * ``days[g, d]`` (int32): the (non-working, regular, holiday) seconds of triple ``g``
+          from ``origin`` to the start of UTC day ``d``, and the row in ``profiles`` of the
+          day's first slot;
+        * ``profiles[r]`` (int64): ``(cumulative, slope)`` of one slot of a day profile: the
+          three seconds from the day's start to the slot's start, packed
+          :data:`~kernels.PACK_BITS` bits apart, and per calendar 1 if open all through the
+          slot (0 if closed), packed alike, or -1 if a calendar opens or closes inside it.
+
+        Days with equal profiles share one (weekdays, weekends, holidays, DST offsets), so
+        the tables stay in cache. Cached; a span not covered grows the tables to the union
+        (at most :data:`CONDITION_MAX_DAYS` day rows; beyond that, to the span alone). A span
+        too long for them gets an empty ``days``: the clock then measures every part."""
+        day, slot, bits = K.SECONDS_PER_DAY, K.SLOT_SECONDS, K.PACK_BITS
+        cached = self._conditions
+        if cached is not None and cached[0] <= lo and hi <= cached[1]:
+            return cached[0], cached[2], cached[3]
+        triples = len(self.calendar_set) // 3
+        a, z = lo, hi
+        if cached is not None:
+            a, z = min(lo, cached[0]), max(hi, cached[1])
+            if (z - a) // day * triples > CONDITION_MAX_DAYS:
+                a, z = lo, hi
+        # Whole blocks of CONDITION_BLOCK_DAYS, so batches streaming forward rebuild rarely.
+        block = CONDITION_BLOCK_DAYS * day
+        a = max(a // block * block, self.horizon.start)
+        z = min(-(-z // block) * block, self.horizon.end)
+        n_days = (z - a) // day
+        slots = K.SLOTS_PER_DAY
+        if (n_days + 1) * triples > CONDITION_MAX_DAYS or n_days * day >= 1 << 31:
+            return a, np.zeros((triples, 0, 4), np.int32), np.zeros((1, 2), np.int64)
+        bounds = np.arange(a, z + 1, slot, dtype=np.int64)
+        starts = np.full(bounds.size, a, np.int64)
+        cumulative = np.empty((triples, 3, bounds.size), np.int64)
+        for g in range(triples):
+            for col, cal in enumerate((3 * g + 1, 3 * g + 2, 3 * g)):
+                calendar = np.full(bounds.size, cal, np.int64)
+                _elapsed(self.calendar_set, calendar, starts, bounds, cumulative[g, col])
+        # Per (triple, day): the seconds at each slot bound of the day from the day's start.
+        at = np.arange(n_days)[:, None] * slots + np.arange(slots + 1)[None, :]
+        within = cumulative[:, :, at]  # (triples, 3, days, slots + 1)
+        within = within - within[:, :, :, :1]
+        shapes = within.transpose(0, 2, 1, 3).reshape(triples * n_days, 3 * (slots + 1))
+        seen: dict[bytes, int] = {}
+        profile = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in shapes])
+        _, first = np.unique(profile, return_index=True)  # ids count up from 0
+        unique = shapes[first].reshape(-1, 3, slots + 1)
+        width = np.diff(unique, axis=2)  # (profiles, 3, slots)
+        packed = np.zeros((unique.shape[0], slots + 1, 2), np.int64)
+        for col in range(3):
+            packed[:, :, 0] |= unique[:, col] << (bits * col)
+            packed[:, :slots, 1] |= (width[:, col] == slot).astype(np.int64) << (bits * col)
+        mixed = ((width > 0) & (width < slot)).any(axis=1)
+        packed[:, :slots, 1][mixed] = -1
+        days = np.zeros((triples, n_days + 1, 4), np.int32)
+        days[:, :, :3] = cumulative[:, :, ::slots].transpose(0, 2, 1)
+        days[:, :n_days, 3] = profile.reshape(triples, n_days) * (slots + 1)
+        self._conditions = (a, z, days, packed.reshape(-1, 2))
+        return a, days, self._conditions[3]
 
     # Rate tables ----------------------------------------------------------------------------
 
@@ -702,8 +776,6 @@ def classify(
         part_end = buffers.get("part_end", (capacity,), np.int64)
         part_period = buffers.get("part_period", (capacity,), np.int64)
         part_version = buffers.get("part_version", (capacity,), np.int64)
-        part_nonworking = buffers.get("part_nonworking", (capacity,), np.int64)
-        part_regular = buffers.get("part_regular", (capacity,), np.int64)
         bad, m = K.split_parts(
             log_contract,
             start,
@@ -717,16 +789,12 @@ def classify(
             book.ver_first,
             book.ver_last,
             book.ver_starts,
-            book.cal_nonworking,
-            book.cal_regular,
             part_log,
             part_no,
             part_start,
             part_end,
             part_period,
             part_version,
-            part_nonworking,
-            part_regular,
         )
         if bad >= 0:
             if end[bad] <= start[bad]:
@@ -742,40 +810,38 @@ def classify(
         part_end[:m],
     )
     part_period, part_version = part_period[:m], part_version[:m]
-    part_nonworking, part_regular = part_nonworking[:m], part_regular[:m]
 
-    # 2. Seconds per condition, from the compiled condition calendars: non-working seconds of
-    # every part, then only the regular and holiday seconds they do not imply.
-    cset = book.calendar_set
-    nonworking = buffers.get("nonworking", (m,), np.int64)
-    _elapsed(cset, part_nonworking, part_start, part_end, nonworking)
-    query_calendar = buffers.get("query_calendar", (2 * m,), np.int64)
-    query_start = buffers.get("query_start", (2 * m,), np.int64)
-    query_end = buffers.get("query_end", (2 * m,), np.int64)
-    queries = K.plan_queries(
+    # 2. Seconds per condition: cumulative open seconds of the condition calendars, measured
+    # by the clock at slot bounds (the book's condition tables); the parts whose start or end
+    # falls inside a slot where a calendar opens or closes are measured by the clock itself.
+    origin, condition_days, profiles = book.conditions(int(start.min()), latest)
+
+    actual = buffers.get("actual", (m, 4), np.int32)
+    deferred = buffers.get("deferred", (m,), np.int64)
+    late = K.measure_parts(
         part_start,
         part_end,
         part_version,
-        nonworking,
-        book.cal_regular,
-        book.cal_holiday,
-        book.has_holidays,
-        query_calendar,
-        query_start,
-        query_end,
+        book.version_triple,
+        condition_days,
+        profiles,
+        origin,
+        actual,
+        deferred,
     )
-    answers = buffers.get("answers", (2 * m,), np.int64)
-    _elapsed(
-        cset,
-        query_calendar[:queries],
-        query_start[:queries],
-        query_end[:queries],
-        answers[:queries],
-    )
+    if late:
+        todo = deferred[:late]
+        a, z, v = part_start[todo], part_end[todo], part_version[todo]
+        seconds = []
+        for cal in (book.cal_nonworking, book.cal_regular, book.cal_holiday):
+            out = np.empty(late, np.int64)
+            _elapsed(book.calendar_set, cal[v], a, z, out)
+            seconds.append(out)
+        nw, reg, hol = seconds
+        actual[todo] = np.stack([reg, z - a - nw - reg, nw - hol, hol], axis=1)
 
     # 3. Rounding, sharing, pricing, and lines of the parts that draw nothing.
     t = book.tables(tuple(levels), tuple(jobs), tuple(PRIORITIES))
-    actual = buffers.get("actual", (m, 4), np.int32)
     billed = buffers.get("billed", (m, 4), np.int32)
     status = buffers.get("status", (m,), np.int8)
     oos = buffers.get("oos", (m,), np.bool_)
@@ -802,9 +868,6 @@ def classify(
         part_end,
         part_period,
         part_version,
-        nonworking,
-        answers,
-        book.has_holidays,
         log_contract,
         log_level,
         log_job,

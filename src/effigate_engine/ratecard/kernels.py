@@ -56,6 +56,15 @@ CHUNK = 2048
 #: count table; two passes cover two years of starts), insertion sort up to 32 parts.
 SEGMENT_BITS = 13
 SEGMENT_INSERTION = 32
+#: Width of a condition-table slot (seconds): a divisor of every UTC offset and of every
+#: whole-quarter-hour opening time, so a slot rarely holds an opening or closing.
+SLOT_SECONDS = 900
+SECONDS_PER_DAY = 86_400
+SLOTS_PER_DAY = SECONDS_PER_DAY // SLOT_SECONDS
+#: A day profile packs the three condition calendars' seconds (at most a day) into one int64,
+#: this many bits apart.
+PACK_BITS = 21
+PACK_MASK = (1 << PACK_BITS) - 1
 #: Fibonacci hashing multiplier (2**64 / golden ratio).
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -95,16 +104,12 @@ def _write_part(
     ver_first: np.ndarray,
     ver_last: np.ndarray,
     ver_starts: np.ndarray,
-    version_nonworking: np.ndarray,
-    version_regular: np.ndarray,
     part_log: np.ndarray,
     part_no: np.ndarray,
     part_start: np.ndarray,
     part_end: np.ndarray,
     part_period: np.ndarray,
     part_version: np.ndarray,
-    part_nonworking: np.ndarray,
-    part_regular: np.ndarray,
 ) -> None:
     vf, vl = ver_first[c], ver_last[c]
     v = vf
@@ -117,8 +122,6 @@ def _write_part(
     part_end[k] = e
     part_period[k] = p - bound_first[c]
     part_version[k] = v
-    part_nonworking[k] = version_nonworking[v]
-    part_regular[k] = version_regular[v]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -135,27 +138,23 @@ def split_parts(
     ver_first: np.ndarray,
     ver_last: np.ndarray,
     ver_starts: np.ndarray,
-    version_nonworking: np.ndarray,
-    version_regular: np.ndarray,
     part_log: np.ndarray,
     part_no: np.ndarray,
     part_start: np.ndarray,
     part_end: np.ndarray,
     part_period: np.ndarray,
     part_version: np.ndarray,
-    part_nonworking: np.ndarray,
-    part_regular: np.ndarray,
 ) -> tuple[int, int]:
     """Split logs at period boundaries (local midnights at period ends).
 
-    Part ``i`` is the first part of log ``i``; the later parts of split logs follow from
-    ``n`` on, in log order. Each part gets its period ordinal, the global index of the frozen
-    rate-card version in force at its start, and its condition calendars (non-working,
-    regular). ``bounds[bound_first[c]:bound_last[c]]`` are contract ``c``'s period starts plus
-    the end of its last period (epoch seconds, rising). ``hint[c, w]`` is the index in
-    ``bounds`` of contract ``c``'s last boundary at or before ``origin + (w << shift)`` (seconds),
-    or its first: the period of a start is found from there by a short forward scan instead
-    of a binary search, whose data-dependent steps cost a branch misprediction each.
+    Part ``i`` is the first part of log ``i``; the later parts of split logs follow from ``n``
+    on, in log order. Each part gets its period ordinal and the global index of the frozen
+    rate-card version in force at its start. ``bounds[bound_first[c]:bound_last[c]]`` are
+    contract ``c``'s period starts plus the end of its last period (epoch seconds, rising).
+    ``hint[c, w]`` is the index in ``bounds`` of contract ``c``'s last boundary at or before
+    ``origin + (w << shift)`` (seconds), or its first: the period of a start is found from there
+    by a short forward scan instead of a binary search, whose data-dependent steps cost a branch
+    misprediction each.
 
     Returns ``(bad, parts)``: ``bad`` is -1 or the first log that does not end after it starts
     or lies outside its contract's periods; ``parts`` is the number of parts, which may exceed
@@ -187,8 +186,6 @@ def split_parts(
         part_end[i] = first_end
         part_period[i] = p - lo
         part_version[i] = v
-        part_nonworking[i] = version_nonworking[v]
-        part_regular[i] = version_regular[v]
         j = 1
         while e > bounds[p + j]:
             a = bounds[p + j]
@@ -206,16 +203,12 @@ def split_parts(
                     ver_first,
                     ver_last,
                     ver_starts,
-                    version_nonworking,
-                    version_regular,
                     part_log,
                     part_no,
                     part_start,
                     part_end,
                     part_period,
                     part_version,
-                    part_nonworking,
-                    part_regular,
                 )
             k += 1
             j += 1
@@ -223,39 +216,67 @@ def split_parts(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def plan_queries(
+def measure_parts(
     part_start: np.ndarray,
     part_end: np.ndarray,
     part_version: np.ndarray,
-    nonworking: np.ndarray,
-    version_regular: np.ndarray,
-    version_holiday: np.ndarray,
-    version_has_holidays: np.ndarray,
-    query_calendar: np.ndarray,
-    query_start: np.ndarray,
-    query_end: np.ndarray,
+    version_triple: np.ndarray,
+    condition_days: np.ndarray,
+    profiles: np.ndarray,
+    origin: int,
+    actual: np.ndarray,
+    deferred: np.ndarray,
 ) -> int:
-    """The clock queries a part's other condition seconds still need, given its non-working
-    seconds: its regular seconds unless the part is entirely non-working (the regular calendar
-    is closed all non-working day, so they are 0), then its holiday seconds if it touches a
-    non-working day of a calendar that has holidays (else they are 0). Queries are written in
-    part order, regular before holiday; :func:`price_parts` consumes them by the same rule.
-    Returns the number of queries (the arrays hold one per part and two per part at most)."""
-    q = 0
+    """Seconds of each part per time condition, ``actual[k]`` = (REGULAR, AFTER_HOURS, WEEKEND,
+    HOLIDAY), from the condition tables of ``ContractBook.conditions`` (``origin``: epoch
+    seconds of their first UTC midnight): ``F(t)`` of a calendar is the day's base plus the
+    profile's cumulative seconds at the slot's start plus, for a slot open all through, the
+    seconds into it. Then ``HOLIDAY = holiday``, ``WEEKEND = non-working - holiday``,
+    ``REGULAR = regular``, ``AFTER_HOURS = duration - non-working - regular``.
+
+    A part whose start or end lies inside a slot where a calendar opens or closes (or every
+    part, when ``condition_days`` is empty) is listed in ``deferred`` (as long as the parts)
+    instead, for the clock to measure. Returns the number of deferred parts."""
+    nq = 0
+    if condition_days.shape[1] == 0:
+        for k in range(part_start.shape[0]):
+            deferred[k] = k
+        return part_start.shape[0]
     for k in range(part_start.shape[0]):
-        s, e, v = part_start[k], part_end[k], part_version[k]
-        nw = nonworking[k]
-        if nw < e - s:
-            query_calendar[q] = version_regular[v]
-            query_start[q] = s
-            query_end[q] = e
-            q += 1
-        if nw > 0 and version_has_holidays[v]:
-            query_calendar[q] = version_holiday[v]
-            query_start[q] = s
-            query_end[q] = e
-            q += 1
-    return q
+        s = part_start[k]
+        duration = part_end[k] - s
+        g = version_triple[part_version[k]]
+        a = s - origin
+        ds = a // SECONDS_PER_DAY
+        a -= ds * SECONDS_PER_DAY
+        js = a // SLOT_SECONDS
+        rs = a - js * SLOT_SECONDS
+        a = s + duration - origin
+        de = a // SECONDS_PER_DAY
+        a -= de * SECONDS_PER_DAY
+        je = a // SLOT_SECONDS
+        re = a - je * SLOT_SECONDS
+        ps = condition_days[g, ds, 3] + js
+        pe = condition_days[g, de, 3] + je
+        slope_s = profiles[ps, 1]
+        slope_e = profiles[pe, 1]
+        if (rs != 0 and slope_s < 0) or (re != 0 and slope_e < 0):
+            deferred[nq] = k
+            nq += 1
+            continue
+        fs = profiles[ps, 0] + rs * slope_s
+        fe = profiles[pe, 0] + re * slope_e
+        nw = condition_days[g, de, 0] - condition_days[g, ds, 0]
+        nw += (fe & PACK_MASK) - (fs & PACK_MASK)
+        reg = condition_days[g, de, 1] - condition_days[g, ds, 1]
+        reg += (fe >> PACK_BITS & PACK_MASK) - (fs >> PACK_BITS & PACK_MASK)
+        hol = condition_days[g, de, 2] - condition_days[g, ds, 2]
+        hol += (fe >> (2 * PACK_BITS)) - (fs >> (2 * PACK_BITS))
+        actual[k, 0] = reg
+        actual[k, 1] = duration - nw - reg
+        actual[k, 2] = nw - hol
+        actual[k, 3] = hol
+    return nq
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -366,9 +387,6 @@ def price_parts(
     part_end: np.ndarray,
     part_period: np.ndarray,
     part_version: np.ndarray,
-    nonworking: np.ndarray,
-    answers: np.ndarray,
-    version_has_holidays: np.ndarray,
     log_contract: np.ndarray,
     log_level: np.ndarray,
     log_job: np.ndarray,
@@ -405,20 +423,19 @@ def price_parts(
     n_jobs: int,
     slot_keys: np.ndarray,
 ) -> tuple[np.ndarray, int, int]:
-    """Classify, round, share and price every part, and add every part that does not draw
-    from grants to the lines. Returns ``(table, bad, drawing)``: the (possibly grown) hash
-    table, -1 or the first part whose (support level, job type) has no base rate on its card,
-    and the number of drawing parts.
+    """Round, share and price every part, and add every part that does not draw from grants
+    to the lines. Returns ``(table, bad, drawing)``: the (possibly grown) hash table, -1 or
+    the first part whose (support level, job type) has no base rate on its card, and the
+    number of drawing parts.
 
-    ``nonworking`` are the business seconds of each part in its non-working calendar and
-    ``answers`` the results of the queries of :func:`plan_queries` (regular, then holiday
-    seconds, only where not implied), read in the same order. Billed seconds are shared among
-    conditions in proportion to actual seconds by largest remainder, ties to the higher
-    precedence. The parts a drawdown contract draws from its grants (priced after the
-    drawdown, by :func:`draw_down`) are listed in part order in the ``draw_*`` arrays (as long
-    as the parts): part, contract, start (epoch seconds), line-key prefix (version, period,
-    level, job) and burn-weighted billed seconds. ``covered`` gets the billed seconds of parts
-    a fixed price covers; every part's ``covered`` and ``overage`` are written (0 when none).
+    ``actual`` holds each part's seconds per time condition (:func:`measure_parts`).
+    Billed seconds are shared among conditions in proportion to actual seconds by largest
+    remainder, ties to the higher precedence. The parts a drawdown contract draws from its
+    grants (priced after the drawdown, by :func:`draw_down`) are listed in part order in the
+    ``draw_*`` arrays (as long as the parts): part, contract, start (epoch
+    seconds), line-key prefix (version, period, level, job) and burn-weighted billed seconds.
+    ``covered`` gets the billed seconds of parts a fixed price covers; every part's ``covered``
+    and ``overage`` are written (0 when none).
     """
     want_slots = slot_keys.shape[0] > 0
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
@@ -426,7 +443,6 @@ def price_parts(
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
     nd = 0
-    q = 0
     for k in range(part_log.shape[0]):
         if nbuf > (CHUNK - 1) * SLOTS:
             table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
@@ -435,24 +451,14 @@ def price_parts(
         v = part_version[k]
         c = log_contract[i]
         lv, jb = log_level[i], log_job[i]
-        duration = part_end[k] - part_start[k]
-        nw = nonworking[k]
-        reg = 0
-        hol = 0
-        if nw < duration:
-            reg = answers[q]
-            q += 1
-        if nw > 0 and version_has_holidays[v]:
-            hol = answers[q]
-            q += 1
-        act0 = reg
-        act1 = duration - nw - reg
-        act2 = nw - hol
-        act3 = hol
-        actual[k, 0] = act0
-        actual[k, 1] = act1
-        actual[k, 2] = act2
-        actual[k, 3] = act3
+        if not base_known[v, lv, jb]:
+            return table, k, nd
+        s = part_start[k]
+        duration = part_end[k] - s
+        act0 = actual[k, 0]
+        act1 = actual[k, 1]
+        act2 = actual[k, 2]
+        act3 = actual[k, 3]
         covered[k] = 0
         overage[k] = 0
         total = round_billed(duration, version_increment[v], version_mode[v], version_minimum[v])
@@ -500,8 +506,6 @@ def price_parts(
         billed[k, 1] = b1
         billed[k, 2] = b2
         billed[k, 3] = b3
-        if not base_known[v, lv, jb]:
-            return table, k, nd
         hp = high_table[v, log_priority[i]]
         high[k] = hp
         scope = scope_table[c, lv, jb]
@@ -549,7 +553,7 @@ def price_parts(
             # Burn weighting rounds half-up once per condition of the part.
             draw_part[nd] = k
             draw_contract[nd] = c
-            draw_start[nd] = part_start[k]
+            draw_start[nd] = s
             draw_prefix[nd] = _pack(v, p, lv, jb, 0, 0)
             draw_need[nd] = (
                 (2 * b0 * burn[c, 0] + BP) // (2 * BP)
