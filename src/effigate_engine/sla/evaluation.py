@@ -163,6 +163,21 @@ class _Specs:
     step_offset: np.ndarray
     notify: list[str]
     status_bit: dict[str, int]
+    #: per matched field: the values rules mention (sorted) and which rule accepts which
+    #: value (``_accepts``); an empty list when no rule constrains the field
+    match_values: dict[str, list[str]]
+    match_tables: dict[str, np.ndarray]
+    after_required: np.ndarray  # per rule: -1 any, 0 / 1 the after-hours flag it requires
+    spec_rule: np.ndarray  # per spec: its global rule
+
+
+#: The ticket fields rules match on: (field, the rule's accepted values, normalisation).
+_MATCH_FIELDS = (
+    ("priority", lambda m: m.priorities, normalize_priority),
+    ("support_level", lambda m: m.support_levels, str.upper),
+    ("job_type", lambda m: m.job_types, None),
+    ("client_id", lambda m: m.clients, None),
+)
 
 
 _FLATTENED: weakref.WeakKeyDictionary[CalendarSet, list[tuple[list[Policy], _Specs]]] = (
@@ -240,7 +255,38 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
         step_offset=np.array(off, np.int64),
         notify=notify,
         status_bit=bit,
+        **_match_tables([rule for _, _, rule in rules]),
+        spec_rule=_spec_rules(grid, len(targets)),
     )
+
+
+def _spec_rules(grid: np.ndarray, n_specs: int) -> np.ndarray:
+    spec_rule = np.zeros(n_specs, np.int64)
+    for g in range(grid.shape[0]):
+        for k in grid[g]:
+            if k >= 0:
+                spec_rule[k] = g
+    return spec_rule
+
+
+def _match_tables(all_rules: list[Any]) -> dict[str, Any]:
+    values: dict[str, list[str]] = {}
+    tables: dict[str, np.ndarray] = {}
+    for name, pick, _ in _MATCH_FIELDS:
+        mentioned = sorted(
+            {v for r in all_rules if pick(r.match) is not None for v in pick(r.match)}
+        )
+        values[name] = mentioned
+        tables[name] = (
+            _accepts(all_rules, mentioned, pick)
+            if mentioned
+            else np.ones((len(all_rules), 1), np.uint8)
+        )
+    after_required = np.array(
+        [-1 if r.match.after_hours is None else int(r.match.after_hours) for r in all_rules],
+        np.int8,
+    )
+    return {"match_values": values, "match_tables": tables, "after_required": after_required}
 
 
 def _accepts(rules: list[Any], values: list[Any], pick: Any) -> np.ndarray:
@@ -313,8 +359,8 @@ def _evaluate_slice(
     stops = [_instants(table, STOP_FIELDS[metric])[0] for metric in METRICS]
 
     # Rule matching (compiled): per field, codes of the values rules mention and a table of
-    # which rule accepts which code; a field no rule constrains costs nothing.
-    all_rules = [rule for policy in policy_list for rule in policy.rules]
+    # which rule accepts which code (both per policy, in ``specs``); a field no rule
+    # constrains costs nothing.
     if named:
         policy_col = _column(table, "policy").cast(pa.string())
         ticket_policy = _value_codes(policy_col, list(by_name))
@@ -324,21 +370,12 @@ def _evaluate_slice(
     else:
         ticket_policy = np.zeros(n, np.int64)
     codes: dict[str, np.ndarray] = {}
-    tables: dict[str, np.ndarray] = {}
-    for name, pick, normalize in (
-        ("priority", lambda m: m.priorities, normalize_priority),
-        ("support_level", lambda m: m.support_levels, str.upper),
-        ("job_type", lambda m: m.job_types, None),
-        ("client_id", lambda m: m.clients, None),
-    ):
-        mentioned = sorted(
-            {v for r in all_rules if pick(r.match) is not None for v in pick(r.match)}
-        )
+    tables = specs.match_tables
+    for name, _, normalize in _MATCH_FIELDS:
+        mentioned = specs.match_values[name]
         if not mentioned:
             codes[name] = np.full(n, -1, np.int64)
-            tables[name] = np.ones((len(all_rules), 1), np.uint8)
-            continue
-        if normalize is None:
+        elif normalize is None:
             codes[name] = _value_codes(_column(table, name).cast(pa.string()), mentioned)
         else:
             raw, values = _codes(_column(table, name), normalize)
@@ -346,7 +383,6 @@ def _evaluate_slice(
                 [mentioned.index(v) if v in mentioned else -1 for v in values] + [-1], np.int64
             )
             codes[name] = np.ascontiguousarray(lookup[raw])
-        tables[name] = _accepts(all_rules, mentioned, pick)
     after = _column(table, "after_hours")
     after_hours = (
         np.full(n, -1, np.int8)
@@ -357,10 +393,7 @@ def _evaluate_slice(
             -1,
         ).astype(np.int8)
     )
-    after_required = np.array(
-        [-1 if r.match.after_hours is None else int(r.match.after_hours) for r in all_rules],
-        np.int8,
-    )
+    after_required = specs.after_required
     rule_of = np.empty(n, np.int64)
     row_count = np.empty(n, np.int64)
     _evaluate.match_rules(
@@ -551,13 +584,8 @@ def _results(
     out: dict[str, np.ndarray],
     now_s: int,
 ) -> pa.Table:
-    spec_rule = np.zeros(len(specs.targets), np.int64)
-    for g in range(specs.grid.shape[0]):
-        for k in specs.grid[g]:
-            if k >= 0:
-                spec_rule[k] = g
     spec = out["spec"]
-    rule_global = spec_rule[spec]
+    rule_global = specs.spec_rule[spec]
     target = specs.target[spec]
     not_breached = out["status"] != STATUSES.index("BREACHED")
     cal_names = [c.name for c in calendars.calendars]
