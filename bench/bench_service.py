@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,41 +32,28 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
+from bench_store import drop_database, fresh_database  # noqa: E402
 
 from effigate_client import Client, catalog_pb2, sla_pb2, to_timestamp  # noqa: E402
 from effigate_engine import CalendarSet, sla  # noqa: E402
-from effigate_engine.service.tokens import create_tenant, create_token  # noqa: E402
+from effigate_engine.service.tokens import create_token  # noqa: E402
 from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
-from effigate_engine.store.migrate import migrate  # noqa: E402
 from effigate_server.process import ServiceProcess  # noqa: E402
 
 H = 3600
 
 
-async def prepare(server_dsn: str, name: str) -> tuple[str, str]:
-    """A migrated throw-away database and a tenant token in it."""
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+async def prepare(server_dsn: str) -> tuple[str, str, str]:
+    """A migrated throw-away database with a tenant (``bench_store.fresh_database``): its admin
+    DSN, its name, and a token of the tenant."""
+    name, tenant, _, _ = await fresh_database(server_dsn, "service")
     admin = with_database(server_dsn, name)
-    await migrate(admin)
     conn = await asyncpg.connect(admin)
     try:
-        tenant = await create_tenant(conn, "Bench MSP")
         token = (await create_token(conn, tenant, label="bench")).secret
     finally:
         await conn.close()
-    return admin, token
-
-
-async def drop(server_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    return admin, name, token
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -88,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
 
     server_dsn = resolve_test_dsn()
-    name = f"effigate_bench_{uuid.uuid4().hex[:10]}"
-    admin, token = asyncio.run(prepare(server_dsn, name))
+    admin, name, token = asyncio.run(prepare(server_dsn))
     service = ServiceProcess.start(admin)
     try:
         cals = calendars()
@@ -149,7 +134,7 @@ def main() -> None:
 
     finally:
         service.stop()
-        asyncio.run(drop(server_dsn, name))
+        asyncio.run(drop_database(server_dsn, name))
 
     n = args.tickets
     print(f"SLA evaluation end to end, {n:,} tickets, chunks of {args.chunk:,},", end=" ")

@@ -137,10 +137,35 @@ def _chunks(table: pa.Table, rows: int) -> Iterator[pa.Table]:
         yield table.slice(start, rows)
 
 
-class _Stubs:
-    """Every service stub of one channel."""
+STUBS = ("catalog", "tickets", "sla", "reports", "rate_cards", "contracts", "time_logs", "billing")
 
-    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+
+def evaluate_requests(
+    table: pa.Table,
+    policy_id: int,
+    now: datetime | None,
+    chunk_rows: int,
+    compression: str | None,
+    sizes: list[int],
+) -> Iterator[sla_pb2.EvaluateChunk]:
+    """The ``EvaluateStream`` requests of ``table``: chunks of ``chunk_rows`` tickets, the first
+    naming the policy and ``now``; each chunk's size is appended to ``sizes``."""
+    for i, chunk in enumerate(_chunks(table, chunk_rows)):
+        sizes.append(chunk.num_rows)
+        message = sla_pb2.EvaluateChunk(arrow_ipc=ipc_bytes(chunk, compression), sequence=i)
+        if i == 0:
+            message.policy_id = policy_id
+            if now is not None:
+                message.now.CopyFrom(to_timestamp(now))
+        yield message
+
+
+class _Stubs:
+    """Every service stub of one channel, each adding the token and a default deadline."""
+
+    def __init__(
+        self, channel: grpc.Channel | grpc.aio.Channel, token: str, timeout: float | None
+    ) -> None:
         self.channel = channel
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
         self.tickets = tickets_pb2_grpc.TicketServiceStub(channel)
@@ -150,6 +175,8 @@ class _Stubs:
         self.contracts = billing_pb2_grpc.ContractServiceStub(channel)
         self.time_logs = billing_pb2_grpc.TimeLogServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingServiceStub(channel)
+        for name in STUBS:
+            setattr(self, name, _Authed(getattr(self, name), token, timeout))
 
 
 def _metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -182,18 +209,7 @@ class Client(_Stubs):
 
     def __init__(self, address: str, token: str, timeout: float | None = 60.0) -> None:
         channel = grpc.insecure_channel(address, options=_options())
-        super().__init__(channel)
-        for name in (
-            "catalog",
-            "tickets",
-            "sla",
-            "reports",
-            "rate_cards",
-            "contracts",
-            "time_logs",
-            "billing",
-        ):
-            setattr(self, name, _Authed(getattr(self, name), token, timeout))
+        super().__init__(channel, token, timeout)
 
     def close(self) -> None:
         """Close the channel."""
@@ -218,22 +234,12 @@ class Client(_Stubs):
         Arrow stream; returns the SLA results table, in input order. ``compression``
         (``"lz4"``/``"zstd"``) compresses the chunks sent; ``progress`` is called with the
         number of tickets of each chunk answered."""
-        table = _table(tickets)
         sizes: list[int] = []
-
-        def requests() -> Iterator[sla_pb2.EvaluateChunk]:
-            for i, chunk in enumerate(_chunks(table, chunk_rows)):
-                sizes.append(chunk.num_rows)
-                data = ipc_bytes(chunk, compression)
-                message = sla_pb2.EvaluateChunk(arrow_ipc=data, sequence=i)
-                if i == 0:
-                    message.policy_id = policy_id
-                    if now is not None:
-                        message.now.CopyFrom(to_timestamp(now))
-                yield message
-
+        requests = evaluate_requests(
+            _table(tickets), policy_id, now, chunk_rows, compression, sizes
+        )
         parts = []
-        for reply in self.sla.EvaluateStream(requests(), timeout=None):
+        for reply in self.sla.EvaluateStream(requests, timeout=None):
             parts.append(ipc_table(reply.arrow_ipc))
             if progress is not None:
                 progress(sizes[reply.sequence])
@@ -262,18 +268,7 @@ class AsyncClient(_Stubs):
 
     def __init__(self, address: str, token: str, timeout: float | None = 60.0) -> None:
         channel = grpc.aio.insecure_channel(address, options=_options())
-        super().__init__(channel)
-        for name in (
-            "catalog",
-            "tickets",
-            "sla",
-            "reports",
-            "rate_cards",
-            "contracts",
-            "time_logs",
-            "billing",
-        ):
-            setattr(self, name, _Authed(getattr(self, name), token, timeout))
+        super().__init__(channel, token, timeout)
 
     async def close(self) -> None:
         """Close the channel."""
@@ -291,20 +286,20 @@ class AsyncClient(_Stubs):
         tickets: pa.Table | str | Path,
         now: datetime | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        compression: str | None = STREAM_COMPRESSION,
+        progress: Callable[[int], object] | None = None,
     ) -> pa.Table:
         """Async :meth:`Client.evaluate_arrow`."""
-        table = _table(tickets)
+        sizes: list[int] = []
+        chunks = evaluate_requests(_table(tickets), policy_id, now, chunk_rows, compression, sizes)
 
         async def requests() -> AsyncIterator[sla_pb2.EvaluateChunk]:
-            for i, chunk in enumerate(_chunks(table, chunk_rows)):
-                message = sla_pb2.EvaluateChunk(arrow_ipc=ipc_bytes(chunk), sequence=i)
-                if i == 0:
-                    message.policy_id = policy_id
-                    if now is not None:
-                        message.now.CopyFrom(to_timestamp(now))
+            for message in chunks:
                 yield message
 
-        parts = [
-            ipc_table(r.arrow_ipc) async for r in self.sla.EvaluateStream(requests(), timeout=None)
-        ]
+        parts = []
+        async for reply in self.sla.EvaluateStream(requests(), timeout=None):
+            parts.append(ipc_table(reply.arrow_ipc))
+            if progress is not None:
+                progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
