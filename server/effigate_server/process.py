@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +24,26 @@ class ServiceProcess:
 
     @classmethod
     def start(
-        cls, dsn: str, address: str = "127.0.0.1:0", timeout_s: float = 60.0
+        cls,
+        dsn: str,
+        address: str = "127.0.0.1:0",
+        timeout_s: float = 60.0,
+        *,
+        args: Sequence[str] = ("--log-level", "WARNING"),
+        log: Path | None = None,
     ) -> ServiceProcess:
-        """Start the service over ``dsn`` (port 0: a free port); returns once it listens."""
+        """Start the service over ``dsn`` (port 0: a free port) with further ``args``; its
+        logs go to the file ``log`` (default: discarded). Returns once it listens."""
         effigate = Path(sys.executable).with_name("effigate")
         env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [str(effigate), "serve", "--address", address, "--log-level", "WARNING"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        with open(log or os.devnull, "w") as errors:
+            process = subprocess.Popen(
+                [str(effigate), "serve", "--address", address, *args],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env=env,
+            )
         deadline = time.monotonic() + timeout_s
         assert process.stdout is not None
         while time.monotonic() < deadline:
