@@ -526,6 +526,15 @@ class BillingServicer(rpc.BillingServiceServicer):
         return pb.ListInvoicesResponse(invoices=[invoice_message(r) for r in records])
 
     @guarded
+    async def MarkOverdue(
+        self, request: pb.MarkOverdueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListInvoicesResponse:
+        records = await invoicing.mark_overdue(
+            self.store, current_principal(), optional_datetime(request, "as_of")
+        )
+        return pb.ListInvoicesResponse(invoices=[invoice_message(r) for r in records])
+
+    @guarded
     async def GetBucketBalance(
         self, request: pb.BucketBalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketBalance:

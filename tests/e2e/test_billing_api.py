@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -432,6 +432,37 @@ def test_issued_invoice_is_immutable_through_the_api(client: Client) -> None:
     final = client.billing.GetInvoice(billing_pb2.InvoiceRequest(invoice_id=invoice.id))
     assert (final.status, final.number, final.total_minor) == ("PAID", 1, issued.total_minor)
     assert list(final.lines) == list(issued.lines)
+
+
+def test_unpaid_invoices_past_due_become_overdue_until_paid(client: Client) -> None:
+    book = billing_setup(client)
+    contract = new_contract(client, book, book.nexus, terms={})
+    ingest_and_approve(client, seed_logs(contract.id, "OD"))
+    invoice = client.invoice(contract.id, MARCH)
+    issued = client.billing.IssueInvoice(
+        billing_pb2.IssueInvoiceRequest(invoice_id=invoice.id, due_days=10)
+    )
+    due = issued.due_at.ToDatetime(tzinfo=UTC)
+
+    def overdue(when: datetime) -> list[int]:
+        reply = client.billing.MarkOverdue(billing_pb2.MarkOverdueRequest(as_of=to_timestamp(when)))
+        return [i.id for i in reply.invoices]
+
+    assert overdue(due - timedelta(seconds=1)) == []
+    assert overdue(due + timedelta(seconds=1)) == [invoice.id]
+    assert overdue(due + timedelta(days=5)) == []  # once
+    late = client.billing.GetInvoice(billing_pb2.InvoiceRequest(invoice_id=invoice.id))
+    assert (late.status, late.number) == ("OVERDUE", issued.number)
+    half = issued.total_minor // 2
+    client.billing.RecordPayment(
+        billing_pb2.RecordPaymentRequest(invoice_id=invoice.id, amount_minor=half)
+    )
+    paid = client.billing.RecordPayment(
+        billing_pb2.RecordPaymentRequest(
+            invoice_id=invoice.id, amount_minor=issued.total_minor - half
+        )
+    )
+    assert (paid.status, paid.paid_minor) == ("PAID", issued.total_minor)
 
 
 def test_generate_is_idempotent_under_two_concurrent_calls(client: Client) -> None:

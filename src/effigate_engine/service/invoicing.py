@@ -1174,3 +1174,30 @@ async def classify_logs(
         return classify(book, logs).results
 
     return await asyncio.to_thread(run)
+
+
+async def mark_overdue(
+    store: Store, principal: Principal, as_of: datetime | None = None
+) -> list[InvoiceRecord]:
+    """Move every ``ISSUED`` invoice whose due instant is before ``as_of`` (default now) and
+    that payments and credit notes have not settled to ``OVERDUE``; returns those invoices.
+    Running it again changes nothing (an ``OVERDUE`` invoice stays so until it is paid)."""
+    principal.require_staff("mark invoices overdue")
+    at = as_of or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise BillingError("as_of", at.isoformat(), "is naive; give an instant")
+    async with store.transaction(principal) as conn:
+        ids = await conn.fetch(
+            """UPDATE invoices i SET status = 'OVERDUE'
+               WHERE i.status = 'ISSUED' AND i.due_at < $1
+                 AND i.total_minor > (
+                     SELECT coalesce(sum(p.amount_minor), 0) FROM payments p
+                     WHERE p.invoice_id = i.id)
+                   + (SELECT coalesce(sum(c.total_minor), 0) FROM credit_notes c
+                     WHERE c.invoice_id = i.id)
+               RETURNING i.id""",
+            at,
+        )
+        for row in ids:
+            await audit(conn, principal, "overdue", "invoice", row["id"], {"as_of": at})
+        return [await fetch_invoice(conn, row["id"]) for row in sorted(ids, key=lambda r: r["id"])]

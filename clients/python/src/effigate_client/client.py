@@ -60,6 +60,7 @@ IDEMPOTENT = {
         "GetInvoice",
         "ListInvoices",
         "GetBucketBalance",
+        "MarkOverdue",
     ],
 }
 
