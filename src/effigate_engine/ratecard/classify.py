@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -65,6 +65,11 @@ HINT_MAX_ENTRIES = 1 << 22
 CONDITION_MAX_DAYS = 1 << 17
 #: The condition tables cover whole blocks of this many days (from the epoch).
 CONDITION_BLOCK_DAYS = 64
+#: Per-part seconds (actual and billed per condition, burn-weighted need, covered) and part
+#: indexes are int32 in the kernels: a batch makes fewer parts, and a part's seconds stay
+#: below it (checked per batch from the longest period, the cards' increments and minimums
+#: and the largest burn factor).
+PART_LIMIT = (1 << 31) - 1
 _BILLABLE_TYPES = {
     "BILLABLE": K.BILLABLE,
     "NON_BILLABLE": K.NON_BILLABLE_TYPE,
@@ -204,6 +209,8 @@ class ContractBook:
             date, tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]
         ] = {}
         self._hints: tuple[np.ndarray, tuple[np.ndarray, int, int]] | None = None
+        self._period_seconds = 0
+        self._rows: tuple[tuple[int, ...], np.ndarray] | None = None
 
     # Periods --------------------------------------------------------------------------------
 
@@ -247,8 +254,24 @@ class ContractBook:
                 flat += [local_midnight(p.start, c.zone) for p in ps]
                 flat.append(local_midnight(ps[-1].end, c.zone))
                 last[i] = len(flat)
-            self._periods = {until: (per, first, last, np.array(flat, np.int64))}
+            bounds = np.array(flat, np.int64)
+            longest = 0
+            for i in range(len(self.contracts)):
+                longest = max(longest, int(np.diff(bounds[first[i] : last[i]]).max()))
+            self._period_seconds = longest
+            self._periods = {until: (per, first, last, bounds)}
         return self._periods[until]
+
+    def part_seconds_bound(self, tables: dict[str, np.ndarray]) -> int:
+        """An upper bound of any part's billed and burn-weighted seconds under the periods of
+        the last :meth:`periods` call: a part lies inside one period, rounding adds less than
+        an increment, the minimum is a floor, and burn weighting multiplies by at most the
+        largest burn factor (plus half a second per condition)."""
+        billed = max(
+            int(tables["minimum"].max()),
+            self._period_seconds + int(tables["increment"].max()),
+        )
+        return billed * max(int(self.burn.max()), K.BP) // K.BP + K.N_TIME
 
     def period_hints(self, until: date) -> tuple[np.ndarray, int, int]:
         """Where the search for a start's period begins: ``(hint, origin, shift)`` with
@@ -392,6 +415,61 @@ class ContractBook:
         self._card_cache[key] = out  # type: ignore[assignment]
         return out
 
+    def pricing_rows(
+        self,
+        tables: dict[str, np.ndarray],
+        vp_offset: np.ndarray,
+        n_levels: int,
+        n_jobs: int,
+        dense: bool,
+    ) -> np.ndarray:
+        """One int64 row of 4 per (version, level, job) with what :func:`kernels.price_parts`
+        needs of it (layout ``kernels.ROW_*`` and ``kernels.INFO_*``): the dense index of its
+        first line slot (when ``dense``), its packed line-key prefix, the card's increment and
+        minimum (seconds, each below ``2**31``: checked by :meth:`part_seconds_bound`), and
+        the bit fields of scope, contract mode, increment mode, base known, the priority flag
+        per priority and the line code of each time condition with and without it. Cached for
+        the last (tables, periods, dense) combination."""
+        key = (id(tables), id(vp_offset), int(vp_offset[-1]), n_levels, n_jobs, dense)
+        if self._rows is not None and self._rows[0] == key:
+            return self._rows[1]
+        n_versions = len(self.versions)
+        v = np.arange(n_versions, dtype=np.int64)[:, None, None]
+        lv = np.arange(n_levels, dtype=np.int64)[None, :, None]
+        jb = np.arange(n_jobs, dtype=np.int64)[None, None, :]
+        shape = (n_versions, n_levels, n_jobs)
+        rows = np.zeros((*shape, 4), np.int64)
+        if dense:
+            rows[..., K.ROW_DENSE] = ((vp_offset[:-1][v] * n_levels + lv) * n_jobs + jb) * (
+                K.LABEL_SLOTS
+            )
+        rows[..., K.ROW_KEY] = (v << K.SHIFT_VERSION) | (lv << K.SHIFT_LEVEL) | (jb << K.SHIFT_JOB)
+        rows[..., K.ROW_ROUNDING] = np.broadcast_to(
+            tables["increment"][v] | (tables["minimum"][v] << 32), shape
+        )
+        contract = self.version_contract[v]
+        known = tables["known"].astype(np.int64)  # (versions, levels, jobs) like ``shape``
+        scope = tables["scope"][self.version_contract].astype(np.int64)
+        high = tables["high"].astype(np.int64)
+        high_mask = (high << np.arange(high.shape[1], dtype=np.int64)).sum(axis=1)
+        info = (
+            scope
+            | self.mode.astype(np.int64)[contract] << K.INFO_MODE
+            | tables["mode"][v] << K.INFO_ROUND
+            | known << K.INFO_KNOWN
+            | high_mask[v] << K.INFO_HIGH
+        )
+        label = tables["label"].astype(np.int64)
+        applied = tables["applied"].astype(np.int64)
+        for hp in (0, 1):
+            for cond in range(K.N_TIME):
+                code = label[..., cond, hp] << 1 | applied[..., cond, hp]
+                info |= code << (K.INFO_CODES + K.CODE_BITS * (K.N_TIME * hp + cond))
+        rows[..., K.ROW_INFO] = info
+        out = np.ascontiguousarray(rows.reshape(-1, 4))
+        self._rows = (key, out)
+        return out
+
     # Grants ---------------------------------------------------------------------------------
 
     def grants(self, periods: list[list[Period]]) -> tuple[np.ndarray, ...]:
@@ -461,6 +539,141 @@ def contract_grants(
     return out
 
 
+class PartArrays(Mapping[str, np.ndarray]):
+    """The per-part results of :func:`classify` as NumPy arrays, by name; parts ``k < n``
+    (``n`` = the batch's rows) are the first parts of logs ``k``, the later parts of split
+    logs follow. The kernels store only what the aggregation needs, in the narrowest types
+    the bounds allow; the rest is built on first access:
+
+    * stored: ``part_period`` (int16: fewer than ``2**12`` periods per contract),
+      ``part_version`` (int32 global version index), ``actual`` (``(parts, 4)`` int32 seconds
+      per time condition: a part lies inside one period), ``log_contract``, ``log_level``,
+      ``log_job`` (int32) and ``log_billable`` (int8) per log;
+    * built: ``part_log`` (int32 batch row), ``part_no`` (int8), ``part_start`` and
+      ``part_end`` (int64 epoch seconds), ``billed`` (``(parts, 4)`` int32 seconds, the
+      pricing pass's rounding and sharing recomputed), ``status`` (int8), ``out_of_scope``
+      (bool) and ``high`` (uint8) from one packed flag byte, and ``covered`` and
+      ``overage`` (int64 seconds) from the drawdown's per-part results.
+    """
+
+    _BUILT = (
+        "part_log",
+        "part_no",
+        "part_start",
+        "part_end",
+        "billed",
+        "status",
+        "out_of_scope",
+        "high",
+        "covered",
+        "overage",
+    )
+    _STORED = (
+        "part_period",
+        "part_version",
+        "actual",
+        "log_contract",
+        "log_level",
+        "log_job",
+        "log_billable",
+    )
+
+    def __init__(
+        self,
+        book: ContractBook,
+        tables: dict[str, np.ndarray],
+        start: np.ndarray,
+        end: np.ndarray,
+        stored: dict[str, np.ndarray],
+    ) -> None:
+        self._book = book
+        self._tables = tables
+        self._start = start
+        self._end = end
+        self._stored = stored
+        self._arrays: dict[str, np.ndarray] = {k: stored[k] for k in self._STORED}
+        self._builders: dict[str, Callable[[], np.ndarray]] = {
+            "part_log": self._part_log,
+            "part_no": self._part_no,
+            "part_start": self._part_start,
+            "part_end": self._part_end,
+            "billed": self._billed,
+            "status": lambda: self._stored["flags"] & np.int8(3),
+            "out_of_scope": lambda: (self._stored["flags"] & np.int8(4)) != 0,
+            "high": lambda: ((self._stored["flags"] >> 3) & 1).astype(np.uint8),
+            "covered": lambda: self._drawn()[0],
+            "overage": lambda: self._drawn()[1],
+        }
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        array = self._arrays.get(name)
+        if array is None:
+            if name not in self._builders:
+                raise KeyError(name)
+            array = self._arrays[name] = self._builders[name]()
+        return array
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._BUILT + self._STORED)
+
+    def __len__(self) -> int:
+        return len(self._BUILT) + len(self._STORED)
+
+    @property
+    def size(self) -> int:
+        """Number of parts."""
+        return int(self._stored["part_version"].size)
+
+    def _part_log(self) -> np.ndarray:
+        n = self._start.size
+        return np.concatenate([np.arange(n, dtype=np.int32), self._stored["extra_log"]])
+
+    def _part_no(self) -> np.ndarray:
+        return np.concatenate([np.zeros(self._start.size, np.int8), self._stored["extra_no"]])
+
+    def _part_start(self) -> np.ndarray:
+        return np.concatenate([self._start, self._stored["extra_start"]]).astype(np.int64)
+
+    def _part_end(self) -> np.ndarray:
+        extra_log, extra_no = self._stored["extra_log"], self._stored["extra_no"]
+        first = np.array(self._end, np.int64)
+        cut = extra_no == 1  # a split log's first part ends where its second starts
+        first[extra_log[cut]] = self._stored["extra_start"][cut]
+        return np.concatenate([first, self._stored["extra_end"]])
+
+    def _billed(self) -> np.ndarray:
+        t = self._tables
+        billed = np.empty((self.size, 4), np.int32)
+        K.billed_parts(
+            self._stored["actual"],
+            self._stored["part_version"],
+            t["increment"],
+            t["mode"],
+            t["minimum"],
+            billed,
+        )
+        return billed
+
+    def _drawn(self) -> tuple[np.ndarray, np.ndarray]:
+        """``covered`` and ``overage`` seconds per part: the billed seconds of priced,
+        billable, in-scope parts of fixed-price and scope contracts; what the drawdown
+        covered of a drawing part and the rest."""
+        if "covered" not in self._arrays:
+            log = self["part_log"]
+            mode = self._book.mode[self._stored["log_contract"]][log]
+            billable = self._stored["log_billable"][log] == K.BILLABLE
+            flags = self._stored["flags"]
+            fixed = ((flags & np.int8(7)) == K.PRICED) & billable & (mode == K.MODE_COVERED)
+            covered = np.where(fixed, self["billed"].sum(axis=1, dtype=np.int64), 0)
+            overage = np.zeros(self.size, np.int64)
+            drawing = self._stored["seg_part"]
+            got = self._stored["seg_got"].astype(np.int64)
+            covered[drawing] = got
+            overage[drawing] = self._stored["seg_need"] - got
+            self._arrays["covered"], self._arrays["overage"] = covered, overage
+        return self._arrays["covered"], self._arrays["overage"]
+
+
 class Classification:
     """The result of :func:`classify`: line aggregates, and per-part results as NumPy arrays
     (``parts``) with the Arrow batch :attr:`results` built from them on first access.
@@ -475,7 +688,7 @@ class Classification:
         logs: pa.Table | pa.RecordBatch,
         lines: pa.Table,
         line_keys: np.ndarray,
-        parts: dict[str, np.ndarray],
+        parts: Mapping[str, np.ndarray],
         tables: dict[str, np.ndarray],
         contract_values: list[str],
         contract_codes: np.ndarray,
@@ -515,7 +728,8 @@ class Classification:
             p, t = self.parts, self._tables
             log = p["part_log"]
             n_levels, n_jobs = t["rate"].shape[1], t["rate"].shape[2]
-            row = (p["part_version"] * n_levels + p["log_level"][log]) * n_jobs + p["log_job"][log]
+            version = p["part_version"].astype(np.int64)
+            row = (version * n_levels + p["log_level"][log]) * n_jobs + p["log_job"][log]
             base = row * 8 + p["high"]
             flat_rate, flat_label = t["rate"].reshape(-1), t["label"].reshape(-1)
             rates = [flat_rate[base + 2 * c] for c in range(4)]
@@ -759,7 +973,10 @@ def classify(
     if len(levels) >= 1 << K.KEY_BITS[2] or len(jobs) >= 1 << K.KEY_BITS[3]:
         raise BatchError("support_level", 0, len(levels), "too many distinct levels or jobs")
 
-    # 1. Period split and version choice.
+    # 1. Period split, version choice and seconds per condition: cumulative open seconds of
+    # the condition calendars, measured by the clock at slot bounds (the book's condition
+    # tables); the parts whose start or end falls inside a slot where a calendar opens or
+    # closes are measured by the clock itself.
     horizon = book.horizon
     latest = int(end.max())
     if int(start.min()) < horizon.start or latest > horizon.end:
@@ -768,15 +985,23 @@ def classify(
     until = _utc_date(latest + 2 * 86_400)
     periods, b_first, b_last, bounds = book.periods(until)
     hint, hint_origin, hint_shift = book.period_hints(until)
-    capacity = n + n // 16 + 64
+    origin, condition_days, profiles = book.conditions(int(start.min()), latest)
+    extra_cap = n // 16 + 64
     while True:
-        part_log = buffers.get("part_log", (capacity,), np.int64)
-        part_no = buffers.get("part_no", (capacity,), np.int8)
-        part_start = buffers.get("part_start", (capacity,), np.int64)
-        part_end = buffers.get("part_end", (capacity,), np.int64)
-        part_period = buffers.get("part_period", (capacity,), np.int64)
-        part_version = buffers.get("part_version", (capacity,), np.int64)
-        bad, m = K.split_parts(
+        capacity = n + extra_cap
+        if capacity >= PART_LIMIT:
+            raise BatchError("logs", 0, capacity, f"makes {PART_LIMIT:,} parts or more")
+        part_period = buffers.get("part_period", (capacity,), np.int16)
+        part_version = buffers.get("part_version", (capacity,), np.int32)
+        actual = buffers.get("actual", (capacity, 4), np.int32)
+        extra_log = buffers.get("extra_log", (extra_cap,), np.int32)
+        extra_no = buffers.get("extra_no", (extra_cap,), np.int8)
+        extra_start = buffers.get("extra_start", (extra_cap,), np.int64)
+        extra_end = buffers.get("extra_end", (extra_cap,), np.int64)
+        deferred = buffers.get("deferred", (capacity,), np.int32)
+        deferred_start = buffers.get("deferred_start", (capacity,), np.int64)
+        deferred_end = buffers.get("deferred_end", (capacity,), np.int64)
+        bad, m, late = K.split_parts(
             log_contract,
             start,
             end,
@@ -789,49 +1014,37 @@ def classify(
             book.ver_first,
             book.ver_last,
             book.ver_starts,
-            part_log,
-            part_no,
-            part_start,
-            part_end,
+            book.version_triple,
+            condition_days,
+            profiles,
+            origin,
             part_period,
             part_version,
+            actual,
+            extra_log,
+            extra_no,
+            extra_start,
+            extra_end,
+            deferred,
+            deferred_start,
+            deferred_end,
         )
+        if bad <= -2:
+            row = -2 - bad
+            raise BatchError("end", row, int(end[row]), "spans more than 127 billing periods")
         if bad >= 0:
             if end[bad] <= start[bad]:
                 raise BatchError("end", bad, int(end[bad]), "is not after the log's start")
             raise BatchError("start", bad, int(start[bad]), "is before the contract's first period")
         if m <= capacity:
             break
-        capacity = m
-    part_log, part_no, part_start, part_end = (
-        part_log[:m],
-        part_no[:m],
-        part_start[:m],
-        part_end[:m],
-    )
-    part_period, part_version = part_period[:m], part_version[:m]
-
-    # 2. Seconds per condition: cumulative open seconds of the condition calendars, measured
-    # by the clock at slot bounds (the book's condition tables); the parts whose start or end
-    # falls inside a slot where a calendar opens or closes are measured by the clock itself.
-    origin, condition_days, profiles = book.conditions(int(start.min()), latest)
-
-    actual = buffers.get("actual", (m, 4), np.int32)
-    deferred = buffers.get("deferred", (m,), np.int64)
-    late = K.measure_parts(
-        part_start,
-        part_end,
-        part_version,
-        book.version_triple,
-        condition_days,
-        profiles,
-        origin,
-        actual,
-        deferred,
-    )
+        extra_cap = m - n
+    part_period, part_version, actual = part_period[:m], part_version[:m], actual[:m]
+    extra_log, extra_no = extra_log[: m - n], extra_no[: m - n]
+    extra_start, extra_end = extra_start[: m - n], extra_end[: m - n]
     if late:
         todo = deferred[:late]
-        a, z, v = part_start[todo], part_end[todo], part_version[todo]
+        a, z, v = deferred_start[:late], deferred_end[:late], part_version[todo]
         seconds = []
         for cal in (book.cal_nonworking, book.cal_regular, book.cal_holiday):
             out = np.empty(late, np.int64)
@@ -840,19 +1053,19 @@ def classify(
         nw, reg, hol = seconds
         actual[todo] = np.stack([reg, z - a - nw - reg, nw - hol, hol], axis=1)
 
-    # 3. Rounding, sharing, pricing, and lines of the parts that draw nothing.
+    # 2. Rounding, sharing, pricing, and lines of the parts that draw nothing.
     t = book.tables(tuple(levels), tuple(jobs), tuple(PRIORITIES))
-    billed = buffers.get("billed", (m, 4), np.int32)
-    status = buffers.get("status", (m,), np.int8)
-    oos = buffers.get("oos", (m,), np.bool_)
-    high = buffers.get("high", (m,), np.uint8)
-    draw_part = buffers.get("draw_part", (m,), np.int64)
+    bound = book.part_seconds_bound(t)
+    if bound >= PART_LIMIT:
+        raise ConfigurationError(
+            "rate cards", bound, "allow part seconds (minimum × burn factor) past 2**31"
+        )
+    flags = buffers.get("flags", (m,), np.int8)
+    draw_part = buffers.get("draw_part", (m,), np.int32)
     draw_contract = buffers.get("draw_contract", (m,), np.int32)
     draw_start = buffers.get("draw_start", (m,), np.int64)
     draw_prefix = buffers.get("draw_prefix", (m,), np.int64)
-    draw_need = buffers.get("draw_need", (m,), np.int64)
-    covered = buffers.get("covered", (m,), np.int64)
-    overage = buffers.get("overage", (m,), np.int64)
+    draw_need = buffers.get("draw_need", (m,), np.int32)
     slot_keys = buffers.get("slot_keys", (m if evidence else 0, 4), np.int64)
     used = np.zeros(1, np.int64)
     table = K.new_table(K.INITIAL_BITS)
@@ -862,35 +1075,25 @@ def classify(
     dense = buffers.get(
         "dense", (dense_size if dense_size <= DENSE_MAX_ENTRIES else 0,), np.int64, zero=True
     )
+    if t["high"].shape[1] > K.INFO_CODES - K.INFO_HIGH:
+        raise ConfigurationError("priorities", t["high"].shape[1], "too many priority codes")
+    rows = book.pricing_rows(t, vp_offset, n_levels, n_jobs, bool(dense.size))
     table, bad, count = K.price_parts(
-        part_log,
-        part_start,
-        part_end,
+        extra_log,
+        extra_start,
         part_period,
         part_version,
-        log_contract,
+        start,
         log_level,
         log_job,
         log_priority,
         log_billable,
         log_approved,
-        t["increment"],
-        t["mode"],
-        t["minimum"],
-        t["label"],
-        t["applied"],
-        t["known"],
-        t["high"],
-        t["scope"],
-        book.mode,
+        rows,
+        book.version_contract,
         actual,
-        billed,
-        status,
-        oos,
-        high,
+        flags,
         book.burn,
-        covered,
-        overage,
         draw_part,
         draw_contract,
         draw_start,
@@ -899,13 +1102,12 @@ def classify(
         table,
         used,
         dense,
-        vp_offset,
         n_levels,
         n_jobs,
         slot_keys,
     )
     if bad >= 0:
-        i = int(part_log[bad])
+        i = bad if bad < n else int(extra_log[bad - n])
         raise BatchError(
             "support_level",
             i,
@@ -913,7 +1115,10 @@ def classify(
             "has no base rate on the contract's rate card",
         )
 
-    # 4. Drawdown in work order, and the lines of the drawing parts.
+    # 3. Drawdown in work order, and the lines of the drawing parts.
+    seg_part = buffers.get("seg_part", (count,), np.int32)
+    seg_need = buffers.get("seg_need", (count,), np.int32)
+    seg_got = buffers.get("seg_got", (count,), np.int32)
     if count:
         g_first, g_last, g_from, g_until, g_left = book.grants(periods)
         id_offsets, id_data = _string_buffers(_string_column(logs, "log_id"))
@@ -923,8 +1128,9 @@ def classify(
             draw_start[:count],
             draw_prefix[:count],
             draw_need[:count],
-            part_log,
-            part_no,
+            n,
+            extra_log,
+            extra_no,
             id_offsets,
             id_data,
             g_first,
@@ -932,8 +1138,6 @@ def classify(
             g_from,
             g_until,
             g_left.copy(),
-            covered,
-            overage,
             table,
             used,
             dense,
@@ -941,42 +1145,46 @@ def classify(
             n_levels,
             n_jobs,
             slot_keys,
-            buffers.get("seg_part", (count,), np.int64),
+            seg_part,
             buffers.get("seg_start", (count,), np.int64),
             buffers.get("seg_prefix", (count,), np.int64),
-            buffers.get("seg_need", (count,), np.int64),
-            buffers.get("seg_got", (count,), np.int64),
+            seg_need,
+            seg_got,
         )
         if duplicate >= 0:
             ids = _string_column(logs, "log_id")
             raise BatchError("log_id", duplicate, ids[duplicate].as_py(), "appears twice")
 
-    # 5. Lines.
+    # 4. Lines.
     if dense.size:
         keys, seconds = _dense_lines(dense, vp_offset, n_levels, n_jobs)
     else:
         occupied = table[:, 0] != K.EMPTY
         keys, seconds = table[occupied, 0], table[occupied, 1]
     lines, line_keys = _lines_table(book, periods, levels, jobs, keys, seconds, t)
-    parts = {
-        "part_log": part_log,
-        "part_no": part_no,
-        "part_start": part_start,
-        "part_end": part_end,
-        "part_period": part_period,
-        "part_version": part_version,
-        "actual": actual,
-        "billed": billed,
-        "status": status,
-        "out_of_scope": oos,
-        "high": high,
-        "covered": covered,
-        "overage": overage,
-        "log_contract": log_contract,
-        "log_level": log_level,
-        "log_job": log_job,
-        "log_billable": log_billable,
-    }
+    parts = PartArrays(
+        book,
+        t,
+        start,
+        end,
+        {
+            "part_period": part_period,
+            "part_version": part_version,
+            "actual": actual,
+            "flags": flags,
+            "extra_log": extra_log,
+            "extra_no": extra_no,
+            "extra_start": extra_start,
+            "extra_end": extra_end,
+            "seg_part": seg_part,
+            "seg_need": seg_need,
+            "seg_got": seg_got,
+            "log_contract": log_contract,
+            "log_level": log_level,
+            "log_job": log_job,
+            "log_billable": log_billable,
+        },
+    )
     return Classification(
         book,
         logs,

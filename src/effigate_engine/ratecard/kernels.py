@@ -92,36 +92,48 @@ def _last_le(values: np.ndarray, lo: int, hi: int, x: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _write_part(
+def _measure(
     k: int,
-    i: int,
-    j: int,
     s: int,
     e: int,
-    p: int,
-    c: int,
-    bound_first: np.ndarray,
-    ver_first: np.ndarray,
-    ver_last: np.ndarray,
-    ver_starts: np.ndarray,
-    part_log: np.ndarray,
-    part_no: np.ndarray,
-    part_start: np.ndarray,
-    part_end: np.ndarray,
-    part_period: np.ndarray,
-    part_version: np.ndarray,
-) -> None:
-    vf, vl = ver_first[c], ver_last[c]
-    v = vf
-    if vl - vf > 1:
-        v = _last_le(ver_starts, vf, vl, s)
-        v = v if v >= vf else vf
-    part_log[k] = i
-    part_no[k] = j
-    part_start[k] = s
-    part_end[k] = e
-    part_period[k] = p - bound_first[c]
-    part_version[k] = v
+    g: int,
+    condition_days: np.ndarray,
+    profiles: np.ndarray,
+    origin: int,
+    actual: np.ndarray,
+) -> bool:
+    """Write ``actual[k]`` (seconds per time condition of ``[s, e)`` under condition triple
+    ``g``) from the condition tables; False (nothing written) when ``s`` or ``e`` lies inside
+    a slot where a calendar opens or closes."""
+    a = s - origin
+    ds = a // SECONDS_PER_DAY
+    a -= ds * SECONDS_PER_DAY
+    js = a // SLOT_SECONDS
+    rs = a - js * SLOT_SECONDS
+    a = e - origin
+    de = a // SECONDS_PER_DAY
+    a -= de * SECONDS_PER_DAY
+    je = a // SLOT_SECONDS
+    re = a - je * SLOT_SECONDS
+    ps = condition_days[g, ds, 3] + js
+    pe = condition_days[g, de, 3] + je
+    slope_s = profiles[ps, 1]
+    slope_e = profiles[pe, 1]
+    if (rs != 0 and slope_s < 0) or (re != 0 and slope_e < 0):
+        return False
+    fs = profiles[ps, 0] + rs * slope_s
+    fe = profiles[pe, 0] + re * slope_e
+    nw = condition_days[g, de, 0] - condition_days[g, ds, 0]
+    nw += (fe & PACK_MASK) - (fs & PACK_MASK)
+    reg = condition_days[g, de, 1] - condition_days[g, ds, 1]
+    reg += (fe >> PACK_BITS & PACK_MASK) - (fs >> PACK_BITS & PACK_MASK)
+    hol = condition_days[g, de, 2] - condition_days[g, ds, 2]
+    hol += (fe >> (2 * PACK_BITS)) - (fs >> (2 * PACK_BITS))
+    actual[k, 0] = reg
+    actual[k, 1] = e - s - nw - reg
+    actual[k, 2] = nw - hol
+    actual[k, 3] = hol
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -138,37 +150,65 @@ def split_parts(
     ver_first: np.ndarray,
     ver_last: np.ndarray,
     ver_starts: np.ndarray,
-    part_log: np.ndarray,
-    part_no: np.ndarray,
-    part_start: np.ndarray,
-    part_end: np.ndarray,
+    version_triple: np.ndarray,
+    condition_days: np.ndarray,
+    profiles: np.ndarray,
+    condition_origin: int,
     part_period: np.ndarray,
     part_version: np.ndarray,
-) -> tuple[int, int]:
-    """Split logs at period boundaries (local midnights at period ends).
+    actual: np.ndarray,
+    extra_log: np.ndarray,
+    extra_no: np.ndarray,
+    extra_start: np.ndarray,
+    extra_end: np.ndarray,
+    deferred: np.ndarray,
+    deferred_start: np.ndarray,
+    deferred_end: np.ndarray,
+) -> tuple[int, int, int]:
+    """Split logs at period boundaries (local midnights at period ends) and measure each
+    part's seconds per time condition.
 
     Part ``i`` is the first part of log ``i``; the later parts of split logs follow from ``n``
-    on, in log order. Each part gets its period ordinal and the global index of the frozen
-    rate-card version in force at its start. ``bounds[bound_first[c]:bound_last[c]]`` are
-    contract ``c``'s period starts plus the end of its last period (epoch seconds, rising).
-    ``hint[c, w]`` is the index in ``bounds`` of contract ``c``'s last boundary at or before
-    ``origin + (w << shift)`` (seconds), or its first: the period of a start is found from there
-    by a short forward scan instead of a binary search, whose data-dependent steps cost a branch
-    misprediction each.
+    on, in log order, and only they are listed in the ``extra_*`` arrays (log row, part number,
+    start and end in epoch seconds): a first part starts with its log and ends with it or at
+    the next part's start. Each part gets its period ordinal (``part_period``, int16: fewer
+    than ``2**KEY_BITS[1]`` periods per contract, checked by the book), the global index of the
+    frozen rate-card version in force at its start (``part_version``, int32: fewer than
+    ``2**KEY_BITS[0]`` versions) and ``actual[k]`` = (REGULAR, AFTER_HOURS, WEEKEND, HOLIDAY)
+    seconds (int32: a part lies inside one period, shorter than ``2**31`` s, checked by the
+    book). ``bounds[bound_first[c]:bound_last[c]]`` are contract ``c``'s period starts plus
+    the end of its last period (epoch seconds, rising). ``hint[c, w]`` is the index in
+    ``bounds`` of contract ``c``'s last boundary at or before ``origin + (w << shift)``
+    (seconds), or its first: the period of a start is found from there by a short forward
+    scan instead of a binary search, whose data-dependent steps cost a branch misprediction
+    each.
 
-    Returns ``(bad, parts)``: ``bad`` is -1 or the first log that does not end after it starts
-    or lies outside its contract's periods; ``parts`` is the number of parts, which may exceed
-    the arrays' length (then nothing past it was written: call again with longer arrays).
+    The seconds come from the condition tables of ``ContractBook.conditions``
+    (``condition_origin``: epoch seconds of their first UTC midnight): ``F(t)`` of a calendar
+    is the day's base plus the profile's cumulative seconds at the slot's start plus, for a
+    slot open all through, the seconds into it. Then ``HOLIDAY = holiday``, ``WEEKEND =
+    non-working - holiday``, ``REGULAR = regular``, ``AFTER_HOURS = duration - non-working -
+    regular``. A part whose start or end lies inside a slot where a calendar opens or closes
+    (or every part, when ``condition_days`` is empty) is listed in ``deferred`` (part index,
+    start, end; as long as the part arrays) for the clock to measure instead.
+
+    Returns ``(bad, parts, deferred)``: ``bad`` is -1, or the first log that does not end
+    after it starts, lies outside its contract's periods or spans more than 127 periods (the
+    part number is int8), as ``-2 - row`` for the last; ``parts`` is the number of parts,
+    which may exceed ``n + len(extra_log)`` (then nothing past it was written: call again
+    with longer arrays); ``deferred`` the number of deferred parts.
     """
     n = contract.shape[0]
-    cap = part_log.shape[0]
+    cap = extra_log.shape[0]
+    tabled = condition_days.shape[1] > 0
     k = n
+    nq = 0
     for i in range(n):
         c = contract[i]
         lo, hi = bound_first[c], bound_last[c]
         s, e = start[i], end[i]
         if e <= s or s < bounds[lo] or e > bounds[hi - 1]:
-            return i, 0
+            return i, 0, 0
         # The last boundary <= s: from the hint (bounds[lo] <= s and e <= bounds[hi - 1] are
         # checked, so the scan stops before hi - 1).
         p = np.int64(hint[c, (s - origin) >> shift])
@@ -180,103 +220,63 @@ def split_parts(
         if vl - vf > 1:
             while v + 1 < vl and ver_starts[v + 1] <= s:
                 v += 1
-        part_log[i] = i
-        part_no[i] = 0
-        part_start[i] = s
-        part_end[i] = first_end
         part_period[i] = p - lo
         part_version[i] = v
+        if not (
+            tabled
+            and _measure(
+                i,
+                s,
+                first_end,
+                version_triple[v],
+                condition_days,
+                profiles,
+                condition_origin,
+                actual,
+            )
+        ):
+            deferred[nq] = i
+            deferred_start[nq] = s
+            deferred_end[nq] = first_end
+            nq += 1
         j = 1
         while e > bounds[p + j]:
+            if j > 127:
+                return -2 - i, 0, 0
             a = bounds[p + j]
             z = e if e <= bounds[p + j + 1] else bounds[p + j + 1]
-            if k < cap:
-                _write_part(
-                    k,
-                    i,
-                    j,
-                    a,
-                    z,
-                    p + j,
-                    c,
-                    bound_first,
-                    ver_first,
-                    ver_last,
-                    ver_starts,
-                    part_log,
-                    part_no,
-                    part_start,
-                    part_end,
-                    part_period,
-                    part_version,
-                )
+            x = k - n
+            if x < cap:
+                w = vf
+                if vl - vf > 1:
+                    w = _last_le(ver_starts, vf, vl, a)
+                    w = w if w >= vf else vf
+                extra_log[x] = i
+                extra_no[x] = j
+                extra_start[x] = a
+                extra_end[x] = z
+                part_period[k] = p + j - lo
+                part_version[k] = w
+                if not (
+                    tabled
+                    and _measure(
+                        k,
+                        a,
+                        z,
+                        version_triple[w],
+                        condition_days,
+                        profiles,
+                        condition_origin,
+                        actual,
+                    )
+                ):
+                    deferred[nq] = k
+                    deferred_start[nq] = a
+                    deferred_end[nq] = z
+                    nq += 1
             k += 1
             j += 1
-    return -1, k
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def measure_parts(
-    part_start: np.ndarray,
-    part_end: np.ndarray,
-    part_version: np.ndarray,
-    version_triple: np.ndarray,
-    condition_days: np.ndarray,
-    profiles: np.ndarray,
-    origin: int,
-    actual: np.ndarray,
-    deferred: np.ndarray,
-) -> int:
-    """Seconds of each part per time condition, ``actual[k]`` = (REGULAR, AFTER_HOURS, WEEKEND,
-    HOLIDAY), from the condition tables of ``ContractBook.conditions`` (``origin``: epoch
-    seconds of their first UTC midnight): ``F(t)`` of a calendar is the day's base plus the
-    profile's cumulative seconds at the slot's start plus, for a slot open all through, the
-    seconds into it. Then ``HOLIDAY = holiday``, ``WEEKEND = non-working - holiday``,
-    ``REGULAR = regular``, ``AFTER_HOURS = duration - non-working - regular``.
-
-    A part whose start or end lies inside a slot where a calendar opens or closes (or every
-    part, when ``condition_days`` is empty) is listed in ``deferred`` (as long as the parts)
-    instead, for the clock to measure. Returns the number of deferred parts."""
-    nq = 0
-    if condition_days.shape[1] == 0:
-        for k in range(part_start.shape[0]):
-            deferred[k] = k
-        return part_start.shape[0]
-    for k in range(part_start.shape[0]):
-        s = part_start[k]
-        duration = part_end[k] - s
-        g = version_triple[part_version[k]]
-        a = s - origin
-        ds = a // SECONDS_PER_DAY
-        a -= ds * SECONDS_PER_DAY
-        js = a // SLOT_SECONDS
-        rs = a - js * SLOT_SECONDS
-        a = s + duration - origin
-        de = a // SECONDS_PER_DAY
-        a -= de * SECONDS_PER_DAY
-        je = a // SLOT_SECONDS
-        re = a - je * SLOT_SECONDS
-        ps = condition_days[g, ds, 3] + js
-        pe = condition_days[g, de, 3] + je
-        slope_s = profiles[ps, 1]
-        slope_e = profiles[pe, 1]
-        if (rs != 0 and slope_s < 0) or (re != 0 and slope_e < 0):
-            deferred[nq] = k
-            nq += 1
-            continue
-        fs = profiles[ps, 0] + rs * slope_s
-        fe = profiles[pe, 0] + re * slope_e
-        nw = condition_days[g, de, 0] - condition_days[g, ds, 0]
-        nw += (fe & PACK_MASK) - (fs & PACK_MASK)
-        reg = condition_days[g, de, 1] - condition_days[g, ds, 1]
-        reg += (fe >> PACK_BITS & PACK_MASK) - (fs >> PACK_BITS & PACK_MASK)
-        hol = condition_days[g, de, 2] - condition_days[g, ds, 2]
-        hol += (fe >> (2 * PACK_BITS)) - (fs >> (2 * PACK_BITS))
-        actual[k, 0] = reg
-        actual[k, 1] = duration - nw - reg
-        actual[k, 2] = nw - hol
-        actual[k, 3] = hol
-    return nq
+    return -1, k, nq
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -380,36 +380,116 @@ def flush(
     return table
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def share_billed(total: int, a0: int, a1: int, a2: int, a3: int) -> tuple[int, int, int, int]:
+    """``total`` billed seconds shared among the four time conditions in proportion to their
+    actual seconds ``a0..a3``: shares floored, then the rest by largest remainder, ties to the
+    higher precedence (HOLIDAY first); an absent condition gets nothing."""
+    duration = a0 + a1 + a2 + a3
+    b0 = b1 = b2 = b3 = 0
+    if a0 == duration:
+        b0 = total
+    elif a1 == duration:
+        b1 = total
+    elif a2 == duration:
+        b2 = total
+    elif a3 == duration:
+        b3 = total
+    else:
+        r0 = r1 = r2 = r3 = -1
+        if a0 > 0:
+            b0 = total * a0 // duration
+            r0 = total * a0 - b0 * duration
+        if a1 > 0:
+            b1 = total * a1 // duration
+            r1 = total * a1 - b1 * duration
+        if a2 > 0:
+            b2 = total * a2 // duration
+            r2 = total * a2 - b2 * duration
+        if a3 > 0:
+            b3 = total * a3 // duration
+            r3 = total * a3 - b3 * duration
+        left = total - b0 - b1 - b2 - b3
+        while left > 0:
+            if r3 >= r2 and r3 >= r1 and r3 >= r0:
+                b3 += 1
+                r3 = -2
+            elif r2 >= r1 and r2 >= r0:
+                b2 += 1
+                r2 = -2
+            elif r1 >= r0:
+                b1 += 1
+                r1 = -2
+            else:
+                b0 += 1
+                r0 = -2
+            left -= 1
+    return b0, b1, b2, b3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def billed_parts(
+    actual: np.ndarray,
+    part_version: np.ndarray,
+    version_increment: np.ndarray,
+    version_mode: np.ndarray,
+    version_minimum: np.ndarray,
+    billed: np.ndarray,
+) -> None:
+    """``billed[k]``: each part's billed seconds per time condition, rounded once per part
+    (:func:`round_billed`) and shared (:func:`share_billed`) exactly as :func:`price_parts`
+    prices them. The pricing pass does not store them; this fills the public per-part array
+    on demand."""
+    for k in range(actual.shape[0]):
+        v = part_version[k]
+        a0, a1, a2, a3 = actual[k, 0], actual[k, 1], actual[k, 2], actual[k, 3]
+        total = round_billed(
+            a0 + a1 + a2 + a3, version_increment[v], version_mode[v], version_minimum[v]
+        )
+        b0, b1, b2, b3 = share_billed(total, a0, a1, a2, a3)
+        billed[k, 0] = b0
+        billed[k, 1] = b1
+        billed[k, 2] = b2
+        billed[k, 3] = b3
+
+
+#: Columns of a pricing row (:func:`price_parts`), one per (version, level, job).
+ROW_DENSE, ROW_KEY, ROW_ROUNDING, ROW_INFO = 0, 1, 2, 3
+#: Bit fields of a row's ``ROW_INFO`` word: scope (2 bits), contract mode (2), increment mode
+#: (1), base rate known (1), priority flag per priority code (8), then the four time
+#: conditions' line codes (``label << 1 | priority applied``, 5 bits each) without and with
+#: the priority flag.
+INFO_MODE, INFO_ROUND, INFO_KNOWN, INFO_HIGH, INFO_CODES = 2, 4, 5, 6, 14
+CODE_BITS = 5
+
+
+@njit(cache=True, nogil=True, inline="always")
+def code_slot(code: int) -> int:
+    """Dense slot of a line code ``label << 1 | priority applied`` (:func:`label_slot`)."""
+    return (
+        code
+        if code < 2 * HIGH_PRIORITY + 2
+        else (code >> 1) + 2 * HIGH_PRIORITY + 2 - (ADDITIONAL_HOURS)
+    )
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def price_parts(
-    part_log: np.ndarray,
-    part_start: np.ndarray,
-    part_end: np.ndarray,
+    extra_log: np.ndarray,
+    extra_start: np.ndarray,
     part_period: np.ndarray,
     part_version: np.ndarray,
-    log_contract: np.ndarray,
+    start: np.ndarray,
     log_level: np.ndarray,
     log_job: np.ndarray,
     log_priority: np.ndarray,
     log_billable: np.ndarray,
     log_approved: np.ndarray,
-    version_increment: np.ndarray,
-    version_mode: np.ndarray,
-    version_minimum: np.ndarray,
-    label_table: np.ndarray,
-    applied_table: np.ndarray,
-    base_known: np.ndarray,
-    high_table: np.ndarray,
-    scope_table: np.ndarray,
-    contract_mode: np.ndarray,
+    rows: np.ndarray,
+    version_contract: np.ndarray,
     actual: np.ndarray,
-    billed: np.ndarray,
-    status: np.ndarray,
-    out_of_scope: np.ndarray,
-    high: np.ndarray,
+    flags: np.ndarray,
     burn: np.ndarray,
-    covered: np.ndarray,
-    overage: np.ndarray,
     draw_part: np.ndarray,
     draw_contract: np.ndarray,
     draw_start: np.ndarray,
@@ -418,7 +498,6 @@ def price_parts(
     table: np.ndarray,
     used: np.ndarray,
     dense: np.ndarray,
-    vp_offset: np.ndarray,
     n_levels: int,
     n_jobs: int,
     slot_keys: np.ndarray,
@@ -428,133 +507,85 @@ def price_parts(
     the first part whose (support level, job type) has no base rate on its card, and the
     number of drawing parts.
 
-    ``actual`` holds each part's seconds per time condition (:func:`measure_parts`).
+    Parts ``k < n`` (``n`` = the batch's rows) are the first parts of logs ``k``; part
+    ``n + x`` is the later part of log ``extra_log[x]`` starting at ``extra_start[x]``
+    (:func:`split_parts`). ``actual`` holds each part's seconds per time condition; their sum
+    is its duration.
+
+    Everything a part's pricing needs from its contract, card version, level and job comes
+    from one row of ``rows`` (int64, ``(versions × levels × jobs, 4)``, 32 bytes, row
+    ``(version × n_levels + level) × n_jobs + job``): ``ROW_DENSE`` the dense index of the
+    row's first line slot in period 0 (a period adds ``n_levels × n_jobs × LABEL_SLOTS``),
+    ``ROW_KEY`` the packed line key with period, label and flag 0, ``ROW_ROUNDING`` the
+    increment (low 32 bits) and minimum (high bits) in seconds, ``ROW_INFO`` the bit fields of
+    ``INFO_*`` (scope, contract mode, increment mode, base known, priority flags, line codes).
+    So a line addition is an add to a precomputed index, never a key packed and looked up.
+
+    ``flags[k]`` gets the part's status (bits 0–1), out-of-scope flag (bit 2) and priority
+    flag (bit 3); billed seconds are not stored (:func:`billed_parts` recomputes them).
     Billed seconds are shared among conditions in proportion to actual seconds by largest
     remainder, ties to the higher precedence. The parts a drawdown contract draws from its
     grants (priced after the drawdown, by :func:`draw_down`) are listed in part order in the
-    ``draw_*`` arrays (as long as the parts): part, contract, start (epoch
-    seconds), line-key prefix (version, period, level, job) and burn-weighted billed seconds.
-    ``covered`` gets the billed seconds of parts a fixed price covers; every part's ``covered``
-    and ``overage`` are written (0 when none).
+    ``draw_*`` arrays (as long as the parts): part, contract, start (epoch seconds), line-key
+    prefix (version, period, level, job) and burn-weighted billed seconds (int32: the book
+    bounds a part's billed seconds times the largest burn factor below ``2**31``).
     """
+    n = log_level.shape[0]
+    m = part_version.shape[0]
     want_slots = slot_keys.shape[0] > 0
+    hashing = dense.shape[0] == 0
+    keyed = hashing or want_slots
+    stride = n_levels * n_jobs * LABEL_SLOTS
     buf_key = np.empty(CHUNK * SLOTS, np.int64)
     buf_idx = np.empty(CHUNK * SLOTS, np.int64)
     buf_sec = np.empty(CHUNK * SLOTS, np.int64)
     nbuf = 0
     nd = 0
-    for k in range(part_log.shape[0]):
+    for k in range(m):
         if nbuf > (CHUNK - 1) * SLOTS:
             table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
             nbuf = 0
-        i = part_log[k]
-        v = part_version[k]
-        c = log_contract[i]
-        lv, jb = log_level[i], log_job[i]
-        if not base_known[v, lv, jb]:
+        i = k if k < n else np.int64(extra_log[k - n])
+        v = np.int64(part_version[k])
+        r = (v * n_levels + log_level[i]) * n_jobs + log_job[i]
+        info = rows[r, ROW_INFO]
+        if not (info >> INFO_KNOWN) & 1:
             return table, k, nd
-        s = part_start[k]
-        duration = part_end[k] - s
+        rounding = rows[r, ROW_ROUNDING]
         act0 = actual[k, 0]
         act1 = actual[k, 1]
         act2 = actual[k, 2]
         act3 = actual[k, 3]
-        covered[k] = 0
-        overage[k] = 0
-        total = round_billed(duration, version_increment[v], version_mode[v], version_minimum[v])
-        b0 = b1 = b2 = b3 = 0
-        if act0 == duration:
-            b0 = total
-        elif act1 == duration:
-            b1 = total
-        elif act2 == duration:
-            b2 = total
-        elif act3 == duration:
-            b3 = total
-        else:
-            # Several conditions: shares floored, then the rest by largest remainder, ties to
-            # the higher precedence (scan HOLIDAY first); an absent condition gets nothing.
-            r0 = r1 = r2 = r3 = -1
-            if act0 > 0:
-                b0 = total * act0 // duration
-                r0 = total * act0 - b0 * duration
-            if act1 > 0:
-                b1 = total * act1 // duration
-                r1 = total * act1 - b1 * duration
-            if act2 > 0:
-                b2 = total * act2 // duration
-                r2 = total * act2 - b2 * duration
-            if act3 > 0:
-                b3 = total * act3 // duration
-                r3 = total * act3 - b3 * duration
-            left = total - b0 - b1 - b2 - b3
-            while left > 0:
-                if r3 >= r2 and r3 >= r1 and r3 >= r0:
-                    b3 += 1
-                    r3 = -2
-                elif r2 >= r1 and r2 >= r0:
-                    b2 += 1
-                    r2 = -2
-                elif r1 >= r0:
-                    b1 += 1
-                    r1 = -2
-                else:
-                    b0 += 1
-                    r0 = -2
-                left -= 1
-        billed[k, 0] = b0
-        billed[k, 1] = b1
-        billed[k, 2] = b2
-        billed[k, 3] = b3
-        hp = high_table[v, log_priority[i]]
-        high[k] = hp
-        scope = scope_table[c, lv, jb]
-        out_of_scope[k] = scope != IN_SCOPE
+        total = round_billed(
+            act0 + act1 + act2 + act3,
+            rounding & 0xFFFFFFFF,
+            (info >> INFO_ROUND) & 1,
+            rounding >> 32,
+        )
+        b0, b1, b2, b3 = share_billed(total, act0, act1, act2, act3)
+        hp = (info >> (INFO_HIGH + log_priority[i])) & 1
+        scope = info & 3
+        bits = (hp << 3) | (4 if scope != IN_SCOPE else 0)
         bt = log_billable[i]
         if want_slots:
-            for m in range(SLOTS):
-                slot_keys[k, m] = EMPTY
+            for q in range(SLOTS):
+                slot_keys[k, q] = EMPTY
         if not log_approved[i]:
-            status[k] = UNAPPROVED
+            flags[k] = bits | UNAPPROVED
             continue
         if scope == SCOPE_REJECTED and bt == BILLABLE:
-            status[k] = REJECTED
+            flags[k] = bits | REJECTED
             continue
-        status[k] = PRICED
-        p = part_period[k]
-        vp = vp_offset[v] + p
-        if bt != BILLABLE:
-            label = NON_BILLABLE if bt == NON_BILLABLE_TYPE else WARRANTY
-            if total > 0:
-                key = _pack(v, p, lv, jb, label, 0)
-                buf_key[nbuf] = key
-                buf_idx[nbuf] = ((vp * n_levels + lv) * n_jobs + jb) * LABEL_SLOTS + label_slot(
-                    label, 0
-                )
-                buf_sec[nbuf] = total
-                nbuf += 1
-                if want_slots:
-                    slot_keys[k, 0] = key
-            continue
-        if scope == SCOPE_PRICED:
-            if total > 0:
-                key = _pack(v, p, lv, jb, OUT_OF_SCOPE, 0)
-                buf_key[nbuf] = key
-                buf_idx[nbuf] = ((vp * n_levels + lv) * n_jobs + jb) * LABEL_SLOTS + label_slot(
-                    OUT_OF_SCOPE, 0
-                )
-                buf_sec[nbuf] = total
-                nbuf += 1
-                if want_slots:
-                    slot_keys[k, 0] = key
-            continue
-        mode = contract_mode[c]
-        if mode == MODE_DRAWDOWN:
+        flags[k] = bits | PRICED
+        p = np.int64(part_period[k])
+        mode = (info >> INFO_MODE) & 3
+        if bt == BILLABLE and scope == IN_SCOPE and mode == MODE_DRAWDOWN:
             # Burn weighting rounds half-up once per condition of the part.
+            c = version_contract[v]
             draw_part[nd] = k
             draw_contract[nd] = c
-            draw_start[nd] = s
-            draw_prefix[nd] = _pack(v, p, lv, jb, 0, 0)
+            draw_start[nd] = start[i] if k < n else extra_start[k - n]
+            draw_prefix[nd] = rows[r, ROW_KEY] | (p << SHIFT_PERIOD)
             draw_need[nd] = (
                 (2 * b0 * burn[c, 0] + BP) // (2 * BP)
                 + (2 * b1 * burn[c, 1] + BP) // (2 * BP)
@@ -563,46 +594,62 @@ def price_parts(
             )
             nd += 1
             continue
-        if mode == MODE_COVERED:
-            covered[k] = total
+        base = rows[r, ROW_DENSE] + p * stride
+        if bt != BILLABLE or scope == SCOPE_PRICED or mode == MODE_COVERED:
             if total > 0:
-                key = _pack(v, p, lv, jb, INCLUDED, 0)
-                buf_key[nbuf] = key
-                buf_idx[nbuf] = ((vp * n_levels + lv) * n_jobs + jb) * LABEL_SLOTS + label_slot(
-                    INCLUDED, 0
-                )
+                if bt != BILLABLE:
+                    label = NON_BILLABLE if bt == NON_BILLABLE_TYPE else WARRANTY
+                elif scope == SCOPE_PRICED:
+                    label = OUT_OF_SCOPE
+                else:
+                    label = INCLUDED
+                buf_idx[nbuf] = base + label_slot(label, 0)
                 buf_sec[nbuf] = total
+                if keyed:
+                    key = rows[r, ROW_KEY] | (p << SHIFT_PERIOD) | (label << 1)
+                    buf_key[nbuf] = key
+                    if want_slots:
+                        slot_keys[k, 0] = key
                 nbuf += 1
-                if want_slots:
-                    slot_keys[k, 0] = key
             continue
-        n = 0
+        codes = info >> (INFO_CODES + 4 * CODE_BITS * hp)
+        q = 0
         for cond in range(N_TIME):
-            sec = billed[k, cond]
+            sec = b0 if cond == 0 else (b1 if cond == 1 else (b2 if cond == 2 else b3))
             if sec > 0:
-                label = label_table[v, lv, jb, cond, hp]
-                flag = applied_table[v, lv, jb, cond, hp]
-                key = _pack(v, p, lv, jb, label, flag)
-                buf_key[nbuf] = key
-                buf_idx[nbuf] = ((vp * n_levels + lv) * n_jobs + jb) * LABEL_SLOTS + label_slot(
-                    label, flag
-                )
+                code = (codes >> (CODE_BITS * cond)) & ((1 << CODE_BITS) - 1)
+                buf_idx[nbuf] = base + code_slot(code)
                 buf_sec[nbuf] = sec
+                if keyed:
+                    key = rows[r, ROW_KEY] | (p << SHIFT_PERIOD) | code
+                    buf_key[nbuf] = key
+                    if want_slots:
+                        slot_keys[k, q] = key
+                q += 1
                 nbuf += 1
-                if want_slots:
-                    slot_keys[k, n] = key
-                n += 1
     table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
     return table, -1, nd
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _log_of(k: int, n: int, extra_log: np.ndarray) -> int:
+    """Batch row of part ``k`` (parts ``k < n`` are the first parts of logs ``k``)."""
+    return k if k < n else np.int64(extra_log[k - n])
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _compare_ids(
-    a: int, b: int, part_log: np.ndarray, part_no: np.ndarray, offsets: np.ndarray, data: np.ndarray
+    a: int,
+    b: int,
+    n: int,
+    extra_log: np.ndarray,
+    extra_no: np.ndarray,
+    offsets: np.ndarray,
+    data: np.ndarray,
 ) -> int:
     """Order of parts ``a`` and ``b`` by (log id, part number): -1, 0 or 1. Log ids compare
     as UTF-8 bytes, which is code-point order."""
-    ra, rb = part_log[a], part_log[b]
+    ra, rb = _log_of(a, n, extra_log), _log_of(b, n, extra_log)
     a0, a1 = np.int64(offsets[ra]), np.int64(offsets[ra + 1])
     b0, b1 = np.int64(offsets[rb]), np.int64(offsets[rb + 1])
     la, lb = a1 - a0, b1 - b0
@@ -612,8 +659,10 @@ def _compare_ids(
             return -1 if x < y else 1
     if la != lb:
         return -1 if la < lb else 1
-    if part_no[a] != part_no[b]:
-        return -1 if part_no[a] < part_no[b] else 1
+    na = 0 if a < n else extra_no[a - n]
+    nb = 0 if b < n else extra_no[b - n]
+    if na != nb:
+        return -1 if na < nb else 1
     return 0
 
 
@@ -623,8 +672,9 @@ def _order_ties(
     lo: int,
     hi: int,
     parts: np.ndarray,
-    part_log: np.ndarray,
-    part_no: np.ndarray,
+    n: int,
+    extra_log: np.ndarray,
+    extra_no: np.ndarray,
     offsets: np.ndarray,
     data: np.ndarray,
 ) -> int:
@@ -635,14 +685,15 @@ def _order_ties(
         y = o[x]
         z = x
         while (
-            z > lo and _compare_ids(parts[o[z - 1]], parts[y], part_log, part_no, offsets, data) > 0
+            z > lo
+            and _compare_ids(parts[o[z - 1]], parts[y], n, extra_log, extra_no, offsets, data) > 0
         ):
             o[z] = o[z - 1]
             z -= 1
         o[z] = y
     for x in range(lo + 1, hi):
-        if _compare_ids(parts[o[x - 1]], parts[o[x]], part_log, part_no, offsets, data) == 0:
-            return part_log[parts[o[x]]]
+        if _compare_ids(parts[o[x - 1]], parts[o[x]], n, extra_log, extra_no, offsets, data) == 0:
+            return _log_of(np.int64(parts[o[x]]), n, extra_log)
     return -1
 
 
@@ -702,8 +753,9 @@ def draw_down(
     draw_start: np.ndarray,
     draw_prefix: np.ndarray,
     draw_need: np.ndarray,
-    part_log: np.ndarray,
-    part_no: np.ndarray,
+    n: int,
+    extra_log: np.ndarray,
+    extra_no: np.ndarray,
     id_offsets: np.ndarray,
     id_data: np.ndarray,
     grant_first: np.ndarray,
@@ -711,8 +763,6 @@ def draw_down(
     grant_from: np.ndarray,
     grant_until: np.ndarray,
     grant_left: np.ndarray,
-    covered: np.ndarray,
-    overage: np.ndarray,
     table: np.ndarray,
     used: np.ndarray,
     dense: np.ndarray,
@@ -729,19 +779,21 @@ def draw_down(
     """Draw the burn-weighted seconds of the drawing parts (listed by :func:`price_parts` in
     part order: part, contract, start, line-key prefix, need) from their contract's grants in
     work order (start, then log id, then part number), oldest grant first; a part straddling
-    exhaustion is split into covered and overage seconds, written to ``covered`` and
-    ``overage``. Adds the ``INCLUDED`` and ``ADDITIONAL_HOURS`` lines.
+    exhaustion is split into covered and overage seconds. Adds the ``INCLUDED`` and
+    ``ADDITIONAL_HOURS`` lines.
 
     The parts are grouped by contract (a counting sort into the ``seg_*`` arrays, as long as
     the list); each contract's group, small enough to stay in cache, is sorted by start
     (radix), ties ordered by log id (``id_offsets``/``id_data``: the log-id string column's
-    offsets and UTF-8 bytes) and drawn; the covered seconds go back to the parts in one
-    pass in part order (no scattered writes into the per-part arrays). ``grant_left``
-    (seconds) is consumed in place; a grant counts for parts starting in
+    offsets and UTF-8 bytes; a part's log and part number from ``n``, ``extra_log`` and
+    ``extra_no`` as in :func:`split_parts`) and drawn. ``seg_part``, ``seg_need`` and
+    ``seg_got`` are left holding each drawing part (grouped by contract), its need and its
+    covered seconds (int32, as ``draw_need``): the part's overage is ``need - got``; the
+    per-part ``covered`` and ``overage`` arrays are built from them on demand.
+    ``grant_left`` (seconds) is consumed in place; a grant counts for parts starting in
     ``[grant_from, grant_until)``; each contract's grants are sorted by ``grant_from``.
     Returns ``(table, duplicate)``: the (possibly grown) hash table, and -1 or the batch row
-    of a log whose id and start repeat another's (then ``covered`` and ``overage`` are
-    incomplete).
+    of a log whose id and start repeat another's (then the ``seg_got`` are incomplete).
     """
     n_contracts = grant_first.shape[0]
     count = draw_part.shape[0]
@@ -785,7 +837,7 @@ def draw_down(
             y = x + 1
             while y + 1 < size and starts[o[y + 1]] == starts[o[x]]:
                 y += 1
-            duplicate = _order_ties(o, x, y + 1, parts, part_log, part_no, id_offsets, id_data)
+            duplicate = _order_ties(o, x, y + 1, parts, n, extra_log, extra_no, id_offsets, id_data)
             if duplicate >= 0:
                 return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf), duplicate
             x = y + 1
@@ -837,13 +889,4 @@ def draw_down(
                 nbuf += 1
                 if want_slots:
                     slot_keys[k, m] = key
-    # Covered and overage seconds back to the parts, in part order.
-    fill = group[:-1].copy()
-    for j in range(count):
-        c = draw_contract[j]
-        at = fill[c]
-        fill[c] = at + 1
-        k = draw_part[j]
-        covered[k] = seg_got[at]
-        overage[k] = seg_need[at] - seg_got[at]
     return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf), -1
