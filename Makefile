@@ -48,4 +48,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src server clients/python tests bench
 
 clean:
-	rm -rf build src/*.egg-info src/effigate_engine/*.so src/effigate_engine/_clock.c
+	rm -rf build src/*.egg-info src/effigate_engine/*.so src/effigate_engine/_clock.c clients/python/src/effigate
