@@ -515,3 +515,42 @@ def test_sla_credit_cap_and_credit_balance_carried(db: Database) -> None:
             assert april.total_minor == 36_000 - 18_000
 
     run(scenario())
+
+
+def test_a_late_log_of_an_invoiced_closed_period_lands_on_the_next_invoice(db: Database) -> None:
+    async def scenario() -> None:
+        async with open_store(db) as store:
+            s, c = await seed_contract(store, db)
+            p = s.principal
+            march = await invoicing.generate_invoice(store, p, c.id, MARCH)
+            await invoicing.issue_invoice(store, p, march.id)
+            await timelogs.close_period(store, p, c.id, MARCH)
+            # logged after March was invoiced and closed: 1 h on 20 March 18:00 (after hours),
+            # arriving approved (a closed period's logs are read-only, approval included)
+            batch = log_batch(c.id, [("2026-03-20T18:00-04:00", "2026-03-20T19:00-04:00")], "LATE")
+            batch = batch.append_column("approval_state", pa.array(["APPROVED"] * batch.num_rows))
+            await timelogs.ingest_time_logs(store, p, batch)
+            late = batch.column("id").to_pylist()
+            await add_logs(
+                store, p, c.id, [("2026-04-06T09:00-04:00", "2026-04-06T11:00-04:00")], "APR"
+            )
+            april = await invoicing.generate_invoice(store, p, c.id, date(2026, 4, 1))
+            lines = [
+                (x.kind, x.time_condition, x.amount_minor, x.time_log_ids) for x in april.lines
+            ]
+            assert lines == [
+                ("TIME", "REGULAR", 24_000, ("APR-0",)),
+                ("TIME", "AFTER_HOURS", 18_000, tuple(late)),  # March's rate, March's condition
+            ]
+            assert "Late work of 2026-03-01..2026-04-01" in april.lines[1].description
+            assert april.total_minor == 42_000 + 4_200
+            # the March invoice is untouched, the late log is priced once
+            again = await invoicing.get_invoice(store, p, march.id)
+            assert again.total_minor == march.total_minor
+            assert all(late[0] not in x.time_log_ids for x in again.lines)
+            issued = await invoicing.issue_invoice(store, p, april.id)
+            assert issued.number == 2
+            may = await invoicing.generate_invoice(store, p, c.id, date(2026, 5, 1))
+            assert may.lines == ()
+
+    run(scenario())

@@ -24,7 +24,7 @@ the applied credits, each rounded half-up once per invoice;
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
@@ -411,14 +411,25 @@ def assemble_invoice(
     tax: Sequence[TaxComponent] = (),
     exemption: str | None = None,
     credit_balance: int = 0,
+    late: Sequence[tuple[Period, Classification]] = (),
 ) -> Invoice:
     """Assemble the invoice of ``contract`` for ``period``: a pure function of its inputs, so
-    assembling twice gives the same invoice."""
+    assembling twice gives the same invoice.
+
+    ``late`` carries work dated in earlier, already invoiced periods that no invoice priced
+    (late logs): per earlier period, a classification of those logs only. Their time lines
+    follow this period's, priced as of their own dates and labelled with their period."""
     if credit_balance < 0:
         raise BillingError("credit_balance", credit_balance, "is negative")
     charges: list[InvoiceLine] = []
     if classification is not None and contract.id in classification.book.index:
         charges += time_lines(contract, period, classification)
+    for earlier, late_classification in late:
+        if earlier.start >= period.start:
+            raise BillingError("late", earlier.start.isoformat(), "is not an earlier period")
+        for line in time_lines(contract, earlier, late_classification):
+            label = f"Late work of {earlier.start.isoformat()}..{earlier.end.isoformat()}: "
+            charges.append(replace(line, description=label + line.description))
     if contract.type in (ContractType.FIXED_PRICE, ContractType.SCOPE):
         charges += item_lines(contract, period, invoiced_items)
     recurring = recurring_lines(contract, period, unit_counts) if contract.recurring else []

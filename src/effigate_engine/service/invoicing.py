@@ -76,6 +76,24 @@ from effigate_engine.store.errors import InvariantViolation
 
 #: Billable types that reach an invoice (non-billable and warranty as zero-priced lines).
 BILLED_TYPES = ("BILLABLE", "NON_BILLABLE", "WARRANTY")
+
+#: Late logs of a contract for the invoice of the period starting at $2 (epoch seconds):
+#: approved logs that ended before that period, are on no invoice that is not void, and
+#: started in an earlier period whose invoice already exists (not void) — so no other invoice
+#: will ever price them. They keep their dates (and so their rates and conditions).
+LATE_LOGS_SQL = (
+    "SELECT l.id, l.ticket_id, l.task_ref, l.agent, l.support_level, l.job_type, l.priority,"
+    " l.started_at, l.ended_at, l.billable_type, l.approval_state FROM time_logs l"
+    " WHERE l.contract_id = $1 AND l.approval_state = 'APPROVED'"
+    " AND l.billable_type IN ('BILLABLE', 'NON_BILLABLE', 'WARRANTY')"
+    " AND l.ended_at <= to_timestamp($2)"
+    " AND NOT EXISTS (SELECT 1 FROM invoice_line_time_logs e JOIN invoices i ON i.id = e.invoice_id"
+    "   WHERE e.time_log_id = l.id AND i.status <> 'VOID')"
+    " AND EXISTS (SELECT 1 FROM billing_periods p JOIN invoices i ON i.billing_period_id = p.id"
+    "   WHERE p.contract_id = l.contract_id AND i.status <> 'VOID'"
+    "   AND l.started_at >= p.starts_at AND l.started_at < p.ends_at)"
+    " ORDER BY l.started_at, l.id"
+)
 #: Priority given to a log stored without one (never a high priority on a default card).
 DEFAULT_PRIORITY = "LOW"
 _ISSUED = ("ISSUED", "PAID", "OVERDUE")
@@ -108,6 +126,7 @@ class _Inputs:
     tax: list[dict[str, Any]]
     exemption: str | None
     library_version: int | None
+    late_logs: pa.Table | None = None
 
 
 def logs_table(rows: Sequence[asyncpg.Record], contract_id: str) -> pa.Table:
@@ -207,6 +226,7 @@ async def _inputs(
         since,
         start_bound,
     )
+    late_rows = [] if drawing else await conn.fetch(LATE_LOGS_SQL, contract_id, bounds[0])
     units: dict[str, int] = {}
     for r in await conn.fetch(
         "SELECT DISTINCT ON (unit_type) unit_type, unit_count FROM unit_counts"
@@ -250,6 +270,7 @@ async def _inputs(
         tax=list(tax),
         exemption=terms.get("tax_exemption"),
         library_version=row["frozen_rate_card_version"],
+        late_logs=logs_table(late_rows, contract.id) if late_rows else None,
     )
 
 
@@ -269,9 +290,20 @@ def _classify(contract: Contract, until: date, logs: pa.Table | None) -> Classif
     return classify(book, logs, evidence=True)
 
 
-def _compute(inputs: _Inputs) -> tuple[Invoice, Classification | None]:
-    """Classify the period's logs and assemble the invoice (CPU-bound: run off the loop)."""
+def _late(contract: Contract, until: date, logs: pa.Table | None) -> list[tuple[Period, Any]]:
+    """The late logs classified, and the earlier periods their parts fall in."""
+    cls = _classify(contract, until, logs)
+    if cls is None:
+        return []
+    ordinals = sorted(set(cls.lines.column("period").to_pylist()))
+    return [(contract.cycle.period(int(k)), cls) for k in ordinals]
+
+
+def _compute(inputs: _Inputs) -> tuple[Invoice, Classification | None, list[tuple[Period, Any]]]:
+    """Classify the period's logs (and the late ones) and assemble the invoice (CPU-bound: run
+    off the loop)."""
     cls = _classify(inputs.contract, inputs.period.end, inputs.logs)
+    late = _late(inputs.contract, inputs.period.end, inputs.late_logs)
     invoice = assemble_invoice(
         inputs.contract,
         inputs.period,
@@ -283,8 +315,9 @@ def _compute(inputs: _Inputs) -> tuple[Invoice, Classification | None]:
         tax=tax_components(inputs.tax),
         exemption=inputs.exemption,
         credit_balance=inputs.credit_balance,
+        late=late,
     )
-    return invoice, cls
+    return invoice, cls, late
 
 
 # Evidence -----------------------------------------------------------------------------------
@@ -341,9 +374,12 @@ def _stored_lines(
     cls: Classification | None,
     library_version: int | None,
     unit_counts: Mapping[str, int],
+    late: Sequence[tuple[Period, Any]] = (),
 ) -> list[dict[str, Any]]:
     """The rows to store for an assembled invoice (see the module docstring)."""
     parts = _time_line_parts(contract, invoice.period, cls) if cls is not None else []
+    for period, late_cls in late:
+        parts += _time_line_parts(contract, period, late_cls)
     sources = {
         v.version: (
             {"library_version": library_version}
@@ -672,7 +708,7 @@ async def preview_invoice(
             bounds[0],
         )
         inputs = await _inputs(conn, principal, contract_id, period, bounds, period_id)
-    invoice, _ = await asyncio.to_thread(_compute, inputs)
+    invoice, _, _ = await asyncio.to_thread(_compute, inputs)
     return invoice
 
 
@@ -698,9 +734,9 @@ async def generate_invoice(
             if existing is not None:
                 return await fetch_invoice(conn, existing)
             inputs = await _inputs(conn, principal, contract_id, period, bounds, period_row["id"])
-            invoice, cls = await asyncio.to_thread(_compute, inputs)
+            invoice, cls, late = await asyncio.to_thread(_compute, inputs)
             lines = _stored_lines(
-                inputs.contract, invoice, cls, inputs.library_version, inputs.unit_counts
+                inputs.contract, invoice, cls, inputs.library_version, inputs.unit_counts, late
             )
             invoice_id = await _store_invoice(conn, contract_id, period_row["id"], invoice, lines)
             await audit(
