@@ -20,11 +20,9 @@ from effigate_server.process import ServiceProcess
 from tests.store.conftest import create_database, db, drop_database, server_dsn  # noqa: F401
 from tests.store.helpers import Database
 
-Service = ServiceProcess
-
 
 @pytest.fixture(scope="session")
-def service(db: Database) -> Iterator[Service]:  # noqa: F811
+def service(db: Database) -> Iterator[ServiceProcess]:  # noqa: F811
     """One server process for the session's tests."""
     running = ServiceProcess.start(db.admin)
     try:
@@ -72,7 +70,7 @@ def tenant(db: Database) -> Tenant:  # noqa: F811
 
 
 @pytest.fixture
-def client(service: Service, tenant: Tenant) -> Iterator[Client]:
+def client(service: ServiceProcess, tenant: Tenant) -> Iterator[Client]:
     """A blocking client of the session's service with the tenant's staff token."""
     with Client(service.address, tenant.token, timeout=120) as c:
         yield c

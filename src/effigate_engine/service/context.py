@@ -13,7 +13,7 @@ import asyncpg
 
 from effigate_engine.service.errors import PermissionDenied
 from effigate_engine.store.dsn import APP_ROLE, with_user
-from effigate_engine.store.errors import StoreError, from_asyncpg
+from effigate_engine.store.errors import from_asyncpg
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import tenant_transaction
 
@@ -128,5 +128,3 @@ class Store:
         except asyncpg.PostgresError as exc:  # pragma: no cover - server refused the login
             raise from_asyncpg(exc) from exc
 
-
-__all__ = ["Principal", "Store", "StoreError"]
