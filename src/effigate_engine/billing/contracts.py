@@ -25,6 +25,15 @@ from effigate_engine.billing.periods import BillingCycle, local_midnight
 from effigate_engine.calendar import Calendar
 from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
 
+#: Conditions a bucket burn factor may name: the time conditions and ``HIGH_PRIORITY``.
+BURN_CONDITIONS = (
+    Condition.REGULAR,
+    Condition.AFTER_HOURS,
+    Condition.WEEKEND,
+    Condition.HOLIDAY,
+    Condition.HIGH_PRIORITY,
+)
+
 
 class ContractType(StrEnum):
     """The commercial model, locked at activation."""
@@ -92,57 +101,117 @@ class Deliverable:
 class BucketTerms:
     """Prepaid hours. ``size_seconds`` is purchased at the start (or granted every period when
     ``per_period``; unused hours then roll over for ``rollover_periods`` periods, consumed
-    oldest first). ``low_balance_seconds`` are alert thresholds on the remaining balance;
-    ``burn_bp`` weights billed seconds per time condition (15,000 = after-hours burns 1.5×)."""
+    oldest first, and at each period start the total carried in is capped at
+    ``rollover_cap_seconds`` when set: the excess expires, oldest first).
+    ``low_balance_seconds`` are alert thresholds on the remaining balance; ``burn_bp`` weights
+    billed seconds per time condition (15,000 = after-hours burns 1.5×) and, under
+    ``HIGH_PRIORITY``, a high-priority log's (one whose priority is among the card's
+    ``high_priorities``): it burns at the higher of its condition's and the priority's factor."""
 
     size_seconds: int
     low_balance_seconds: tuple[int, ...] = (36_000,)
     burn_bp: Mapping[Condition, int] = field(default_factory=dict)
     per_period: bool = False
     rollover_periods: int = 0
+    rollover_cap_seconds: int | None = None
 
     def __post_init__(self) -> None:
         if self.size_seconds < 0:
             raise ConfigurationError("bucket.size_seconds", self.size_seconds, "is negative")
         for cond, bp in self.burn_bp.items():
-            if Condition(cond) not in (
-                Condition.REGULAR,
-                Condition.AFTER_HOURS,
-                Condition.WEEKEND,
-                Condition.HOLIDAY,
-            ):
-                raise ConfigurationError("bucket.burn_bp", cond, "is not a time condition")
-            if not isinstance(bp, int) or bp <= 0:
+            if Condition(cond) not in BURN_CONDITIONS:
+                raise ConfigurationError(
+                    "bucket.burn_bp", Condition(cond).name, "is not a time condition or HIGH_PRIORITY"
+                )
+            if not isinstance(bp, int) or isinstance(bp, bool) or bp <= 0:
                 raise ConfigurationError(f"bucket.burn_bp[{cond}]", bp, "is not a positive bp")
         if self.rollover_periods < 0:
             raise ConfigurationError("bucket.rollover_periods", self.rollover_periods, "< 0")
+        if self.rollover_cap_seconds is not None:
+            if self.rollover_cap_seconds < 0:
+                raise ConfigurationError(
+                    "bucket.rollover_cap_seconds", self.rollover_cap_seconds, "is negative"
+                )
+            if not self.per_period:
+                raise ConfigurationError(
+                    "bucket.rollover_cap_seconds",
+                    self.rollover_cap_seconds,
+                    "needs a per-period bucket (per_period)",
+                )
 
     def burn(self, cond: Condition) -> int:
         """Burn factor of a time condition in basis points (10,000 = 1×)."""
         return int(self.burn_bp.get(cond, 10_000))
 
+    def priority_burn(self, cond: Condition) -> int:
+        """Burn factor of a high-priority log's time in ``cond``: the higher of the
+        condition's and the ``HIGH_PRIORITY`` factor (basis points)."""
+        return max(self.burn(cond), int(self.burn_bp.get(Condition.HIGH_PRIORITY, 10_000)))
+
+
+class BaseTiming(StrEnum):
+    """When a recurring cycle's base fee is billed: on the invoice of the cycle before it
+    (``ADVANCE``; the first invoice also carries the first cycle's) or on its own
+    (``ARREARS``)."""
+
+    ADVANCE = "advance"
+    ARREARS = "arrears"
+
 
 @dataclass(frozen=True, slots=True)
 class RecurringTerms:
-    """MRR: ``base_fee`` per cycle billed in advance; ``unit_prices`` per unit type billed in
-    arrears on the count at cycle end; ``included_seconds`` of time per cycle (not prorated),
-    the rest overage at ``ADDITIONAL_HOURS``; ``prorate`` partial cycles by days."""
+    """MRR: ``base_fee`` per cycle, billed in advance or in arrears (``base_timing``);
+    ``unit_prices`` per unit type billed in arrears, on the count at the cycle's end or, with
+    ``prorate_units``, prorated by days; ``prorate`` partial cycles' base fee by days.
+    ``included_seconds`` of time per cycle (not prorated) draw the cycle's billable time and
+    the rest is overage at ``ADDITIONAL_HOURS``; ``None`` bills the time as time and materials
+    at the classified rates."""
 
     base_fee: int
     unit_prices: Mapping[str, int] = field(default_factory=dict)
-    included_seconds: int = 0
+    included_seconds: int | None = None
     prorate: bool = True
+    base_timing: BaseTiming = BaseTiming.ADVANCE
+    prorate_units: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_timing", BaseTiming(self.base_timing))
+        if self.included_seconds is not None and self.included_seconds < 0:
+            raise ConfigurationError(
+                "recurring.included_seconds", self.included_seconds, "is negative"
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class SlaCreditTerms:
-    """The deduction schedule: a fixed amount per breach by priority, or ``percent_bp`` of the
-    covered service fee (recurring base and units) per breach; ``cap_per_period`` (minor
-    units) trims breaches in breach-time order."""
+    """The deduction schedule, per breach by the ticket's priority: a fixed amount
+    (``per_breach``, minor units) or a share of the covered service fee of the breach's cycle
+    (``percent_per_priority``, basis points; recurring base and units, never time, overage or
+    tax); ``percent_bp`` applies to priorities named in neither. Per invoice, credits are
+    capped at ``cap_per_period`` (minor units) or ``cap_percent_bp`` of the invoice's covered
+    fee: breaches are taken in (breached at, breach id) order, the one crossing the cap gets the
+    remainder, later ones get no line."""
 
     per_breach: Mapping[str, int] = field(default_factory=dict)
     percent_bp: int = 0
     cap_per_period: int | None = None
+    percent_per_priority: Mapping[str, int] = field(default_factory=dict)
+    cap_percent_bp: int | None = None
+
+    def __post_init__(self) -> None:
+        both = {normalise_priority(p) for p in self.per_breach} & {
+            normalise_priority(p) for p in self.percent_per_priority
+        }
+        if both:
+            raise ConfigurationError(
+                "sla_credits.percent_per_priority",
+                sorted(both)[0],
+                "also has a fixed per_breach amount; give one or the other",
+            )
+        if self.cap_per_period is not None and self.cap_percent_bp is not None:
+            raise ConfigurationError(
+                "sla_credits.cap_percent_bp", self.cap_percent_bp, "and cap are both set"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,7 +197,7 @@ class ContractBook:
         self.version_triple = self.cal_holiday // 3
         self.calendar_set = CalendarSet(calendars, self.horizon)
         self._conditions: tuple[int, int, np.ndarray, np.ndarray] | None = None
-        self.mode = np.array([_MODES[c.type] for c in self.contracts], np.int8)
+        self.mode = np.array([_mode(c) for c in self.contracts], np.int8)
         self.burn = np.full((len(self.contracts), 4), 10_000, np.int64)
         for i, c in enumerate(self.contracts):
             if c.bucket is not None and c.type == ContractType.BUCKET:
@@ -498,6 +498,16 @@ class ContractBook:
         return out
 
 
+def _mode(contract: Contract) -> int:
+    """Pricing mode of a contract: a recurring contract without included hours bills its time
+    as time and materials."""
+    if contract.type == ContractType.RECURRING and (
+        contract.recurring is None or contract.recurring.included_seconds is None
+    ):
+        return K.MODE_PRICED
+    return _MODES[contract.type]
+
+
 def _calendar_key(contract: Contract) -> str:
     return json.dumps(contract.calendar.to_json(), sort_keys=True)
 
@@ -532,7 +542,11 @@ def contract_grants(
             out.append((local_midnight(contract.start, zone), end, b.size_seconds, GRANT_PURCHASE))
         for t in contract.top_ups:
             out.append((local_midnight(t.effective, zone), end, t.seconds, GRANT_TOP_UP))
-    elif contract.type == ContractType.RECURRING and contract.recurring is not None:
+    elif (
+        contract.type == ContractType.RECURRING
+        and contract.recurring is not None
+        and contract.recurring.included_seconds is not None
+    ):
         for p in periods:
             a, z = p.bounds(zone)
             out.append((a, z, contract.recurring.included_seconds, GRANT_PURCHASE))

@@ -80,6 +80,52 @@ class Stacking(StrEnum):
     COMPOUND = "compound"
 
 
+#: Time-condition precedence: ``default`` is the fixed order ``HOLIDAY > WEEKEND >
+#: AFTER_HOURS > REGULAR``; ``highest`` prices an instant at whichever applicable time
+#: condition's rule gives the highest rate (ties by the default order).
+PRECEDENCE_DEFAULT = "default"
+PRECEDENCE_HIGHEST = "highest"
+#: The time conditions an explicit precedence list orders (``REGULAR`` is always last).
+ORDERABLE_CONDITIONS = (Condition.HOLIDAY, Condition.WEEKEND, Condition.AFTER_HOURS)
+
+
+def normalise_precedence(value: object, path: str = "precedence") -> str | tuple[Condition, ...]:
+    """``"default"``, ``"highest"`` or an explicit order: a list naming each of ``HOLIDAY``,
+    ``WEEKEND`` and ``AFTER_HOURS`` once (first applicable wins). Anything else is an error
+    naming ``path`` and the value."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in (PRECEDENCE_DEFAULT, PRECEDENCE_HIGHEST):
+            return key
+        raise ConfigurationError(
+            path, value, "is not 'default', 'highest' or a list of time conditions"
+        )
+    if not isinstance(value, (list, tuple)):
+        raise ConfigurationError(
+            path, value, "is not 'default', 'highest' or a list of time conditions"
+        )
+    order: list[Condition] = []
+    for i, item in enumerate(value):
+        try:
+            cond = item if isinstance(item, Condition) else Condition[str(item).strip().upper()]
+        except KeyError:
+            cond = None
+        if cond not in ORDERABLE_CONDITIONS:
+            raise ConfigurationError(
+                f"{path}[{i}]", item, "is not one of HOLIDAY, WEEKEND, AFTER_HOURS"
+            )
+        if cond in order:
+            raise ConfigurationError(f"{path}[{i}]", item, "appears twice")
+        order.append(cond)
+    if len(order) != len(ORDERABLE_CONDITIONS):
+        raise ConfigurationError(
+            path, list(value), "must name each of HOLIDAY, WEEKEND and AFTER_HOURS once"
+        )
+    if tuple(order) == ORDERABLE_CONDITIONS:
+        return PRECEDENCE_DEFAULT
+    return tuple(order)
+
+
 class IncrementMode(StrEnum):
     """How actual seconds round to the billing increment."""
 
@@ -132,9 +178,11 @@ class RateCard:
     increment_mode: IncrementMode = IncrementMode.UP
     minimum_seconds: int = 0
     name: str = ""
+    precedence: str | tuple[Condition, ...] = PRECEDENCE_DEFAULT
 
     def __post_init__(self) -> None:
         currency(self.currency)
+        object.__setattr__(self, "precedence", normalise_precedence(self.precedence))
         object.__setattr__(self, "currency", self.currency.upper())
         object.__setattr__(self, "base_rates", dict(self.base_rates))
         object.__setattr__(self, "rules", {Condition(k): v for k, v in self.rules.items()})
@@ -227,6 +275,25 @@ class RateCard:
                 denominator *= BASIS_POINTS
         return round_half_up(numerator, denominator), time_condition, True
 
+    def condition_rate(self, base: int, cond: Condition) -> int:
+        """Rate of a time condition alone (its rule applied to ``base``; the base when the card
+        has no rule for it), before any priority modifier: what ``highest`` compares."""
+        if cond == Condition.REGULAR:
+            return base
+        return self._apply(base, cond)
+
+    def winning_condition(self, base: int, applicable: frozenset[Condition]) -> Condition:
+        """The time condition that prices an instant where the time conditions ``applicable``
+        apply (``REGULAR`` when none does), under the card's precedence."""
+        if not applicable:
+            return Condition.REGULAR
+        if self.precedence == PRECEDENCE_DEFAULT:
+            return max(applicable)
+        if self.precedence == PRECEDENCE_HIGHEST:
+            # Highest rate; ties by the default order (higher code first).
+            return max(applicable, key=lambda c: (self.condition_rate(base, c), int(c)))
+        return next(c for c in self.precedence if c in applicable)
+
     def portion_rate(self, base: int, cond: Condition) -> int:
         """Rate of an ``ADDITIONAL_HOURS`` or ``OUT_OF_SCOPE`` portion (the base when the card
         has no rule for it)."""
@@ -250,6 +317,11 @@ class RateCard:
             "increment_seconds": self.increment_seconds,
             "increment_mode": self.increment_mode.value,
             "minimum_seconds": self.minimum_seconds,
+            # Only a non-default precedence is written, so existing cards keep their hash.
+            **({} if self.precedence == PRECEDENCE_DEFAULT else {"precedence": (
+                self.precedence if isinstance(self.precedence, str)
+                else [c.name for c in self.precedence]
+            )}),
         }
 
     @classmethod
@@ -283,6 +355,9 @@ class RateCard:
             increment_mode=IncrementMode(data.get("increment_mode", "up")),
             minimum_seconds=int(data.get("minimum_seconds", 0)),
             name=str(data.get("name", "")),
+            precedence=normalise_precedence(
+                data.get("precedence", PRECEDENCE_DEFAULT), "rate_card.precedence"
+            ),
         )
 
     def content_hash(self) -> str:
