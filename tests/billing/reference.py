@@ -125,8 +125,42 @@ def portion_rate(card: RateCard, base: int, name: str) -> int:
     return base if rate is None else rate
 
 
+#: Per minute, which time conditions apply: bit 0 AFTER_HOURS (the calendar is closed, or a
+#: holiday), bit 1 WEEKEND (a weekend day of the card), bit 2 HOLIDAY (a holiday date).
+_AH, _WK, _HO = 1, 2, 4
+
+
+def ref_winner(card: RateCard, base: int, applicable: int) -> int:
+    """The time condition (0..3) pricing a minute where the ``applicable`` bits hold, under the
+    card's precedence, recomputed from the precedence's definition."""
+    names = [
+        n
+        for bit, n in ((_AH, "AFTER_HOURS"), (_WK, "WEEKEND"), (_HO, "HOLIDAY"))
+        if applicable & bit
+    ]
+    if not names:
+        return 0
+    precedence = card.precedence
+    if precedence == "default":
+        order = ["HOLIDAY", "WEEKEND", "AFTER_HOURS"]
+    elif precedence == "highest":
+
+        def rate(name: str) -> int:
+            r = ref_apply(card, base, name)
+            return base if r is None else r
+
+        order = sorted(
+            ["HOLIDAY", "WEEKEND", "AFTER_HOURS"],
+            key=lambda n: (-rate(n), -CONDITIONS.index(n)),
+        )
+    else:
+        order = [c.name for c in precedence]
+    winner = next(n for n in order if n in names)
+    return CONDITIONS.index(winner)
+
+
 class Conditions:
-    """Time condition of every minute of a window, per (calendar, weekend days)."""
+    """Which time conditions apply to every minute of a window, per (calendar, weekend days)."""
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start - start % 86_400
@@ -139,20 +173,31 @@ class Conditions:
             ref = ReferenceClock(contract.calendar, self.start, self.end)
             m = ref.minutes
             opened = ref.open_cells(0, m.cells)
-            cond = np.where(opened, 0, 1)
-            cond = np.where(np.isin(m.weekday, list(card.weekend_days)), 2, cond)
-            cond = np.where(np.isin(m.day, ref.holidays), 3, cond)
-            self._cache[key] = (ref, cond)
+            holiday = np.isin(m.day, ref.holidays)
+            bits = np.where(opened & ~holiday, 0, _AH)
+            bits = bits | np.where(np.isin(m.weekday, list(card.weekend_days)), _WK, 0)
+            bits = bits | np.where(holiday, _HO, 0)
+            self._cache[key] = (ref, bits)
         return self._cache[key]
 
-    def seconds(self, contract: Contract, card: RateCard, a: int, b: int) -> list[int]:
-        _ref, cond = self.cells(contract, card)
+    def seconds(
+        self, contract: Contract, card: RateCard, a: int, b: int, base: int = 0
+    ) -> list[int]:
+        """Seconds of ``[a, b)`` per time condition under the card's precedence (``base``,
+        minor units per hour, is what ``highest`` compares rates on)."""
+        _ref, bits = self.cells(contract, card)
         lo, hi = (a - self.start) // MINUTE, (b - 1 - self.start) // MINUTE + 1
-        if lo < 0 or hi > cond.size:
+        if lo < 0 or hi > bits.size:
             raise ValueError("log outside the reference window")
         cell_start = self.start + MINUTE * np.arange(lo, hi, dtype=np.int64)
         overlap = np.minimum(cell_start + MINUTE, b) - np.maximum(cell_start, a)
-        return [int(overlap[cond[lo:hi] == c].sum()) for c in range(4)]
+        out = [0, 0, 0, 0]
+        window = bits[lo:hi]
+        for applicable in range(8):
+            sec = int(overlap[window == applicable].sum())
+            if sec:
+                out[ref_winner(card, base, applicable)] += sec
+        return out
 
 
 def ref_round(actual: int, card: RateCard) -> int:
@@ -178,6 +223,8 @@ def ref_share(total: int, actual: list[int]) -> list[int]:
 
 
 def grants(contract: Contract, starts: list[date]) -> list[list[int]]:
+    """Grants ``[from, until, seconds, per_period]`` sorted by start (per_period 1 for a
+    per-period bucket grant: the ones a rollover cap trims)."""
     zone = ZoneInfo(contract.calendar.timezone)
     end = local_midnight(contract.end, zone) if contract.end else FOREVER
     out: list[list[int]] = []
@@ -190,22 +237,44 @@ def grants(contract: Contract, starts: list[date]) -> list[list[int]]:
                         local_midnight(starts[k], zone),
                         local_midnight(starts[k + 1 + b.rollover_periods], zone),
                         b.size_seconds,
+                        1,
                     ]
                 )
         else:
-            out.append([local_midnight(contract.start, zone), end, b.size_seconds])
+            out.append([local_midnight(contract.start, zone), end, b.size_seconds, 0])
         for t in contract.top_ups:
-            out.append([local_midnight(t.effective, zone), end, t.seconds])
-    elif contract.type.value == "RECURRING":
+            out.append([local_midnight(t.effective, zone), end, t.seconds, 0])
+    elif contract.type.value == "RECURRING" and contract.recurring.included_seconds is not None:
         for k in range(len(starts) - 1):
             out.append(
                 [
                     local_midnight(starts[k], zone),
                     local_midnight(starts[k + 1], zone),
                     contract.recurring.included_seconds,
+                    0,
                 ]
             )
     return sorted(out)
+
+
+def cap_rollover(pool: list[list[int]], cap: int | None, done: set[int], until: int) -> None:
+    """Apply the rollover cap at every per-period grant start ``s <= until`` not yet in
+    ``done``, in time order: the per-period grants granted before ``s`` and still valid at
+    ``s`` carry at most ``cap`` seconds in; the excess expires, oldest first."""
+    if cap is None:
+        return
+    for s in sorted({g[0] for g in pool if g[3]}):
+        if s > until or s in done:
+            continue
+        done.add(s)
+        carried = [g for g in pool if g[3] and g[0] < s < g[1]]
+        excess = sum(g[2] for g in carried) - cap
+        for g in sorted(carried, key=lambda g: g[0]):
+            if excess <= 0:
+                break
+            cut = min(g[2], excess)
+            g[2] -= cut
+            excess -= cut
 
 
 def price_reference(
@@ -252,12 +321,12 @@ def price_reference(
                     if v.effective_from <= local_day:
                         version = v
                 card = version.card
-                actual = conditions.seconds(contract, card, a, b)
+                base = ref_base(card, level, job)
+                assert base is not None
+                actual = conditions.seconds(contract, card, a, b, base)
                 assert sum(actual) == b - a
                 total = ref_round(b - a, card)
                 billed = ref_share(total, actual)
-                base = ref_base(card, level, job)
-                assert base is not None
                 high = priority in card.high_priorities and any(
                     c.name == "HIGH_PRIORITY" for c in card.rules
                 )
@@ -266,10 +335,10 @@ def price_reference(
                     scope.job_types is None or job in scope.job_types
                 )
                 bt = row["billable_type"]
-                if not row["approved"]:
+                if not in_scope and scope.out_of_scope.value == "REJECT":
+                    status = "REJECTED"  # whatever its approval state or billable type
+                elif not row["approved"]:
                     status = "UNAPPROVED"
-                elif bt == "BILLABLE" and not in_scope and scope.out_of_scope.value == "REJECT":
-                    status = "REJECTED"
                 else:
                     status = "PRICED"
                 part = RefPart(
@@ -299,7 +368,10 @@ def price_reference(
                         total,
                         portion_rate(card, base, "OUT_OF_SCOPE"),
                     )
-                elif contract.type.value == "HOURLY":
+                elif contract.type.value == "HOURLY" or (
+                    contract.type.value == "RECURRING"
+                    and contract.recurring.included_seconds is None
+                ):
                     for c in range(4):
                         if billed[c] > 0:
                             rate, label, hp = ref_rate(card, base, CONDITIONS[c], high)
@@ -308,19 +380,26 @@ def price_reference(
                     part.covered = total
                     add_line(out, (*key, "INCLUDED", level, job, 0), total, 0)
                 else:
-                    drawing[contract.id].append((a, row["log_id"], j, part, level, job, card))
+                    burns_high = priority in card.high_priorities
+                    drawing[contract.id].append(
+                        (a, row["log_id"], j, part, level, job, card, burns_high)
+                    )
         for contract_id, items in drawing.items():
             contract = by_id[contract_id]
             pool = grants(contract, period_cache[contract_id])
-            burn = [
-                contract.bucket.burn(c) if contract.type.value == "BUCKET" else 10_000
-                for c in range(4)
-            ]
-            for a, _, _, part, level, job, card in sorted(items, key=lambda x: x[:3]):
+            bucket = contract.bucket if contract.type.value == "BUCKET" else None
+            factors = {c.name: bp for c, bp in (bucket.burn_bp.items() if bucket else ())}
+            cap = bucket.rollover_cap_seconds if bucket else None
+            capped: set[int] = set()
+            for a, _, _, part, level, job, card, burns_high in sorted(items, key=lambda x: x[:3]):
+                burn = [factors.get(name, 10_000) for name in CONDITIONS]
+                if burns_high and "HIGH_PRIORITY" in factors:
+                    burn = [max(x, factors["HIGH_PRIORITY"]) for x in burn]
                 need = sum(
                     q(Decimal(part.billed[c]) * Decimal(burn[c]) / Decimal(10_000))
                     for c in range(4)
                 )
+                cap_rollover(pool, cap, capped, a)
                 got = 0
                 for g in pool:
                     if got == need:
@@ -355,4 +434,4 @@ def add_line(out: Reference, key: tuple, seconds: int, rate: int) -> None:
     line[0] += seconds
 
 
-__all__ = ["Conditions", "RefPart", "Reference", "price_reference"]
+__all__ = ["Conditions", "RefPart", "Reference", "cap_rollover", "grants", "price_reference"]

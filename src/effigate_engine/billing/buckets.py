@@ -7,8 +7,11 @@ crossed. All quantities are burn-weighted seconds. The identity
 ``burned + remaining + expired = purchased + top-ups`` always holds (``expired`` is what a
 rollover window let lapse; zero for a one-off bucket).
 
-An alert fires when the balance falls to or below a threshold; it fires once per crossing, and
-re-arms only if a top-up lifts the balance back above the threshold.
+A low-balance threshold *T* fires when a draw takes the balance from above *T* to at or below
+*T*: it re-arms whenever the balance rises above *T* again (a top-up, a new period's grant, a
+rollover) and never fires for a draw that started at or below *T*. At each period start a
+per-period bucket's rollover cap expires what the earlier periods' grants carry in beyond it,
+oldest first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import numpy as np
 from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.periods import local_midnight
-from effigate_engine.ratecard.classify import GRANT_PURCHASE, Classification, contract_grants
+from effigate_engine.ratecard.classify import (
+    GRANT_PERIOD,
+    GRANT_PURCHASE,
+    Classification,
+    contract_grants,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,79 +68,120 @@ class BucketStatement:
 
 
 def bucket_statement(
-    contract: Contract, classification: Classification, at: datetime | int
+    contract: Contract, classification: Classification | None, at: datetime | int
 ) -> BucketStatement:
-    """Replay ``contract``'s drawdown in ``classification`` up to instant ``at``."""
+    """Replay ``contract``'s drawdown in ``classification`` (``None``: no logs yet) up to
+    instant ``at`` (epoch seconds or an aware datetime)."""
     if contract.type != ContractType.BUCKET or contract.bucket is None:
         raise BillingError("contract.type", contract.type, "is not a BUCKET contract")
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise BillingError("at", at.isoformat(), "is naive; give an aware datetime")
         at = int(at.timestamp())
-    book = classification.book
-    if contract.id not in book.index:
-        raise BillingError("contract", contract.id, "is not in the classification's book")
-    c = book.index[contract.id]
-    p = classification.parts
-    log_ids = classification.logs.column("log_id").to_pylist()
-    mine = np.flatnonzero(
-        (p["log_contract"][p["part_log"]] == c)
-        & ((p["covered"] > 0) | (p["overage"] > 0))
-        & (p["part_start"] < at)
-    )
-    order = sorted(
-        mine.tolist(),
-        key=lambda k: (
-            int(p["part_start"][k]),
-            log_ids[int(p["part_log"][k])],
-            int(p["part_no"][k]),
-        ),
-    )
+    drawing: list[tuple[int, str, int, int, int]] = []  # start, log id, part, need, covered
+    if classification is not None:
+        book = classification.book
+        if contract.id not in book.index:
+            raise BillingError("contract", contract.id, "is not in the classification's book")
+        c = book.index[contract.id]
+        p = classification.parts
+        log_ids = classification.logs.column("log_id").to_pylist()
+        mine = np.flatnonzero(
+            (p["log_contract"][p["part_log"]] == c)
+            & ((p["covered"] > 0) | (p["overage"] > 0))
+            & (p["part_start"] < at)
+        )
+        drawing = sorted(
+            (
+                int(p["part_start"][k]),
+                log_ids[int(p["part_log"][k])],
+                int(p["part_no"][k]),
+                int(p["covered"][k] + p["overage"][k]),
+                int(p["covered"][k]),
+            )
+            for k in mine.tolist()
+        )
     day = datetime.fromtimestamp(at, UTC).date()
     periods = contract.cycle.periods_until(max(day, contract.start))
-    grants = sorted(contract_grants(contract, periods))
-    zone = contract.zone
-    top_up_amount = sum(
-        t.seconds for t in contract.top_ups if local_midnight(t.effective, zone) <= at
-    )
-    left = [g[2] for g in grants]
+    pool = _Pool(sorted(contract_grants(contract, periods)), contract.bucket.rollover_cap_seconds)
     thresholds = sorted(contract.bucket.low_balance_seconds, reverse=True)
-    armed = dict.fromkeys(thresholds, True)
     alerts: list[BucketAlert] = []
     overage = 0
-    for k in order:
-        t = int(p["part_start"][k])
-        need = int(p["covered"][k] + p["overage"][k])
-        got = 0
-        for g, (start, until, _, _) in enumerate(grants):
-            if got == need:
-                break
-            if start <= t < until and left[g] > 0:
-                take = min(left[g], need - got)
-                left[g] -= take
-                got += take
-        if got != int(p["covered"][k]):
+    for t, log_id, _, need, covered in drawing:
+        pool.cap_until(t)
+        before = pool.balance(t)
+        got = pool.draw(t, need)
+        if got != covered:
             raise BillingError("classification", contract.id, "does not match the contract")
         overage += need - got
-        balance = sum(x for g, x in zip(grants, left, strict=True) if g[0] <= t < g[1])
-        for th in thresholds:
-            if balance > th:
-                armed[th] = True
-            elif armed[th]:
-                armed[th] = False
-                alerts.append(BucketAlert(th, balance, t, log_ids[int(p["part_log"][k])]))
-    purchased = sum(g[2] for g in grants if g[0] <= at and g[3] == GRANT_PURCHASE)
-    burned = sum(g[2] - x for g, x in zip(grants, left, strict=True) if g[0] <= at)
-    remaining = sum(x for g, x in zip(grants, left, strict=True) if g[0] <= at < g[1])
-    expired = sum(x for g, x in zip(grants, left, strict=True) if g[1] <= at)
+        after = before - got
+        # A threshold fires when a draw takes the balance from above it to at or below it.
+        alerts.extend(
+            BucketAlert(th, after, t, log_id) for th in thresholds if after <= th < before
+        )
+    pool.cap_until(at)
+    grants, left = pool.grants, pool.left
+    zone = contract.zone
     return BucketStatement(
         contract.id,
         at,
-        purchased,
-        top_up_amount,
-        burned,
-        remaining,
-        expired,
+        sum(g[2] for g in grants if g[0] <= at and g[3] in (GRANT_PURCHASE, GRANT_PERIOD)),
+        sum(t.seconds for t in contract.top_ups if local_midnight(t.effective, zone) <= at),
+        sum(pool.drawn),
+        sum(x for g, x in zip(grants, left, strict=True) if g[0] <= at < g[1]),
+        sum(x for g, x in zip(grants, left, strict=True) if g[1] <= at) + sum(pool.capped),
         overage,
         tuple(alerts),
     )
+
+
+class _Pool:
+    """A bucket's grants ``(from, until, seconds, kind)`` (sorted by start) as a drawdown
+    consumes them: seconds left, drawn and expired by the rollover cap per grant."""
+
+    def __init__(self, grants: list[tuple[int, int, int, int]], cap: int | None) -> None:
+        self.grants = grants
+        self.left = [g[2] for g in grants]
+        self.drawn = [0] * len(grants)
+        self.capped = [0] * len(grants)
+        self._cap = cap
+        self._events = sorted({g[0] for g in grants if g[3] == GRANT_PERIOD})
+        self._next = 0
+
+    def cap_until(self, t: int) -> None:
+        """Apply the rollover cap at every per-period grant start up to ``t``, in order: what
+        earlier per-period grants still valid there carry in beyond the cap expires, oldest
+        first."""
+        while self._next < len(self._events) and self._events[self._next] <= t:
+            s = self._events[self._next]
+            self._next += 1
+            if self._cap is None:
+                continue
+            carried = [
+                j for j, g in enumerate(self.grants) if g[3] == GRANT_PERIOD and g[0] < s < g[1]
+            ]
+            excess = sum(self.left[j] for j in carried) - self._cap
+            for j in carried:
+                if excess <= 0:
+                    break
+                cut = min(self.left[j], excess)
+                self.left[j] -= cut
+                self.capped[j] += cut
+                excess -= cut
+
+    def balance(self, t: int) -> int:
+        """Seconds left in the grants valid at ``t``."""
+        return sum(x for g, x in zip(self.grants, self.left, strict=True) if g[0] <= t < g[1])
+
+    def draw(self, t: int, need: int) -> int:
+        """Draw up to ``need`` seconds at ``t``, oldest grant first; returns what was drawn."""
+        got = 0
+        for j, (start, until, _, _) in enumerate(self.grants):
+            if got == need:
+                break
+            if start <= t < until and self.left[j] > 0:
+                take = min(self.left[j], need - got)
+                self.left[j] -= take
+                self.drawn[j] += take
+                got += take
+        return got

@@ -121,7 +121,9 @@ class BucketTerms:
         for cond, bp in self.burn_bp.items():
             if Condition(cond) not in BURN_CONDITIONS:
                 raise ConfigurationError(
-                    "bucket.burn_bp", Condition(cond).name, "is not a time condition or HIGH_PRIORITY"
+                    "bucket.burn_bp",
+                    Condition(cond).name,
+                    "is not a time condition or HIGH_PRIORITY",
                 )
             if not isinstance(bp, int) or isinstance(bp, bool) or bp <= 0:
                 raise ConfigurationError(f"bucket.burn_bp[{cond}]", bp, "is not a positive bp")

@@ -51,6 +51,18 @@ def _dates_in(horizon: Horizon) -> tuple[date, date]:
     return first, last
 
 
+def _touched(calendar: Calendar, closed: frozenset[date]) -> set[date]:
+    """The ``closed`` dates an extra opening of ``calendar`` touches."""
+    touched: set[date] = set()
+    for rng in calendar.extra_openings:
+        day = rng.start.date()
+        while datetime.combine(day, time(0)) < rng.end:
+            if day in closed:
+                touched.add(day)
+            day += timedelta(days=1)
+    return touched
+
+
 def condition_calendars(
     calendar: Calendar, weekend_days: tuple[int, ...], horizon: Horizon
 ) -> ConditionCalendars:
@@ -73,13 +85,7 @@ def condition_calendars(
     closed_dates = frozenset(holidays) | frozenset(weekends)
     # An extra opening outranks a holiday in the business calendar, but not in classification:
     # close the whole date wherever an opening touches a holiday or weekend date.
-    touched: set[date] = set()
-    for rng in calendar.extra_openings:
-        day = rng.start.date()
-        while datetime.combine(day, time(0)) < rng.end:
-            if day in closed_dates:
-                touched.add(day)
-            day += timedelta(days=1)
+    touched = _touched(calendar, closed_dates)
     regular = Calendar(
         zone,
         calendar.weekly,
@@ -88,3 +94,42 @@ def condition_calendars(
         extra_openings=calendar.extra_openings,
     )
     return ConditionCalendars(holiday, nonworking, regular)
+
+
+@dataclass(frozen=True)
+class PrecedenceCalendars:
+    """Two more calendars of a (calendar, weekend days) pair, for cards whose precedence is not
+    the default order: what applies to an instant then matters, not only which condition
+    outranks. ``holiday_weekend`` is open all day on holidays that fall on a weekend day;
+    ``open_days`` is the business calendar with every holiday closed all day (extra openings
+    touching a holiday too). With the three condition calendars they split time into six
+    classes by the conditions that apply: holiday on a weekend day, other holidays (both also
+    closed), weekend open (``open_days − regular``), weekend closed, closed weekday, open
+    weekday."""
+
+    holiday_weekend: Calendar
+    open_days: Calendar
+
+
+def precedence_calendars(
+    calendar: Calendar, weekend_days: tuple[int, ...], horizon: Horizon
+) -> PrecedenceCalendars:
+    """Derive the holiday-on-a-weekend and open-days calendars of ``calendar``."""
+    first, last = _dates_in(horizon)
+    holidays = sorted(d for d in calendar.holiday_dates(horizon.years) if first <= d <= last)
+    zone = calendar.timezone
+    holiday_weekend = Calendar(
+        zone,
+        (),
+        extra_openings=tuple(_all_day(d) for d in holidays if d.weekday() in weekend_days),
+    )
+    closed = frozenset(holidays)
+    touched = _touched(calendar, closed)
+    open_days = Calendar(
+        zone,
+        calendar.weekly,
+        holidays=closed,
+        closures=(*calendar.closures, *(_all_day(d) for d in sorted(touched))),
+        extra_openings=calendar.extra_openings,
+    )
+    return PrecedenceCalendars(holiday_weekend, open_days)

@@ -42,8 +42,9 @@ from effigate_engine.calendar_set import CalendarSet, Horizon
 from effigate_engine.errors import BatchError
 from effigate_engine.instants import to_column
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.calendars import condition_calendars
+from effigate_engine.ratecard.calendars import condition_calendars, precedence_calendars
 from effigate_engine.ratecard.model import (
+    PRECEDENCE_DEFAULT,
     PRIORITIES,
     TIME_CONDITIONS,
     Condition,
@@ -193,16 +194,36 @@ class ContractBook:
         self.cal_holiday, self.cal_nonworking, self.cal_regular = (
             np.ascontiguousarray(cal_of_version[:, j]) for j in range(3)
         )
+        self.n_triples = len(calendars) // 3
+        # Cards with a non-default precedence: two more calendars per (calendar, weekend days)
+        # split time by which conditions apply (``calendars.precedence_calendars``).
+        pairs: dict[tuple[str, tuple[int, ...]], int] = {}
+        #: Per version: its (holiday-on-weekend, open-days) calendars, or -1 (default order).
+        self.cal_precedence = np.full((len(self.versions), 2), -1, np.int64)
+        for g, ref in enumerate(self.versions):
+            if ref.card.precedence == PRECEDENCE_DEFAULT:
+                continue
+            contract = self.contracts[ref.contract]
+            key = (_calendar_key(contract), ref.card.weekend_days)
+            if key not in pairs:
+                extra = precedence_calendars(contract.calendar, ref.card.weekend_days, self.horizon)
+                pairs[key] = len(calendars)
+                calendars += [extra.holiday_weekend, extra.open_days]
+            self.cal_precedence[g] = (pairs[key], pairs[key] + 1)
+        self._winners: dict[tuple, np.ndarray] = {}
         #: Per version: its condition triple (holiday, non-working, regular calendars).
         self.version_triple = self.cal_holiday // 3
         self.calendar_set = CalendarSet(calendars, self.horizon)
         self._conditions: tuple[int, int, np.ndarray, np.ndarray] | None = None
         self.mode = np.array([_mode(c) for c in self.contracts], np.int8)
-        self.burn = np.full((len(self.contracts), 4), 10_000, np.int64)
+        #: Burn factors (basis points) per contract: columns 0..3 per time condition, 4..7 the
+        #: same for a high-priority log (the higher of the condition's and the priority's).
+        self.burn = np.full((len(self.contracts), 2 * K.N_TIME), 10_000, np.int64)
         for i, c in enumerate(self.contracts):
             if c.bucket is not None and c.type == ContractType.BUCKET:
                 for cond in TIME_CONDITIONS:
                     self.burn[i, cond] = c.bucket.burn(cond)
+                    self.burn[i, K.N_TIME + cond] = c.bucket.priority_burn(cond)
         self._card_cache: dict[tuple, dict[str, _CardTables]] = {}
         self._grants: tuple[list[list[Period]], tuple[np.ndarray, ...]] | None = None
         self._periods: dict[
@@ -319,7 +340,7 @@ class ContractBook:
         cached = self._conditions
         if cached is not None and cached[0] <= lo and hi <= cached[1]:
             return cached[0], cached[2], cached[3]
-        triples = len(self.calendar_set) // 3
+        triples = self.n_triples
         a, z = lo, hi
         if cached is not None:
             a, z = min(lo, cached[0]), max(hi, cached[1])
@@ -401,6 +422,12 @@ class ContractBook:
             "additional": np.ascontiguousarray(np.stack([t.additional for t in per])),
             "priority": np.ascontiguousarray(np.stack([t.priority for t in per])),
             "high": np.ascontiguousarray(np.stack([t.high for t in per])),
+            # Per version and priority: a bucket burns the priority's time at the high-priority
+            # factor (the priority is among the card's high priorities; no rule needed).
+            "burns_high": np.array(
+                [[p in r.card.high_priorities for p in priorities] for r in self.versions],
+                np.uint8,
+            ).reshape(len(self.versions), len(priorities)),
             "scope": np.ascontiguousarray(np.stack(scope_rows)),
             "increment": np.array([r.card.increment_seconds for r in self.versions], np.int64),
             "mode": np.array(
@@ -452,12 +479,15 @@ class ContractBook:
         scope = tables["scope"][self.version_contract].astype(np.int64)
         high = tables["high"].astype(np.int64)
         high_mask = (high << np.arange(high.shape[1], dtype=np.int64)).sum(axis=1)
+        burns = tables["burns_high"].astype(np.int64)
+        burn_mask = (burns << np.arange(burns.shape[1], dtype=np.int64)).sum(axis=1)
         info = (
             scope
             | self.mode.astype(np.int64)[contract] << K.INFO_MODE
             | tables["mode"][v] << K.INFO_ROUND
             | known << K.INFO_KNOWN
             | high_mask[v] << K.INFO_HIGH
+            | burn_mask[v] << K.INFO_BURN_HIGH
         )
         label = tables["label"].astype(np.int64)
         applied = tables["applied"].astype(np.int64)
@@ -470,22 +500,61 @@ class ContractBook:
         self._rows = (key, out)
         return out
 
+    def winners(
+        self,
+        version: np.ndarray,
+        level: np.ndarray,
+        job: np.ndarray,
+        levels: Sequence[str],
+        jobs: Sequence[str],
+    ) -> np.ndarray:
+        """Per (version, level, job) given: the time condition (code 0..3) that prices each of
+        the six classes of time of :data:`_CLASS_CONDITIONS` under the version card's
+        precedence, ``(len(version), 6)`` int8. A pair with no base rate gets the default
+        order (the pricing pass refuses it)."""
+        rows = (version.astype(np.int64) * len(levels) + level) * max(len(jobs), 1) + job
+        unique, inverse = np.unique(rows, return_inverse=True)
+        table = np.empty((unique.size, len(_CLASS_CONDITIONS)), np.int8)
+        for u, row in enumerate(unique.tolist()):
+            v, rest = divmod(row, len(levels) * max(len(jobs), 1))
+            lv, jb = divmod(rest, max(len(jobs), 1))
+            card = self.versions[v].card
+            key = (self.versions[v].content_hash, levels[lv], jobs[jb])
+            if key not in self._winners:
+                base = card.base_rate(levels[lv], jobs[jb])
+                self._winners[key] = np.array(
+                    [
+                        card.winning_condition(base, applies)
+                        if base is not None
+                        else max(applies, default=Condition.REGULAR)
+                        for applies in _CLASS_CONDITIONS
+                    ],
+                    np.int8,
+                )
+            table[u] = self._winners[key]
+        return table[inverse.reshape(-1)]
+
     # Grants ---------------------------------------------------------------------------------
 
     def grants(self, periods: list[list[Period]]) -> tuple[np.ndarray, ...]:
-        """Every drawdown contract's grants ``(from, until, seconds)`` in consumption order
-        (oldest first), CSR by contract. Seconds are burn-weighted seconds. Cached for the
-        current period lists; callers consume a copy of the seconds."""
+        """Every drawdown contract's grants in consumption order (oldest first), CSR by
+        contract: ``(first, last, from, until, seconds, capped, rollover_cap)`` — ``capped``
+        marks per-period bucket grants, ``rollover_cap`` is per contract (seconds, -1 =
+        none). Seconds are burn-weighted seconds. Cached for the current period lists;
+        callers consume a copy of the seconds."""
         cached = self._grants
         if cached is not None and cached[0] is periods:
             return cached[1]
         first = np.zeros(len(self.contracts), np.int64)
         last = np.zeros(len(self.contracts), np.int64)
-        rows: list[tuple[int, int, int]] = []
+        cap = np.full(len(self.contracts), -1, np.int64)
+        rows: list[tuple[int, int, int, int]] = []
         for i, c in enumerate(self.contracts):
             first[i] = len(rows)
             rows.extend(sorted(contract_grants(c, periods[i])))
             last[i] = len(rows)
+            if c.bucket is not None and c.bucket.rollover_cap_seconds is not None:
+                cap[i] = c.bucket.rollover_cap_seconds
         arr = np.array(rows, np.int64).reshape(-1, 4)
         out = (
             first,
@@ -493,6 +562,8 @@ class ContractBook:
             np.ascontiguousarray(arr[:, 0]),
             np.ascontiguousarray(arr[:, 1]),
             np.ascontiguousarray(arr[:, 2]),
+            np.ascontiguousarray(arr[:, 3] == GRANT_PERIOD),
+            cap,
         )
         self._grants = (periods, out)
         return out
@@ -512,8 +583,9 @@ def _calendar_key(contract: Contract) -> str:
     return json.dumps(contract.calendar.to_json(), sort_keys=True)
 
 
-#: Grant kinds: purchased (or included) seconds, and top-ups added by amendments.
-GRANT_PURCHASE, GRANT_TOP_UP = 0, 1
+#: Grant kinds: purchased (or included) seconds, top-ups added by amendments, and a
+#: per-period bucket's grant of one period (the grants a rollover cap trims).
+GRANT_PURCHASE, GRANT_TOP_UP, GRANT_PERIOD = 0, 1, 2
 
 
 def contract_grants(
@@ -535,7 +607,7 @@ def contract_grants(
                         local_midnight(p.start, zone),
                         local_midnight(until, zone),
                         b.size_seconds,
-                        GRANT_PURCHASE,
+                        GRANT_PERIOD,
                     )
                 )
         else:
@@ -943,6 +1015,19 @@ def classify(
     n = logs.num_rows
     if n == 0:
         raise BatchError("logs", 0, 0, "is an empty batch")
+    id_offsets, id_data = _string_buffers(_string_column(logs, "log_id"))
+    first, again = K.repeated_id(
+        id_offsets,
+        id_data,
+        buffers.get("id_hashes", (n,), np.uint64),
+        buffers.get("id_spread", (n,), np.uint64),
+        buffers.get("id_order", (n,), np.int32),
+    )
+    if again >= 0:
+        ids = _string_column(logs, "log_id")
+        raise BatchError(
+            "log_id", again, ids[again].as_py(), f"appears twice (rows {first} and {again})"
+        )
     contract_codes, contract_values = _categorical(logs, "contract_id")
     log_contract = _remap(
         contract_codes,
@@ -1066,6 +1151,22 @@ def classify(
             seconds.append(out)
         nw, reg, hol = seconds
         actual[todo] = np.stack([reg, z - a - nw - reg, nw - hol, hol], axis=1)
+    if (book.cal_precedence[:, 0] >= 0).any():
+        _apply_precedence(
+            book,
+            actual,
+            part_version,
+            start,
+            end,
+            extra_log,
+            extra_no,
+            extra_start,
+            extra_end,
+            log_level,
+            log_job,
+            levels,
+            jobs,
+        )
 
     # 2. Rounding, sharing, pricing, and lines of the parts that draw nothing.
     t = book.tables(tuple(levels), tuple(jobs), tuple(PRIORITIES))
@@ -1134,8 +1235,7 @@ def classify(
     seg_need = buffers.get("seg_need", (count,), np.int32)
     seg_got = buffers.get("seg_got", (count,), np.int32)
     if count:
-        g_first, g_last, g_from, g_until, g_left = book.grants(periods)
-        id_offsets, id_data = _string_buffers(_string_column(logs, "log_id"))
+        g_first, g_last, g_from, g_until, g_left, g_capped, g_cap = book.grants(periods)
         table, duplicate = K.draw_down(
             draw_part[:count],
             draw_contract[:count],
@@ -1152,6 +1252,8 @@ def classify(
             g_from,
             g_until,
             g_left.copy(),
+            g_capped,
+            g_cap,
             table,
             used,
             dense,
@@ -1211,6 +1313,80 @@ def classify(
         slot_keys if evidence else None,
         buffers.pool,
     )
+
+
+#: The six classes of time by which time conditions apply (``calendars.precedence_calendars``):
+#: holiday on a weekend day, other holiday (both closed), weekend open, weekend closed, closed
+#: weekday, open weekday.
+_CLASS_CONDITIONS = (
+    frozenset({Condition.HOLIDAY, Condition.WEEKEND, Condition.AFTER_HOURS}),
+    frozenset({Condition.HOLIDAY, Condition.AFTER_HOURS}),
+    frozenset({Condition.WEEKEND}),
+    frozenset({Condition.WEEKEND, Condition.AFTER_HOURS}),
+    frozenset({Condition.AFTER_HOURS}),
+    frozenset(),
+)
+
+
+def _apply_precedence(
+    book: ContractBook,
+    actual: np.ndarray,
+    part_version: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    extra_log: np.ndarray,
+    extra_no: np.ndarray,
+    extra_start: np.ndarray,
+    extra_end: np.ndarray,
+    log_level: np.ndarray,
+    log_job: np.ndarray,
+    levels: Sequence[str],
+    jobs: Sequence[str],
+) -> None:
+    """Re-assign the seconds of the parts priced by cards with a non-default precedence: the
+    clock measures their holiday-on-a-weekend and open-days calendars, the default split gives
+    the rest, and each of the six classes of time goes to the condition the card's precedence
+    picks among those that apply (``RateCard.winning_condition``; ``highest`` compares rates
+    on the part's base rate). In place, in ``actual``."""
+    n = start.size
+    sel = np.flatnonzero(book.cal_precedence[part_version, 0] >= 0)
+    if not sel.size:
+        return
+    later = sel >= n
+    log = sel.copy()
+    log[later] = extra_log[sel[later] - n]
+    a = start[log]
+    a[later] = extra_start[sel[later] - n]
+    first_end = end[log]
+    split = extra_no == 1  # a split log's first part ends where its second starts
+    if split.any():
+        cut_at = dict(zip(extra_log[split].tolist(), extra_start[split].tolist(), strict=True))
+        for x in np.flatnonzero(~later).tolist():
+            first_end[x] = cut_at.get(int(log[x]), first_end[x])
+    z = first_end
+    z[later] = extra_end[sel[later] - n]
+    cal = book.cal_precedence[part_version[sel]]
+    holiday_weekend = np.empty(sel.size, np.int64)
+    open_days = np.empty(sel.size, np.int64)
+    _elapsed(book.calendar_set, np.ascontiguousarray(cal[:, 0]), a, z, holiday_weekend)
+    _elapsed(book.calendar_set, np.ascontiguousarray(cal[:, 1]), a, z, open_days)
+    act = actual[sel].astype(np.int64)
+    regular, after, weekend, holiday = act[:, 0], act[:, 1], act[:, 2], act[:, 3]
+    weekend_open = open_days - regular
+    classes = (
+        holiday_weekend,
+        holiday - holiday_weekend,
+        weekend_open,
+        weekend - weekend_open,
+        after,
+        regular,
+    )
+    winners = book.winners(part_version[sel], log_level[log], log_job[log], levels, jobs)
+    out = np.zeros((sel.size, K.N_TIME), np.int64)
+    for j, seconds in enumerate(classes):
+        for c in range(K.N_TIME):
+            out[:, c] += np.where(winners[:, j] == c, seconds, 0)
+    actual[sel] = out
 
 
 def _elapsed(

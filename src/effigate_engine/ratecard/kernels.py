@@ -460,6 +460,9 @@ ROW_DENSE, ROW_KEY, ROW_ROUNDING, ROW_INFO = 0, 1, 2, 3
 #: conditions' line codes (``label << 1 | priority applied``, 5 bits each) without and with
 #: the priority flag.
 INFO_MODE, INFO_ROUND, INFO_KNOWN, INFO_HIGH, INFO_CODES = 2, 4, 5, 6, 14
+#: Bits (one per priority) of a row's ``ROW_INFO`` word: the priority burns a bucket at the
+#: high-priority factor (after the eight line codes of ``CODE_BITS`` each).
+INFO_BURN_HIGH = 54
 CODE_BITS = 5
 
 
@@ -570,11 +573,12 @@ def price_parts(
         if want_slots:
             for q in range(SLOTS):
                 slot_keys[k, q] = EMPTY
+        if scope == SCOPE_REJECTED:
+            # Out of scope under REJECT: whatever its approval state or billable type.
+            flags[k] = bits | REJECTED
+            continue
         if not log_approved[i]:
             flags[k] = bits | UNAPPROVED
-            continue
-        if scope == SCOPE_REJECTED and bt == BILLABLE:
-            flags[k] = bits | REJECTED
             continue
         flags[k] = bits | PRICED
         p = np.int64(part_period[k])
@@ -582,15 +586,17 @@ def price_parts(
         if bt == BILLABLE and scope == IN_SCOPE and mode == MODE_DRAWDOWN:
             # Burn weighting rounds half-up once per condition of the part.
             c = version_contract[v]
+            # A high-priority log burns at max(condition, priority) factors: columns 4..7.
+            w = N_TIME * ((info >> (INFO_BURN_HIGH + log_priority[i])) & 1)
             draw_part[nd] = k
             draw_contract[nd] = c
             draw_start[nd] = start[i] if k < n else extra_start[k - n]
             draw_prefix[nd] = rows[r, ROW_KEY] | (p << SHIFT_PERIOD)
             draw_need[nd] = (
-                (2 * b0 * burn[c, 0] + BP) // (2 * BP)
-                + (2 * b1 * burn[c, 1] + BP) // (2 * BP)
-                + (2 * b2 * burn[c, 2] + BP) // (2 * BP)
-                + (2 * b3 * burn[c, 3] + BP) // (2 * BP)
+                (2 * b0 * burn[c, w] + BP) // (2 * BP)
+                + (2 * b1 * burn[c, w + 1] + BP) // (2 * BP)
+                + (2 * b2 * burn[c, w + 2] + BP) // (2 * BP)
+                + (2 * b3 * burn[c, w + 3] + BP) // (2 * BP)
             )
             nd += 1
             continue
@@ -746,6 +752,38 @@ def _sort_segment(
     return src
 
 
+@njit(cache=True, nogil=True)
+def cap_rollover(
+    grant_from: np.ndarray,
+    grant_until: np.ndarray,
+    grant_left: np.ndarray,
+    grant_capped: np.ndarray,
+    first: int,
+    at: int,
+    cap: int,
+) -> int:
+    """The rollover cap at the start of per-period grant ``at`` (instant ``s``): the
+    per-period grants among ``first .. at - 1`` (sorted by start, so oldest first) that
+    started before ``s`` and are still valid at ``s`` carry at most ``cap`` seconds into the
+    new period; the excess is taken from the oldest first. Returns the seconds expired."""
+    s = grant_from[at]
+    carried = 0
+    for g in range(first, at):
+        if grant_capped[g] and grant_from[g] < s < grant_until[g]:
+            carried += grant_left[g]
+    excess = carried - cap
+    expired = 0
+    for g in range(first, at):
+        if excess <= 0:
+            break
+        if grant_capped[g] and grant_from[g] < s < grant_until[g]:
+            cut = min(grant_left[g], excess)
+            grant_left[g] -= cut
+            excess -= cut
+            expired += cut
+    return expired
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def draw_down(
     draw_part: np.ndarray,
@@ -763,6 +801,8 @@ def draw_down(
     grant_from: np.ndarray,
     grant_until: np.ndarray,
     grant_left: np.ndarray,
+    grant_capped: np.ndarray,
+    rollover_cap: np.ndarray,
     table: np.ndarray,
     used: np.ndarray,
     dense: np.ndarray,
@@ -792,6 +832,10 @@ def draw_down(
     per-part ``covered`` and ``overage`` arrays are built from them on demand.
     ``grant_left`` (seconds) is consumed in place; a grant counts for parts starting in
     ``[grant_from, grant_until)``; each contract's grants are sorted by ``grant_from``.
+    ``rollover_cap[c]`` (seconds, -1 = none) caps what contract ``c``'s per-period grants
+    (``grant_capped``) carry into each later period: at every such grant's start, before any
+    part starting there draws, the excess over the cap of the earlier per-period grants still
+    valid then expires, oldest first (:func:`cap_rollover`).
     Returns ``(table, duplicate)``: the (possibly grown) hash table, and -1 or the batch row
     of a log whose id and start repeat another's (then the ``seg_got`` are incomplete).
     """
@@ -846,12 +890,27 @@ def draw_down(
         # not valid.
         live = grant_first[c]
         end = grant_last[c]
+        cap = rollover_cap[c]
+        event = grant_first[c]
         for x in range(size):
             if nbuf > (CHUNK - 1) * SLOTS:
                 table = flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf)
                 nbuf = 0
             r = a + o[x]
             t = seg_start[r]
+            if cap >= 0:
+                while event < end and grant_from[event] <= t:
+                    if grant_capped[event]:
+                        cap_rollover(
+                            grant_from,
+                            grant_until,
+                            grant_left,
+                            grant_capped,
+                            grant_first[c],
+                            event,
+                            cap,
+                        )
+                    event += 1
             while live < end and (grant_left[live] == 0 or grant_until[live] <= t):
                 live += 1
             want = seg_need[r]
@@ -890,3 +949,103 @@ def draw_down(
                 if want_slots:
                     slot_keys[k, m] = key
     return flush(dense, table, used, buf_key, buf_idx, buf_sec, nbuf), -1
+
+
+#: Rows per partition the duplicate-id check aims at: its hash table (twice as many int32
+#: slots) then stays in the core's cache, and the partitioning pass writes to few enough
+#: places at once.
+ID_PARTITION_ROWS = 1 << 15
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _id_hash(offsets: np.ndarray, data: np.ndarray, row: int) -> np.uint64:
+    """A 64-bit hash of row ``row``'s UTF-8 bytes, eight bytes a step."""
+    a, z = np.int64(offsets[row]), np.int64(offsets[row + 1])
+    h = np.uint64(z - a) * _GOLDEN
+    while a < z:
+        word = np.uint64(0)
+        top = min(a + 8, z)
+        shift = np.uint64(0)
+        for j in range(a, top):
+            word |= np.uint64(data[j]) << shift
+            shift += np.uint64(8)
+        h = (h ^ word) * _GOLDEN
+        h ^= h >> np.uint64(29)
+        a = top
+    return h
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _same_id(offsets: np.ndarray, data: np.ndarray, x: int, y: int) -> bool:
+    a0, a1 = np.int64(offsets[x]), np.int64(offsets[x + 1])
+    b0, b1 = np.int64(offsets[y]), np.int64(offsets[y + 1])
+    if a1 - a0 != b1 - b0:
+        return False
+    for j in range(a1 - a0):  # noqa: SIM110 (a loop Numba compiles)
+        if data[a0 + j] != data[b0 + j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def repeated_id(
+    offsets: np.ndarray,
+    data: np.ndarray,
+    hashes: np.ndarray,
+    spread: np.ndarray,
+    order: np.ndarray,
+) -> tuple[int, int]:
+    """The first pair of rows ``(earlier, later)`` found whose ids (a string column's offsets and
+    UTF-8 bytes) are equal, or ``(-1, -1)``. Rows are hashed, partitioned by the hash's top
+    bits (a stable counting sort: hashes into ``spread``, rows into ``order``) and each
+    partition is checked with a small open-addressing table, so the work is linear and the
+    table stays in cache. ``hashes``, ``spread`` and ``order`` hold a row each."""
+    n = offsets.shape[0] - 1
+    if n < 2:
+        return -1, -1
+    bits = 0
+    while (n >> bits) > ID_PARTITION_ROWS:
+        bits += 1
+    parts = 1 << bits
+    counts = np.zeros(parts + 1, np.int64)
+    top = np.uint64(64 - bits) if bits else np.uint64(63)
+    keep = 1 if bits else 0
+    for i in range(n):
+        h = _id_hash(offsets, data, i)
+        hashes[i] = h
+        counts[np.int64(h >> top) * keep + 1] += 1
+    widest = 0
+    for d in range(parts):
+        widest = max(widest, counts[d + 1])
+        counts[d + 1] += counts[d]
+    fill = counts[:-1].copy()
+    for i in range(n):
+        h = hashes[i]
+        d = np.int64(h >> top) * keep
+        x = fill[d]
+        spread[x] = h
+        order[x] = i
+        fill[d] = x + 1
+    size = 16
+    while size < 2 * widest:
+        size *= 2
+    table = np.empty(size, np.int32)
+    for d in range(parts):
+        lo, hi = counts[d], counts[d + 1]
+        if hi - lo < 2:
+            continue
+        slots = 16
+        while slots < 2 * (hi - lo):
+            slots *= 2
+        mask = np.uint64(slots - 1)
+        table[:slots] = -1
+        for x in range(lo, hi):
+            h = spread[x]
+            s = np.int64((h >> np.uint64(7)) & mask)
+            while table[s] >= 0:
+                y = lo + np.int64(table[s])
+                if spread[y] == h and _same_id(offsets, data, order[y], order[x]):
+                    return np.int64(order[y]), np.int64(order[x])
+                s = (s + 1) & (slots - 1)
+            table[s] = x - lo
+    return -1, -1

@@ -318,10 +318,17 @@ class RateCard:
             "increment_mode": self.increment_mode.value,
             "minimum_seconds": self.minimum_seconds,
             # Only a non-default precedence is written, so existing cards keep their hash.
-            **({} if self.precedence == PRECEDENCE_DEFAULT else {"precedence": (
-                self.precedence if isinstance(self.precedence, str)
-                else [c.name for c in self.precedence]
-            )}),
+            **(
+                {}
+                if self.precedence == PRECEDENCE_DEFAULT
+                else {
+                    "precedence": (
+                        self.precedence
+                        if isinstance(self.precedence, str)
+                        else [c.name for c in self.precedence]
+                    )
+                }
+            ),
         }
 
     @classmethod

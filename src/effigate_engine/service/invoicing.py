@@ -46,11 +46,9 @@ from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import (
-    GRANT_PURCHASE,
     Classification,
     ContractBook,
     classify,
-    contract_grants,
 )
 from effigate_engine.ratecard.model import Condition
 from effigate_engine.service.context import Principal, Store
@@ -1132,28 +1130,11 @@ async def bucket_balance(
     def compute() -> BucketBalance:
         assert contract.bucket is not None
         thresholds = tuple(sorted(contract.bucket.low_balance_seconds))
-        if logs is None:
-            day = at.astimezone(contract.zone).date()
-            periods = contract.cycle.periods_until(max(day, contract.start))
-            grants = contract_grants(contract, periods)
-            return BucketBalance(
-                contract_id,
-                at,
-                sum(g[2] for g in grants if g[0] <= instant and g[3] == GRANT_PURCHASE),
-                sum(
-                    t.seconds
-                    for t in contract.top_ups
-                    if local_midnight(t.effective, contract.zone) <= instant
-                ),
-                0,
-                sum(g[2] for g in grants if g[0] <= instant < g[1]),
-                sum(g[2] for g in grants if g[1] <= instant),
-                0,
-                int(drawn),
-                thresholds,
-            )
-        book = ContractBook([contract], _horizon(contract, at.date(), logs))
-        st = bucket_statement(contract, classify(book, logs), instant)
+        classification = None
+        if logs is not None:
+            book = ContractBook([contract], _horizon(contract, at.date(), logs))
+            classification = classify(book, logs)
+        st = bucket_statement(contract, classification, instant)
         return BucketBalance(
             contract_id,
             at,
