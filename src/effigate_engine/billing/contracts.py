@@ -118,6 +118,13 @@ class BucketTerms:
     def __post_init__(self) -> None:
         if self.size_seconds < 0:
             raise ConfigurationError("bucket.size_seconds", self.size_seconds, "is negative")
+        burn: dict[Condition, int] = {}
+        for key, bp in self.burn_bp.items():
+            try:
+                burn[Condition[key] if isinstance(key, str) else Condition(key)] = bp
+            except (KeyError, ValueError):
+                raise ConfigurationError("bucket.burn_bp", key, "is not a condition") from None
+        object.__setattr__(self, "burn_bp", burn)
         for cond, bp in self.burn_bp.items():
             if Condition(cond) not in BURN_CONDITIONS:
                 raise ConfigurationError(
