@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from effigate_engine.sla.policy import MetricTarget
+from effigate_engine.sla.policy import STOP_FIELDS, MetricTarget
 from tests.reference_clock import MINUTE, ReferenceClock
 
 
@@ -146,3 +146,30 @@ def evaluate_metric(
         level,
         next_at,
     )
+
+
+def known_at(ticket: dict, now: int) -> dict:
+    """A ticket (``created_at``, stop fields, ``pauses`` as dicts, epoch seconds) cut to what
+    was known at ``now``, by definition: stops after ``now`` are unknown, pauses starting after
+    it did not happen yet, a pause ending after it is still open, and a resolution (a
+    ``RESOLVED`` pause) still standing at ``now`` is the ticket's resolution."""
+    out = dict(ticket)
+    for field in STOP_FIELDS.values():
+        if out.get(field) is not None and out[field] > now:
+            out[field] = None
+    pauses = []
+    for p in ticket.get("pauses") or []:
+        if p["start"] > now:
+            continue
+        end = p["end"] if p["end"] is not None and p["end"] <= now else None
+        pauses.append({**p, "end": end})
+    out["pauses"] = pauses
+    if out.get("resolved_at") is None:
+        standing = [
+            max(p["start"], ticket["created_at"])
+            for p in pauses
+            if p["status"] == "RESOLVED" and p["end"] is None and ticket["created_at"] <= now
+        ]
+        if standing:
+            out["resolved_at"] = max(standing)
+    return out

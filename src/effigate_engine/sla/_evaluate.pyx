@@ -134,7 +134,8 @@ cdef struct Buffers:
 
 
 def evaluate_tickets(
-    PackedClock clock, int64_t now, Py_ssize_t max_pauses,
+    PackedClock clock, const int64_t[::1] now_rows, bint now_per_ticket, int64_t resolved_status,
+    Py_ssize_t max_pauses,
     # per ticket
     const int64_t[::1] created, const int64_t[::1] stop_first_response,
     const int64_t[::1] stop_resolution_plan, const int64_t[::1] stop_resolution,
@@ -157,6 +158,12 @@ def evaluate_tickets(
     """Evaluate every metric of tickets 0..n-1 of this slice into rows row_offset[t]...;
     out_ticket holds ticket_base + t. Returns (first bad ticket of the slice or -1, code).
 
+    Each ticket is evaluated as known at its `now` (now_rows[t] when now_per_ticket, else
+    now_rows[0]): stops after it are not known yet, pauses starting after it are ignored, a
+    pause still running at it is open, and a resolution followed by a reopening after `now`
+    (a pause of status `resolved_status` running at `now`; -1: none) is the RESOLUTION
+    metric's stop at the pause's start.
+
     Step k of ladder L is a fraction step (step_offset[k] < 0) firing when elapsed reaches
     ceil(numerator × T / denominator), or an offset step firing at deadline + step_offset[k].
     A step fires when its instant is <= now, or < S for a stopped metric (a stop at the same
@@ -168,7 +175,7 @@ def evaluate_tickets(
     cdef Py_ssize_t bad = -1
     cdef int code = 0
     cdef int64_t spec, cal, c, s, end, target, f_c, f_end, elapsed, covered, a, b, deadline
-    cdef int64_t fire, next_fire, step_target, ladder
+    cdef int64_t fire, next_fire, step_target, ladder, now = now_rows[0]
     cdef uint64_t mask
     cdef bint stopped, paused
     cdef int32_t level, notify
@@ -182,12 +189,14 @@ def evaluate_tickets(
     if buf == NULL:
         return 0, ERR_MEMORY
     with nogil:
-        if _outside(v, now):
-            bad = 0
-            code = ERR_NOW
         for t in range(n):
             if code:
                 break
+            if now_per_ticket or t == 0:
+                now = now_rows[t] if now_per_ticket else now_rows[0]
+                if _outside(v, now):
+                    bad, code = t, ERR_NOW
+                    break
             if rule[t] < 0:
                 continue
             c = created[t]
@@ -208,6 +217,17 @@ def evaluate_tickets(
                     bad, code = t, ERR_CALENDAR
                     break
                 stopped = s != NO_INSTANT and s <= now
+                if not stopped and m == METRICS - 1 and resolved_status >= 0:
+                    # Resolved by `now` and reopened after it: resolved, as known at `now`.
+                    for q in range(pause_offsets[t], pause_offsets[t + 1]):
+                        a = pause_start[q]
+                        b = pause_end[q]
+                        if (pause_status[q] == resolved_status and c <= now and a <= now
+                                and (b == NO_INSTANT or b > now)):
+                            a = a if a > c else c
+                            if not stopped or a > s:
+                                s = a
+                            stopped = True
                 if stopped:
                     if _outside(v, s):
                         bad, code = t, ERR_STOP
@@ -243,12 +263,12 @@ def evaluate_tickets(
                 paused = False
                 for q in range(cnt):
                     a = raw_start[q]
-                    if a > end:
+                    if a > end or a > now:  # not yet known at `now` (also before creation)
                         break
                     if a < covered:
                         a = covered
                     b = raw_end[q]
-                    if b == NO_INSTANT or b > end:
+                    if b == NO_INSTANT or b > end or b > now:
                         b = end if stopped else NO_INSTANT
                     if b != NO_INSTANT and b <= a:
                         continue

@@ -27,10 +27,11 @@ import pyarrow.parquet as pq
 from effigate_engine import parallel
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
-from effigate_engine.instants import NO_INSTANT, to_column
+from effigate_engine.instants import NO_INSTANT, Form, to_column
 from effigate_engine.sla import _evaluate
 from effigate_engine.sla.policy import (
     METRICS,
+    RESOLVED,
     STOP_FIELDS,
     MetricTarget,
     Policy,
@@ -220,7 +221,8 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
                     )
                 grid[g, m] = len(targets)
                 targets.append(t)
-    statuses = sorted({s for t in targets for s in t.pausing_statuses})
+    # RESOLVED always has a bit: a resolution reopened after ``now`` is a stop (as known then).
+    statuses = sorted({s for t in targets for s in t.pausing_statuses} | {RESOLVED})
     if len(statuses) > _OTHER_STATUS:
         raise EffigateError(f"policies: {len(statuses)} pausing statuses; at most 63 are supported")
     bit = {s: i for i, s in enumerate(statuses)}
@@ -308,7 +310,14 @@ def evaluate(
     *,
     threads: int | None = None,
 ) -> Evaluation:
-    """Evaluate every ticket's SLA metrics at ``now`` (an aware datetime or epoch seconds).
+    """Evaluate every ticket's SLA metrics as known at ``now``: an aware datetime or epoch
+    seconds, or an array of one instant per ticket (NumPy, Arrow or a list of datetimes).
+
+    As known at an instant *t*: stops, pauses and reopenings at or before *t* count (an event
+    exactly at *t* is known at *t*), later ones are ignored, a pause running at *t* is open,
+    and a ticket resolved before *t* and reopened after it is resolved (its RESOLUTION stops
+    at the resolution). So evaluating a full history at *t* equals evaluating the history cut
+    at *t*.
 
     ``policies`` is one policy (applied to every ticket) or policies by name (each ticket names
     its policy in the ``policy`` column; a null there means the first policy given). Large
@@ -322,21 +331,42 @@ def evaluate(
     by_name = {policies.name: policies} if isinstance(policies, Policy) else dict(policies)
     if not by_name:
         raise EffigateError("policies: at least one policy is required")
-    now_s = int(to_column(now, "now").values[0])
+    now_rows, per_ticket = _now_rows(now, table.num_rows)
     specs = _flattened(list(by_name.values()), calendars)
     named = "policy" in table.column_names and not isinstance(policies, Policy)
     parts = parallel.slices(table.num_rows, threads, SLICE_MIN_TICKETS)
 
     def work(lo: int, hi: int) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        return _evaluate_slice(table.slice(lo, hi - lo), by_name, specs, calendars, now_s, named)
+        rows = now_rows[lo:hi] if per_ticket else now_rows
+        return _evaluate_slice(
+            table.slice(lo, hi - lo), by_name, specs, calendars, rows, per_ticket, named
+        )
 
     outcomes = parallel.run(work, parts)
     results = pa.concat_tables([o[0] for o in outcomes])
     unmatched = pa.concat_tables([o[1] for o in outcomes])
     row_ticket = np.concatenate([o[2] + lo for o, (lo, _) in zip(outcomes, parts, strict=True)])
-    return Evaluation(
-        results, unmatched, table, row_ticket, datetime.fromtimestamp(now_s, UTC), _tzdata_version()
-    )
+    latest = int(now_rows.max()) if now_rows.size else 0
+    instant = datetime.fromtimestamp(latest, UTC)
+    return Evaluation(results, unmatched, table, row_ticket, instant, _tzdata_version())
+
+
+def _now_rows(now: object, n: int) -> tuple[np.ndarray, bool]:
+    """``now`` as int64 epoch seconds and whether it is per ticket: one element for a single
+    instant (an aware datetime or epoch seconds), or one per ticket for an array (NumPy
+    ``datetime64``/int64, Arrow timestamps, a list of aware datetimes), which must have ``n``
+    elements and no nulls."""
+    column = to_column(now, "now")
+    values = np.ascontiguousarray(column.values, np.int64)
+    if column.form is Form.SCALAR:
+        return values, False
+    if column.nulls is not None and column.nulls.any():
+        raise EffigateError(f"now[{int(np.flatnonzero(column.nulls)[0])}]: is null")
+    if values.size != n:
+        raise EffigateError(
+            f"now: {values.size} instants for {n} tickets; give one instant or one per ticket"
+        )
+    return values, True
 
 
 def _evaluate_slice(
@@ -344,10 +374,12 @@ def _evaluate_slice(
     by_name: dict[str, Policy],
     specs: _Specs,
     calendars: CalendarSet,
-    now_s: int,
+    now_rows: np.ndarray,
+    per_ticket: bool,
     named: bool,
 ) -> tuple[pa.Table, pa.Table, np.ndarray]:
-    """Evaluate one slice of the tickets on the calling thread."""
+    """Evaluate one slice of the tickets on the calling thread, each as known at its instant
+    (``now_rows``: one per ticket when ``per_ticket``, else one for all)."""
     policy_list = list(by_name.values())
     n = table.num_rows
     ticket_ids = _column(table, "ticket_id")
@@ -438,7 +470,9 @@ def _evaluate_slice(
     def run(lo: int, hi: int) -> tuple[int, int]:
         bad, code = _evaluate.evaluate_tickets(
             calendars.packed,
-            now_s,
+            now_rows[lo:hi] if per_ticket else now_rows,
+            per_ticket,
+            specs.status_bit[RESOLVED],
             max_pauses,
             created[lo:hi],
             stops[0][lo:hi],
@@ -467,9 +501,11 @@ def _evaluate_slice(
 
     failure = run(0, n)
     if failure[0] >= 0:
-        _raise_for(failure, ticket_ids, created, stops, rule_of, specs, calendars, now_s)
+        t = failure[0]
+        now_t = int(now_rows[t] if per_ticket else now_rows[0])
+        _raise_for(failure, ticket_ids, created, stops, rule_of, specs, calendars, now_t)
 
-    results = _results(ticket_ids, policy_list, specs, calendars, out, now_s)
+    results = _results(ticket_ids, policy_list, specs, calendars, out, now_rows, per_ticket)
     unmatched = _unmatched(table, ticket_ids, policy_list, ticket_policy, rule_of, named)
     return results, unmatched, out["ticket"]
 
@@ -582,7 +618,8 @@ def _results(
     specs: _Specs,
     calendars: CalendarSet,
     out: dict[str, np.ndarray],
-    now_s: int,
+    now_rows: np.ndarray,
+    per_ticket: bool,
 ) -> pa.Table:
     spec = out["spec"]
     rule_global = specs.spec_rule[spec]
@@ -612,7 +649,11 @@ def _results(
     ]
     schema = SLA_RESULTS.with_metadata(
         {
-            "effigate.now": datetime.fromtimestamp(now_s, UTC).isoformat(),
+            # Per-ticket instants: the latest of them (each row was evaluated at its own).
+            "effigate.now": datetime.fromtimestamp(
+                int(now_rows.max()) if now_rows.size else 0, UTC
+            ).isoformat(),
+            **({"effigate.now_per_ticket": "true"} if per_ticket else {}),
             "effigate.tzdata": _tzdata_version(),
         }
     )
