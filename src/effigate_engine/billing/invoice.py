@@ -531,6 +531,11 @@ def assemble_invoice(
     """Assemble the invoice of ``contract`` for ``period``: a pure function of its inputs, so
     assembling twice gives the same invoice.
 
+    ``unit_counts`` gives a recurring contract's units per unit type: a count, or a timeline
+    of ``(local date from which the count holds, count)`` (:mod:`~effigate_engine.billing.units`).
+    A timeline reaching back to earlier cycles also prices late breaches of those cycles
+    against their own covered fee.
+
     ``late`` carries work dated in earlier, already invoiced periods that no invoice priced
     (late logs): per earlier period, a classification of those logs only. Their time lines
     follow this period's, priced as of their own dates and labelled with their period."""
