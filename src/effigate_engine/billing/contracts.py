@@ -20,7 +20,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from effigate_engine.billing.errors import ConfigurationError, LifecycleError
-from effigate_engine.billing.money import largest_remainder
+from effigate_engine.billing.money import BASIS_POINTS, largest_remainder
 from effigate_engine.billing.periods import BillingCycle, local_midnight
 from effigate_engine.calendar import Calendar
 from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
@@ -221,6 +221,24 @@ class SlaCreditTerms:
             raise ConfigurationError(
                 "sla_credits.cap_percent_bp", self.cap_percent_bp, "and cap are both set"
             )
+        shares = {
+            "sla_credits.percent_bp": self.percent_bp,
+            "sla_credits.cap_percent_bp": self.cap_percent_bp,
+            **{
+                f"sla_credits.percent_per_priority[{p}]": v
+                for p, v in self.percent_per_priority.items()
+            },
+        }
+        for path, bp in shares.items():
+            if bp is not None and not (_is_int(bp) and 0 <= bp <= BASIS_POINTS):
+                raise ConfigurationError(path, bp, "is not a share of 0..10,000 basis points")
+        amounts = {
+            "sla_credits.cap_per_period": self.cap_per_period,
+            **{f"sla_credits.per_breach[{p}]": v for p, v in self.per_breach.items()},
+        }
+        for path, amount in amounts.items():
+            if amount is not None and not (_is_int(amount) and amount >= 0):
+                raise ConfigurationError(path, amount, "is not a non-negative amount")
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +426,10 @@ class Contract:
         if not self.is_active or self.end is None:
             raise LifecycleError("contract.status", self.status, "cannot expire without an end")
         return replace(self, status=ContractStatus.EXPIRED)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def freeze(card: RateCard) -> RateCard:

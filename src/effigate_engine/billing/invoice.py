@@ -7,12 +7,16 @@ Lines (``DESIGN.md`` §6), each citing its evidence:
   ids of the logs they price;
 * approved milestones (``FIXED_PRICE``) and signed-off deliverables (``SCOPE``) not invoiced
   before;
-* recurring: the base fee of the next cycle in advance (and of the first cycle on the first
-  invoice), prorated by days when the contract starts off-anchor or ends mid-cycle; units at
-  the count snapshotted at the cycle's end; included-hours overage arrives as time lines;
+* recurring: the base fee in advance (the next cycle's, and the first cycle's too on the first
+  invoice) or in arrears (the invoiced cycle's own), prorated by days when the contract starts
+  off-anchor or ends mid-cycle; units in arrears for the invoiced cycle, at the count in force
+  at its end or, with unit proration, the opening count for its active days plus one line per
+  change from its date; every recurring line states its service period; included-hours
+  overage arrives as time lines;
 * SLA credits from breach records: a fixed amount per breach by priority, or a percentage of
-  the covered service fee (recurring base and units, never time or tax); once per breach id;
-  capped per period, the cap trimming breaches in breach-time order.
+  the covered fee of the breach's cycle (its recurring base fee and unit lines, never time,
+  overage or tax); once per breach id; capped per invoice by an amount or a percentage of the
+  invoiced cycle's covered fee, the cap taking breaches in (breach time, breach id) order.
 
 Totals: ``subtotal`` = Σ charge lines; credits (SLA credits plus a credit balance carried in)
 are applied before tax up to the subtotal, the excess carried out as a credit balance, so a
@@ -25,13 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine.billing.contracts import Contract, ContractType
+from effigate_engine.billing.contracts import BaseTiming, Contract, ContractType
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.money import (
     PARTS_PER_MILLION,
@@ -41,6 +45,7 @@ from effigate_engine.billing.money import (
 )
 from effigate_engine.billing.periods import Period, anchored_date, prorate
 from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
+from effigate_engine.billing.units import UnitCount, unit_timelines
 from effigate_engine.ratecard.classify import Classification
 from effigate_engine.ratecard.model import normalise_priority
 
@@ -64,7 +69,9 @@ CREDIT_KINDS = (LineKind.SLA_CREDIT, LineKind.CREDIT_BALANCE)
 @dataclass(frozen=True, slots=True)
 class InvoiceLine:
     """One line. ``amount`` in minor units (negative for credits); ``quantity`` is billed
-    seconds for time, a unit count for units, 1 otherwise; ``rate`` per hour or per unit."""
+    seconds for time, a unit count (or, for a prorated change, the change in the count) for
+    units, 1 otherwise; ``rate`` per hour or per unit. Recurring lines state their service
+    period ``[service_start, service_end)`` in local dates (``None`` on other kinds)."""
 
     line_no: int
     kind: LineKind
@@ -81,6 +88,8 @@ class InvoiceLine:
     log_ids: tuple[str, ...] = ()
     breach_ids: tuple[str, ...] = ()
     item_ids: tuple[str, ...] = ()
+    service_start: date | None = None
+    service_end: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,23 +150,24 @@ class Invoice:
     def format(self) -> str:
         """A plain-text rendering: one line per invoice line, then the totals."""
         money = currency(self.currency)
+        width = max([60, *(len(line.description) for line in self.lines)])
         out = [f"{self.contract_id} {self.period.start}..{self.period.end} ({self.currency})"]
+
+        def row(number: str, label: str, amount: int) -> None:
+            out.append(f"{number:>3} {label:<{width}} {money.format(amount):>12}")
+
         for line in self.lines:
-            out.append(f"{line.line_no:>3} {line.description:<60} {money.format(line.amount):>12}")
-        out.append(f"{'':>3} {'Subtotal':<60} {money.format(self.subtotal):>12}")
+            row(str(line.line_no), line.description, line.amount)
+        row("", "Subtotal", self.subtotal)
         if self.credits_applied:
-            out.append(f"{'':>3} {'Credits applied':<60} {money.format(-self.credits_applied):>12}")
+            row("", "Credits applied", -self.credits_applied)
         for t in self.taxes:
-            label = f"Tax {t.name} ({t.ppm / 10_000:g}%)"
-            out.append(f"{'':>3} {label:<60} {money.format(t.amount):>12}")
+            row("", f"Tax {t.name} ({t.ppm / 10_000:g}%)", t.amount)
         if self.exemption:
-            out.append(f"{'':>3} {'Tax exempt: ' + self.exemption:<60} {money.format(0):>12}")
-        out.append(f"{'':>3} {'Total':<60} {money.format(self.total):>12}")
+            row("", "Tax exempt: " + self.exemption, 0)
+        row("", "Total", self.total)
         if self.credit_balance_out:
-            out.append(
-                f"{'':>3} {'Credit balance carried':<60} "
-                f"{money.format(self.credit_balance_out):>12}"
-            )
+            row("", "Credit balance carried", self.credit_balance_out)
         return "\n".join(out)
 
     def to_arrow(self) -> pa.Table:
@@ -181,6 +191,8 @@ class Invoice:
                 "log_ids": list(line.log_ids),
                 "breach_ids": list(line.breach_ids),
                 "item_ids": list(line.item_ids),
+                "service_start": line.service_start,
+                "service_end": line.service_end,
             }
             for line in self.lines
         ]
@@ -248,53 +260,113 @@ def time_lines(
 
 
 def recurring_lines(
-    contract: Contract, period: Period, unit_counts: Mapping[str, int] | None = None
+    contract: Contract, period: Period, unit_counts: Mapping[str, UnitCount] | None = None
 ) -> list[InvoiceLine]:
-    """Base fee in advance (next cycle; the first invoice also bills the first cycle) and
-    units in arrears at the count snapshotted at the period's end."""
-    terms = contract.recurring
-    if terms is None:
+    """The recurring lines of the invoice for cycle ``period``: the base fee per the
+    contract's ``base_timing`` (:func:`base_cycles`), then the units of ``period`` in arrears
+    (:func:`unit_lines`). Every line states its service period."""
+    if contract.recurring is None:
         return []
-    money = currency(contract.currency)
+    timing = contract.recurring.base_timing.value
     out: list[InvoiceLine] = []
-    cycles = [period.ordinal + 1] if period.ordinal else [0, 1]
-    for ordinal in cycles:
-        cycle = contract.cycle.period(ordinal)
+    for cycle in base_cycles(contract, period):
         fee, days = base_fee(contract, cycle)
         if fee == 0 and days == 0:
             continue
-        note = "" if days == _full_days(contract, cycle) else f", prorated {days} days"
+        start, end = _active_span(contract, cycle)
+        note = "" if days == _full_cycle_days(contract, cycle) else f", prorated {days} days"
         out.append(
             InvoiceLine(
                 0,
                 LineKind.RECURRING_BASE,
-                f"Base fee {cycle.start}..{cycle.end} in advance{note}",
+                f"Base fee {start}..{end} in {timing}{note}",
                 fee,
                 item_ids=(f"cycle:{cycle.ordinal}",),
+                service_start=start,
+                service_end=end,
             )
         )
-    for unit, count in sorted((unit_counts or {}).items()):
-        if unit not in terms.unit_prices:
-            raise BillingError("unit_counts", unit, f"has no unit price on {contract.id}")
-        if count < 0:
-            raise BillingError(f"unit_counts[{unit}]", count, "is negative")
+    return out + unit_lines(contract, period, unit_counts)
+
+
+def base_cycles(contract: Contract, period: Period) -> list[Period]:
+    """The cycles whose base fee the invoice for ``period`` carries: in advance the next
+    cycle (and, on the first invoice, the first cycle too); in arrears ``period`` itself."""
+    terms = contract.recurring
+    if terms is None:
+        return []
+    if terms.base_timing == BaseTiming.ARREARS:
+        ordinals = [period.ordinal]
+    else:
+        ordinals = [period.ordinal + 1] if period.ordinal else [0, 1]
+    return [contract.cycle.period(k) for k in ordinals]
+
+
+def unit_lines(
+    contract: Contract, cycle: Period, unit_counts: Mapping[str, UnitCount] | None = None
+) -> list[InvoiceLine]:
+    """Unit lines of ``cycle`` (billed in arrears), by unit type. Without ``prorate_units``: one
+    line at the count in force on the cycle's last day. With it: the opening count (in force
+    on the cycle's first active day) for the active days, plus one line per change inside the
+    cycle, quantity = new − old count (negative for a decrease), for the days from its date to
+    the end of the active span; each amount is ``quantity × price × days / full cycle days``
+    rounded half-up. No lines for a cycle the contract is not active in."""
+    terms = contract.recurring
+    if terms is None:
+        return []
+    timelines = unit_timelines(unit_counts, terms.unit_prices, contract.id)
+    start, end = _active_span(contract, cycle)
+    if end <= start:
+        return []
+    full = _full_cycle_days(contract, cycle)
+    money = currency(contract.currency)
+    out: list[InvoiceLine] = []
+
+    def line(unit: str, quantity: int, since: date, what: str) -> InvoiceLine:
         price = terms.unit_prices[unit]
-        out.append(
-            InvoiceLine(
-                0,
-                LineKind.RECURRING_UNITS,
-                f"{unit} × {count} at {money.format(price)}",
-                count * price,
-                count,
-                price,
-                item_ids=(unit,),
-            )
+        days = (end - since).days
+        text = f"{what} at {money.format(price)} for {since}..{end}"
+        if terms.prorate_units:
+            amount = prorate(quantity * price, days, full)
+            if days != full:
+                text += f" ({days} of {full} days)"
+        else:
+            amount = quantity * price
+        return InvoiceLine(
+            0,
+            LineKind.RECURRING_UNITS,
+            text,
+            amount,
+            quantity,
+            price,
+            item_ids=(unit,),
+            service_start=since,
+            service_end=end,
         )
+
+    for unit, timeline in sorted(timelines.items()):
+        if not terms.prorate_units:
+            count = timeline.count_on(cycle.end - timedelta(days=1))
+            out.append(line(unit, count, start, f"{unit} × {count}"))
+            continue
+        count = timeline.count_on(start)
+        out.append(line(unit, count, start, f"{unit} × {count}"))
+        for since, new in timeline.changes_within(start, end):
+            out.append(line(unit, new - count, since, f"{unit} {new - count:+d} (to {new})"))
+            count = new
     return out
 
 
-def _full_days(contract: Contract, cycle: Period) -> int:
-    """Days of the full cycle a (possibly stub) period belongs to."""
+def _active_span(contract: Contract, cycle: Period) -> tuple[date, date]:
+    """``[start, end)``: the local dates of ``cycle`` the contract is active (cut by its end;
+    ``end <= start`` when it ended before the cycle)."""
+    end = cycle.end if contract.end is None else min(cycle.end, contract.end)
+    return cycle.start, end
+
+
+def _full_cycle_days(contract: Contract, cycle: Period) -> int:
+    """Days of the full cycle a (possibly stub) period belongs to: the denominator of every
+    proration (a stub first cycle counts the days of the month-long cycle it is cut from)."""
     if cycle.ordinal == 0 and cycle.start.day != contract.cycle.anchor_day:
         year, month = cycle.end.year, cycle.end.month - 1
         if month == 0:
@@ -309,12 +381,25 @@ def base_fee(contract: Contract, cycle: Period) -> tuple[int, int]:
     terms = contract.recurring
     if terms is None:
         return 0, 0
-    end = cycle.end if contract.end is None else min(cycle.end, contract.end)
-    days = max(0, (end - cycle.start).days)
-    full = _full_days(contract, cycle)
+    start, end = _active_span(contract, cycle)
+    days = max(0, (end - start).days)
+    full = _full_cycle_days(contract, cycle)
     if days == full or not terms.prorate:
         return (terms.base_fee, full) if days > 0 else (0, 0)
     return prorate(terms.base_fee, days, full), days
+
+
+def cycle_covered_fee(
+    contract: Contract, cycle: Period, unit_counts: Mapping[str, UnitCount] | None = None
+) -> int:
+    """The covered service fee of ``cycle`` (minor units), on which percent SLA credits and a
+    percent cap are computed: the cycle's base fee (whichever invoice bills it, in advance or
+    in arrears) plus its unit lines from ``unit_counts``. Time, overage and tax are never
+    covered; a contract without recurring terms covers nothing."""
+    if contract.recurring is None:
+        return 0
+    units = unit_lines(contract, cycle, unit_counts)
+    return base_fee(contract, cycle)[0] + sum(line.amount for line in units)
 
 
 def item_lines(
@@ -347,10 +432,18 @@ def sla_credit_lines(
     breaches: pa.Table | None,
     covered_fee: int,
     already_credited: Iterable[str] = (),
+    *,
+    unit_counts: Mapping[str, UnitCount] | None = None,
 ) -> tuple[list[InvoiceLine], list[str], list[str]]:
     """Credit lines for the contract's breaches up to the period's end not credited before.
     Returns ``(lines, settled breach ids, forfeited breach ids)``; a breach the cap trims to
-    zero is forfeited (settled with no credit)."""
+    zero is forfeited (settled with no credit).
+
+    ``covered_fee`` is the covered fee of the invoiced cycle ``period``
+    (:func:`cycle_covered_fee`): percent credits of its breaches and a percent cap are shares
+    of it. A breach of an earlier cycle (one that lands late on this invoice) is a share of
+    its own cycle's covered fee, recomputed from the contract and ``unit_counts`` (give the
+    count timelines to have the counts each earlier cycle billed)."""
     terms = contract.sla_credits
     if terms is None or breaches is None or breaches.num_rows == 0:
         return [], [], []
@@ -370,6 +463,11 @@ def sla_credit_lines(
     ordered = sorted(seen.values(), key=lambda r: (r["breached_at"], r["breach_id"]))
     money = currency(contract.currency)
     per_breach = {normalise_priority(k): v for k, v in terms.per_breach.items()}
+    percent = {normalise_priority(k): v for k, v in terms.percent_per_priority.items()}
+    cap = terms.cap_per_period
+    if terms.cap_percent_bp is not None:
+        cap = apply_basis_points(covered_fee, terms.cap_percent_bp)
+    fees = {period.ordinal: covered_fee}
     lines, settled, forfeited = [], [], []
     granted = 0
     for row in ordered:
@@ -378,10 +476,18 @@ def sla_credit_lines(
             amount = per_breach[priority]
             how = f"{priority.lower()} priority"
         else:
-            amount = apply_basis_points(covered_fee, terms.percent_bp)
-            how = f"{terms.percent_bp / 100:g}% of {money.format(covered_fee)}"
-        if terms.cap_per_period is not None:
-            amount = min(amount, terms.cap_per_period - granted)
+            cycle = _breach_cycle(contract, row["breached_at"])
+            if cycle.ordinal not in fees:
+                fees[cycle.ordinal] = cycle_covered_fee(contract, cycle, unit_counts)
+            bp = percent.get(priority, terms.percent_bp)
+            amount = apply_basis_points(fees[cycle.ordinal], bp)
+            how = (
+                f"{bp / 100:g}% of {money.format(fees[cycle.ordinal])}"
+                f" for {cycle.start}..{cycle.end}"
+            )
+        if cap is not None and amount > cap - granted:
+            amount = cap - granted
+            how += ", capped"
         settled.append(row["breach_id"])
         if amount <= 0:
             forfeited.append(row["breach_id"])
@@ -399,12 +505,21 @@ def sla_credit_lines(
     return lines, settled, forfeited
 
 
+def _breach_cycle(contract: Contract, breached_at: datetime) -> Period:
+    """The contract cycle holding the breach's local date (the first cycle for a breach
+    dated before the contract's start)."""
+    day = breached_at.astimezone(contract.zone).date()
+    if day < contract.start:
+        return contract.cycle.period(0)
+    return contract.cycle.period_of(day)
+
+
 def assemble_invoice(
     contract: Contract,
     period: Period,
     *,
     classification: Classification | None = None,
-    unit_counts: Mapping[str, int] | None = None,
+    unit_counts: Mapping[str, UnitCount] | None = None,
     breaches: pa.Table | None = None,
     already_credited: Iterable[str] = (),
     invoiced_items: Iterable[str] = (),
@@ -415,6 +530,11 @@ def assemble_invoice(
 ) -> Invoice:
     """Assemble the invoice of ``contract`` for ``period``: a pure function of its inputs, so
     assembling twice gives the same invoice.
+
+    ``unit_counts`` gives a recurring contract's units per unit type: a count, or a timeline
+    of ``(local date from which the count holds, count)`` (:mod:`~effigate_engine.billing.units`).
+    A timeline reaching back to earlier cycles also prices late breaches of those cycles
+    against their own covered fee.
 
     ``late`` carries work dated in earlier, already invoiced periods that no invoice priced
     (late logs): per earlier period, a classification of those logs only. Their time lines
@@ -432,15 +552,14 @@ def assemble_invoice(
             charges.append(replace(line, description=label + line.description))
     if contract.type in (ContractType.FIXED_PRICE, ContractType.SCOPE):
         charges += item_lines(contract, period, invoiced_items)
-    recurring = recurring_lines(contract, period, unit_counts) if contract.recurring else []
-    charges += recurring
-    covered_fee = 0
-    if contract.recurring is not None:
-        covered_fee = base_fee(contract, period)[0] + sum(
-            line.amount for line in recurring if line.kind == LineKind.RECURRING_UNITS
-        )
+    charges += recurring_lines(contract, period, unit_counts)
     credits, settled, forfeited = sla_credit_lines(
-        contract, period, breaches, covered_fee, already_credited
+        contract,
+        period,
+        breaches,
+        cycle_covered_fee(contract, period, unit_counts),
+        already_credited,
+        unit_counts=unit_counts,
     )
     if credit_balance:
         credits.append(
@@ -448,7 +567,7 @@ def assemble_invoice(
                 0, LineKind.CREDIT_BALANCE, "Credit balance brought forward", -credit_balance
             )
         )
-    lines = tuple(InvoiceLine(i + 1, *_fields(line)) for i, line in enumerate([*charges, *credits]))
+    lines = tuple(replace(line, line_no=i + 1) for i, line in enumerate([*charges, *credits]))
     subtotal = sum(line.amount for line in lines if line.kind not in CREDIT_KINDS)
     taxable_subtotal = sum(
         line.amount for line in lines if line.kind not in CREDIT_KINDS and line.taxable
@@ -479,25 +598,6 @@ def assemble_invoice(
         exemption,
         tuple(settled),
         tuple(forfeited),
-    )
-
-
-def _fields(line: InvoiceLine) -> tuple:
-    return (
-        line.kind,
-        line.description,
-        line.amount,
-        line.quantity,
-        line.rate,
-        line.condition,
-        line.support_level,
-        line.job_type,
-        line.taxable,
-        line.rate_card_version,
-        line.rate_card_hash,
-        line.log_ids,
-        line.breach_ids,
-        line.item_ids,
     )
 
 

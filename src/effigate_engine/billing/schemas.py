@@ -116,10 +116,13 @@ TIME_LINES = pa.schema(
 )
 
 #: Invoice lines. ``kind``: ``TIME`` | ``MILESTONE`` | ``DELIVERABLE`` | ``RECURRING_BASE`` |
-#: ``RECURRING_UNITS`` | ``SLA_CREDIT``. ``quantity`` is billed seconds for time lines, a unit
-#: count for unit lines, 1 otherwise; ``rate`` is per hour for time, per unit for units.
-#: Evidence: ``log_ids`` (time), ``breach_ids`` (credits), ``item_ids`` (milestones,
-#: deliverables, unit types); ``rate_card_version`` / ``rate_card_hash`` of the frozen card.
+#: ``RECURRING_UNITS`` | ``SLA_CREDIT`` | ``CREDIT_BALANCE``. ``quantity`` is billed seconds for
+#: time lines, a unit count for unit lines (the change in the count for a prorated change
+#: line, negative for a decrease), 1 otherwise; ``rate`` is per hour for time, per unit for
+#: units. Evidence: ``log_ids`` (time), ``breach_ids`` (credits), ``item_ids`` (milestones,
+#: deliverables, unit types, ``cycle:<ordinal>`` for base fees); ``rate_card_version`` /
+#: ``rate_card_hash`` of the frozen card. ``service_start`` / ``service_end``: the service
+#: period ``[start, end)`` in local dates of a recurring line (null on other kinds).
 INVOICE_LINES = pa.schema(
     [
         pa.field("line_no", pa.int32(), nullable=False),
@@ -139,6 +142,8 @@ INVOICE_LINES = pa.schema(
         pa.field("log_ids", pa.list_(pa.string()), nullable=False),
         pa.field("breach_ids", pa.list_(pa.string()), nullable=False),
         pa.field("item_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("service_start", pa.date32()),
+        pa.field("service_end", pa.date32()),
     ]
 )
 
