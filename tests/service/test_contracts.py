@@ -68,11 +68,14 @@ def test_terms_are_normalised() -> None:
             "burn_factors": {"AFTER_HOURS": "1.5"},
             "per_period": True,
             "rollover_periods": 2,
+            "rollover_cap_seconds": None,
         },
         "sla_credits": {
             "per_breach": {"CRITICAL": "500.00", "HIGH": "200.00"},
+            "percent_per_priority": {},
             "percent_bp": 0,
             "cap": "900.00",
+            "cap_percent_bp": None,
         },
         "tax": [{"name": "GST", "rate_ppm": 100_000}],
     }
@@ -85,8 +88,10 @@ def test_terms_are_normalised() -> None:
     assert recurring["recurring"] == {
         "base_fee": "150000",
         "unit_prices": {"endpoint": "1200"},
-        "included_seconds": 0,
+        "included_seconds": None,
         "prorate": True,
+        "base_timing": "advance",
+        "prorate_units": False,
     }
 
 

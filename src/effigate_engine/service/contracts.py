@@ -27,8 +27,10 @@ from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
 from effigate_engine.service.terms import (
     AMENDMENT_KINDS,
+    amendment_rate_card,
     build_contract,
     hours_to_seconds,
+    rate_card_from_json,
     validate_terms,
 )
 
@@ -109,11 +111,11 @@ async def create_rate_card(store: Store, principal: Principal, name: str) -> int
 async def publish_rate_card(
     store: Store, principal: Principal, rate_card_id: int, body: dict[str, Any]
 ) -> RateCardVersionRecord:
-    """Validate ``body`` (rate-card JSON, ``docs/billing.md``) and store it as the card's next
-    immutable version with the SHA-256 of its canonical content. Contracts already activated
-    keep the copy they froze."""
+    """Validate ``body`` (rate-card JSON, ``docs/billing.md``; errors name ``rate_card.<field>``)
+    and store it as the card's next immutable version with the SHA-256 of its canonical
+    content. Contracts already activated keep the copy they froze."""
     principal.require_staff("publish rate cards")
-    card = RateCard.from_json(body)
+    card = rate_card_from_json(body, "rate_card")
     stored = card.to_json()
     digest = card.content_hash()
     async with store.transaction(principal) as conn:
@@ -374,10 +376,20 @@ async def activate_contract(
     return contract_record(updated)
 
 
+def _same_currency(card: RateCard, contract_row: asyncpg.Record) -> None:
+    if card.currency != contract_row["currency"].strip():
+        raise ConfigurationError(
+            "body.currency",
+            card.currency,
+            f"differs from the contract's {contract_row['currency']}",
+        )
+
+
 def _amendment_body(
-    kind: str, body: dict[str, Any], contract_row: asyncpg.Record
+    kind: str, body: dict[str, Any], contract_row: asyncpg.Record, card: RateCard | None
 ) -> dict[str, Any]:
-    """Validate an amendment body and return what is stored."""
+    """Validate an amendment body (``card``: a ``RATE_CARD`` body's inline card) and return
+    what is stored."""
     note = body.get("note", "")
     if not isinstance(note, str):
         raise ConfigurationError("body.note", note, "is not a string")
@@ -403,15 +415,8 @@ def _amendment_body(
         if seconds <= 0:
             raise ConfigurationError("body.hours", body.get("hours", seconds), "is not positive")
         return {"seconds": seconds, "note": note}
-    card_json = body.get("rate_card", body)
-    card_json = {k: v for k, v in card_json.items() if k != "note"}
-    card = RateCard.from_json(card_json)
-    if card.currency != contract_row["currency"].strip():
-        raise ConfigurationError(
-            "body.currency",
-            card.currency,
-            f"differs from the contract's {contract_row['currency']}",
-        )
+    assert card is not None  # a RATE_CARD body's card, parsed by amend_contract
+    _same_currency(card, contract_row)
     return {"rate_card": card.to_json(), "content_sha256": card.content_hash(), "note": note}
 
 
@@ -448,10 +453,10 @@ async def amend_contract(
             raise ConfigurationError(
                 "effective_on", effective_on.isoformat(), "is before the contract's start"
             )
-        if kind == "RATE_CARD" and "rate_card_id" in body:
-            version = await fetch_rate_card_version(
-                conn, int(body["rate_card_id"]), body.get("version")
-            )
+        card = amendment_rate_card(body) if kind == "RATE_CARD" else None
+        if isinstance(card, tuple):  # a published library version
+            version = await fetch_rate_card_version(conn, *card)
+            _same_currency(RateCard.from_json(version.body), row)
             stored = {
                 "rate_card": version.body,
                 "content_sha256": version.content_sha256,
@@ -459,9 +464,8 @@ async def amend_contract(
                 "rate_card_version": version.version,
                 "note": str(body.get("note", "")),
             }
-            _amendment_body(kind, {"rate_card": version.body}, row)
         else:
-            stored = _amendment_body(kind, body, row)
+            stored = _amendment_body(kind, body, row, card)
         effective_at = instant_of(effective_on, ZoneInfo(row["time_zone"]))
         amendment_id = await conn.fetchval(
             "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
