@@ -6,7 +6,9 @@ bodies; unit counts as a timeline per unit type."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,6 +140,24 @@ def test_sla_credit_percent_per_priority_and_caps_are_normalised() -> None:
 def test_scope_reject_is_stored_as_given() -> None:
     scope = section("HOURLY", "scope", {"support_levels": ["L1"], "out_of_scope": "REJECT"})
     assert scope == {"support_levels": ["L1"], "out_of_scope": "REJECT"}
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "contract-terms.md"
+DOC_EXAMPLES = re.findall(
+    r"A `(\w+)` contract[^\n]*\n(?:[^\n]+\n)*\n```json\n(.*?)```"
+    r"\n\nnormalises to\n\n```json\n(.*?)```",
+    DOC.read_text(),
+    re.S,
+)
+
+
+@pytest.mark.parametrize(("kind", "given", "normalised"), DOC_EXAMPLES)
+def test_the_documented_examples_normalise_as_shown(kind: str, given: str, normalised: str) -> None:
+    assert validate_terms(kind, "USD", json.loads(given)) == json.loads(normalised)
+
+
+def test_the_document_has_its_examples() -> None:
+    assert [kind for kind, _, _ in DOC_EXAMPLES] == ["BUCKET", "RECURRING"]
 
 
 # Errors name the path and the value ---------------------------------------------------------
