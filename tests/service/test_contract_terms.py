@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from effigate_engine.billing.contracts import BaseTiming, ContractType
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import currency
 from effigate_engine.billing.periods import Period
-from effigate_engine.ratecard.model import Condition, RateCard
+from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
 from effigate_engine.service import FailedPrecondition, contracts, invoicing
 from effigate_engine.service.terms import (
     _terms_objects,
@@ -158,6 +160,101 @@ def test_the_documented_examples_normalise_as_shown(kind: str, given: str, norma
 
 def test_the_document_has_its_examples() -> None:
     assert [kind for kind, _, _ in DOC_EXAMPLES] == ["BUCKET", "RECURRING"]
+
+
+def _optional(keys: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with any subset of ``keys`` (a key given may also be ``null``)."""
+    return st.fixed_dictionaries({}, optional={k: st.one_of(st.none(), v) for k, v in keys.items()})
+
+
+HOURS = st.one_of(st.integers(0, 500), st.sampled_from(["0", "2.5", "62.5", "0.25"]))
+FACTOR = st.sampled_from(["1", "1.5", "2.00", "0.75", "3"])
+PRIORITY = st.sampled_from(["CRITICAL", "high", "P3", "low"])
+BP = st.integers(0, 10_000)
+
+
+@st.composite
+def mixed_terms(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A contract type and terms mixing every key its type allows, old and new."""
+    kind = draw(st.sampled_from(["HOURLY", "BUCKET", "RECURRING", "FIXED_PRICE", "SCOPE"]))
+    terms: dict[str, Any] = draw(
+        _optional(
+            {
+                "anchor_day": st.integers(1, 31),
+                "scope": _optional(
+                    {
+                        "support_levels": st.lists(st.sampled_from(["L1", "L2", "L3", "SA"])),
+                        "out_of_scope": st.sampled_from(["PRICE", "REJECT"]),
+                    }
+                ),
+                "tax_exemption": st.just("export"),
+            }
+        )
+    )
+    if kind == "BUCKET":
+        per_period = draw(st.booleans())
+        bucket = draw(
+            _optional(
+                {
+                    "burn_factors": st.dictionaries(
+                        st.sampled_from(["REGULAR", "AFTER_HOURS", "HIGH_PRIORITY"]), FACTOR
+                    ),
+                    "rollover_periods": st.integers(0, 6),
+                    "low_balance_hours": st.lists(HOURS, min_size=1, max_size=3),
+                }
+            )
+        )
+        bucket.update(size_hours=draw(HOURS), per_period=per_period)
+        if per_period:
+            bucket.update(draw(_optional({"rollover_cap_hours": HOURS})))
+        terms["bucket"] = bucket
+    if kind == "RECURRING":
+        recurring = draw(
+            _optional(
+                {
+                    "included_hours": HOURS,
+                    "base_timing": st.sampled_from(["advance", "arrears"]),
+                    "prorate_units": st.booleans(),
+                    "prorate": st.booleans(),
+                    "unit_prices": st.dictionaries(
+                        st.sampled_from(["endpoint", "mailbox"]), st.sampled_from(["1", "2.50"])
+                    ),
+                }
+            )
+        )
+        recurring["base_fee"] = draw(st.sampled_from(["0", "99.99", "4500"]))
+        terms["recurring"] = recurring
+    fixed = draw(st.dictionaries(PRIORITY, st.sampled_from(["50", "200.00"]), max_size=2))
+    names = {normalise_priority(p) for p in fixed}  # PRIORITY holds no two aliases
+    credits: dict[str, Any] = {"per_breach": fixed}
+    if kind == "RECURRING":
+        percent = draw(st.dictionaries(PRIORITY, BP, max_size=2))
+        percent = {p: bp for p, bp in percent.items() if normalise_priority(p) not in names}
+        credits.update(percent_per_priority=percent, percent_bp=draw(BP))
+        if draw(st.booleans()):
+            credits["cap_percent_bp"] = draw(BP)
+        elif draw(st.booleans()):
+            credits["cap"] = "250"
+    elif draw(st.booleans()):
+        credits["cap"] = "250"
+    if draw(st.booleans()):
+        terms["sla_credits"] = credits
+    return kind, terms
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_terms())
+def test_any_mix_of_terms_normalises_to_a_fixed_point_that_builds(
+    case: tuple[str, dict[str, Any]],
+) -> None:
+    kind, terms = case
+    normalised = validate_terms(kind, "USD", terms)
+    assert validate_terms(kind, "USD", normalised) == normalised
+    assert validate_terms(kind, "USD", json.loads(json.dumps(normalised))) == normalised
+    built = _terms_objects(ContractType(kind), currency("USD"), normalised)
+    if kind == "RECURRING":
+        given_included = terms["recurring"].get("included_hours")
+        assert (built["recurring"].included_seconds is None) == (given_included is None)
 
 
 # Errors name the path and the value ---------------------------------------------------------
@@ -312,6 +409,43 @@ def test_the_document_has_its_examples() -> None:
             "500",
         ),
         ("HOURLY", {"scope": {"out_of_scope": "reject"}}, "terms.scope.out_of_scope", "'reject'"),
+        # numbers that would overflow or poison the arithmetic are refused, never an internal error
+        (
+            "RECURRING",
+            {"recurring": {**RECURRING, "base_fee": "Infinity"}},
+            "terms.recurring.base_fee",
+            "'Infinity'",
+        ),
+        (
+            "RECURRING",
+            {"recurring": {**RECURRING, "base_fee": "1E+999999"}},
+            "terms.recurring.base_fee",
+            "'1E+999999'",
+        ),
+        (
+            "RECURRING",
+            {"recurring": {**RECURRING, "unit_prices": {"endpoint": "sNaN"}}},
+            "terms.recurring.unit_prices.endpoint",
+            "'sNaN'",
+        ),
+        (
+            "RECURRING",
+            {"recurring": {**RECURRING, "base_fee": "-5"}},
+            "terms.recurring.base_fee",
+            "'-5'",
+        ),
+        (
+            "BUCKET",
+            {"bucket": {"size_hours": "1E+20"}},
+            "terms.bucket.size_hours",
+            "'1E+20'",
+        ),
+        (
+            "HOURLY",
+            {"sla_credits": {"cap": "1e999999999"}},
+            "terms.sla_credits.cap",
+            "'1e999999999'",
+        ),
     ],
 )
 def test_new_term_errors_name_the_path_and_value(
@@ -444,6 +578,11 @@ def test_rate_card_precedence_is_parsed_and_stored_canonically(
             {"base_rates": [{"support_level": "*", "job_type": "*", "amount": "Infinity"}]},
             "rate_card.base_rates[0].amount",
             "'Infinity'",
+        ),
+        (
+            {"base_rates": [{"support_level": "*", "job_type": "*", "amount": "1E+999999"}]},
+            "rate_card.base_rates[0].amount",
+            "'1E+999999'",
         ),
         (
             {"base_rates": [{"support_level": 2, "job_type": "*", "rate": 100}]},

@@ -52,6 +52,9 @@ from effigate_engine.ratecard.model import (
 )
 
 SECONDS_PER_HOUR = 3_600
+#: Digits a decimal number in terms may have before its point (money, hours, factors): more is
+#: never meant, and would overflow the int64 arithmetic of billing.
+_LARGEST_DIGITS = 15
 _TOP_KEYS = {"anchor_day", "scope", "bucket", "recurring", "sla_credits", "tax", "tax_exemption"}
 
 #: Amendment kinds :func:`build_contract` understands.
@@ -99,6 +102,8 @@ def _decimal(value: Any, path: str) -> Decimal:
         raise ConfigurationError(path, value, "is not a decimal number") from None
     if not number.is_finite() or number < 0:
         raise ConfigurationError(path, value, "is not a finite number >= 0")
+    if number and number.adjusted() >= _LARGEST_DIGITS:
+        raise ConfigurationError(path, value, f"is too large (at most {_LARGEST_DIGITS} digits)")
     return number
 
 
@@ -110,24 +115,14 @@ def _money(obj: Mapping[str, Any], name: str, money: Currency, path: str) -> int
     if minor_key in obj:
         return _int(obj[minor_key], f"{path}.{minor_key}")
     if name in obj:
-        value = obj[name]
-        if isinstance(value, float):
-            raise ConfigurationError(f"{path}.{name}", value, "is a float; give a string")
-        amount = money.to_minor(value, f"{path}.{name}")
-        if amount < 0:
-            raise ConfigurationError(f"{path}.{name}", value, "is negative")
-        return amount
+        return _money_value(obj[name], money, f"{path}.{name}")
     return None
 
 
 def _money_value(value: Any, money: Currency, path: str) -> int:
     """Minor units of a decimal-string amount in major units (an int is major units too)."""
-    if isinstance(value, float):
-        raise ConfigurationError(path, value, "is a float; give a decimal string")
-    amount = money.to_minor(value, path)
-    if amount < 0:
-        raise ConfigurationError(path, value, "is negative")
-    return amount
+    _decimal(value, path)  # a finite number >= 0 of sane size, never a float
+    return money.to_minor(value, path)
 
 
 def hours_to_seconds(value: Any, path: str) -> int:
