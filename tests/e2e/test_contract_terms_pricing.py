@@ -98,6 +98,8 @@ def test_prorated_units_bill_each_count_for_its_days(client: Client) -> None:
     units = [x for x in invoice.lines if x.kind == "RECURRING_UNITS"]
     assert len(units) == 2
     assert sum(x.amount_minor for x in units) == 14_065
+    evidence = json.loads(units[0].evidence_json)
+    assert evidence["unit_timeline"] == [["2026-03-01", 10], ["2026-03-11", 16]]
     assert invoice.subtotal_minor == 100_000 + 14_065
 
 

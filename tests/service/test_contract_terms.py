@@ -839,6 +839,18 @@ def test_unit_counts_form_a_timeline_and_a_resend_changes_nothing(db: Database) 
     run(scenario())
 
 
+def test_unit_line_evidence_keeps_the_cycles_part_of_a_timeline() -> None:
+    timeline = [(MARCH, 10), (date(2026, 3, 11), 16), (date(2026, 4, 1), 12)]
+    april = Period(1, date(2026, 4, 1), date(2026, 5, 1))
+    assert invoicing._cycle_counts(timeline, Period(0, MARCH, april.start)) == [
+        ["2026-03-01", 10],
+        ["2026-03-11", 16],
+    ]
+    assert invoicing._cycle_counts(timeline, april) == [["2026-04-01", 12]]
+    may = Period(2, date(2026, 5, 1), date(2026, 6, 1))
+    assert invoicing._cycle_counts(timeline, may) == [["2026-05-01", 12]]
+
+
 def test_invoicing_takes_the_count_at_the_cycle_end_or_the_timeline(db: Database) -> None:
     async def scenario() -> None:
         async with open_store(db) as store:
@@ -876,14 +888,14 @@ def test_invoicing_takes_the_count_at_the_cycle_end_or_the_timeline(db: Database
                     "endpoint": 12,
                     "mailbox": 4,
                 }
+                # the timeline up to the cycle's end; no mailbox before the first count
                 assert await invoicing.unit_counts(conn, prorating_domain, march) == {
                     "endpoint": [(MARCH, 10), (date(2026, 3, 11), 16)],
-                    "mailbox": [(date(2026, 3, 20), 4)],
+                    "mailbox": [(MARCH, 0), (date(2026, 3, 20), 4)],
                 }
-                # a count from before the cycle opens it, dated the cycle's first day
                 assert await invoicing.unit_counts(conn, prorating_domain, april) == {
-                    "endpoint": [(date(2026, 4, 1), 12)],
-                    "mailbox": [(date(2026, 4, 1), 4)],
+                    "endpoint": [(MARCH, 10), (date(2026, 3, 11), 16), (date(2026, 4, 1), 12)],
+                    "mailbox": [(MARCH, 0), (date(2026, 3, 20), 4)],
                 }
             invoice = await invoicing.generate_invoice(store, p, plain.id, MARCH)
             units = [x for x in invoice.lines if x.kind == "RECURRING_UNITS"]

@@ -133,9 +133,11 @@ class _Inputs:
 
 async def unit_counts(conn: asyncpg.Connection, contract: Contract, period: Period) -> UnitCounts:
     """The stored unit counts of ``contract`` for the invoice of ``period``. A count holds
-    from its local date until the next count of its unit type. With ``prorate_units``: per unit
-    type the period's timeline, the count in force on its first day (dated that day) and each
-    change inside it; otherwise the count in force on its last day."""
+    from its local date until the next count of its unit type. Without ``prorate_units``: per
+    unit type the count in force on the period's last day. With it: the unit type's timeline up
+    to the period's end, from the contract's start (a count of 0 before its first count), so
+    the period's proration and the covered fee of earlier cycles (late breaches) see the counts
+    each day had."""
     rows = await conn.fetch(
         "SELECT unit_type, effective_on, unit_count FROM unit_counts"
         " WHERE contract_id = $1 AND effective_on < $2 ORDER BY unit_type, effective_on",
@@ -149,9 +151,18 @@ async def unit_counts(conn: asyncpg.Connection, contract: Contract, period: Peri
         return {unit: timeline[-1][1] for unit, timeline in timelines.items()}
     out: UnitCounts = {}
     for unit, timeline in timelines.items():
-        opening = [(period.start, n) for day, n in timeline if day <= period.start][-1:]
-        out[unit] = opening + [(day, n) for day, n in timeline if day > period.start]
+        # assemble_invoice holds a timeline's first count before its first date: say "none"
+        none_before = [(contract.start, 0)] if timeline[0][0] > contract.start else []
+        out[unit] = none_before + timeline
     return out
+
+
+def _cycle_counts(timeline: Sequence[tuple[date, int]], period: Period) -> list[list[Any]]:
+    """The part of a unit timeline that ``period`` billed, as evidence: ``[date, count]`` pairs,
+    the count in force on its first day, then each change inside it."""
+    opening = [[period.start.isoformat(), n] for day, n in timeline if day <= period.start][-1:]
+    inside = [[day.isoformat(), n] for day, n in timeline if period.start < day < period.end]
+    return opening + inside
 
 
 def logs_table(rows: Sequence[asyncpg.Record], contract_id: str) -> pa.Table:
@@ -454,7 +465,7 @@ def _stored_lines(
             counted = unit_counts.get(unit)
             evidence.update(unit_type=unit, unit_price_minor=line.rate)
             if isinstance(counted, list):
-                evidence["unit_timeline"] = [[day.isoformat(), n] for day, n in counted]
+                evidence["unit_timeline"] = _cycle_counts(counted, invoice.period)
             else:
                 evidence["unit_count"] = counted
         elif line.kind in CREDIT_KINDS:
