@@ -109,7 +109,7 @@ def _utc(seconds: int) -> datetime:
 # Inputs -------------------------------------------------------------------------------------
 
 #: Unit counts as :func:`assemble_invoice` takes them: per unit type, the count in force on the
-#: period's last day, or (prorated units) the period's timeline of (local date, count).
+#: period's last day, or (prorated units) a timeline of (local date from which it holds, count).
 UnitCounts = dict[str, int | list[tuple[date, int]]]
 
 
