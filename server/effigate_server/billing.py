@@ -28,7 +28,6 @@ from effigate_server.catalog import body
 from effigate_server.convert import (
     optional_datetime,
     read_ipc,
-    required_datetime,
     timestamp,
     to_date,
     write_ipc,
@@ -352,8 +351,9 @@ class ContractServicer(rpc.ContractServiceServicer):
             current_principal(),
             request.contract_id,
             request.unit_type,
-            required_datetime(request, "cycle_end"),
             request.count,
+            effective_on=to_date("effective_on", request.effective_on, required=False),
+            cycle_end=optional_datetime(request, "cycle_end"),
         )
         return pb.ItemId(id=item)
 

@@ -290,7 +290,7 @@ async def _setup(c: AsyncClient, s: DemoSummary) -> dict[str, Any]:
     for unit, count in (("workstation", 42), ("server", 6)):
         await c.contracts.RecordUnitCount(
             billing_pb2.RecordUnitCountRequest(
-                contract_id=tailspin, unit_type=unit, cycle_end=to_timestamp(MONTH_END), count=count
+                contract_id=tailspin, unit_type=unit, effective_on="2026-10-01", count=count
             )
         )
     return {"contracts": contracts, "calendars": calendars}

@@ -68,11 +68,14 @@ def test_terms_are_normalised() -> None:
             "burn_factors": {"AFTER_HOURS": "1.5"},
             "per_period": True,
             "rollover_periods": 2,
+            "rollover_cap_seconds": None,
         },
         "sla_credits": {
             "per_breach": {"CRITICAL": "500.00", "HIGH": "200.00"},
+            "percent_per_priority": {},
             "percent_bp": 0,
             "cap": "900.00",
+            "cap_percent_bp": None,
         },
         "tax": [{"name": "GST", "rate_ppm": 100_000}],
     }
@@ -85,8 +88,10 @@ def test_terms_are_normalised() -> None:
     assert recurring["recurring"] == {
         "base_fee": "150000",
         "unit_prices": {"endpoint": "1200"},
-        "included_seconds": 0,
+        "included_seconds": None,
         "prorate": True,
+        "base_timing": "advance",
+        "prorate_units": False,
     }
 
 
@@ -301,10 +306,10 @@ def test_recurring_contract_bills_base_fee_in_advance_and_units(db: Database) ->
             terms = {"recurring": {"base_fee": "1000.00", "unit_prices": {"endpoint": "12.50"}}}
             c = await new_contract(store, s, "RECURRING", terms)
             cycle_end = datetime(2026, 4, 1, 4, tzinfo=UTC)  # local midnight in New York
-            await contracts.record_unit_count(store, p, c.id, "endpoint", cycle_end, 39)
-            await contracts.record_unit_count(store, p, c.id, "endpoint", cycle_end, 40)
+            await contracts.record_unit_count(store, p, c.id, "endpoint", 39, cycle_end=cycle_end)
+            await contracts.record_unit_count(store, p, c.id, "endpoint", 40, cycle_end=cycle_end)
             with pytest.raises(ConfigurationError):
-                await contracts.record_unit_count(store, p, c.id, "mailbox", cycle_end, 3)
+                await contracts.record_unit_count(store, p, c.id, "mailbox", 3, cycle_end=cycle_end)
             inv = await invoicing.generate_invoice(store, p, c.id, MARCH)
             assert [(x.kind, x.amount_minor) for x in inv.lines] == [
                 ("RECURRING_BASE", 100_000),

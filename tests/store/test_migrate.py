@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import uuid
+from datetime import date, datetime
 
 import asyncpg
 import pytest
@@ -100,3 +102,95 @@ def test_the_migrate_command_applies_pending_migrations(
     status = parser.parse_args(["migrate", "--dsn", empty_database, "--status"])
     assert run_migrate(status) == 0
     assert "0002_invariants  applied" in capsys.readouterr().out
+
+
+def test_unit_count_snapshots_become_a_timeline_when_migrated(empty_database: str) -> None:
+    """0004 turns each stored cycle-end snapshot into the count in force from the cycle's last
+    local day, keeps the later of two snapshots on one day, and does so even when the migrating
+    owner is bound by FORCE ROW LEVEL SECURITY (no tenant is set while migrating)."""
+    role = f"effigate_owner_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> tuple[list[int], list[tuple], list[tuple], list[tuple], set[str]]:
+        conn = await asyncpg.connect(empty_database)
+        everything = load_migrations()
+        try:
+            await migrate_connection(conn, [m for m in everything if m.version < 4])
+            tenant = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO tenants (id, name, default_currency) VALUES ($1, 'MSP', 'USD')", tenant
+            )
+            client = await conn.fetchval(
+                "INSERT INTO clients (tenant_id, name) VALUES ($1, 'Contoso') RETURNING id", tenant
+            )
+            contracts = []
+            for zone in ("America/New_York", "Asia/Tokyo"):
+                contracts.append(
+                    await conn.fetchval(
+                        "INSERT INTO contracts (tenant_id, client_id, contract_type, currency,"
+                        " time_zone, starts_on) VALUES ($1, $2, 'RECURRING', 'USD', $3,"
+                        " '2026-03-01') RETURNING id",
+                        tenant,
+                        client,
+                        zone,
+                    )
+                )
+            new_york, tokyo = contracts
+            for contract, unit, cycle_end, count in (
+                (new_york, "endpoint", "2026-04-01T04:00:00+00:00", 40),  # local midnight
+                (new_york, "endpoint", "2026-04-01T03:00:00+00:00", 39),  # same local day
+                (new_york, "mailbox", "2026-05-01T04:00:00+00:00", 3),
+                (tokyo, "endpoint", "2026-03-31T15:00:00+00:00", 7),  # 2026-04-01 00:00 JST
+            ):
+                await conn.execute(
+                    "INSERT INTO unit_counts (tenant_id, contract_id, unit_type, cycle_end,"
+                    " unit_count) VALUES ($1, $2, $3, $4, $5)",
+                    tenant,
+                    contract,
+                    unit,
+                    datetime.fromisoformat(cycle_end),
+                    count,
+                )
+            await conn.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+            await conn.execute(f"ALTER TABLE unit_counts OWNER TO {role}")
+            await conn.execute(f"ALTER TABLE contracts OWNER TO {role}")
+            await conn.execute(f"GRANT ALL ON {MIGRATIONS_TABLE} TO {role}")
+            await conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+            await conn.execute(f"SET ROLE {role}")
+            applied = await migrate_connection(conn, everything)
+            await conn.execute("RESET ROLE")
+            rows = await conn.fetch(
+                "SELECT contract_id, unit_type, effective_on, unit_count FROM unit_counts"
+                " ORDER BY contract_id, unit_type"
+            )
+            forced = await conn.fetch(
+                "SELECT relname, relforcerowsecurity, relrowsecurity FROM pg_class"
+                " WHERE relname IN ('unit_counts', 'contracts') ORDER BY relname"
+            )
+            columns = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'unit_counts'"
+            )
+            expected = [
+                (new_york, "endpoint", date(2026, 3, 31), 40),
+                (new_york, "mailbox", date(2026, 4, 30), 3),
+                (tokyo, "endpoint", date(2026, 3, 31), 7),
+            ]
+            return (
+                applied,
+                [tuple(r) for r in rows],
+                expected,
+                [tuple(r) for r in forced],
+                {r["column_name"] for r in columns},
+            )
+        finally:
+            await conn.execute("RESET ROLE")
+            await conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+            await conn.execute(f"DROP OWNED BY {role}")
+            await conn.execute(f"DROP ROLE IF EXISTS {role}")
+            await conn.close()
+
+    applied, rows, expected, forced, columns = asyncio.run(go())
+    assert applied == [m.version for m in load_migrations() if m.version >= 4]
+    assert rows == expected
+    assert forced == [("contracts", True, True), ("unit_counts", True, True)]
+    assert "cycle_end" not in columns and "effective_on" in columns

@@ -9,7 +9,7 @@ contract's time zone (stored as the instant of their local midnight where the co
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,8 +27,10 @@ from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
 from effigate_engine.service.terms import (
     AMENDMENT_KINDS,
+    amendment_rate_card,
     build_contract,
     hours_to_seconds,
+    rate_card_from_json,
     validate_terms,
 )
 
@@ -109,11 +111,11 @@ async def create_rate_card(store: Store, principal: Principal, name: str) -> int
 async def publish_rate_card(
     store: Store, principal: Principal, rate_card_id: int, body: dict[str, Any]
 ) -> RateCardVersionRecord:
-    """Validate ``body`` (rate-card JSON, ``docs/billing.md``) and store it as the card's next
-    immutable version with the SHA-256 of its canonical content. Contracts already activated
-    keep the copy they froze."""
+    """Validate ``body`` (rate-card JSON, ``docs/billing.md``; errors name ``rate_card.<field>``)
+    and store it as the card's next immutable version with the SHA-256 of its canonical
+    content. Contracts already activated keep the copy they froze."""
     principal.require_staff("publish rate cards")
-    card = RateCard.from_json(body)
+    card = rate_card_from_json(body, "rate_card")
     stored = card.to_json()
     digest = card.content_hash()
     async with store.transaction(principal) as conn:
@@ -374,10 +376,20 @@ async def activate_contract(
     return contract_record(updated)
 
 
+def _same_currency(card: RateCard, contract_row: asyncpg.Record) -> None:
+    if card.currency != contract_row["currency"].strip():
+        raise ConfigurationError(
+            "body.currency",
+            card.currency,
+            f"differs from the contract's {contract_row['currency']}",
+        )
+
+
 def _amendment_body(
-    kind: str, body: dict[str, Any], contract_row: asyncpg.Record
+    kind: str, body: dict[str, Any], contract_row: asyncpg.Record, card: RateCard | None
 ) -> dict[str, Any]:
-    """Validate an amendment body and return what is stored."""
+    """Validate an amendment body (``card``: a ``RATE_CARD`` body's inline card) and return
+    what is stored."""
     note = body.get("note", "")
     if not isinstance(note, str):
         raise ConfigurationError("body.note", note, "is not a string")
@@ -403,15 +415,8 @@ def _amendment_body(
         if seconds <= 0:
             raise ConfigurationError("body.hours", body.get("hours", seconds), "is not positive")
         return {"seconds": seconds, "note": note}
-    card_json = body.get("rate_card", body)
-    card_json = {k: v for k, v in card_json.items() if k != "note"}
-    card = RateCard.from_json(card_json)
-    if card.currency != contract_row["currency"].strip():
-        raise ConfigurationError(
-            "body.currency",
-            card.currency,
-            f"differs from the contract's {contract_row['currency']}",
-        )
+    assert card is not None  # a RATE_CARD body's card, parsed by amend_contract
+    _same_currency(card, contract_row)
     return {"rate_card": card.to_json(), "content_sha256": card.content_hash(), "note": note}
 
 
@@ -448,10 +453,10 @@ async def amend_contract(
             raise ConfigurationError(
                 "effective_on", effective_on.isoformat(), "is before the contract's start"
             )
-        if kind == "RATE_CARD" and "rate_card_id" in body:
-            version = await fetch_rate_card_version(
-                conn, int(body["rate_card_id"]), body.get("version")
-            )
+        card = amendment_rate_card(body) if kind == "RATE_CARD" else None
+        if isinstance(card, tuple):  # a published library version
+            version = await fetch_rate_card_version(conn, *card)
+            _same_currency(RateCard.from_json(version.body), row)
             stored = {
                 "rate_card": version.body,
                 "content_sha256": version.content_sha256,
@@ -459,9 +464,8 @@ async def amend_contract(
                 "rate_card_version": version.version,
                 "note": str(body.get("note", "")),
             }
-            _amendment_body(kind, {"rate_card": version.body}, row)
         else:
-            stored = _amendment_body(kind, body, row)
+            stored = _amendment_body(kind, body, row, card)
         effective_at = instant_of(effective_on, ZoneInfo(row["time_zone"]))
         amendment_id = await conn.fetchval(
             "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
@@ -616,14 +620,29 @@ async def record_unit_count(
     principal: Principal,
     contract_id: int,
     unit_type: str,
-    cycle_end: datetime,
     count: int,
+    *,
+    effective_on: date | None = None,
+    cycle_end: datetime | None = None,
 ) -> int:
-    """Snapshot ``count`` active units of ``unit_type`` at a ``RECURRING`` cycle's end (the
-    instant of its local midnight); returns the row id. Recording the same (unit type, cycle
-    end) again replaces the count; an invoice keeps the count it billed in its line evidence."""
+    """Record that ``count`` units of ``unit_type`` are active on a ``RECURRING`` contract from
+    local date ``effective_on`` until the next count of that type: the counts form a timeline
+    per unit type. Returns the row id.
+
+    ``cycle_end`` (a cycle's end instant, the older form) records the count in force on that
+    cycle's last day: from the local date of the second before it. Give one of the two.
+    Re-sending the same count for the same (unit type, date) changes nothing and returns the
+    same id; another count for it replaces the count (audited); an invoice keeps the count it
+    billed in its line evidence.
+    """
     principal.require_staff("record unit counts")
-    if cycle_end.tzinfo is None:
+    if effective_on is None and cycle_end is None:
+        raise ConfigurationError("effective_on", None, "is required (or a cycle_end instant)")
+    if effective_on is not None and cycle_end is not None:
+        raise ConfigurationError(
+            "cycle_end", cycle_end.isoformat(), "and effective_on are both given; give one"
+        )
+    if cycle_end is not None and cycle_end.tzinfo is None:
         raise ConfigurationError("cycle_end", cycle_end.isoformat(), "is naive; give UTC")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ConfigurationError("count", count, "is not a whole count >= 0")
@@ -638,17 +657,54 @@ async def record_unit_count(
             raise ConfigurationError(
                 "unit_type", unit_type, f"has no unit price on contract {contract_id}"
             )
-        return int(
-            await conn.fetchval(
-                "INSERT INTO unit_counts (contract_id, unit_type, cycle_end, unit_count)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, contract_id, unit_type,"
-                " cycle_end) DO UPDATE SET unit_count = EXCLUDED.unit_count RETURNING id",
-                contract_id,
-                unit_type,
-                cycle_end,
-                count,
+        if effective_on is None:
+            assert cycle_end is not None
+            last_second = cycle_end - timedelta(seconds=1)
+            effective_on = last_second.astimezone(ZoneInfo(row["time_zone"])).date()
+            field = "cycle_end"
+        else:
+            field = "effective_on"
+        if effective_on < row["starts_on"]:
+            raise ConfigurationError(
+                field, effective_on.isoformat(), "is before the contract's start"
             )
+        if row["ends_on"] is not None and effective_on >= row["ends_on"]:
+            raise ConfigurationError(
+                field, effective_on.isoformat(), "is not before the contract's end"
+            )
+        stored = await conn.fetchrow(
+            "SELECT id, unit_count FROM unit_counts"
+            " WHERE contract_id = $1 AND unit_type = $2 AND effective_on = $3 FOR UPDATE",
+            contract_id,
+            unit_type,
+            effective_on,
         )
+        if stored is not None and stored["unit_count"] == count:
+            return int(stored["id"])
+        count_id = await conn.fetchval(
+            "INSERT INTO unit_counts (contract_id, unit_type, effective_on, unit_count)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, contract_id, unit_type,"
+            " effective_on) DO UPDATE SET unit_count = EXCLUDED.unit_count RETURNING id",
+            contract_id,
+            unit_type,
+            effective_on,
+            count,
+        )
+        await audit(
+            conn,
+            principal,
+            "record_unit_count",
+            "contract",
+            contract_id,
+            {
+                "unit_count_id": count_id,
+                "unit_type": unit_type,
+                "effective_on": effective_on,
+                "count": count,
+                "replaced": None if stored is None else stored["unit_count"],
+            },
+        )
+    return int(count_id)
 
 
 __all__ = [

@@ -108,6 +108,10 @@ def _utc(seconds: int) -> datetime:
 
 # Inputs -------------------------------------------------------------------------------------
 
+#: Unit counts as :func:`assemble_invoice` takes them: per unit type, the count in force on the
+#: period's last day, or (prorated units) a timeline of (local date from which it holds, count).
+UnitCounts = dict[str, int | list[tuple[date, int]]]
+
 
 @dataclass
 class _Inputs:
@@ -116,7 +120,7 @@ class _Inputs:
     contract: Contract
     period: Period
     logs: pa.Table | None
-    unit_counts: dict[str, int]
+    unit_counts: UnitCounts
     breaches: pa.Table
     already_credited: set[str]
     invoiced_items: set[str]
@@ -125,6 +129,40 @@ class _Inputs:
     exemption: str | None
     library_version: int | None
     late_logs: pa.Table | None = None
+
+
+async def unit_counts(conn: asyncpg.Connection, contract: Contract, period: Period) -> UnitCounts:
+    """The stored unit counts of ``contract`` for the invoice of ``period``. A count holds
+    from its local date until the next count of its unit type. Without ``prorate_units``: per
+    unit type the count in force on the period's last day. With it: the unit type's timeline up
+    to the period's end, from the contract's start (a count of 0 before its first count), so
+    the period's proration and the covered fee of earlier cycles (late breaches) see the counts
+    each day had."""
+    rows = await conn.fetch(
+        "SELECT unit_type, effective_on, unit_count FROM unit_counts"
+        " WHERE contract_id = $1 AND effective_on < $2 ORDER BY unit_type, effective_on",
+        int(contract.id),
+        period.end,
+    )
+    timelines: dict[str, list[tuple[date, int]]] = {}
+    for r in rows:
+        timelines.setdefault(r["unit_type"], []).append((r["effective_on"], int(r["unit_count"])))
+    if contract.recurring is None or not contract.recurring.prorate_units:
+        return {unit: timeline[-1][1] for unit, timeline in timelines.items()}
+    out: UnitCounts = {}
+    for unit, timeline in timelines.items():
+        # assemble_invoice holds a timeline's first count before its first date: say "none"
+        none_before = [(contract.start, 0)] if timeline[0][0] > contract.start else []
+        out[unit] = none_before + timeline
+    return out
+
+
+def _cycle_counts(timeline: Sequence[tuple[date, int]], period: Period) -> list[list[Any]]:
+    """The part of a unit timeline that ``period`` billed, as evidence: ``[date, count]`` pairs,
+    the count in force on its first day, then each change inside it."""
+    opening = [[period.start.isoformat(), n] for day, n in timeline if day <= period.start][-1:]
+    inside = [[day.isoformat(), n] for day, n in timeline if period.start < day < period.end]
+    return opening + inside
 
 
 def logs_table(rows: Sequence[asyncpg.Record], contract_id: str) -> pa.Table:
@@ -225,16 +263,7 @@ async def _inputs(
         start_bound,
     )
     late_rows = [] if drawing else await conn.fetch(LATE_LOGS_SQL, contract_id, bounds[0])
-    units: dict[str, int] = {}
-    for r in await conn.fetch(
-        "SELECT DISTINCT ON (unit_type) unit_type, unit_count FROM unit_counts"
-        " WHERE contract_id = $1 AND cycle_end > to_timestamp($2) AND cycle_end <= to_timestamp($3)"
-        " ORDER BY unit_type, cycle_end DESC",
-        contract_id,
-        bounds[0],
-        bounds[1],
-    ):
-        units[r["unit_type"]] = int(r["unit_count"])
+    units = await unit_counts(conn, contract, period)
     breach_rows = await conn.fetch(
         "SELECT b.id, b.ticket_id, b.contract_id, b.metric, b.breached_at, b.evidence,"
         " t.priority AS ticket_priority FROM breach_records b"
@@ -371,7 +400,7 @@ def _stored_lines(
     invoice: Invoice,
     cls: Classification | None,
     library_version: int | None,
-    unit_counts: Mapping[str, int],
+    unit_counts: UnitCounts,
     late: Sequence[tuple[Period, Any]] = (),
 ) -> list[dict[str, Any]]:
     """The rows to store for an assembled invoice (see the module docstring)."""
@@ -433,9 +462,12 @@ def _stored_lines(
                 evidence["rate_card_source"] = sources[line.rate_card_version]
         elif line.kind == LineKind.RECURRING_UNITS:
             unit = line.item_ids[0]
-            evidence.update(
-                unit_type=unit, unit_count=unit_counts.get(unit), unit_price_minor=line.rate
-            )
+            counted = unit_counts.get(unit)
+            evidence.update(unit_type=unit, unit_price_minor=line.rate)
+            if isinstance(counted, list):
+                evidence["unit_timeline"] = _cycle_counts(counted, invoice.period)
+            else:
+                evidence["unit_count"] = counted
         elif line.kind in CREDIT_KINDS:
             full = -line.amount
             amount = -applied[line.line_no]

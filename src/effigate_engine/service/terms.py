@@ -19,7 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from effigate_engine.billing.contracts import (
+    BURN_CONDITIONS,
     Amendment,
+    BaseTiming,
     BucketTerms,
     Contract,
     ContractStatus,
@@ -38,9 +40,21 @@ from effigate_engine.billing.money import BASIS_POINTS, PARTS_PER_MILLION, Curre
 from effigate_engine.billing.money import currency as currency_of
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
-from effigate_engine.ratecard.model import TIME_CONDITIONS, Condition, RateCard, normalise_priority
+from effigate_engine.ratecard.model import (
+    MAX_ROUNDING_SECONDS,
+    RULE_CONDITIONS,
+    Condition,
+    IncrementMode,
+    RateCard,
+    Stacking,
+    normalise_precedence,
+    normalise_priority,
+)
 
 SECONDS_PER_HOUR = 3_600
+#: Digits a decimal number in terms may have before its point (money, hours, factors): more is
+#: never meant, and would overflow the int64 arithmetic of billing.
+_LARGEST_DIGITS = 15
 _TOP_KEYS = {"anchor_day", "scope", "bucket", "recurring", "sla_credits", "tax", "tax_exemption"}
 
 #: Amendment kinds :func:`build_contract` understands.
@@ -88,6 +102,8 @@ def _decimal(value: Any, path: str) -> Decimal:
         raise ConfigurationError(path, value, "is not a decimal number") from None
     if not number.is_finite() or number < 0:
         raise ConfigurationError(path, value, "is not a finite number >= 0")
+    if number and number.adjusted() >= _LARGEST_DIGITS:
+        raise ConfigurationError(path, value, f"is too large (at most {_LARGEST_DIGITS} digits)")
     return number
 
 
@@ -99,24 +115,14 @@ def _money(obj: Mapping[str, Any], name: str, money: Currency, path: str) -> int
     if minor_key in obj:
         return _int(obj[minor_key], f"{path}.{minor_key}")
     if name in obj:
-        value = obj[name]
-        if isinstance(value, float):
-            raise ConfigurationError(f"{path}.{name}", value, "is a float; give a string")
-        amount = money.to_minor(value, f"{path}.{name}")
-        if amount < 0:
-            raise ConfigurationError(f"{path}.{name}", value, "is negative")
-        return amount
+        return _money_value(obj[name], money, f"{path}.{name}")
     return None
 
 
 def _money_value(value: Any, money: Currency, path: str) -> int:
     """Minor units of a decimal-string amount in major units (an int is major units too)."""
-    if isinstance(value, float):
-        raise ConfigurationError(path, value, "is a float; give a decimal string")
-    amount = money.to_minor(value, path)
-    if amount < 0:
-        raise ConfigurationError(path, value, "is negative")
-    return amount
+    _decimal(value, path)  # a finite number >= 0 of sane size, never a float
+    return money.to_minor(value, path)
 
 
 def hours_to_seconds(value: Any, path: str) -> int:
@@ -181,9 +187,10 @@ def validate_terms(contract_type: str, currency: str, terms: dict[str, Any]) -> 
     """Validate a contract's terms JSON for its type and currency and return it normalised.
 
     Money comes back as canonical decimal strings in major units, durations as whole seconds
-    (``*_seconds``), lists sorted. Raises :class:`ConfigurationError` (an
-    :class:`~effigate_engine.errors.EffigateError`) naming the path, e.g.
-    ``terms.bucket.size_hours``.
+    (``*_seconds``), lists sorted; every key of a section is written, optional ones without a
+    value as ``null`` (a key given as ``null`` is the key absent). Raises
+    :class:`ConfigurationError` (an :class:`~effigate_engine.errors.EffigateError`) naming the
+    path and the value, e.g. ``terms.bucket.size_hours``.
     """
     try:
         kind = ContractType(contract_type)
@@ -192,122 +199,29 @@ def validate_terms(contract_type: str, currency: str, terms: dict[str, Any]) -> 
             "contract_type", contract_type, f"is not one of {[t.value for t in ContractType]}"
         ) from None
     money = currency_of(currency)
-    terms = _object(terms if terms is not None else {}, "terms")
-    _known(terms, _TOP_KEYS, "terms")
+    terms = _section(terms if terms is not None else {}, _TOP_KEYS, "terms")
     out: dict[str, Any] = {}
 
     if "anchor_day" in terms:
         out["anchor_day"] = _int(terms["anchor_day"], "terms.anchor_day", low=1, high=31)
-
     if "scope" in terms:
-        raw = _object(terms["scope"], "terms.scope")
-        _known(raw, {"support_levels", "job_types", "out_of_scope"}, "terms.scope")
-        scope: dict[str, Any] = {}
-        for key in ("support_levels", "job_types"):
-            if raw.get(key) is not None:
-                scope[key] = _strings(raw[key], f"terms.scope.{key}")
-        policy = raw.get("out_of_scope", OutOfScope.PRICE.value)
-        if policy not in {p.value for p in OutOfScope}:
-            raise ConfigurationError("terms.scope.out_of_scope", policy, "is not PRICE or REJECT")
-        scope["out_of_scope"] = policy
-        out["scope"] = scope
-
+        out["scope"] = _scope(terms["scope"])
     if "bucket" in terms:
         if kind != ContractType.BUCKET:
             raise ConfigurationError("terms.bucket", terms["bucket"], f"is for BUCKET, not {kind}")
-        raw = _object(terms["bucket"], "terms.bucket")
-        path = "terms.bucket"
-        _known(
-            raw,
-            {
-                "size_hours",
-                "size_seconds",
-                "low_balance_hours",
-                "low_balance_seconds",
-                "burn_factors",
-                "per_period",
-                "rollover_periods",
-            },
-            path,
-        )
-        size = _duration(raw, "size", path)
-        if size is None:
-            raise ConfigurationError(f"{path}.size_hours", None, "is required")
-        low = _durations(raw, "low_balance", path)
-        burn: dict[str, str] = {}
-        for name, value in _object(raw.get("burn_factors", {}), f"{path}.burn_factors").items():
-            try:
-                cond = Condition[name]
-            except KeyError:
-                cond = None
-            if cond not in TIME_CONDITIONS:
-                raise ConfigurationError(
-                    f"{path}.burn_factors.{name}", value, "is not a time condition"
-                )
-            burn[name] = _format_factor(_burn_factor(value, f"{path}.burn_factors.{name}"))
-        out["bucket"] = {
-            "size_seconds": size,
-            "low_balance_seconds": low if low is not None else [36_000],
-            "burn_factors": dict(sorted(burn.items())),
-            "per_period": _bool(raw.get("per_period", False), f"{path}.per_period"),
-            "rollover_periods": _int(raw.get("rollover_periods", 0), f"{path}.rollover_periods"),
-        }
+        out["bucket"] = _bucket(terms["bucket"])
     elif kind == ContractType.BUCKET:
         raise ConfigurationError("terms.bucket", None, "is required for a BUCKET contract")
-
     if "recurring" in terms:
         if kind != ContractType.RECURRING:
             raise ConfigurationError(
                 "terms.recurring", terms["recurring"], f"is for RECURRING, not {kind}"
             )
-        raw = _object(terms["recurring"], "terms.recurring")
-        path = "terms.recurring"
-        _known(
-            raw,
-            {
-                "base_fee",
-                "base_fee_minor",
-                "unit_prices",
-                "included_hours",
-                "included_seconds",
-                "prorate",
-            },
-            path,
-        )
-        fee = _money(raw, "base_fee", money, path)
-        if fee is None:
-            raise ConfigurationError(f"{path}.base_fee", None, "is required")
-        prices = {
-            unit: money.format(_money_value(v, money, f"{path}.unit_prices.{unit}"))
-            for unit, v in _object(raw.get("unit_prices", {}), f"{path}.unit_prices").items()
-        }
-        out["recurring"] = {
-            "base_fee": money.format(fee),
-            "unit_prices": dict(sorted(prices.items())),
-            "included_seconds": _duration(raw, "included", path) or 0,
-            "prorate": _bool(raw.get("prorate", True), f"{path}.prorate"),
-        }
+        out["recurring"] = _recurring(terms["recurring"], money)
     elif kind == ContractType.RECURRING:
         raise ConfigurationError("terms.recurring", None, "is required for a RECURRING contract")
-
     if "sla_credits" in terms:
-        raw = _object(terms["sla_credits"], "terms.sla_credits")
-        path = "terms.sla_credits"
-        _known(raw, {"per_breach", "percent_bp", "cap", "cap_minor"}, path)
-        per_breach: dict[str, str] = {}
-        for prio, value in _object(raw.get("per_breach", {}), f"{path}.per_breach").items():
-            try:
-                name = normalise_priority(prio)
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"{path}.per_breach.{prio}", prio, exc.problem) from None
-            per_breach[name] = money.format(_money_value(value, money, f"{path}.per_breach.{prio}"))
-        cap = _money(raw, "cap", money, path)
-        out["sla_credits"] = {
-            "per_breach": dict(sorted(per_breach.items())),
-            "percent_bp": _int(raw.get("percent_bp", 0), f"{path}.percent_bp", high=BASIS_POINTS),
-            "cap": None if cap is None else money.format(cap),
-        }
-
+        out["sla_credits"] = _sla_credits(terms["sla_credits"], kind, money)
     if "tax" in terms:
         out["tax"] = validate_tax(terms["tax"], "terms.tax")
     if "tax_exemption" in terms:
@@ -315,7 +229,176 @@ def validate_terms(contract_type: str, currency: str, terms: dict[str, Any]) -> 
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigurationError("terms.tax_exemption", reason, "is not a non-empty reason")
         out["tax_exemption"] = reason.strip()
+    _terms_objects(kind, money, out)  # the domain's own checks: valid terms always build
     return out
+
+
+def _section(value: Any, allowed: set[str], path: str) -> dict[str, Any]:
+    """A terms object with only known keys, its ``null`` values dropped (null = absent)."""
+    obj = _object(value, path)
+    _known(obj, allowed, path)
+    return {k: v for k, v in obj.items() if v is not None}
+
+
+def _scope(value: Any) -> dict[str, Any]:
+    raw = _section(value, {"support_levels", "job_types", "out_of_scope"}, "terms.scope")
+    scope: dict[str, Any] = {}
+    for key in ("support_levels", "job_types"):
+        if key in raw:
+            scope[key] = _strings(raw[key], f"terms.scope.{key}")
+    policy = raw.get("out_of_scope", OutOfScope.PRICE.value)
+    if policy not in {p.value for p in OutOfScope}:
+        raise ConfigurationError("terms.scope.out_of_scope", policy, "is not PRICE or REJECT")
+    scope["out_of_scope"] = policy
+    return scope
+
+
+_BUCKET_KEYS = {
+    "size_hours",
+    "size_seconds",
+    "low_balance_hours",
+    "low_balance_seconds",
+    "burn_factors",
+    "per_period",
+    "rollover_periods",
+    "rollover_cap_hours",
+    "rollover_cap_seconds",
+}
+
+
+def _bucket(value: Any) -> dict[str, Any]:
+    path = "terms.bucket"
+    raw = _section(value, _BUCKET_KEYS, path)
+    size = _duration(raw, "size", path)
+    if size is None:
+        raise ConfigurationError(f"{path}.size_hours", None, "is required")
+    low = _durations(raw, "low_balance", path)
+    burn: dict[str, str] = {}
+    for name, factor in _object(raw.get("burn_factors", {}), f"{path}.burn_factors").items():
+        if Condition.__members__.get(name) not in BURN_CONDITIONS:
+            raise ConfigurationError(
+                f"{path}.burn_factors.{name}",
+                factor,
+                "is not a time condition (REGULAR, AFTER_HOURS, WEEKEND, HOLIDAY) or HIGH_PRIORITY",
+            )
+        burn[name] = _format_factor(_burn_factor(factor, f"{path}.burn_factors.{name}"))
+    per_period = _bool(raw.get("per_period", False), f"{path}.per_period")
+    cap = _duration(raw, "rollover_cap", path)
+    if cap is not None and not per_period:
+        key = "rollover_cap_hours" if "rollover_cap_hours" in raw else "rollover_cap_seconds"
+        raise ConfigurationError(
+            f"{path}.{key}", raw[key], "needs a per-period bucket (per_period: true)"
+        )
+    return {
+        "size_seconds": size,
+        "low_balance_seconds": low if low is not None else [36_000],
+        "burn_factors": dict(sorted(burn.items())),
+        "per_period": per_period,
+        "rollover_periods": _int(raw.get("rollover_periods", 0), f"{path}.rollover_periods"),
+        "rollover_cap_seconds": cap,
+    }
+
+
+_RECURRING_KEYS = {
+    "base_fee",
+    "base_fee_minor",
+    "unit_prices",
+    "included_hours",
+    "included_seconds",
+    "prorate",
+    "base_timing",
+    "prorate_units",
+}
+
+
+def _recurring(value: Any, money: Currency) -> dict[str, Any]:
+    path = "terms.recurring"
+    raw = _section(value, _RECURRING_KEYS, path)
+    fee = _money(raw, "base_fee", money, path)
+    if fee is None:
+        raise ConfigurationError(f"{path}.base_fee", None, "is required")
+    prices = {
+        unit: money.format(_money_value(v, money, f"{path}.unit_prices.{unit}"))
+        for unit, v in _object(raw.get("unit_prices", {}), f"{path}.unit_prices").items()
+    }
+    timing = raw.get("base_timing", BaseTiming.ADVANCE.value)
+    if timing not in {t.value for t in BaseTiming}:
+        raise ConfigurationError(f"{path}.base_timing", timing, "is not 'advance' or 'arrears'")
+    return {
+        "base_fee": money.format(fee),
+        "unit_prices": dict(sorted(prices.items())),
+        # None: no allowance, the cycle's time is time and materials; 0 is an empty allowance.
+        "included_seconds": _duration(raw, "included", path),
+        "prorate": _bool(raw.get("prorate", True), f"{path}.prorate"),
+        "base_timing": timing,
+        "prorate_units": _bool(raw.get("prorate_units", False), f"{path}.prorate_units"),
+    }
+
+
+_SLA_CREDIT_KEYS = {
+    "per_breach",
+    "percent_per_priority",
+    "percent_bp",
+    "cap",
+    "cap_minor",
+    "cap_percent_bp",
+}
+
+
+def _priority_key(name: Any, path: str) -> str:
+    try:
+        return normalise_priority(name)
+    except ConfigurationError as exc:
+        raise ConfigurationError(path, name, exc.problem) from None
+
+
+def _sla_credits(value: Any, kind: ContractType, money: Currency) -> dict[str, Any]:
+    path = "terms.sla_credits"
+    raw = _section(value, _SLA_CREDIT_KEYS, path)
+    per_breach: dict[str, str] = {}
+    for prio, amount in _object(raw.get("per_breach", {}), f"{path}.per_breach").items():
+        name = _priority_key(prio, f"{path}.per_breach.{prio}")
+        per_breach[name] = money.format(_money_value(amount, money, f"{path}.per_breach.{prio}"))
+    percent: dict[str, int] = {}
+    where = f"{path}.percent_per_priority"
+    for prio, bp in _object(raw.get("percent_per_priority", {}), where).items():
+        name = _priority_key(prio, f"{where}.{prio}")
+        if name in per_breach:
+            raise ConfigurationError(
+                f"{where}.{prio}", bp, f"{name} also has a fixed per_breach amount; give one"
+            )
+        if name in percent:
+            raise ConfigurationError(f"{where}.{prio}", bp, f"{name} is given twice")
+        percent[name] = _int(bp, f"{where}.{prio}", high=BASIS_POINTS)
+    cap = _money(raw, "cap", money, path)
+    cap_bp = raw.get("cap_percent_bp")
+    if cap_bp is not None:
+        cap_bp = _int(cap_bp, f"{path}.cap_percent_bp", high=BASIS_POINTS)
+        if cap is not None:
+            raise ConfigurationError(
+                f"{path}.cap_percent_bp", cap_bp, "and cap are both given; give one"
+            )
+    percent_bp = _int(raw.get("percent_bp", 0), f"{path}.percent_bp", high=BASIS_POINTS)
+    if kind != ContractType.RECURRING:
+        # A percent is of the recurring covered fee: on any other contract it is always zero.
+        for key, given in (
+            ("percent_per_priority", bool(percent)),
+            ("percent_bp", percent_bp > 0),
+            ("cap_percent_bp", cap_bp is not None),
+        ):
+            if given:
+                raise ConfigurationError(
+                    f"{path}.{key}",
+                    raw[key],
+                    f"is a share of the covered recurring fee, which a {kind} contract has not",
+                )
+    return {
+        "per_breach": dict(sorted(per_breach.items())),
+        "percent_per_priority": dict(sorted(percent.items())),
+        "percent_bp": percent_bp,
+        "cap": None if cap is None else money.format(cap),
+        "cap_percent_bp": cap_bp,
+    }
 
 
 def validate_tax(value: Any, path: str = "tax") -> list[dict[str, Any]]:
@@ -340,6 +423,111 @@ def tax_components(components: Sequence[Mapping[str, Any]]) -> tuple[TaxComponen
     return tuple(TaxComponent(c["name"], int(c["rate_ppm"])) for c in checked)
 
 
+# Rate cards -----------------------------------------------------------------------------------
+
+_RATE_CARD_KEYS = {
+    "name",
+    "currency",
+    "base_rates",
+    "rules",
+    "high_priorities",
+    "weekend_days",
+    "stacking",
+    "increment_seconds",
+    "increment_mode",
+    "minimum_seconds",
+    "precedence",
+}
+#: How a rate is given: whole minor units per hour (``rate`` or ``absolute``) or a decimal
+#: string in major units (``amount``); a rule may instead give ``multiplier_bp``.
+_RATE_KEYS = ("rate", "absolute", "amount")
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigurationError(path, value, "is not a JSON list")
+    return value
+
+
+def _rate_shape(obj: Mapping[str, Any], path: str, keys: Sequence[str]) -> None:
+    given = [k for k in keys if k in obj]
+    if len(given) != 1:
+        raise ConfigurationError(path, dict(obj), f"needs exactly one of {list(keys)}")
+    key = given[0]
+    if key == "amount":
+        _decimal(obj[key], f"{path}.amount")
+    else:
+        _int(obj[key], f"{path}.{key}")
+
+
+def rate_card_from_json(body: Any, path: str = "rate_card") -> RateCard:
+    """A :class:`RateCard` from its JSON (``docs/billing.md``, ``docs/contract-terms.md``).
+
+    The shape is checked before the card is built, so every refusal is a
+    :class:`ConfigurationError` naming the field under ``path`` and its value
+    (``rate_card.precedence[1]``, ``body.rate_card.rules.WEEKEND.multiplier_bp``); unknown keys
+    are refused (a misspelt ``precedence`` would otherwise price by the default order)."""
+    card = _object(body, path)
+    _known(card, _RATE_CARD_KEYS, path)
+    if "currency" not in card:
+        raise ConfigurationError(f"{path}.currency", None, "is required")
+    for i, row in enumerate(_list(card.get("base_rates", []), f"{path}.base_rates")):
+        where = f"{path}.base_rates[{i}]"
+        row = _object(row, where)
+        _known(row, {"support_level", "job_type", *_RATE_KEYS}, where)
+        for key in ("support_level", "job_type"):
+            if key in row and (not isinstance(row[key], str) or not row[key]):
+                raise ConfigurationError(f"{where}.{key}", row[key], "is not a name or '*'")
+        _rate_shape(row, where, _RATE_KEYS)
+    names = [c.name for c in RULE_CONDITIONS]
+    for name, raw in _object(card.get("rules", {}), f"{path}.rules").items():
+        where = f"{path}.rules.{name}"
+        if name not in names:
+            raise ConfigurationError(where, raw, f"is not one of {names}")
+        rule = _object(raw, where)
+        _known(rule, {*_RATE_KEYS, "multiplier_bp"}, where)
+        _rate_shape(rule, where, (*_RATE_KEYS, "multiplier_bp"))
+    for i, prio in enumerate(_list(card.get("high_priorities", []), f"{path}.high_priorities")):
+        _priority_key(prio, f"{path}.high_priorities[{i}]")
+    for i, day in enumerate(_list(card.get("weekend_days", []), f"{path}.weekend_days")):
+        _int(day, f"{path}.weekend_days[{i}]", high=6)
+    for key, choices in (("stacking", Stacking), ("increment_mode", IncrementMode)):
+        if key in card and card[key] not in {c.value for c in choices}:
+            raise ConfigurationError(
+                f"{path}.{key}", card[key], f"is not one of {[c.value for c in choices]}"
+            )
+    for key in ("increment_seconds", "minimum_seconds"):
+        if key in card:
+            _int(card[key], f"{path}.{key}", high=MAX_ROUNDING_SECONDS)
+    if not isinstance(card.get("name", ""), str):
+        raise ConfigurationError(f"{path}.name", card["name"], "is not a string")
+    if "precedence" in card:
+        normalise_precedence(card["precedence"], f"{path}.precedence")
+    try:
+        return RateCard.from_json(card)
+    except ConfigurationError as exc:
+        field = exc.field.removeprefix("rate_card.")
+        raise ConfigurationError(f"{path}.{field}", exc.value, exc.problem) from None
+
+
+def amendment_rate_card(body: Mapping[str, Any]) -> RateCard | tuple[int, int | None]:
+    """What a ``RATE_CARD`` amendment body gives: a card inline (the body is a rate-card JSON,
+    or ``{"rate_card": {...}}``; errors under ``body`` / ``body.rate_card``) or a published
+    library version ``(rate_card_id, version or None for the latest)``. Any form may carry a
+    ``"note"``."""
+    if "rate_card_id" in body:
+        _known(body, {"rate_card_id", "version", "note"}, "body")
+        version = body.get("version")
+        return (
+            _int(body["rate_card_id"], "body.rate_card_id", low=1),
+            None if version is None else _int(version, "body.version", low=1),
+        )
+    if "rate_card" in body:
+        _known(body, {"rate_card", "note"}, "body")
+        return rate_card_from_json(body["rate_card"], "body.rate_card")
+    return rate_card_from_json({k: v for k, v in body.items() if k != "note"}, "body")
+
+
 # Row → domain -------------------------------------------------------------------------------
 
 
@@ -353,7 +541,17 @@ def local_date(instant: datetime, zone: ZoneInfo) -> date:
 
 
 def _terms_objects(kind: ContractType, money: Currency, terms: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :class:`Contract` from normalised terms."""
+    """Keyword arguments of :class:`Contract` from normalised terms; an error names its path
+    under ``terms.``. A key stored before it existed takes its default: a stored
+    ``included_seconds: 0`` stays an empty allowance, an absent or ``null`` one is time and
+    materials."""
+    try:
+        return _domain_terms(kind, money, terms)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"terms.{exc.field}", exc.value, exc.problem) from None
+
+
+def _domain_terms(kind: ContractType, money: Currency, terms: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "anchor_day" in terms:
         out["anchor_day"] = int(terms["anchor_day"])
@@ -366,37 +564,47 @@ def _terms_objects(kind: ContractType, money: Currency, terms: Mapping[str, Any]
         )
     if "bucket" in terms and kind == ContractType.BUCKET:
         b = terms["bucket"]
+        cap = b.get("rollover_cap_seconds")
         out["bucket"] = BucketTerms(
             size_seconds=int(b["size_seconds"]),
             low_balance_seconds=tuple(int(x) for x in b.get("low_balance_seconds", [36_000])),
             burn_bp={
-                Condition[name]: _burn_factor(v, f"terms.bucket.burn_factors.{name}")
+                Condition[name]: _burn_factor(v, f"bucket.burn_factors.{name}")
                 for name, v in b.get("burn_factors", {}).items()
             },
             per_period=bool(b.get("per_period", False)),
             rollover_periods=int(b.get("rollover_periods", 0)),
+            rollover_cap_seconds=None if cap is None else int(cap),
         )
     if "recurring" in terms and kind == ContractType.RECURRING:
         r = terms["recurring"]
+        included = r.get("included_seconds")
         out["recurring"] = RecurringTerms(
-            base_fee=money.to_minor(r["base_fee"], "terms.recurring.base_fee"),
+            base_fee=money.to_minor(r["base_fee"], "recurring.base_fee"),
             unit_prices={
-                unit: money.to_minor(v, f"terms.recurring.unit_prices.{unit}")
+                unit: money.to_minor(v, f"recurring.unit_prices.{unit}")
                 for unit, v in r.get("unit_prices", {}).items()
             },
-            included_seconds=int(r.get("included_seconds", 0)),
+            included_seconds=None if included is None else int(included),
             prorate=bool(r.get("prorate", True)),
+            base_timing=BaseTiming(r.get("base_timing", BaseTiming.ADVANCE.value)),
+            prorate_units=bool(r.get("prorate_units", False)),
         )
     if "sla_credits" in terms:
         c = terms["sla_credits"]
         cap = c.get("cap")
+        cap_bp = c.get("cap_percent_bp")
         out["sla_credits"] = SlaCreditTerms(
             per_breach={
-                p: money.to_minor(v, f"terms.sla_credits.per_breach.{p}")
+                p: money.to_minor(v, f"sla_credits.per_breach.{p}")
                 for p, v in c.get("per_breach", {}).items()
             },
             percent_bp=int(c.get("percent_bp", 0)),
-            cap_per_period=None if cap is None else money.to_minor(cap, "terms.sla_credits.cap"),
+            cap_per_period=None if cap is None else money.to_minor(cap, "sla_credits.cap"),
+            percent_per_priority={
+                p: int(bp) for p, bp in c.get("percent_per_priority", {}).items()
+            },
+            cap_percent_bp=None if cap_bp is None else int(cap_bp),
         )
     return out
 
