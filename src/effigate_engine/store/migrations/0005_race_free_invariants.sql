@@ -210,8 +210,8 @@ BEGIN
         NEW.activated_at := coalesce(NEW.activated_at, now());
         IF NEW.frozen_rate_card_text IS NULL THEN
             PERFORM effigate_refuse('contracts', 'frozen_rate_card_text', format(
-                'contract %s: activation needs the frozen rate card''s text (the JSON its '
-                'SHA-256 was computed over)', NEW.id));
+                'contract %s: frozen_rate_card_text is missing; activation needs the frozen '
+                'rate card''s text (the JSON its SHA-256 was computed over)', NEW.id));
         END IF;
         IF encode(sha256(convert_to(NEW.frozen_rate_card_text, 'UTF8')), 'hex')
                 IS DISTINCT FROM NEW.frozen_rate_card_sha256 THEN
