@@ -35,20 +35,23 @@ CREATE EXTENSION IF NOT EXISTS btree_gist;
 -- (so a row claiming another tenant finds nothing, and RLS then refuses it), the row's own
 -- tenant for a role that bypasses RLS (a superuser's maintenance, which sees every row anyway).
 -- The transaction's tenant comes from the tenant accessor effigate_tenant() where the schema has
--- it (the verified tenant binding), else from the effigate.tenant_id setting.
+-- it (the verified tenant binding), else from the effigate.tenant_id setting (PL/pgSQL plans
+-- the call only when it is reached).
 CREATE FUNCTION effigate_guard_tenant(row_tenant uuid) RETURNS uuid
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
     bound uuid;
 BEGIN
-    IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = session_user) THEN
-        RETURN row_tenant;
-    END IF;
     IF to_regprocedure('effigate_tenant()') IS NOT NULL THEN
-        EXECUTE 'SELECT effigate_tenant()' INTO bound;
+        bound := effigate_tenant();
     ELSE
         bound := effigate_current_tenant();
+    END IF;
+    IF bound IS NOT DISTINCT FROM row_tenant
+            OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r
+                WHERE r.rolname = session_user) THEN
+        RETURN row_tenant;
     END IF;
     RETURN bound;
 END
@@ -69,13 +72,14 @@ CREATE FUNCTION effigate_priced_slice(
     started_at timestamptz, ended_at timestamptz, period_start timestamptz,
     period_end timestamptz
 ) RETURNS tstzrange
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql STABLE
     AS $$
-        SELECT CASE WHEN period_start IS NOT NULL AND s.log && tstzrange(period_start, period_end)
-                    THEN s.log * tstzrange(period_start, period_end)
-                    ELSE s.log END
-        FROM (SELECT tstzrange(to_timestamp(floor(extract(epoch FROM started_at))),
-                               to_timestamp(floor(extract(epoch FROM ended_at)))) AS log) s
+        SELECT CASE
+            WHEN tstzrange(date_trunc('second', started_at), date_trunc('second', ended_at))
+                 && tstzrange(period_start, period_end)
+            THEN tstzrange(date_trunc('second', started_at), date_trunc('second', ended_at))
+                 * tstzrange(period_start, period_end)
+            ELSE tstzrange(date_trunc('second', started_at), date_trunc('second', ended_at)) END
     $$;
 
 -- SHA-256 of what prices a time log (contract, instants, level, job type, priority, billable
@@ -525,19 +529,16 @@ BEGIN
                 'invoice %s: subtotal_minor %s differs from the sum of its lines %s',
                 OLD.id, NEW.subtotal_minor, lines_sum));
         END IF;
-        SELECT e.time_log_id, l.contract_id, l.approval_state,
-               e.log_digest = effigate_time_log_digest(l.contract_id, l.started_at,
-                   l.ended_at, l.support_level, l.job_type, l.priority, l.billable_type,
-                   l.approval_state) AS same
-        INTO stale
-        FROM invoice_line_time_logs e
-        JOIN time_logs l ON l.tenant_id = e.tenant_id AND l.id = e.time_log_id
-        WHERE e.tenant_id = OLD.tenant_id AND e.invoice_id = OLD.id
-            AND (l.contract_id <> OLD.contract_id OR l.approval_state <> 'APPROVED'
-                 OR e.log_digest <> effigate_time_log_digest(l.contract_id, l.started_at,
-                     l.ended_at, l.support_level, l.job_type, l.priority, l.billable_type,
-                     l.approval_state))
-        ORDER BY e.time_log_id LIMIT 1;
+        WITH offending AS MATERIALIZED (
+            SELECT e.time_log_id, l.contract_id, l.approval_state
+            FROM invoice_line_time_logs e
+            JOIN time_logs l ON l.tenant_id = e.tenant_id AND l.id = e.time_log_id
+            WHERE e.tenant_id = OLD.tenant_id AND e.invoice_id = OLD.id
+                AND (l.contract_id <> OLD.contract_id OR l.approval_state <> 'APPROVED'
+                     OR e.log_digest <> effigate_time_log_digest(l.contract_id, l.started_at,
+                         l.ended_at, l.support_level, l.job_type, l.priority, l.billable_type,
+                         l.approval_state)))
+        SELECT * INTO stale FROM offending ORDER BY time_log_id LIMIT 1;
         IF FOUND THEN
             PERFORM effigate_refuse('invoice_line_time_logs', 'time_log_id', CASE
                 WHEN stale.contract_id <> OLD.contract_id THEN format(
