@@ -111,10 +111,10 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, in
         )
         contract = await conn.fetchval(
             """INSERT INTO contracts (tenant_id, client_id, contract_type, status, currency,
-                   time_zone, starts_on, frozen_rate_card, frozen_rate_card_version,
-                   frozen_rate_card_sha256, activated_at)
-               VALUES ($1, $2, 'HOURLY', 'ACTIVE', 'USD', 'UTC', '2026-01-01', '{}', 1,
-                   repeat('0', 64), now()) RETURNING id""",
+                   time_zone, starts_on, frozen_rate_card, frozen_rate_card_text,
+                   frozen_rate_card_version, frozen_rate_card_sha256, activated_at)
+               VALUES ($1, $2, 'HOURLY', 'ACTIVE', 'USD', 'UTC', '2026-01-01', '{}', '{}', 1,
+                   encode(sha256('{}'), 'hex'), now()) RETURNING id""",
             tenant,
             client,
         )

@@ -60,11 +60,13 @@ async def activate(admin: asyncpg.Connection, contract_id: int) -> None:
     body = json.dumps(FROZEN_CARD, sort_keys=True)
     await admin.execute(
         """UPDATE contracts SET status = 'ACTIVE', frozen_rate_card = $2::jsonb,
-               frozen_rate_card_version = 1, frozen_rate_card_sha256 = $3
+               frozen_rate_card_text = $4, frozen_rate_card_version = 1,
+               frozen_rate_card_sha256 = $3
            WHERE id = $1""",
         contract_id,
         body,
         hashlib.sha256(body.encode()).hexdigest(),
+        body,
     )
 
 

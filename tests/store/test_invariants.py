@@ -210,15 +210,35 @@ def test_invoice_numbers_are_gap_free_per_tenant_under_concurrent_issuers(db: Da
 
 
 async def _credit(
-    conn: asyncpg.Connection, tenant: object, invoice: int, total: int
+    conn: asyncpg.Connection, tenant: object, invoice: int, amounts: dict[int, int]
 ) -> int:
-    return await conn.fetchval(
-        """INSERT INTO credit_notes (tenant_id, invoice_id, subtotal_minor, tax_minor,
-               total_minor) VALUES ($1, $2, $3, 0, $3) RETURNING id""",
-        tenant,
-        invoice,
-        total,
+    """A credit note (no tax) of ``amounts`` per invoice line id, with its lines."""
+    async with conn.transaction():
+        note = await conn.fetchval(
+            """INSERT INTO credit_notes (tenant_id, invoice_id, subtotal_minor, tax_minor,
+                   total_minor) VALUES ($1, $2, $3, 0, $3) RETURNING id""",
+            tenant,
+            invoice,
+            sum(amounts.values()),
+        )
+        for line, amount in amounts.items():
+            await conn.execute(
+                """INSERT INTO credit_note_lines (tenant_id, credit_note_id, invoice_id,
+                       invoice_line_id, amount_minor) VALUES ($1, $2, $3, $4, $5)""",
+                tenant,
+                note,
+                invoice,
+                line,
+                amount,
+            )
+        return note
+
+
+async def _line_ids(conn: asyncpg.Connection, invoice: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT id FROM invoice_lines WHERE invoice_id = $1 ORDER BY position", invoice
     )
+    return [r["id"] for r in rows]
 
 
 def test_credit_notes_never_exceed_what_is_creditable(db: Database) -> None:
@@ -227,29 +247,28 @@ def test_credit_notes_never_exceed_what_is_creditable(db: Database) -> None:
         try:
             seed = await seed_tenant(conn)
             invoice = await draft_invoice(conn, seed, amounts=(30_000, 3_499), tax_minor=0)
+            first, second = await _line_ids(conn, invoice)
             with pytest.raises(REFUSED, match="only an issued invoice"):
-                await _credit(conn, seed.tenant_id, invoice, 100)
+                await _credit(conn, seed.tenant_id, invoice, {first: 100})
             await issue(conn, invoice)
             with pytest.raises(REFUSED, match="total_minor"):
-                await _credit(conn, seed.tenant_id, invoice, 33_500)
-            note = await _credit(conn, seed.tenant_id, invoice, 20_000)
-            await _credit(conn, seed.tenant_id, invoice, 13_499)  # exactly what remains
-            with pytest.raises(REFUSED, match="0 remaining"):
-                await _credit(conn, seed.tenant_id, invoice, 1)
-            line = await conn.fetchval(
-                "SELECT id FROM invoice_lines WHERE invoice_id = $1 AND position = 1", invoice
-            )
-            insert_line = """INSERT INTO credit_note_lines (tenant_id, credit_note_id,
-                   invoice_id, invoice_line_id, amount_minor) VALUES ($1, $2, $3, $4, $5)"""
-            await conn.execute(insert_line, seed.tenant_id, note, invoice, line, 3_000)
+                await _credit(conn, seed.tenant_id, invoice, {first: 30_000, second: 3_500})
+            note = await _credit(conn, seed.tenant_id, invoice, {first: 20_000})
             with pytest.raises(REFUSED, match="invoice line"):
-                await conn.execute(insert_line, seed.tenant_id, note, invoice, line, 500)
+                await _credit(conn, seed.tenant_id, invoice, {first: 10_001})
+            # exactly what remains
+            await _credit(conn, seed.tenant_id, invoice, {first: 10_000, second: 3_499})
+            with pytest.raises(REFUSED, match="0 remaining"):
+                await _credit(conn, seed.tenant_id, invoice, {second: 1})
             # credit notes are themselves immutable
             with pytest.raises(REFUSED, match="append-only"):
                 await conn.execute(
                     "UPDATE credit_notes SET total_minor = 1, subtotal_minor = 1 WHERE id = $1",
                     note,
                 )
+            assert await conn.fetchval(
+                "SELECT credited_minor FROM invoices WHERE id = $1", invoice
+            ) == 33_499
         finally:
             await conn.close()
 
@@ -257,12 +276,12 @@ def test_credit_notes_never_exceed_what_is_creditable(db: Database) -> None:
 
 
 def test_concurrent_credit_notes_cannot_together_exceed_the_invoice(db: Database) -> None:
-    async def credit_in(invoice: int, tenant: object, gate: asyncio.Event) -> bool:
+    async def credit_in(invoice: int, line: int, tenant: object, gate: asyncio.Event) -> bool:
         conn = await asyncpg.connect(db.admin)
         try:
             async with conn.transaction():
                 await gate.wait()
-                await _credit(conn, tenant, invoice, 60_000)
+                await _credit(conn, tenant, invoice, {line: 60_000})
                 await asyncio.sleep(0.05)
             return True
         except REFUSED:
@@ -275,9 +294,10 @@ def test_concurrent_credit_notes_cannot_together_exceed_the_invoice(db: Database
         try:
             seed = await seed_tenant(conn)
             invoice = await draft_invoice(conn, seed, amounts=(100_000,))
+            (line,) = await _line_ids(conn, invoice)
             await issue(conn, invoice)
             gate = asyncio.Event()
-            tasks = [asyncio.create_task(credit_in(invoice, seed.tenant_id, gate))
+            tasks = [asyncio.create_task(credit_in(invoice, line, seed.tenant_id, gate))
                      for _ in range(2)]
             await asyncio.sleep(0.05)
             gate.set()

@@ -189,3 +189,119 @@ def test_tokens_are_stored_hashed_and_resolved_before_the_tenant_is_known(db: Da
             await app.close()
 
     asyncio.run(scenario())
+
+
+def _shape(exc: asyncpg.PostgresError, ids: tuple[object, ...]) -> tuple[object, ...]:
+    """What an error tells the caller, with the ids it was given blanked out."""
+    detail = exc.detail or ""
+    for value in ids:
+        detail = detail.replace(str(value), "<id>")
+    return type(exc), exc.sqlstate, exc.message, detail, exc.table_name, exc.column_name
+
+
+def test_another_tenants_row_looks_exactly_like_a_missing_one(db: Database) -> None:
+    """Guards running as the owner look rows up within the statement's tenant: writes that
+    a guard would refuse for the other tenant's issued invoice, line or contract (too much
+    credited or paid, a line on an issued invoice, a backdated amendment) fail with the same
+    error as against an id that does not exist (no status, number or existence leaks)."""
+
+    async def scenario() -> None:
+        admin = await asyncpg.connect(db.admin)
+        app = await asyncpg.connect(db.app)
+        try:
+            mine = await seed_tenant(admin, "Mine")
+            theirs = await seed_tenant(admin, "Theirs")
+            await add_time_log(admin, theirs, "their-log")
+            invoice = await draft_invoice(admin, theirs, log_ids=("their-log",))
+            await admin.execute("UPDATE invoices SET status = 'ISSUED' WHERE id = $1", invoice)
+            await admin.execute(
+                "INSERT INTO billing_periods (tenant_id, contract_id, starts_at, ends_at, status)"
+                " VALUES ($1, $2, '2026-01-01', '2026-02-01', 'CLOSED')",
+                theirs.tenant_id,
+                theirs.contract_id,
+            )
+            line = await admin.fetchval(
+                "SELECT id FROM invoice_lines WHERE invoice_id = $1 LIMIT 1", invoice
+            )
+            missing_invoice = await admin.fetchval("SELECT max(id) + 1000 FROM invoices")
+            missing_line = await admin.fetchval("SELECT max(id) + 1000 FROM invoice_lines")
+            missing_contract = await admin.fetchval("SELECT max(id) + 1000 FROM contracts")
+            attempts = (
+                ("INSERT INTO invoice_lines (invoice_id, position, kind, amount_minor)"
+                 " VALUES ($1, 7, 'FEE', 1)", (invoice,), (missing_invoice,)),
+                ("INSERT INTO invoice_line_time_logs (invoice_id, invoice_line_id, time_log_id,"
+                 " billed_seconds) VALUES ($1, $2, 'x', 1)", (invoice, line),
+                 (missing_invoice, missing_line)),
+                ("INSERT INTO payments (invoice_id, amount_minor, received_at)"
+                 " VALUES ($1, 10000000000, now())", (invoice,), (missing_invoice,)),
+                ("INSERT INTO credit_notes (invoice_id, subtotal_minor, tax_minor, total_minor)"
+                 " VALUES ($1, 10000000000, 0, 10000000000)", (invoice,), (missing_invoice,)),
+                ("INSERT INTO credit_note_lines (credit_note_id, invoice_id, invoice_line_id,"
+                 " amount_minor) VALUES (1, $1, $2, 10000000000)", (invoice, line),
+                 (missing_invoice, missing_line)),
+                ("INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, time_log_id,"
+                 f" invoice_id) VALUES ({mine.contract_id}, now(), 'ADJUSTMENT', 1, 'x', $1)",
+                 (invoice,), (missing_invoice,)),
+                ("INSERT INTO contract_amendments (contract_id, kind, effective_at)"
+                 " VALUES ($1, 'RATE_CARD', '2000-01-01')", (theirs.contract_id,),
+                 (missing_contract,)),
+                ("INSERT INTO billing_periods (contract_id, starts_at, ends_at, status)"
+                 " VALUES ($1, now(), now() + interval '1 day', 'CLOSED')",
+                 (theirs.contract_id,), (missing_contract,)),
+                ("INSERT INTO invoices (contract_id, currency) VALUES ($1, 'USD')",
+                 (theirs.contract_id,), (missing_contract,)),
+            )
+            for sql, their_ids, missing_ids in attempts:
+                for tenant_column in (False, True):
+                    statement = sql
+                    if tenant_column:  # also claiming the other tenant's id for the row
+                        statement = sql.replace(" (", " (tenant_id, ", 1).replace(
+                            "VALUES (", f"VALUES ('{theirs.tenant_id}', ", 1
+                        ).replace("SELECT ", f"SELECT '{theirs.tenant_id}', ", 1)
+                    shapes = []
+                    for ids in (their_ids, missing_ids):
+                        with pytest.raises(asyncpg.PostgresError) as err:
+                            async with tenant_transaction(app, mine.tenant_id):
+                                await app.execute(statement, *ids)
+                        shapes.append(_shape(err.value, ids))
+                    assert shapes[0] == shapes[1], statement
+                    assert "ISSUED" not in str(shapes[0]), statement
+            assert await admin.fetchval(
+                "SELECT count(*) FROM invoice_lines WHERE invoice_id = $1", invoice
+            ) == 2
+        finally:
+            await admin.close()
+            await app.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_session_level_tenant_setting_is_refused_or_ignored(db: Database) -> None:
+    """A tenant set for the whole session (``set_config(..., false)``), as a careless
+    integration on a pooled connection would, is refused or reads nothing in the next
+    transaction: only a transaction-local binding counts."""
+
+    async def scenario() -> None:
+        admin = await asyncpg.connect(db.admin)
+        app = await asyncpg.connect(db.app)
+        try:
+            if not await app.fetchval("SELECT to_regprocedure('effigate_tenant()') IS NOT NULL"):
+                pytest.skip("needs the verified tenant binding (effigate_tenant)")
+            seed = await seed_tenant(admin)
+            await add_time_log(admin, seed, "session-level")
+            try:
+                await app.execute(
+                    "SELECT set_config('effigate.tenant_id', $1, false)", str(seed.tenant_id)
+                )
+            except asyncpg.PostgresError:
+                return  # refused
+            async with app.transaction():
+                assert await app.fetchval("SELECT count(*) FROM time_logs") == 0
+                assert await app.execute(
+                    "UPDATE time_logs SET agent = 'eve' WHERE id = 'session-level'"
+                ) == "UPDATE 0"
+        finally:
+            await admin.close()
+            await app.close()
+
+    asyncio.run(scenario())

@@ -369,8 +369,18 @@ class RateCard:
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON: equal cards hash equal, any pricing change differs."""
-        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return content_sha256(canonical_json(self.to_json()))
+
+
+def canonical_json(body: Any) -> str:
+    """The canonical JSON text of a rate-card body (sorted keys, no spaces): the text its
+    SHA-256 is computed over, and the text a contract stores with its frozen copy."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def content_sha256(text: str) -> str:
+    """Hex SHA-256 of a canonical JSON text (UTF-8), as stored next to a frozen card."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _rate(row: Mapping[str, Any], money: Currency, path: str) -> int:

@@ -20,7 +20,7 @@ from effigate_engine.billing.errors import BillingError, ConfigurationError
 from effigate_engine.billing.periods import local_midnight
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
-from effigate_engine.ratecard.model import RateCard
+from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import FailedPrecondition, NotFound
@@ -343,14 +343,24 @@ async def activate_contract(
             draft.activate()
         except BillingError as exc:
             raise FailedPrecondition(exc.field, exc.value, exc.problem) from None
+        # The database checks the hash against this exact text.
+        text = canonical_json(version.body)
+        if content_sha256(text) != version.content_sha256:
+            raise FailedPrecondition(
+                "rate_card_version.content_sha256",
+                version.content_sha256,
+                f"is not the SHA-256 of version {version.version}'s content",
+            )
         updated = await conn.fetchrow(
             "UPDATE contracts SET status = 'ACTIVE', frozen_rate_card = $2::jsonb,"
-            " frozen_rate_card_version = $3, frozen_rate_card_sha256 = $4, activated_at = now()"
+            " frozen_rate_card_text = $5, frozen_rate_card_version = $3,"
+            " frozen_rate_card_sha256 = $4, activated_at = now()"
             f" WHERE id = $1 RETURNING {_CONTRACT_COLUMNS}",
             contract_id,
-            json.dumps(version.body),
+            text,
             version.version,
             version.content_sha256,
+            text,
         )
         bucket = (_loads(row["terms"]) or {}).get("bucket")
         if row["contract_type"] == "BUCKET" and bucket and not bucket.get("per_period"):

@@ -585,10 +585,8 @@ async def _store_invoice(
 _INVOICE_SELECT = (
     "SELECT i.id, i.contract_id, c.client_id, c.time_zone, i.billing_period_id, bp.starts_at,"
     " bp.ends_at, i.status, i.number, i.currency, i.subtotal_minor, i.tax_minor, i.total_minor,"
-    " i.tax, i.issued_at, i.due_at, i.created_at,"
-    " (SELECT coalesce(sum(amount_minor), 0) FROM payments p WHERE p.invoice_id = i.id) AS paid,"
-    " (SELECT coalesce(sum(total_minor), 0) FROM credit_notes n WHERE n.invoice_id = i.id)"
-    " AS credited"
+    " i.tax, i.issued_at, i.due_at, i.created_at, i.paid_minor AS paid,"
+    " i.credited_minor AS credited"
     " FROM invoices i JOIN contracts c ON c.id = i.contract_id"
     " LEFT JOIN billing_periods bp ON bp.id = i.billing_period_id"
 )
@@ -688,8 +686,8 @@ async def fetch_invoice(
 
 async def _lock_invoice(conn: asyncpg.Connection, invoice_id: int) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "SELECT id, contract_id, status, number, total_minor FROM invoices WHERE id = $1"
-        " FOR UPDATE",
+        "SELECT id, contract_id, status, number, total_minor, paid_minor, credited_minor"
+        " FROM invoices WHERE id = $1 FOR UPDATE",
         invoice_id,
     )
     if row is None:
@@ -755,6 +753,11 @@ async def generate_invoice(
         async with store.transaction(principal) as conn:
             period, bounds = await cycle_period(conn, contract_id, period_start)
             period_row = await lock_period(conn, contract_id, period, bounds)
+            # Edits of the contract's time logs share-lock the contract: holding it, the logs
+            # read below stay as priced until the invoice and its evidence are stored.
+            await conn.execute(
+                "SELECT 1 FROM contracts WHERE id = $1 FOR NO KEY UPDATE", contract_id
+            )
             existing = await conn.fetchval(
                 "SELECT id FROM invoices WHERE contract_id = $1 AND billing_period_id = $2"
                 " AND status <> 'VOID'",
@@ -895,14 +898,7 @@ async def record_payment(
             raise FailedPrecondition(
                 "invoice.status", row["status"], "takes no payment (only ISSUED or OVERDUE)"
             )
-        paid = await conn.fetchval(
-            "SELECT coalesce(sum(amount_minor), 0) FROM payments WHERE invoice_id = $1", invoice_id
-        )
-        credited = await conn.fetchval(
-            "SELECT coalesce(sum(total_minor), 0) FROM credit_notes WHERE invoice_id = $1",
-            invoice_id,
-        )
-        due = row["total_minor"] - paid - credited
+        due = row["total_minor"] - row["paid_minor"] - row["credited_minor"]
         if amount_minor > due:
             raise FailedPrecondition(
                 "amount_minor", amount_minor, f"exceeds the {due} still due on invoice {invoice_id}"
@@ -1028,6 +1024,14 @@ async def create_credit_note(
                 field = f"amounts[{line_id_of.get(int(field[8:-1]), field[8:-1])}]"
             raise FailedPrecondition(field, exc.value, exc.problem) from None
         tax = sum(t.amount for t in note.taxes)
+        open_minor = row["total_minor"] - row["paid_minor"] - row["credited_minor"]
+        if note.total > open_minor:
+            raise FailedPrecondition(
+                "amounts",
+                note.total,
+                f"credits more than the {open_minor} still open on invoice {invoice_id}"
+                " (payments and credit notes never exceed its total)",
+            )
         stored = await conn.fetchrow(
             "INSERT INTO credit_notes (invoice_id, reason, subtotal_minor, tax_minor, total_minor)"
             " VALUES ($1, $2, $3, $4, $5) RETURNING id, issued_at",
@@ -1239,11 +1243,7 @@ async def mark_overdue(
         ids = await conn.fetch(
             """UPDATE invoices i SET status = 'OVERDUE'
                WHERE i.status = 'ISSUED' AND i.due_at < $1
-                 AND i.total_minor > (
-                     SELECT coalesce(sum(p.amount_minor), 0) FROM payments p
-                     WHERE p.invoice_id = i.id)
-                   + (SELECT coalesce(sum(c.total_minor), 0) FROM credit_notes c
-                     WHERE c.invoice_id = i.id)
+                 AND i.total_minor > i.paid_minor + i.credited_minor
                RETURNING i.id""",
             at,
         )
