@@ -13,7 +13,7 @@ from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
 from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import CalendarCache, ticket_status
+from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
@@ -112,6 +112,33 @@ class TicketServicer(rpc.TicketServiceServicer):
         )
         return pb.TicketStatus(
             ticket=ticket_message(record), metrics=metric_statuses(evaluation.results)
+        )
+
+    @guarded
+    async def GetTicketTimeline(
+        self, request: pb.GetTicketTimelineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TicketTimeline:
+        record, timeline = await ticket_timeline(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.ticket_id,
+            request.policy_id if request.HasField("policy_id") else None,
+            optional_datetime(request, "until"),
+        )
+        return pb.TicketTimeline(
+            ticket=ticket_message(record),
+            entries=[
+                pb.TimelineEntry(
+                    at=timestamp(e["at"]),
+                    metric=e["metric"],
+                    status=e["status"],
+                    deadline=timestamp(e["deadline"]),
+                    escalation_level=e["escalation_level"],
+                    elapsed_seconds=e["elapsed_seconds"],
+                )
+                for e in timeline.to_pylist()
+            ],
         )
 
     @guarded

@@ -173,3 +173,39 @@ def test_per_ticket_instants_must_match_the_batch() -> None:
     instants = pa.array([datetime.fromtimestamp(T0 + 13 * H, UTC)], pa.timestamp("s", "UTC"))
     row = _rows(sla.evaluate(_table([REOPENED]), _policy("10h"), CALENDARS, instants))
     assert next(r for r in row if r["metric"] == "RESOLUTION")["status"] == "MET"
+
+
+def _state(rows: list[dict], metric: str) -> tuple:
+    r = next(x for x in rows if x["metric"] == metric)
+    deadline = None if r["deadline"] is None else int(r["deadline"].timestamp())
+    return r["status"], deadline, r["escalation_level"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.sampled_from(["24x7", "office"]), st.sampled_from(["1h", "10h"]))
+def test_timeline_agrees_with_evaluation_at_each_instant_and_a_second_before(
+    ticket, calendar, target
+) -> None:
+    """Each returned instant: evaluating there gives the entry's state, a second before gives
+    the previous entry's (or, at creation, nothing before)."""
+    from effigate_engine.sla.timeline import ticket_timeline
+
+    policy = _policy(target, calendar)
+    table = _table([ticket])
+    until = ticket["created_at"] + 5 * DAY
+    timeline = ticket_timeline(table, [ticket["created_at"]], policy, CALENDARS, until)
+    last: dict[str, tuple] = {}
+    for entry in timeline.to_pylist():
+        at = int(entry["at"].timestamp())
+        metric = entry["metric"]
+        deadline = None if entry["deadline"] is None else int(entry["deadline"].timestamp())
+        want = (entry["status"], deadline, entry["escalation_level"])
+        assert _state(_rows(sla.evaluate(table, policy, CALENDARS, at)), metric) == want
+        if metric in last:
+            before = _state(_rows(sla.evaluate(table, policy, CALENDARS, at - 1)), metric)
+            assert before == last[metric]
+        last[metric] = want
+    # Nothing changes after the last entry: the state at `until` is the last one.
+    final = _rows(sla.evaluate(table, policy, CALENDARS, until))
+    for metric, state in last.items():
+        assert _state(final, metric) == state

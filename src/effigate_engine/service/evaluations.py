@@ -28,6 +28,7 @@ from effigate_engine.service import catalog
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import NotFound
 from effigate_engine.service.tickets import fetch_ticket, load_timelines
+from effigate_engine.sla import timeline as sla_timeline
 from effigate_engine.sla.evaluation import Evaluation
 from effigate_engine.sla.policy import Policy
 
@@ -151,20 +152,66 @@ async def ticket_status(
     the policy of the ticket's contract)."""
     async with store.transaction(principal) as conn:
         ticket = await fetch_ticket(conn, principal, ticket_id)
-        if policy_id is None:
-            if ticket.contract_id is not None:
-                policy_id = await conn.fetchval(
-                    "SELECT sla_policy_id FROM contracts WHERE id = $1", ticket.contract_id
-                )
-            if policy_id is None:
-                raise EffigateError(
-                    f"policy_id: none given and ticket {ticket_id!r} has no contract with an"
-                    " SLA policy"
-                )
+        policy_id = await _ticket_policy(conn, ticket, ticket_id, policy_id)
         rules = await ruleset(conn, cache, principal, policy_id)
-        table = await load_timelines(conn, principal, ticket_ids=[ticket_id])
-    evaluation = sla.evaluate(table, rules.policy, rules.calendars, _now(at))
+        now = _now(at)
+        table = await load_timelines(conn, principal, ticket_ids=[ticket_id], as_of=now)
+    evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
     return ticket, evaluation
+
+
+async def ticket_timeline(
+    store: Store,
+    cache: CalendarCache,
+    principal: Principal,
+    ticket_id: str,
+    policy_id: int | None = None,
+    until: datetime | None = None,
+) -> tuple[Any, pa.Table]:
+    """A stored ticket and its SLA timeline (:func:`effigate_engine.sla.timeline.
+    ticket_timeline`) from creation to ``until`` (default now): the history as known from
+    each of its events on (a priority change re-targets the ticket only from its instant)."""
+    end = _now(until)
+    async with store.transaction(principal) as conn:
+        ticket = await fetch_ticket(conn, principal, ticket_id)
+        policy_id = await _ticket_policy(conn, ticket, ticket_id, policy_id)
+        rules = await ruleset(conn, cache, principal, policy_id)
+        instants = sorted(
+            {
+                r["occurred_at"]
+                for r in await conn.fetch(
+                    "SELECT occurred_at FROM ticket_events WHERE ticket_id = $1"
+                    " AND occurred_at <= $2",
+                    ticket_id,
+                    end,
+                )
+            }
+            | {ticket.created_at}
+        )
+        segments = [
+            await load_timelines(conn, principal, ticket_ids=[ticket_id], as_of=at)
+            for at in instants
+        ]
+    table = pa.concat_tables(segments)
+    timeline = await asyncio.to_thread(
+        sla_timeline.ticket_timeline, table, instants, rules.policy, rules.calendars, end
+    )
+    return ticket, timeline
+
+
+async def _ticket_policy(
+    conn: asyncpg.Connection, ticket: Any, ticket_id: str, policy_id: int | None
+) -> int:
+    """``policy_id``, or the SLA policy of the ticket's contract."""
+    if policy_id is None and ticket.contract_id is not None:
+        policy_id = await conn.fetchval(
+            "SELECT sla_policy_id FROM contracts WHERE id = $1", ticket.contract_id
+        )
+    if policy_id is None:
+        raise EffigateError(
+            f"policy_id: none given and ticket {ticket_id!r} has no contract with an SLA policy"
+        )
+    return int(policy_id)
 
 
 @dataclass(frozen=True)
@@ -189,7 +236,7 @@ async def _stored_evaluation(
     at = _now(now)
     async with store.transaction(principal) as conn:
         rules = await ruleset(conn, cache, principal, policy_id)
-        table = await load_timelines(conn, principal, client_id=client_id)
+        table = await load_timelines(conn, principal, client_id=client_id, as_of=at)
     evaluation = await asyncio.to_thread(sla.evaluate, table, rules.policy, rules.calendars, at)
     return evaluation, at
 
@@ -341,7 +388,7 @@ async def replay(
             candidate = (await ruleset(conn, cache, principal, proposed)).policy
         else:
             candidate = Policy.from_json({"name": "proposed", **proposed})
-        table = await load_timelines(conn, principal, client_id=client_id)
+        table = await load_timelines(conn, principal, client_id=client_id, as_of=at)
     return await asyncio.to_thread(
         sla.replay,
         table,

@@ -296,25 +296,33 @@ async def load_timelines(
     principal: Principal,
     client_id: int | None = None,
     ticket_ids: Sequence[str] | None = None,
+    as_of: datetime | None = None,
 ) -> pa.Table:
     """Stored tickets (of one client, or the given ids) folded into the SLA engine's
-    :data:`~effigate_engine.sla.schemas.TICKETS` batch."""
+    :data:`~effigate_engine.sla.schemas.TICKETS` batch. With ``as_of``, as known then: only
+    events at or before it are folded (a priority changed later is not, a reopening later is
+    not), and a client's tickets created after it are left out."""
     if principal.is_portal:
         client_id = principal.client_id
     where = "($1::bigint IS NULL OR t.client_id = $1) AND ($2::text[] IS NULL OR t.id = ANY($2))"
     tickets = await conn.fetch(
         f"""SELECT t.id, t.client_id, t.contract_id, t.priority, t.created_at
-            FROM tickets t WHERE {where} ORDER BY t.id""",
+            FROM tickets t WHERE {where}
+            AND ($3::timestamptz IS NULL OR $2::text[] IS NOT NULL OR t.created_at <= $3)
+            ORDER BY t.id""",
         client_id,
         list(ticket_ids) if ticket_ids is not None else None,
+        as_of,
     )
     events = await conn.fetch(
         f"""SELECT e.ticket_id, e.id, e.kind, e.occurred_at, e.detail
             FROM ticket_events e JOIN tickets t ON t.tenant_id = e.tenant_id
                  AND t.id = e.ticket_id
-            WHERE {where} ORDER BY e.ticket_id""",
+            WHERE {where} AND ($3::timestamptz IS NULL OR e.occurred_at <= $3)
+            ORDER BY e.ticket_id""",
         client_id,
         list(ticket_ids) if ticket_ids is not None else None,
+        as_of,
     )
     by_ticket: dict[str, list[tuple[str, str, datetime, str | None]]] = {}
     for e in events:

@@ -47,6 +47,7 @@ IDEMPOTENT = {
         "RecordEvent",
         "GetTicket",
         "GetTicketStatus",
+        "GetTicketTimeline",
         "ListTickets",
     ],
     "effigate.v1.SlaService": ["Evaluate", "Recompute"],
