@@ -156,7 +156,8 @@ def test_unit_count_snapshots_become_a_timeline_when_migrated(empty_database: st
             await conn.execute(f"GRANT ALL ON {MIGRATIONS_TABLE} TO {role}")
             await conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
             await conn.execute(f"SET ROLE {role}")
-            applied = await migrate_connection(conn, everything)
+            # 0004 only: later migrations change tables this role does not own.
+            applied = await migrate_connection(conn, [m for m in everything if m.version <= 4])
             await conn.execute("RESET ROLE")
             rows = await conn.fetch(
                 "SELECT contract_id, unit_type, effective_on, unit_count FROM unit_counts"
@@ -190,7 +191,7 @@ def test_unit_count_snapshots_become_a_timeline_when_migrated(empty_database: st
             await conn.close()
 
     applied, rows, expected, forced, columns = asyncio.run(go())
-    assert applied == [m.version for m in load_migrations() if m.version >= 4]
+    assert applied == [4]
     assert rows == expected
     assert forced == [("contracts", True, True), ("unit_counts", True, True)]
     assert "cycle_end" not in columns and "effective_on" in columns
