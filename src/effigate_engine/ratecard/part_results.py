@@ -78,7 +78,7 @@ def fill_parts(
     bits: np.ndarray,
 ) -> None:
     """Columns of parts ``[lo, hi)`` (``lo`` a multiple of 8: the bitmaps are written a byte
-    at a time). Parts ``k < n`` (``n = end.size``) are the first parts of logs ``k``; part
+    at a time, from bits gathered in registers). Parts ``k < n`` (``n = end.size``) are the first parts of logs ``k``; part
     ``n + x`` is a later part of log ``extra_log[x]``.
 
     ``pricing`` (int64, per version): increment, increment mode, minimum (seconds), version
@@ -93,6 +93,9 @@ def fill_parts(
     # Part indexes are below 2**31: zero-extended from 32 bits they are provably
     # non-negative, so the indexing below compiles without negative-index wraparound.
     first = np.int64(np.uint32(lo))
+    last = hi - lo - 1
+    oos_byte = 0
+    high_byte = 0
     for t in range(hi - lo):
         k = first + t
         i = k if k < n else np.int64(np.uint32(extra_log[k - n]))
@@ -140,8 +143,6 @@ def fill_parts(
         wide[COVERED, k] = covered
         wide[OVERAGE, k] = 0
         wide[AMOUNT, k] = amount
-        if k < n:
-            wide[END, k] = end[k]
         narrow[PERIOD, k] = part_period[k]
         narrow[VERSION, k] = pricing[v, 3]
         codes[STATUS, k] = status
@@ -150,13 +151,16 @@ def fill_parts(
         codes[LABEL + 1, k] = labels[row + 2 + hp]
         codes[LABEL + 2, k] = labels[row + 4 + hp]
         codes[LABEL + 3, k] = labels[row + 6 + hp]
-        byte = k >> 3
         shift = k & 7
-        if shift == 0:
-            bits[OUT_OF_SCOPE_BITS, byte] = 0
-            bits[HIGH_BITS, byte] = 0
-        bits[OUT_OF_SCOPE_BITS, byte] |= np.uint8(out_of_scope) << shift
-        bits[HIGH_BITS, byte] |= np.uint8(hp) << shift
+        oos_byte |= np.int64(out_of_scope) << shift
+        high_byte |= hp << shift
+        if shift == 7 or t == last:
+            bits[OUT_OF_SCOPE_BITS, k >> 3] = oos_byte
+            bits[HIGH_BITS, k >> 3] = high_byte
+            oos_byte = 0
+            high_byte = 0
+    for k in range(first, min(hi, n)):
+        wide[END, k] = end[k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
