@@ -78,8 +78,8 @@ def fill_parts(
     bits: np.ndarray,
 ) -> None:
     """Columns of parts ``[lo, hi)`` (``lo`` a multiple of 8: the bitmaps are written a byte
-    at a time, from bits gathered in registers). Parts ``k < n`` (``n = end.size``) are the first parts of logs ``k``; part
-    ``n + x`` is a later part of log ``extra_log[x]``.
+    at a time, from bits gathered in registers). Parts ``k < n`` (``n = end.size``) are the
+    first parts of logs ``k``; part ``n + x`` is a later part of log ``extra_log[x]``.
 
     ``pricing`` (int64, per version): increment, increment mode, minimum (seconds), version
     number. ``rates`` (int64) and ``labels`` (int8) are the rate tables flattened to rows
