@@ -362,11 +362,12 @@ def results_table(
     """The :data:`LOG_RESULTS` table over ``columns``: log ids, starts and contract codes of
     the first parts are the input's own arrays (``log_ids`` a string column, ``start`` int64
     epoch seconds, ``contract_codes`` dictionary codes into ``contract_names``), the later
-    parts' follow as a second chunk."""
+    parts' follow as a second chunk (so does the part number)."""
     m = columns.parts
     n = int(start.size)
     extra_log = stored["extra_log"]
     wide, narrow, codes = columns.wide, columns.narrow, columns.codes
+    int32, int8 = pa.int32(), pa.int8()
     if not pa.types.is_string(log_ids.type):
         log_ids = log_ids.cast(pa.string())
     contract_codes = np.ascontiguousarray(contract_codes, np.int32)
@@ -374,11 +375,14 @@ def results_table(
     later = pa.array(extra_log, pa.int32())
     log_id = _chunked(log_ids, log_ids.take(later))
     contract = _chunked(
-        _dictionary(_buffer_array(pa.int32(), contract_codes), contracts),
-        _dictionary(_buffer_array(pa.int32(), contract_codes[extra_log]), contracts),
+        _dictionary(_buffer_array(int32, contract_codes), contracts),
+        _dictionary(_buffer_array(int32, contract_codes[extra_log]), contracts),
     )
-    part = np.zeros(m, np.int8)
-    part[n:] = stored["extra_no"]
+    # First parts are part 0: zero pages that are never written (nor faulted in).
+    part = _chunked(
+        _buffer_array(int8, np.zeros(n, np.int8)),
+        _buffer_array(int8, np.array(stored["extra_no"], np.int8)),
+    )
     starts = _chunked(
         _buffer_array(UTC_SECONDS, np.ascontiguousarray(start, np.int64)),
         _buffer_array(UTC_SECONDS, np.array(stored["extra_start"], np.int64)),
@@ -386,10 +390,9 @@ def results_table(
     statuses = pa.array(STATUS_NAMES, pa.string())
     billable = pa.array(BILLABLE_NAMES, pa.string())
     labels = pa.array(list(label_names), pa.string())
-    int32, int8 = pa.int32(), pa.int8()
     out = [
         log_id,
-        _buffer_array(int8, part),
+        part,
         contract,
         _buffer_array(int32, narrow[PERIOD]),
         _buffer_array(int32, narrow[VERSION]),
