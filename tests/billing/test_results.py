@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +23,9 @@ from effigate_engine.billing.contracts import (
 )
 from effigate_engine.billing.schemas import LOG_RESULTS
 from effigate_engine.ratecard import part_results
-from effigate_engine.ratecard.classify import Classification, ContractBook, classify
+from effigate_engine.ratecard.classify import Classification, ContractBook, PartArrays, classify
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
-from tests.billing.reference_results import reference_results
+from tests.billing.reference_results import amount_numerators, rate_columns, reference_results
 from tests.billing.support import HORIZON, HOUR, at, business_hours, card, hourly, log_batch, run
 from tests.billing.test_generated import ALL_KINDS, EXAMPLES, scenarios
 
@@ -39,6 +40,15 @@ def assert_matches_reference_batch(result: Classification) -> list[dict]:
     for name in LOG_RESULTS.names:
         assert fast.column(name).to_pylist() == want.column(name).to_pylist(), name
     assert fast.equals(want)
+    # The per-part rate, label and amount views read the same columns.
+    p = result.parts
+    assert isinstance(p, PartArrays)
+    fresh = PartArrays(result.book, result._tables, p.log_starts, p.log_ends, p.stored)
+    want_rates, want_labels, _ = rate_columns(result, fresh)
+    rates, labels = result.rates()
+    assert (rates == np.stack(want_rates, axis=1)).all()
+    assert (labels == np.stack(want_labels, axis=1)).all()
+    assert (result.amount_numerators() == amount_numerators(result, fresh)).all()
     saved = part_results.PARALLEL_MIN_PARTS
     part_results.PARALLEL_MIN_PARTS = 0
     try:
@@ -121,9 +131,7 @@ def test_drawdown_with_overage_prices_the_overage_at_the_additional_hours_rate()
         {"start": at("2026-03-03T10:00-05:00"), "end": at("2026-03-03T10:30-05:00")},
         {"start": at("2026-03-03T18:00-05:00"), "end": at("2026-03-03T19:00-05:00")},
     ]
-    rows_out = assert_matches_reference_batch(
-        run([c], [{**r, "contract_id": "B1"} for r in rows])
-    )
+    rows_out = assert_matches_reference_batch(run([c], [{**r, "contract_id": "B1"} for r in rows]))
     first, second = rows_out
     assert (seconds(first, "covered_seconds"), seconds(first, "overage_seconds")) == (1_800, 0)
     assert first["amount_numerator"] == 0

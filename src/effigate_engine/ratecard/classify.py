@@ -774,7 +774,7 @@ class Classification:
         and the line label (:class:`Condition` code). Read-only views of the result columns."""
         columns = self._result_columns()
         rates = columns.wide[part_results.RATE : part_results.RATE + K.N_TIME].T
-        labels = columns.narrow[part_results.LABEL : part_results.LABEL + K.N_TIME].T
+        labels = columns.codes[part_results.LABEL : part_results.LABEL + K.N_TIME].T
         return rates, labels
 
     def amount_numerators(self) -> np.ndarray:
