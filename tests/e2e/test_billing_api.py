@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import pyarrow as pa
 
 from effigate_client import Client, billing_pb2, catalog_pb2, sla_pb2, tickets_pb2, to_timestamp
+from effigate_client.client import ipc_bytes, ipc_table
+from effigate_engine.billing.schemas import LOG_RESULTS
 from tests.e2e.support import at, refused
 
 MARCH = "2026-03-01"
@@ -589,3 +592,43 @@ def test_billing_errors_name_the_field(client: Client) -> None:
         billing_pb2.InvoiceRequest(invoice_id=987_654),
     )
     assert "invoice_id" in details and "987654" in details
+
+
+def test_classify_returns_one_result_row_per_part_as_arrow(client: Client) -> None:
+    """The per-part result batch over the wire: a log crossing the March end is two parts (its
+    second part after the batch's first parts), each rounded and priced on its own."""
+    book = billing_setup(client)
+    contract = new_contract(client, book, book.nexus, terms={})
+    spans = [SEED_SPANS[0], ("2026-03-31T23:30-04:00", "2026-04-01T00:20-04:00")]
+    n = len(spans)
+    logs = pa.table(
+        {
+            "log_id": ["A", "B"],
+            "support_level": pa.array(["L2"] * n).dictionary_encode(),
+            "job_type": pa.array(["support"] * n).dictionary_encode(),
+            "priority": pa.array(["MEDIUM"] * n).dictionary_encode(),
+            "start": pa.array([at(a) for a, _ in spans], pa.timestamp("s", tz="UTC")),
+            "end": pa.array([at(z) for _, z in spans], pa.timestamp("s", tz="UTC")),
+            "billable_type": pa.array(["BILLABLE"] * n).dictionary_encode(),
+            "approved": [True] * n,
+        }
+    )
+    reply = client.billing.Classify(
+        billing_pb2.ClassifyRequest(contract_id=contract.id, arrow_ipc=ipc_bytes(logs))
+    )
+    results = ipc_table(reply.arrow_ipc)
+    assert results.schema.equals(LOG_RESULTS)
+    rows = results.to_pylist()
+    assert [(r["log_id"], r["part"], r["period"]) for r in rows] == [
+        ("A", 0, 0),
+        ("B", 0, 0),
+        ("B", 1, 1),
+    ]
+    assert rows[1]["end"] == rows[2]["start"] == at("2026-04-01T00:00-04:00")
+    # 7 h regular at $120; 30 min and 20 min → 30 min after hours at $180 per part.
+    assert [(r["billed_total"].total_seconds(), r["amount_numerator"]) for r in rows] == [
+        (7 * HOUR, 7 * HOUR * 12_000),
+        (1_800, 1_800 * 18_000),
+        (1_800, 1_800 * 18_000),
+    ]
+    assert [r["label_after_hours"] for r in rows] == ["AFTER_HOURS"] * 3

@@ -3,7 +3,9 @@
 Instants are ``timestamp[s, tz=UTC]`` (inputs of any unit and zone are accepted and floored to
 the second), durations ``duration[s]``, money ``int64`` minor units of the line's currency, rates
 ``int64`` minor units per hour (or per unit for unit lines). Categorical text columns are
-``dictionary<int32, string>`` on output and may be plain ``string`` on input.
+``dictionary<int32, string>`` on output (``dictionary<int8, string>`` for the fixed vocabularies
+of the per-part results: status, billable type, condition labels) and may be plain ``string``
+on input.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from effigate_engine.sla.schemas import BREACH_RECORDS as SLA_BREACH_RECORDS
 UTC_SECONDS = pa.timestamp("s", tz="UTC")
 SECONDS = pa.duration("s")
 CATEGORY = pa.dictionary(pa.int32(), pa.string())
+#: A categorical column of a fixed, small vocabulary (statuses, billable types, conditions):
+#: one byte per row.
+CODE = pa.dictionary(pa.int8(), pa.string())
 
 #: Time logs: one row per log (``log_id`` is the idempotency key, unique in a batch).
 #: ``billable_type`` is ``BILLABLE`` | ``NON_BILLABLE`` | ``WARRANTY``; ``priority`` is
@@ -66,8 +71,8 @@ LOG_RESULTS = pa.schema(
         pa.field("rate_card_version", pa.int32(), nullable=False),
         pa.field("start", UTC_SECONDS, nullable=False),
         pa.field("end", UTC_SECONDS, nullable=False),
-        pa.field("status", CATEGORY, nullable=False),
-        pa.field("billable_type", CATEGORY, nullable=False),
+        pa.field("status", CODE, nullable=False),
+        pa.field("billable_type", CODE, nullable=False),
         pa.field("out_of_scope", pa.bool_(), nullable=False),
         pa.field("high_priority", pa.bool_(), nullable=False),
         *(
@@ -84,7 +89,7 @@ LOG_RESULTS = pa.schema(
             for c in ("regular", "after_hours", "weekend", "holiday")
         ),
         *(
-            pa.field(f"label_{c}", CATEGORY, nullable=False)
+            pa.field(f"label_{c}", CODE, nullable=False)
             for c in ("regular", "after_hours", "weekend", "holiday")
         ),
         pa.field("covered_seconds", SECONDS, nullable=False),

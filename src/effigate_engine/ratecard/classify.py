@@ -37,11 +37,12 @@ from effigate_engine.billing.contracts import Contract, ContractType, OutOfScope
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import SECONDS_PER_HOUR
 from effigate_engine.billing.periods import Period, local_midnight
-from effigate_engine.billing.schemas import LOG_RESULTS, TIME_LINES, TIME_LOGS_REQUIRED
+from effigate_engine.billing.schemas import TIME_LINES, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import CalendarSet, Horizon
 from effigate_engine.errors import BatchError
 from effigate_engine.instants import to_column
 from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard import part_results
 from effigate_engine.ratecard.calendars import condition_calendars, precedence_calendars
 from effigate_engine.ratecard.model import (
     PRECEDENCE_DEFAULT,
@@ -76,9 +77,7 @@ _BILLABLE_TYPES = {
     "NON_BILLABLE": K.NON_BILLABLE_TYPE,
     "WARRANTY": K.WARRANTY_TYPE,
 }
-_STATUS_NAMES = ("PRICED", "UNAPPROVED", "REJECTED")
 _LABEL_NAMES = tuple(c.name for c in Condition)
-_BILLABLE_NAMES = ("BILLABLE", "NON_BILLABLE", "WARRANTY")
 _MODES = {
     ContractType.HOURLY: K.MODE_PRICED,
     ContractType.BUCKET: K.MODE_DRAWDOWN,
@@ -710,6 +709,31 @@ class PartArrays(Mapping[str, np.ndarray]):
         """Number of parts."""
         return int(self._stored["part_version"].size)
 
+    @property
+    def stored(self) -> dict[str, np.ndarray]:
+        """The kernels' own arrays, as written (read them, never write): the stored arrays
+        above, ``flags``, the later parts' ``extra_log``, ``extra_no``, ``extra_start`` and
+        ``extra_end``, and the drawdown's ``seg_part``, ``seg_need`` and ``seg_got``."""
+        return self._stored
+
+    @property
+    def log_starts(self) -> np.ndarray:
+        """Start of each log of the batch (int64 epoch seconds): the first parts' starts."""
+        return self._start
+
+    @property
+    def log_ends(self) -> np.ndarray:
+        """End of each log of the batch (int64 epoch seconds)."""
+        return self._end
+
+    def result_columns(self, threads: int = 1) -> part_results.PartColumns:
+        """The computed columns of the per-part result batch: one fused pass over the parts
+        on ``threads`` threads."""
+        book = self._book
+        return part_results.part_columns(
+            self._stored, self._end, self._tables, book.version_number, book.mode, threads
+        )
+
     def _part_log(self) -> np.ndarray:
         n = self._start.size
         return np.concatenate([np.arange(n, dtype=np.int32), self._stored["extra_log"]])
@@ -774,7 +798,7 @@ class Classification:
         logs: pa.Table | pa.RecordBatch,
         lines: pa.Table,
         line_keys: np.ndarray,
-        parts: Mapping[str, np.ndarray],
+        parts: PartArrays,
         tables: dict[str, np.ndarray],
         contract_values: list[str],
         contract_codes: np.ndarray,
@@ -786,20 +810,20 @@ class Classification:
         self.logs = logs
         self.lines = lines
         self.line_keys = line_keys
-        self.parts = parts
+        self.parts: Mapping[str, np.ndarray] = parts
         self.slot_keys = slot_keys
         self._tables = tables
         self._contract_values = contract_values
         self._contract_codes = contract_codes
         self._results: pa.Table | None = None
-        self._rate_cols: tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None = None
+        self._columns: part_results.PartColumns | None = None
 
     def _release(self) -> dict[str, np.ndarray]:
         """Hand this classification's arrays to the next call; this one is emptied."""
         buffers, self._buffers = self._buffers, {}
         self.parts = {}
         self.slot_keys = None
-        self._rate_cols = None
+        self._columns = None
         return buffers
 
     @property
@@ -807,98 +831,56 @@ class Classification:
         """Row of the input batch each part comes from."""
         return self.parts["part_log"]
 
-    def _rate_columns(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """Per time condition: the rate and label columns, and each part's table row
-        (version, level, job), gathered from the flattened rate tables."""
-        if self._rate_cols is None:
-            p, t = self.parts, self._tables
-            log = p["part_log"]
-            n_levels, n_jobs = t["rate"].shape[1], t["rate"].shape[2]
-            version = p["part_version"].astype(np.int64)
-            row = (version * n_levels + p["log_level"][log]) * n_jobs + p["log_job"][log]
-            base = row * 8 + p["high"]
-            flat_rate, flat_label = t["rate"].reshape(-1), t["label"].reshape(-1)
-            rates = [flat_rate[base + 2 * c] for c in range(4)]
-            labels = [flat_label[base + 2 * c] for c in range(4)]
-            self._rate_cols = (rates, labels, row)
-        return self._rate_cols
+    def _part_arrays(self) -> PartArrays:
+        if not isinstance(self.parts, PartArrays):
+            raise ValueError("this classification's per-part arrays were recycled (reuse=)")
+        return self.parts
+
+    def _result_columns(self) -> part_results.PartColumns:
+        if self._columns is None:
+            self._columns = self._part_arrays().result_columns()
+        return self._columns
 
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per part and time condition ``(parts, 4)``: the resolved rate (minor units per hour)
-        and the line label (:class:`Condition` code)."""
-        rates, labels, _ = self._rate_columns()
-        return np.stack(rates, axis=1), np.stack(labels, axis=1)
+        and the line label (:class:`Condition` code). Read-only views of the result columns."""
+        columns = self._result_columns()
+        rates = columns.wide[part_results.RATE : part_results.RATE + K.N_TIME].T
+        labels = columns.codes[part_results.LABEL : part_results.LABEL + K.N_TIME].T
+        return rates, labels
 
     def amount_numerators(self) -> np.ndarray:
         """Per part: Σ billed seconds × rate (amount × 3600, minor units), as the lines price it:
         time conditions at their rates, out-of-scope at ``OUT_OF_SCOPE``, overage at
-        ``ADDITIONAL_HOURS``; zero for covered, non-billable, warranty and unpriced parts."""
-        p, t = self.parts, self._tables
-        log = p["part_log"]
-        rates, _, row = self._rate_columns()
-        billed = p["billed"]
-        timed_sum = sum(billed[:, c].astype(np.int64) * rates[c] for c in range(4))
-        total = billed.sum(axis=1, dtype=np.int64)
-        priced = (p["status"] == K.PRICED) & (p["log_billable"][log] == K.BILLABLE)
-        mode = self.book.mode[p["log_contract"][log]]
-        oos = priced & p["out_of_scope"]
-        timed = priced & ~p["out_of_scope"] & (mode == K.MODE_PRICED)
-        out = np.where(timed, timed_sum, 0)
-        out = np.where(oos, total * t["oos"].reshape(-1)[row], out)
-        over = p["overage"] > 0
-        return np.where(over, p["overage"] * t["additional"].reshape(-1)[row], out)
+        ``ADDITIONAL_HOURS``; zero for covered, non-billable, warranty and unpriced parts.
+        A read-only view of the result column."""
+        return self._result_columns().wide[part_results.AMOUNT]
 
     @property
     def results(self) -> pa.Table:
-        """The per-part result batch (:data:`~effigate_engine.billing.schemas.LOG_RESULTS`)."""
+        """The per-part result batch (:data:`~effigate_engine.billing.schemas.LOG_RESULTS`),
+        built on first access, single-threaded (:meth:`build_results` takes threads)."""
         if self._results is None:
-            self._results = self._build_results()
+            self._results = self.build_results()
         return self._results
 
-    def _build_results(self) -> pa.Table:
-        p = self.parts
-        log = p["part_log"]
-        n_logs = self.logs.num_rows
-        log_ids = _string_column(self.logs, "log_id")
-        codes = self._contract_codes
-        billable = p["log_billable"]
-        if log.size != n_logs:
-            # Later parts of split logs follow the n first parts.
-            extra = pa.array(log[n_logs:])
-            log_ids = pa.concat_arrays([log_ids, log_ids.take(extra)])
-            codes = codes[log]
-            billable = billable[log]
-
-        def cat(values: np.ndarray, names: Sequence[str]) -> pa.DictionaryArray:
-            return pa.DictionaryArray.from_arrays(
-                pa.array(np.asarray(values, np.int32)), pa.array(list(names), pa.string())
-            )
-
-        rates, labels, _ = self._rate_columns()
-        actual, billed = p["actual"], p["billed"]
-        seconds = pa.duration("s")
-        columns = [
-            log_ids,
-            pa.array(p["part_no"]),
-            cat(codes, self._contract_values),
-            pa.array(p["part_period"].astype(np.int32)),
-            pa.array(self.book.version_number[p["part_version"]]),
-            pa.array(p["part_start"], pa.timestamp("s", tz="UTC")),
-            pa.array(p["part_end"], pa.timestamp("s", tz="UTC")),
-            cat(p["status"], _STATUS_NAMES),
-            cat(billable, _BILLABLE_NAMES),
-            pa.array(p["out_of_scope"]),
-            pa.array(p["high"].astype(np.bool_)),
-            *(pa.array(actual[:, c].astype(np.int64), seconds) for c in range(4)),
-            *(pa.array(billed[:, c].astype(np.int64), seconds) for c in range(4)),
-            pa.array(billed.sum(axis=1).astype(np.int64), seconds),
-            *(pa.array(rates[c]) for c in range(4)),
-            *(cat(labels[c], _LABEL_NAMES) for c in range(4)),
-            pa.array(p["covered"], seconds),
-            pa.array(p["overage"], seconds),
-            pa.array(self.amount_numerators()),
-        ]
-        return pa.Table.from_arrays(columns, schema=LOG_RESULTS)
+    def build_results(self, threads: int = 1) -> pa.Table:
+        """Build the per-part result batch (again), its columns computed on ``threads``
+        threads (the kernels release the GIL); :attr:`results` then returns it. The first
+        parts' log ids, starts and contract codes are the input batch's own buffers (no copy),
+        the later parts of split logs a second chunk."""
+        parts = self._part_arrays()
+        self._columns = parts.result_columns(threads)
+        self._results = part_results.results_table(
+            self._columns,
+            self.logs.column("log_id"),
+            parts.log_starts,
+            self._contract_codes,
+            self._contract_values,
+            parts.stored,
+            _LABEL_NAMES,
+        )
+        return self._results
 
 
 class _Buffers:
