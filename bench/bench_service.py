@@ -27,8 +27,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -44,8 +42,12 @@ from effigate_client import (  # noqa: E402
     to_timestamp,
 )
 from effigate_engine import CalendarSet, sla  # noqa: E402
-from effigate_engine.service.tokens import create_token  # noqa: E402
-from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
+from effigate_engine.store.dsn import (  # noqa: E402
+    APP_ROLE,
+    resolve_test_dsn,
+    with_database,
+    with_user,
+)
 from effigate_server.process import ServiceProcess  # noqa: E402
 
 H = 3600
@@ -55,13 +57,7 @@ async def prepare(server_dsn: str) -> tuple[str, str, str, int]:
     """A migrated throw-away database with a tenant (``bench_store.fresh_database``): its admin
     DSN, its name, a token of the tenant and the id of its client."""
     name, tenant, client_id, _ = await fresh_database(server_dsn, "service")
-    admin = with_database(server_dsn, name)
-    conn = await asyncpg.connect(admin)
-    try:
-        token = (await create_token(conn, tenant, label="bench")).secret
-    finally:
-        await conn.close()
-    return admin, name, token, client_id
+    return with_database(server_dsn, name), name, str(tenant.token), client_id
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -86,7 +82,7 @@ def main() -> None:
 
     server_dsn = resolve_test_dsn()
     admin, name, token, client_id = asyncio.run(prepare(server_dsn))
-    service = ServiceProcess.start(admin)
+    service = ServiceProcess.start(with_user(admin, APP_ROLE), admin_dsn=admin)
     try:
         cals = calendars()
         policy = policies()["policy-1"]

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from effigate_engine.service.tokens import create_token
 from effigate_engine.store.bulk import (
     INSTANT,
     TICKETS,
@@ -38,6 +39,7 @@ from effigate_engine.store.bulk import (
 )
 from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
 from effigate_engine.store.migrate import migrate
+from effigate_engine.store.tenant import TenantKey
 
 EPOCH_2026_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 HOUR_US = 3_600 * 1_000_000
@@ -89,8 +91,9 @@ def tickets_table(rows: int, client_id: int, contract_id: int, seed: int = 11) -
     )
 
 
-async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, int, int]:
-    """Create and migrate a database with one tenant, client and active hourly contract."""
+async def fresh_database(admin_dsn: str, label: str) -> tuple[str, TenantKey, int, int]:
+    """Create and migrate a database with one tenant (and a token of it: the key the service
+    role binds its transactions with), client and active hourly contract."""
     name = f"effigate_bench_{label}_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -106,6 +109,7 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, in
             "INSERT INTO tenants (id, name, default_currency) VALUES ($1, 'Bench MSP', 'USD')",
             tenant,
         )
+        token = (await create_token(conn, tenant, label="bench")).secret
         client = await conn.fetchval(
             "INSERT INTO clients (tenant_id, name) VALUES ($1, 'Bench client') RETURNING id", tenant
         )
@@ -120,7 +124,7 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, in
         )
     finally:
         await conn.close()
-    return name, tenant, client, contract
+    return name, TenantKey(tenant, token), client, contract
 
 
 async def drop_database(admin_dsn: str, name: str) -> None:
