@@ -38,29 +38,34 @@ $$;
 
 -- The proof that binds `tenant` to the current transaction: HMAC-SHA-256 of the tenant and the
 -- transaction's start time. Parallel workers share the leader's start time and settings.
+-- PL/pgSQL keeps its plans for the session; an SQL function would be planned at every call.
 CREATE FUNCTION effigate_private.binding_proof(tenant uuid) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
     AS $$
-        SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
-            || convert_to('effigate tenant binding', 'UTF8') || uuid_send(tenant)
-            || timestamptz_send(transaction_timestamp()))), 'base64')
-        FROM effigate_private.binding_key k
-    $$;
+DECLARE
+    pads record;
+BEGIN
+    SELECT k.inner_pad, k.outer_pad INTO pads FROM effigate_private.binding_key k;
+    RETURN encode(sha256(pads.outer_pad || sha256(pads.inner_pad
+        || convert_to('effigate tenant binding', 'UTF8') || uuid_send(tenant)
+        || timestamptz_send(transaction_timestamp()))), 'base64');
+END
+$$;
 
 -- The tenant of the current transaction: the claimed tenant when its proof verifies, else NULL
 -- (which no row matches). Policies and the trigger functions read it, once per statement.
--- The HMAC is binding_proof's, written out here: a nested function call would cost it 3x.
 CREATE OR REPLACE FUNCTION effigate_current_tenant() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
-        SELECT claim.tenant
-        FROM (SELECT nullif(current_setting('effigate.tenant_id', true), '')::uuid AS tenant) claim,
-            effigate_private.binding_key k
-        WHERE current_setting('effigate.tenant_proof', true)
-            = encode(sha256(k.outer_pad || sha256(k.inner_pad
-                || convert_to('effigate tenant binding', 'UTF8') || uuid_send(claim.tenant)
-                || timestamptz_send(transaction_timestamp()))), 'base64')
-    $$;
+DECLARE
+    claim uuid := nullif(current_setting('effigate.tenant_id', true), '')::uuid;
+BEGIN
+    IF current_setting('effigate.tenant_proof', true) = effigate_private.binding_proof(claim) THEN
+        RETURN claim;
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 -- The claimed tenant, unverified: the default of tenant_id columns, evaluated per row (inlined,
 -- where the verified accessor would cost an HMAC per row). A row defaulted from a forged claim
