@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
-from bench_store import drop_database, fresh_database  # noqa: E402
+from bench_store import drop_database, fresh_database, service_dsn  # noqa: E402
 
 from effigate_client import (  # noqa: E402
     Client,
@@ -42,12 +42,7 @@ from effigate_client import (  # noqa: E402
     to_timestamp,
 )
 from effigate_engine import CalendarSet, sla  # noqa: E402
-from effigate_engine.store.dsn import (  # noqa: E402
-    APP_ROLE,
-    resolve_test_dsn,
-    with_database,
-    with_user,
-)
+from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
 from effigate_server.process import ServiceProcess  # noqa: E402
 
 H = 3600
@@ -82,7 +77,7 @@ def main() -> None:
 
     server_dsn = resolve_test_dsn()
     admin, name, token, client_id = asyncio.run(prepare(server_dsn))
-    service = ServiceProcess.start(with_user(admin, APP_ROLE), admin_dsn=admin)
+    service = ServiceProcess.start(service_dsn(admin, name), admin_dsn=admin)
     try:
         cals = calendars()
         policy = policies()["policy-1"]

@@ -38,6 +38,7 @@ from effigate_engine.store.bulk import (
     table_to_records,
 )
 from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import TenantKey
 
@@ -127,6 +128,13 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, TenantKey, in
     return name, TenantKey(tenant, token), client, contract
 
 
+def service_dsn(admin_dsn: str, database: str) -> str:
+    """The service role's DSN for ``database`` on the server of ``admin_dsn`` (with the embedded
+    server's password for it when that is the server)."""
+    passwords = passwords_for(admin_dsn) or {}
+    return with_user(with_database(admin_dsn, database), APP_ROLE, passwords.get(APP_ROLE))
+
+
 async def drop_database(admin_dsn: str, name: str) -> None:
     """Drop a benchmark database (closing any leftover connections)."""
     conn = await asyncpg.connect(admin_dsn)
@@ -167,7 +175,7 @@ async def run(rows: int) -> None:
         db_a, tenant_a, _, contract_a = await fresh_database(admin, "asyncpg")
         created.append(db_a)
         logs = time_logs_table(rows, contract_a)
-        conn = await asyncpg.connect(with_user(with_database(admin, db_a), APP_ROLE))
+        conn = await asyncpg.connect(service_dsn(admin, db_a))
         try:
             begin = time.perf_counter()
             records = table_to_records(prepare_batch(TIME_LOGS, logs))
@@ -193,7 +201,7 @@ async def run(rows: int) -> None:
         db_b, tenant_b, client_b, contract_b = await fresh_database(admin, "adbc")
         created.append(db_b)
         logs = time_logs_table(rows, contract_b)
-        app_b = with_user(with_database(admin, db_b), APP_ROLE)
+        app_b = service_dsn(admin, db_b)
         adbc = connect_adbc(app_b)
         helper = connect_adbc(app_b)  # second connection of the parallel read
         try:

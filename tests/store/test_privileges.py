@@ -16,7 +16,7 @@ from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 from effigate_engine.store.errors import MigrationError, StoreError
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import tenant_transaction
-from tests.store.conftest import create_database, drop_database
+from tests.store.conftest import app_password, create_database, drop_database
 from tests.store.helpers import Database, seed_tenant
 from tests.store.test_leaks import APP_TABLES_SQL
 
@@ -105,8 +105,9 @@ def test_the_service_refuses_a_dsn_that_row_level_security_would_not_bind(
         with pytest.raises(StoreError, match="superuser"):
             await Store.open(db.admin, adbc_connections=0)
         # the service role on a database that is not migrated
+        app = with_user(empty_database, APP_ROLE, app_password(empty_database))
         with pytest.raises(MigrationError, match="0001"):
-            await Store.open(with_user(empty_database, APP_ROLE), adbc_connections=0)
+            await Store.open(app, adbc_connections=0)
 
     asyncio.run(scenario())
 
@@ -118,11 +119,14 @@ def test_a_dedicated_owner_migrates_and_creates_tenants_and_the_service_role_ser
     non-superuser owner role and its database, the service role logging in on its own."""
     suffix = uuid.uuid4().hex[:10]
     owner, name = f"effigate_owner_{suffix}", f"effigate_test_owner_{suffix}"
+    password = uuid.uuid4().hex
 
     async def setup() -> None:
         conn = await asyncpg.connect(server_dsn)
         try:
-            await conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS')
+            await conn.execute(
+                f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD \'{password}\''
+            )
         finally:
             await conn.close()
         await create_database(server_dsn, name)
@@ -141,8 +145,8 @@ def test_a_dedicated_owner_migrates_and_creates_tenants_and_the_service_role_ser
             await conn.close()
 
     async def scenario() -> None:
-        owner_dsn = with_user(with_database(server_dsn, name), owner)
-        app_dsn = with_user(with_database(server_dsn, name), APP_ROLE)
+        owner_dsn = with_user(with_database(server_dsn, name), owner, password)
+        app_dsn = with_user(with_database(server_dsn, name), APP_ROLE, app_password(server_dsn))
         assert await migrate(owner_dsn)
         conn = await asyncpg.connect(owner_dsn)
         try:

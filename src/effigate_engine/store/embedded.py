@@ -26,6 +26,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 
@@ -79,6 +80,18 @@ class EmbeddedServer:
 
 
 _servers: dict[Path, EmbeddedServer] = {}
+
+
+def passwords_for(dsn: str) -> dict[str, str] | None:
+    """The role passwords of the embedded server ``dsn`` points at (tests and benchmarks given
+    only its superuser DSN), or ``None`` when it is not one: read from the credentials file in
+    its socket directory, which is its data directory."""
+    for value in parse_qs(urlsplit(dsn).query).get("host", []):
+        credentials = Path(value) / CREDENTIALS_FILE
+        if credentials.is_file():
+            passwords: dict[str, str] = json.loads(credentials.read_text())
+            return passwords
+    return None
 
 
 def start_embedded(pgdata: Path | None = None) -> EmbeddedServer:
