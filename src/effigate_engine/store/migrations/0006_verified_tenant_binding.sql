@@ -384,7 +384,8 @@ BEGIN
             EXECUTE format('DROP INDEX %I', i.index_name);
             EXECUTE replace(i.index_def, 'USING btree (', 'USING btree (tenant_id, ');
         ELSE
-            RAISE EXCEPTION 'index % on % does not lead with tenant_id and is not a btree: '
+            -- (a test lists every index that does not lead with tenant_id)
+            RAISE WARNING 'index % on % does not lead with tenant_id and is not a btree: '
                 'give it tenant_id as its first column', i.index_name, i.tbl;
         END IF;
     END LOOP;
