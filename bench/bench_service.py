@@ -8,9 +8,11 @@ client. Measured in the same run, side by side:
   the client (serialisation, loopback, server evaluation, and back);
 - the in-process kernel on the same tickets (``sla.evaluate``, one and two threads): the
   ceiling the stream is compared with;
-- unary ``Evaluate`` of one ticket, called back to back: p50 / p99 / max latency.
+- unary ``Evaluate`` of one ticket and ``GetTicketStatus`` of one stored ticket, called back to
+  back: p50 / p99 / max latency.
 
     python bench/bench_service.py [--tickets 1000000] [--chunk 131072] [--calls 2000]
+    python bench/bench_service.py --unary-only   # the two latencies only
 """
 
 from __future__ import annotations
@@ -25,35 +27,32 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
-from bench_store import drop_database, fresh_database  # noqa: E402
+from bench_store import drop_database, fresh_database, service_dsn  # noqa: E402
 
-from effigate_client import Client, catalog_pb2, sla_pb2, to_timestamp  # noqa: E402
+from effigate_client import (  # noqa: E402
+    Client,
+    catalog_pb2,
+    sla_pb2,
+    tickets_pb2,
+    to_timestamp,
+)
 from effigate_engine import CalendarSet, sla  # noqa: E402
-from effigate_engine.service.tokens import create_token  # noqa: E402
 from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
 from effigate_server.process import ServiceProcess  # noqa: E402
 
 H = 3600
 
 
-async def prepare(server_dsn: str) -> tuple[str, str, str]:
+async def prepare(server_dsn: str) -> tuple[str, str, str, int]:
     """A migrated throw-away database with a tenant (``bench_store.fresh_database``): its admin
-    DSN, its name, and a token of the tenant."""
-    name, tenant, _, _ = await fresh_database(server_dsn, "service")
-    admin = with_database(server_dsn, name)
-    conn = await asyncpg.connect(admin)
-    try:
-        token = (await create_token(conn, tenant, label="bench")).secret
-    finally:
-        await conn.close()
-    return admin, name, token
+    DSN, its name, a token of the tenant and the id of its client."""
+    name, tenant, client_id, _ = await fresh_database(server_dsn, "service")
+    return with_database(server_dsn, name), name, str(tenant.token), client_id
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -71,11 +70,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=131_072, help="tickets per stream message")
     parser.add_argument("--calls", type=int, default=2_000, help="unary calls for latency")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--unary-only", action="store_true", help="measure the unary latencies only"
+    )
     args = parser.parse_args()
 
     server_dsn = resolve_test_dsn()
-    admin, name, token = asyncio.run(prepare(server_dsn))
-    service = ServiceProcess.start(admin)
+    admin, name, token, client_id = asyncio.run(prepare(server_dsn))
+    service = ServiceProcess.start(service_dsn(admin, name), admin_dsn=admin)
     try:
         cals = calendars()
         policy = policies()["policy-1"]
@@ -107,17 +109,37 @@ def main() -> None:
                 created_at=to_timestamp(datetime(2026, 11, 19, 14, tzinfo=UTC)),
             )
 
-            def unary() -> list[float]:
+            client.tickets.CreateTicket(
+                tickets_pb2.CreateTicketRequest(
+                    id="T-STATUS",
+                    client_id=client_id,
+                    priority="HIGH",
+                    created_at=to_timestamp(datetime(2026, 11, 19, 14, tzinfo=UTC)),
+                )
+            )
+            status = tickets_pb2.GetTicketStatusRequest(
+                ticket_id="T-STATUS", policy_id=stored.id, at=to_timestamp(NOW)
+            )
+
+            def timed(call) -> list[float]:
                 for _ in range(200):
-                    client.sla.Evaluate(single)
+                    call()
                 out = []
                 for _ in range(args.calls):
                     started = time.perf_counter()
-                    client.sla.Evaluate(single)
+                    call()
                     out.append((time.perf_counter() - started) * 1000)
                 return sorted(out)
 
+            def unary() -> list[float]:
+                return timed(lambda: client.sla.Evaluate(single))
+
             latencies = unary()
+            status_latencies = timed(lambda: client.tickets.GetTicketStatus(status))
+            if args.unary_only:
+                report_latency("unary Evaluate, 1 ticket", args.calls, latencies)
+                report_latency("unary GetTicketStatus", args.calls, status_latencies)
+                return
             stream_s, out = best_of(
                 lambda: client.evaluate_arrow(stored.id, batch, NOW, chunk_rows=args.chunk),
                 args.repeats,
@@ -149,12 +171,15 @@ def main() -> None:
     ]
     for label, seconds in rows:
         print(f"  {label:<44} {seconds:>8.3f} {n / seconds:>12,.0f} {one_s / seconds:>9.2f}x")
-    for label, lat in (("", latencies), (" after the bulk runs", after_bulk)):
-        p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
-        print(
-            f"unary Evaluate, 1 ticket, {args.calls:,} calls{label}: p50 {p50:.2f} ms,"
-            f" p99 {p99:.2f} ms, max {lat[-1]:.2f} ms"
-        )
+    report_latency("unary Evaluate, 1 ticket", args.calls, latencies)
+    report_latency("unary GetTicketStatus", args.calls, status_latencies)
+    report_latency("unary Evaluate, 1 ticket, after the bulk runs", args.calls, after_bulk)
+
+
+def report_latency(label: str, calls: int, lat: list[float]) -> None:
+    """Print p50 / p99 / max of sorted latencies in milliseconds."""
+    p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+    print(f"{label}, {calls:,} calls: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms")
 
 
 if __name__ == "__main__":

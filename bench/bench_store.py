@@ -24,6 +24,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from effigate_engine.service.tokens import create_token
 from effigate_engine.store.bulk import (
     INSTANT,
     TICKETS,
@@ -37,7 +38,9 @@ from effigate_engine.store.bulk import (
     table_to_records,
 )
 from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
+from effigate_engine.store.tenant import TenantKey
 
 EPOCH_2026_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 HOUR_US = 3_600 * 1_000_000
@@ -89,8 +92,9 @@ def tickets_table(rows: int, client_id: int, contract_id: int, seed: int = 11) -
     )
 
 
-async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, int, int]:
-    """Create and migrate a database with one tenant, client and active hourly contract."""
+async def fresh_database(admin_dsn: str, label: str) -> tuple[str, TenantKey, int, int]:
+    """Create and migrate a database with one tenant (and a token of it: the key the service
+    role binds its transactions with), client and active hourly contract."""
     name = f"effigate_bench_{label}_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -106,6 +110,7 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, in
             "INSERT INTO tenants (id, name, default_currency) VALUES ($1, 'Bench MSP', 'USD')",
             tenant,
         )
+        token = (await create_token(conn, tenant, label="bench")).secret
         client = await conn.fetchval(
             "INSERT INTO clients (tenant_id, name) VALUES ($1, 'Bench client') RETURNING id", tenant
         )
@@ -120,7 +125,14 @@ async def fresh_database(admin_dsn: str, label: str) -> tuple[str, uuid.UUID, in
         )
     finally:
         await conn.close()
-    return name, tenant, client, contract
+    return name, TenantKey(tenant, token), client, contract
+
+
+def service_dsn(admin_dsn: str, database: str) -> str:
+    """The service role's DSN for ``database`` on the server of ``admin_dsn`` (with the embedded
+    server's password for it when that is the server)."""
+    passwords = passwords_for(admin_dsn) or {}
+    return with_user(with_database(admin_dsn, database), APP_ROLE, passwords.get(APP_ROLE))
 
 
 async def drop_database(admin_dsn: str, name: str) -> None:
@@ -163,7 +175,7 @@ async def run(rows: int) -> None:
         db_a, tenant_a, _, contract_a = await fresh_database(admin, "asyncpg")
         created.append(db_a)
         logs = time_logs_table(rows, contract_a)
-        conn = await asyncpg.connect(with_user(with_database(admin, db_a), APP_ROLE))
+        conn = await asyncpg.connect(service_dsn(admin, db_a))
         try:
             begin = time.perf_counter()
             records = table_to_records(prepare_batch(TIME_LOGS, logs))
@@ -189,7 +201,7 @@ async def run(rows: int) -> None:
         db_b, tenant_b, client_b, contract_b = await fresh_database(admin, "adbc")
         created.append(db_b)
         logs = time_logs_table(rows, contract_b)
-        app_b = with_user(with_database(admin, db_b), APP_ROLE)
+        app_b = service_dsn(admin, db_b)
         adbc = connect_adbc(app_b)
         helper = connect_adbc(app_b)  # second connection of the parallel read
         try:

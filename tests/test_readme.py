@@ -30,7 +30,7 @@ def service_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     from tests.e2e.conftest import _tenant
 
     database: Database = request.getfixturevalue("db")
-    service = ServiceProcess.start(database.admin)
+    service = ServiceProcess.start(database.app, admin_dsn=database.admin)
     request.addfinalizer(service.stop)
     monkeypatch.setenv("EFFIGATE_ADDRESS", service.address)
     monkeypatch.setenv("EFFIGATE_TOKEN", asyncio.run(_tenant(database.admin)).token)

@@ -118,19 +118,20 @@ class Server:
 
 
 async def serve(
-    admin_dsn: str,
+    app_dsn: str,
     address: str = "127.0.0.1:50051",
     *,
-    app_dsn: str | None = None,
+    admin_dsn: str | None = None,
     metrics_port: int | None = None,
     ready: Any = None,
 ) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down gracefully.
 
-    Migrates the database at ``admin_dsn`` first; serves as the service role. ``ready`` is
-    called with the :class:`Server` once it listens.
+    Serves as the service role at ``app_dsn``; with the owner's ``admin_dsn`` the database is
+    migrated first (else it must be current). ``ready`` is called with the :class:`Server` once
+    it listens.
     """
-    store = await Store.open(admin_dsn, app_dsn)
+    store = await Store.open(app_dsn, admin_dsn=admin_dsn)
     server = await Server.start(store, address)
     if metrics_port is not None:
         from prometheus_client import start_http_server

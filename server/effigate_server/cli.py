@@ -1,7 +1,9 @@
 """``effigate serve | token | demo | status | sla | bill | replay``: the service commands.
 
-``serve`` runs the gRPC service over ``EFFIGATE_DSN`` or, without one, the embedded PostgreSQL
-server (data in ``EFFIGATE_DATA_DIR``, default ``.effigate/pgdata``). The client commands talk
+``serve`` runs the gRPC service as the service role at ``EFFIGATE_DSN`` (migrating first with
+the owner's ``EFFIGATE_ADMIN_DSN`` when given) or, without either, over the embedded PostgreSQL
+server (data in ``EFFIGATE_DATA_DIR``, default ``.effigate/pgdata``). ``token create`` needs
+the owner's credentials (``EFFIGATE_ADMIN_DSN``, or the embedded server's). The client commands talk
 to a running service at ``--address`` (``EFFIGATE_ADDRESS``, default 127.0.0.1:50051) with the
 token in ``--token`` (``EFFIGATE_TOKEN``).
 """
@@ -107,12 +109,13 @@ def _token(args: argparse.Namespace) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT."""
-    from effigate_engine.store.dsn import resolve_dsn
+    from effigate_engine.store.dsn import require_admin_dsn, resolve_admin_dsn, resolve_dsn
     from effigate_server import logs
     from effigate_server.app import serve
 
     logs.configure(args.log_level)
     dsn = resolve_dsn()
+    admin_dsn = require_admin_dsn("serve --demo") if args.demo else resolve_admin_dsn()
 
     def ready(server: Any) -> None:
         host = args.address.rsplit(":", 1)[0]
@@ -122,7 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
             from effigate_server.demo import demo_token, load_demo_async
 
             async def load() -> None:
-                token = await demo_token(server.store.admin_dsn)
+                token = await demo_token(admin_dsn)
                 summary = await load_demo_async(address, token)
                 print(summary.report(), flush=True)
                 print(_sample_call(address, token, summary), flush=True)
@@ -130,7 +133,15 @@ def run_serve(args: argparse.Namespace) -> int:
             asyncio.get_running_loop().create_task(load())
 
     try:
-        asyncio.run(serve(dsn, args.address, metrics_port=args.metrics_port, ready=ready))
+        asyncio.run(
+            serve(
+                dsn,
+                args.address,
+                admin_dsn=admin_dsn,
+                metrics_port=args.metrics_port,
+                ready=ready,
+            )
+        )
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
     return 0
@@ -152,17 +163,18 @@ def _sample_call(address: str, token: str, summary: Any) -> str:
 
 
 def run_token_create(args: argparse.Namespace) -> int:
-    """Create a token (and a tenant with --new-tenant) with the admin DSN."""
+    """Create a token (and a tenant with --new-tenant) with the owner's DSN."""
     import uuid
 
     import asyncpg
 
     from effigate_engine.service.tokens import create_tenant, create_token
-    from effigate_engine.store.dsn import resolve_dsn
+    from effigate_engine.store.dsn import require_admin_dsn
     from effigate_engine.store.migrate import migrate
 
+    dsn = require_admin_dsn("token create")
+
     async def go() -> Any:
-        dsn = resolve_dsn()
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         try:

@@ -467,9 +467,10 @@ async def demo_token(admin_dsn: str) -> str:
 
 def run_demo(address: str | None, n_tickets: int) -> int:
     """Run the demo against ``address``, or a service started here on a free loopback port
-    over ``EFFIGATE_DSN`` / the embedded PostgreSQL."""
+    over ``EFFIGATE_DSN`` and ``EFFIGATE_ADMIN_DSN`` (the tenant is created with the owner's
+    credentials) / the embedded PostgreSQL."""
     from effigate_engine.service.context import Store
-    from effigate_engine.store.dsn import resolve_dsn
+    from effigate_engine.store.dsn import require_admin_dsn, resolve_dsn
     from effigate_server.app import Server
 
     async def go() -> DemoSummary:
@@ -480,10 +481,11 @@ def run_demo(address: str | None, n_tickets: int) -> int:
             if not token:
                 raise SystemExit("effigate demo --address needs EFFIGATE_TOKEN")
             return await load_demo_async(address, token, n_tickets)
-        store = await Store.open(resolve_dsn())
+        admin_dsn = require_admin_dsn("demo")
+        store = await Store.open(resolve_dsn(), admin_dsn=admin_dsn)
         server = await Server.start(store, "127.0.0.1:0")
         try:
-            token = await demo_token(store.admin_dsn)
+            token = await demo_token(admin_dsn)
             return await load_demo_async(f"127.0.0.1:{server.port}", token, n_tickets)
         finally:
             await server.stop(5)

@@ -29,13 +29,19 @@ class ServiceProcess:
         address: str = "127.0.0.1:0",
         timeout_s: float = 60.0,
         *,
+        admin_dsn: str | None = None,
         args: Sequence[str] = ("--log-level", "WARNING"),
         log: Path | None = None,
     ) -> ServiceProcess:
-        """Start the service over ``dsn`` (port 0: a free port) with further ``args``; its
-        logs go to the file ``log`` (default: discarded). Returns once it listens."""
+        """Start the service as the service role at ``dsn`` (``EFFIGATE_DSN``; port 0: a free
+        port), migrating first with the owner's ``admin_dsn`` (``EFFIGATE_ADMIN_DSN``) when
+        given, with further ``args``; its logs go to the file ``log`` (default: discarded).
+        Returns once it listens."""
         effigate = Path(sys.executable).with_name("effigate")
         env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+        env.pop("EFFIGATE_ADMIN_DSN", None)
+        if admin_dsn is not None:
+            env["EFFIGATE_ADMIN_DSN"] = admin_dsn
         with open(log or os.devnull, "w") as errors:
             process = subprocess.Popen(
                 [str(effigate), "serve", "--address", address, *args],

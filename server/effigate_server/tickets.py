@@ -161,7 +161,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         principal.require_staff("bulk-ingest tickets")
         table = await gather_ipc(request_iterator)
         async with self.store.adbc() as conn:
-            result = await ingest(conn, spec, principal.tenant_id, table)  # type: ignore[arg-type]
+            result = await ingest(conn, spec, principal.key, table)  # type: ignore[arg-type]
         return common_pb2.IngestSummary(
             received=result.received,
             inserted=result.inserted,

@@ -1,7 +1,8 @@
 """End-to-end fixtures: a real server process on a free loopback port over a real database.
 
-The server is started as users start it (``effigate serve``), with ``EFFIGATE_DSN`` pointing
-at a freshly created and migrated test database; tests talk to it through the Python client.
+The server is started as users start it (``effigate serve``), with ``EFFIGATE_DSN`` logging in
+as the service role and ``EFFIGATE_ADMIN_DSN`` as the owner of a freshly created and migrated
+test database; tests talk to it through the Python client.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.store.helpers import Database
 @pytest.fixture(scope="session")
 def service(db: Database) -> Iterator[ServiceProcess]:  # noqa: F811
     """One server process for the session's tests."""
-    running = ServiceProcess.start(db.admin)
+    running = ServiceProcess.start(db.app, admin_dsn=db.admin)
     try:
         yield running
     finally:

@@ -44,7 +44,7 @@ def test_token_status_sla_and_replay_commands(service, client: Client, tenant, t
         str(tenant.id),
         "--client",
         str(ids.acme),
-        env={"EFFIGATE_DSN": tenant.admin},
+        env={"EFFIGATE_ADMIN_DSN": tenant.admin},
     )
     portal = made.stdout.strip().splitlines()[-1]
     assert portal.startswith("efg_") and f"client {ids.acme}" in made.stdout

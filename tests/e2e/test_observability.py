@@ -23,7 +23,10 @@ def test_metrics_and_json_logs(db, tenant, tmp_path) -> None:
     port = free_port()
     log = tmp_path / "server.log"
     service = ServiceProcess.start(
-        db.admin, args=("--metrics-port", str(port), "--log-level", "INFO"), log=log
+        db.app,
+        admin_dsn=db.admin,
+        args=("--metrics-port", str(port), "--log-level", "INFO"),
+        log=log,
     )
     try:
         with Client(service.address, tenant.token) as client:

@@ -54,7 +54,7 @@ async def stored_log_ids(admin: str, tenant: object, contract_id: int) -> list[t
     conn = await asyncpg.connect(admin)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('effigate.tenant_id', $1, true)", str(tenant))
+            await conn.execute("SELECT effigate_bind_tenant($1)", tenant)
             rows = await conn.fetch(
                 "SELECT id, count(*) AS n FROM time_logs WHERE contract_id = $1"
                 " GROUP BY id ORDER BY id",
@@ -81,7 +81,7 @@ def refused_soon(address: str, token: str, within_s: float = 5.0) -> grpc.Status
 
 
 def test_sigterm_lets_an_inflight_stream_finish(db: Database) -> None:
-    service = ServiceProcess.start(db.admin)
+    service = ServiceProcess.start(db.app, admin_dsn=db.admin)
     try:
         tenant = asyncio.run(_tenant(db.admin))
         with Client(service.address, tenant.token, timeout=120) as client:

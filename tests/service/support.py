@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
 
 from effigate_engine.service import Principal, Store
+from effigate_engine.service.tokens import create_tenant, create_token
 from tests.store.helpers import Database
 
 
 @asynccontextmanager
 async def open_store(db: Database) -> AsyncIterator[Store]:
     """A :class:`Store` on the migrated test database (service role), closed afterwards."""
-    store = await Store.open(db.admin, db.app, run_migrations=False, adbc_connections=1)
+    store = await Store.open(db.app, adbc_connections=1)
     try:
         yield store
     finally:
@@ -23,16 +23,12 @@ async def open_store(db: Database) -> AsyncIterator[Store]:
 
 
 async def new_tenant(db: Database, currency: str = "USD", name: str = "Northwind MSP") -> Principal:
-    """Create a tenant (admin connection) and return a staff principal for it."""
-    tenant = uuid.uuid4()
+    """Create a tenant and a staff token of it (admin connection); return the staff principal
+    presenting that token."""
     conn = await asyncpg.connect(db.admin)
     try:
-        await conn.execute(
-            "INSERT INTO tenants (id, name, default_currency) VALUES ($1, $2, $3)",
-            tenant,
-            name,
-            currency,
-        )
+        tenant = await create_tenant(conn, name, currency)
+        token = await create_token(conn, tenant, label="test")
     finally:
         await conn.close()
-    return Principal(tenant, actor="test")
+    return Principal(tenant, actor="test", token=token.secret)

@@ -3,6 +3,7 @@ amendments that never re-price earlier work, milestones, unit counts, visibility
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -16,7 +17,6 @@ from effigate_engine.service import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
-    Principal,
     catalog,
     contracts,
     invoicing,
@@ -334,7 +334,7 @@ def test_contract_reads_and_portal_visibility(db: Database) -> None:
             assert [c.id for c in await contracts.list_contracts(store, p, other_client)] == [
                 theirs.id
             ]
-            portal = Principal(p.tenant_id, client_id=s.client_id)
+            portal = replace(p, client_id=s.client_id)
             assert [c.id for c in await contracts.list_contracts(store, portal)] == [mine.id]
             assert (await contracts.get_contract(store, portal, mine.id)).id == mine.id
             with pytest.raises(NotFound):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -397,8 +397,8 @@ def test_portal_principal_sees_only_its_own_clients_invoices(db: Database) -> No
             p = s.principal
             inv = await invoicing.generate_invoice(store, p, c.id, MARCH)
             other = await catalog.create_client(store, p, "Other Co")
-            mine = Principal(p.tenant_id, client_id=s.client_id)
-            theirs = Principal(p.tenant_id, client_id=other)
+            mine = replace(p, client_id=s.client_id)
+            theirs = replace(p, client_id=other)
             assert (await invoicing.get_invoice(store, mine, inv.id)).id == inv.id
             assert [x.id for x in await invoicing.list_invoices(store, mine)] == [inv.id]
             with pytest.raises(NotFound) as err:
@@ -463,14 +463,14 @@ def test_bucket_balance_after_issue(db: Database) -> None:
             await contracts.amend_contract(
                 store, p, c.id, kind="TOP_UP", effective_on=date(2026, 4, 1), body={"hours": "5"}
             )
-            mine = Principal(p.tenant_id, client_id=s.client_id)
+            mine = replace(p, client_id=s.client_id)
             later = await invoicing.bucket_balance(
                 store, mine, c.id, datetime(2026, 4, 2, tzinfo=UTC)
             )
             assert (later.top_up_seconds, later.remaining_seconds) == (18_000, 18_000)
             other = await catalog.create_client(store, p, "Other Co")
             with pytest.raises(NotFound):
-                await invoicing.bucket_balance(store, Principal(p.tenant_id, client_id=other), c.id)
+                await invoicing.bucket_balance(store, replace(p, client_id=other), c.id)
             empty = await invoicing.bucket_balance(
                 store, p, c.id, datetime(2026, 3, 1, 12, tzinfo=UTC)
             )

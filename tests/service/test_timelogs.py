@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pyarrow as pa
@@ -12,7 +13,6 @@ from effigate_engine.service import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
-    Principal,
     invoicing,
     timelogs,
 )
@@ -56,7 +56,7 @@ def test_ingest_is_idempotent_and_all_or_nothing(db: Database) -> None:
             assert err.value.field == "time_logs.contract_id"
             assert not await fetch_all(db, "SELECT 1 FROM time_logs WHERE id LIKE $1", f"X{c.id}-%")
 
-            portal = Principal(p.tenant_id, client_id=s.client_id)
+            portal = replace(p, client_id=s.client_id)
             with pytest.raises(PermissionDenied):
                 await timelogs.ingest_time_logs(store, portal, batch)
 

@@ -3,12 +3,14 @@
 The server is ``EFFIGATE_TEST_DSN`` when set, else the one on 127.0.0.1:5432 when it answers,
 else the embedded server. Each pytest process (each xdist worker) creates its own database
 with a random name, migrates it, and drops it at the end; every test makes its own tenants,
-so tests do not depend on one another or on their order.
+so tests do not depend on one another or on their order. The service role logs in with the
+password ``EFFIGATE_TEST_APP_PASSWORD`` gives, or the embedded server's, or none (trust).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +18,7 @@ import asyncpg
 import pytest
 
 from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
 from tests.store.helpers import Database
 
@@ -38,6 +41,15 @@ async def drop_database(server_dsn: str, name: str) -> None:
         await conn.close()
 
 
+def app_password(server_dsn: str) -> str | None:
+    """The service role's password on the test server (``None``: the server trusts logins)."""
+    configured = os.environ.get("EFFIGATE_TEST_APP_PASSWORD")
+    if configured:
+        return configured
+    passwords = passwords_for(server_dsn)
+    return None if passwords is None else passwords[APP_ROLE]
+
+
 @pytest.fixture(scope="session")
 def server_dsn() -> str:
     """Superuser DSN of the test server (its maintenance database)."""
@@ -52,7 +64,8 @@ def db(server_dsn: str) -> Iterator[Database]:
     admin = with_database(server_dsn, name)
     try:
         asyncio.run(migrate(admin))
-        yield Database(name=name, admin=admin, app=with_user(admin, APP_ROLE))
+        app = with_user(admin, APP_ROLE, app_password(server_dsn))
+        yield Database(name=name, admin=admin, app=app)
     finally:
         asyncio.run(drop_database(server_dsn, name))
 

@@ -12,6 +12,7 @@ import asyncpg
 import pyarrow as pa
 
 from effigate_engine.store.bulk import INSTANT
+from effigate_engine.store.tenant import TenantKey
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FROZEN_CARD = {"currency": "USD", "base": {"*": {"*": 12000}}, "conditions": {}}
@@ -28,18 +29,31 @@ class Database:
 
 @dataclass(frozen=True)
 class Seed:
-    """One tenant with a client and an active hourly contract (ids)."""
+    """One tenant with a client and an active hourly contract (ids), and a bearer token of the
+    tenant (what the service role binds its transactions with)."""
 
     tenant_id: uuid.UUID
     client_id: int
     contract_id: int
+    token: str
+
+    @property
+    def key(self) -> TenantKey:
+        """Binds a service-role transaction to this tenant."""
+        return TenantKey(self.tenant_id, self.token)
 
 
 async def seed_tenant(admin: asyncpg.Connection, name: str = "Northwind MSP") -> Seed:
-    """Create a tenant with a client and an ACTIVE hourly contract (admin connection)."""
+    """Create a tenant with a token, a client and an ACTIVE hourly contract (admin connection)."""
     tenant = uuid.uuid4()
+    token = f"seed-{uuid.uuid4().hex}"
     await admin.execute(
         "INSERT INTO tenants (id, name, default_currency) VALUES ($1, $2, 'USD')", tenant, name
+    )
+    await admin.execute(
+        "INSERT INTO api_tokens (tenant_id, token_sha256, label) VALUES ($1, $2, 'seed')",
+        tenant,
+        hashlib.sha256(token.encode()).digest(),
     )
     client = await admin.fetchval(
         "INSERT INTO clients (tenant_id, name) VALUES ($1, 'Contoso') RETURNING id", tenant
@@ -52,7 +66,7 @@ async def seed_tenant(admin: asyncpg.Connection, name: str = "Northwind MSP") ->
         client,
     )
     await activate(admin, contract)
-    return Seed(tenant, client, contract)
+    return Seed(tenant, client, contract, token)
 
 
 async def activate(admin: asyncpg.Connection, contract_id: int) -> None:

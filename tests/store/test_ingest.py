@@ -50,7 +50,7 @@ def ingest_with_asyncpg(db: Database, seed: Seed, batch: pa.Table) -> IngestResu
     async def go() -> IngestResult:
         conn = await asyncpg.connect(db.app)
         try:
-            return await ingest_asyncpg(conn, TIME_LOGS, seed.tenant_id, batch)
+            return await ingest_asyncpg(conn, TIME_LOGS, seed.key, batch)
         finally:
             await conn.close()
 
@@ -61,7 +61,7 @@ def ingest_with_adbc(db: Database, seed: Seed, batch: pa.Table) -> IngestResult:
     """One ingest over a fresh ADBC connection as the service role."""
     conn = connect_adbc(db.app)
     try:
-        return ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch)
+        return ingest_adbc(conn, TIME_LOGS, seed.key, batch)
     finally:
         conn.close()
 
@@ -212,7 +212,7 @@ def test_concurrent_ingests_of_the_same_batch_store_each_row_once(db: Database) 
         conns = [await asyncpg.connect(db.app) for _ in range(3)]
         try:
             return list(await asyncio.gather(
-                *(ingest_asyncpg(c, TIME_LOGS, seed.tenant_id, batch) for c in conns)
+                *(ingest_asyncpg(c, TIME_LOGS, seed.key, batch) for c in conns)
             ))
         finally:
             for c in conns:
@@ -261,7 +261,7 @@ def test_asyncpg_ingest_killed_midway_stores_nothing_and_a_rerun_stores_each_row
 
         try:
             with pytest.raises(Exception):  # noqa: B017 - any driver error: the link is gone
-                await ingest_asyncpg(conn, TIME_LOGS, seed.tenant_id, rows())
+                await ingest_asyncpg(conn, TIME_LOGS, seed.key, rows())
         finally:
             conn.terminate()
         assert sent >= half
@@ -298,7 +298,7 @@ def test_adbc_ingest_killed_midway_stores_nothing_and_a_rerun_stores_each_row_on
     reader = pa.RecordBatchReader.from_batches(TIME_LOGS.schema, batches())
     try:
         with pytest.raises(Exception):  # noqa: B017 - any driver error: the link is gone
-            ingest_adbc(conn, TIME_LOGS, seed.tenant_id, reader)
+            ingest_adbc(conn, TIME_LOGS, seed.key, reader)
     finally:
         with contextlib.suppress(Exception):  # the server already closed it
             conn.close()
@@ -350,14 +350,14 @@ def test_ticket_events_upsert_by_id_and_must_name_a_ticket_of_the_tenant(db: Dat
     async def go() -> None:
         conn = await asyncpg.connect(db.app)
         try:
-            await ingest_asyncpg(conn, TICKETS, seed.tenant_id, _tickets(seed, ["T-1", "T-2"]))
-            await ingest_asyncpg(conn, TICKETS, other.tenant_id, _tickets(other, ["T-9"]))
+            await ingest_asyncpg(conn, TICKETS, seed.key, _tickets(seed, ["T-1", "T-2"]))
+            await ingest_asyncpg(conn, TICKETS, other.key, _tickets(other, ["T-9"]))
             events = _events(["T-1", "T-2"])
-            first = await ingest_asyncpg(conn, TICKET_EVENTS, seed.tenant_id, events)
-            again = await ingest_asyncpg(conn, TICKET_EVENTS, seed.tenant_id, events)
+            first = await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, events)
+            again = await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, events)
             assert (first.inserted, again.inserted, again.unchanged) == (2, 0, 2)
             with pytest.raises(StoreError, match="T-9") as refused:
-                await ingest_asyncpg(conn, TICKET_EVENTS, seed.tenant_id, _events(["T-9"]))
+                await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, _events(["T-9"]))
             assert refused.value.field == "ticket_events.ticket_id"
         finally:
             await conn.close()
@@ -378,21 +378,21 @@ def test_arrow_reads_return_the_tenants_rows_only_with_both_drivers(db: Database
     async def via_asyncpg() -> pa.Table:
         conn = await asyncpg.connect(db.app)
         try:
-            return await read_arrow_asyncpg(conn, TIME_LOGS, seed.tenant_id)
+            return await read_arrow_asyncpg(conn, TIME_LOGS, seed.key)
         finally:
             await conn.close()
 
     conn = connect_adbc(db.app)
     try:
         # the service's kept paths: ADBC off the event loop
-        stored = asyncio.run(ingest(conn, TIME_LOGS, seed.tenant_id, batch))
+        stored = asyncio.run(ingest(conn, TIME_LOGS, seed.key, batch))
         assert stored.inserted == len(ids)
-        via_adbc = read_arrow_adbc(conn, TIME_LOGS, seed.tenant_id)
+        via_adbc = read_arrow_adbc(conn, TIME_LOGS, seed.key)
         by_contract = asyncio.run(
-            read_arrow(conn, TIME_LOGS, seed.tenant_id, contract_id=seed.contract_id)
+            read_arrow(conn, TIME_LOGS, seed.key, contract_id=seed.contract_id)
         )
         assert asyncio.run(
-            read_arrow(conn, TIME_LOGS, seed.tenant_id, contract_id=other.contract_id)
+            read_arrow(conn, TIME_LOGS, seed.key, contract_id=other.contract_id)
         ).num_rows == 0
     finally:
         conn.close()
@@ -431,14 +431,14 @@ def test_tickets_must_name_a_client_and_contract_of_the_tenant(db: Database) -> 
         tickets = _tickets(seed, ["K-1", "K-2", "K-3"])
         foreign_client = with_value(tickets, "client_id", 2, other.client_id)
         with pytest.raises(StoreError, match="K-3") as refused:
-            ingest_adbc(conn, TICKETS, seed.tenant_id, foreign_client)
+            ingest_adbc(conn, TICKETS, seed.key, foreign_client)
         assert refused.value.field == "tickets.client_id"
         foreign_contract = with_value(tickets, "contract_id", 1, other.contract_id)
         with pytest.raises(StoreError, match="K-2") as refused:
-            ingest_adbc(conn, TICKETS, seed.tenant_id, foreign_contract)
+            ingest_adbc(conn, TICKETS, seed.key, foreign_contract)
         assert refused.value.field == "tickets.contract_id"
         no_contract = with_value(tickets, "contract_id", 0, None)
-        assert ingest_adbc(conn, TICKETS, seed.tenant_id, no_contract).inserted == 3
+        assert ingest_adbc(conn, TICKETS, seed.key, no_contract).inserted == 3
     finally:
         conn.close()
 
@@ -453,23 +453,23 @@ def test_parallel_arrow_reads_equal_the_single_read_of_the_tenant(db: Database) 
     conns = [connect_adbc(db.app) for _ in range(3)]
     try:
         main, helpers = conns[0], conns[1:]
-        single = read_arrow_adbc(main, TIME_LOGS, seed.tenant_id)
+        single = read_arrow_adbc(main, TIME_LOGS, seed.key)
         assert single.num_rows == 500
         # min_blocks=0: split even this small table, over two and over three connections
         for used in (helpers[:1], helpers):
-            parts = read_arrow_adbc(main, TIME_LOGS, seed.tenant_id, None, used, min_blocks=0)
+            parts = read_arrow_adbc(main, TIME_LOGS, seed.key, None, used, min_blocks=0)
             assert parts.schema == TIME_LOGS.schema
             assert parts.equals(single)
         by_contract = asyncio.run(
-            read_arrow(main, TIME_LOGS, seed.tenant_id, seed.contract_id, helpers)
+            read_arrow(main, TIME_LOGS, seed.key, seed.contract_id, helpers)
         )
         assert by_contract.sort_by("id").equals(single.sort_by("id"))
         foreign = read_arrow_adbc(
-            main, TIME_LOGS, seed.tenant_id, other.contract_id, helpers, min_blocks=0
+            main, TIME_LOGS, seed.key, other.contract_id, helpers, min_blocks=0
         )
         assert foreign.num_rows == 0 and foreign.schema == TIME_LOGS.schema
         # the connections are reusable afterwards (every part's transaction has ended)
-        assert read_arrow_adbc(helpers[0], TIME_LOGS, other.tenant_id).num_rows == 3
+        assert read_arrow_adbc(helpers[0], TIME_LOGS, other.key).num_rows == 3
     finally:
         for conn in conns:
             conn.close()

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from effigate_engine.store.cli import add_commands, run_migrate
+from effigate_engine.store.dsn import APP_ROLE, with_user
 from effigate_engine.store.errors import MigrationError
 from effigate_engine.store.migrate import (
     MIGRATIONS_TABLE,
@@ -20,6 +21,9 @@ from effigate_engine.store.migrate import (
     migrate,
     migrate_connection,
 )
+from effigate_engine.store.tenant import tenant_transaction
+from tests.store.conftest import app_password
+from tests.store.helpers import draft_invoice, seed_tenant
 
 
 def test_migrations_ship_with_the_package_in_version_order() -> None:
@@ -195,3 +199,41 @@ def test_unit_count_snapshots_become_a_timeline_when_migrated(empty_database: st
     assert rows == expected
     assert forced == [("contracts", True, True), ("unit_counts", True, True)]
     assert "cycle_end" not in columns and "effective_on" in columns
+
+
+def test_binding_migration_upgrades_a_database_with_data(empty_database: str) -> None:
+    """0006 on a database already in use: existing rows keep their ids and stay reachable by
+    binding, new ids lie above every old one, old statistics are gone."""
+    async def scenario() -> None:
+        conn = await asyncpg.connect(empty_database)
+        try:
+            await migrate_connection(conn, [m for m in load_migrations() if m.version < 6])
+            seeds = [await seed_tenant(conn, f"Old {i}") for i in range(3)]
+            invoice = await draft_invoice(conn, seeds[1])
+            await conn.execute("ANALYZE")
+            assert await conn.fetchval("SELECT count(*) FROM pg_statistic s JOIN pg_class c"
+                                       " ON c.oid = s.starelid WHERE c.relname = 'clients'")
+            highest = await conn.fetchval(
+                "SELECT max(id) FROM (SELECT id FROM clients UNION ALL SELECT id FROM"
+                " invoice_lines UNION ALL SELECT id FROM api_tokens) x"
+            )
+            assert await migrate_connection(conn) == [6]
+            assert await conn.fetchval("SELECT count(*) FROM pg_statistic s JOIN pg_class c"
+                                       " ON c.oid = s.starelid WHERE c.relname = 'clients'") == 0
+        finally:
+            await conn.close()
+        app = await asyncpg.connect(
+            with_user(empty_database, APP_ROLE, app_password(empty_database))
+        )
+        try:
+            async with tenant_transaction(app, seeds[1].key):
+                assert await app.fetchval(
+                    "SELECT count(*) FROM invoice_lines WHERE invoice_id = $1", invoice
+                ) == 2
+                new = await app.fetchval("INSERT INTO clients (name) VALUES ('new') RETURNING id")
+                assert new > highest
+                assert await app.fetchval("SELECT count(*) FROM clients") == 2
+        finally:
+            await app.close()
+
+    asyncio.run(scenario())

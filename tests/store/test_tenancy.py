@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from effigate_engine.store.dsn import APP_ROLE
-from effigate_engine.store.tenant import TenantPool, set_tenant, tenant_transaction
+from effigate_engine.store.tenant import TenantPool, bind, tenant_transaction
 from tests.store.helpers import Database, add_time_log, draft_invoice, seed_tenant
 
 TENANT_TABLES = (
@@ -58,9 +58,13 @@ def test_a_connection_with_no_tenant_sees_nothing(db: Database) -> None:
             await draft_invoice(admin, seed)
             assert await admin.fetchval("SELECT count(*) FROM time_logs") > 0
             for table in TENANT_TABLES:
+                if table == "api_tokens":  # only the owner reads tokens
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                        await app.fetchval("SELECT count(*) FROM api_tokens")
+                    continue
                 assert await app.fetchval(f"SELECT count(*) FROM {table}") == 0, table
-            # a tenant set in one transaction does not outlive it
-            async with tenant_transaction(app, seed.tenant_id):
+            # a tenant bound in one transaction does not outlive it
+            async with tenant_transaction(app, seed.key):
                 assert await app.fetchval("SELECT count(*) FROM time_logs") == 1
             assert await app.fetchval("SELECT count(*) FROM time_logs") == 0
             assert await app.fetchval("SELECT count(*) FROM invoices") == 0
@@ -69,7 +73,7 @@ def test_a_connection_with_no_tenant_sees_nothing(db: Database) -> None:
                 await app.execute("INSERT INTO clients (tenant_id, name) VALUES ($1, 'x')",
                                   seed.tenant_id)
             with pytest.raises(RuntimeError):
-                await set_tenant(app, seed.tenant_id)
+                await bind(app, seed.key)
         finally:
             await admin.close()
             await app.close()
@@ -86,7 +90,7 @@ def test_a_tenant_cannot_read_update_or_delete_another_tenants_rows(db: Database
             theirs = await seed_tenant(admin, "Theirs")
             await add_time_log(admin, theirs, "their-log")
             their_invoice = await draft_invoice(admin, theirs)
-            async with pool.tenant(mine.tenant_id) as conn:
+            async with pool.tenant(mine.key) as conn:
                 # reading by the other tenant's ids returns nothing
                 assert await conn.fetch("SELECT * FROM tenants WHERE id = $1",
                                         theirs.tenant_id) == []
@@ -96,24 +100,24 @@ def test_a_tenant_cannot_read_update_or_delete_another_tenants_rows(db: Database
                                         their_invoice) == []
                 assert await conn.fetch("SELECT * FROM time_logs WHERE id = 'their-log'") == []
                 assert await conn.fetchval("SELECT count(*) FROM tenants") == 1
-                # updates and deletes by id touch nothing
+                # updates by id touch nothing; discarding their draft discards nothing
                 assert await conn.execute(
                     "UPDATE clients SET name = 'stolen' WHERE id = $1", theirs.client_id
                 ) == "UPDATE 0"
                 assert await conn.execute(
-                    "DELETE FROM invoice_lines WHERE invoice_id = $1", their_invoice
-                ) == "DELETE 0"
-                assert await conn.execute(
-                    "DELETE FROM time_logs WHERE id = 'their-log'"
-                ) == "DELETE 0"
+                    "UPDATE time_logs SET agent = 'x' WHERE id = 'their-log'"
+                ) == "UPDATE 0"
+                assert not await conn.fetchval(
+                    "SELECT effigate_discard_draft_invoice($1)", their_invoice
+                )
             # writing a row into the other tenant is refused
-            async with pool.tenant(mine.tenant_id) as conn:
+            async with pool.tenant(mine.key) as conn:
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await conn.execute(
                         "INSERT INTO clients (tenant_id, name) VALUES ($1, 'planted')",
                         theirs.tenant_id,
                     )
-            async with pool.tenant(mine.tenant_id) as conn:
+            async with pool.tenant(mine.key) as conn:
                 with pytest.raises(
                     (asyncpg.InsufficientPrivilegeError, asyncpg.CheckViolationError)
                 ):
@@ -123,7 +127,7 @@ def test_a_tenant_cannot_read_update_or_delete_another_tenants_rows(db: Database
                         mine.client_id,
                     )
             # referencing the other tenant's contract from my row is refused
-            async with pool.tenant(mine.tenant_id) as conn:
+            async with pool.tenant(mine.key) as conn:
                 with pytest.raises(asyncpg.PostgresError):
                     await conn.execute(
                         "INSERT INTO invoices (contract_id, currency) VALUES ($1, 'USD')",
@@ -183,7 +187,8 @@ def test_tokens_are_stored_hashed_and_resolved_before_the_tenant_is_known(db: Da
             assert await app.fetchrow(
                 "SELECT * FROM effigate_resolve_token($1)", hashlib.sha256(b"x").digest()
             ) is None
-            assert await app.fetchval("SELECT count(*) FROM api_tokens") == 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await app.fetchval("SELECT count(*) FROM api_tokens")
         finally:
             await admin.close()
             await app.close()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from effigate_engine.service.errors import PermissionDenied
-from effigate_engine.store.dsn import APP_ROLE, with_user
+from effigate_engine.service.errors import PermissionDenied, Unauthenticated
 from effigate_engine.store.errors import from_asyncpg
-from effigate_engine.store.migrate import migrate
-from effigate_engine.store.tenant import tenant_transaction
+from effigate_engine.store.migrate import migrate, require_current_schema
+from effigate_engine.store.roles import require_service_role
+from effigate_engine.store.tenant import NOT_BOUND_SQLSTATE, TenantKey, tenant_transaction
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,20 @@ class Principal:
 
     ``client_id`` is set for client-scoped portal tokens: such a caller sees only that client's
     tickets, SLA status, bucket balances and invoices, and may change nothing but its own
-    tickets. ``actor`` is what the audit log records.
+    tickets. ``actor`` is what the audit log records. ``token`` is the bearer token the caller
+    presented: each transaction hands it to the database, which binds the transaction to the
+    token's tenant only after checking it (see :mod:`effigate_engine.store.tenant`).
     """
 
     tenant_id: UUID
     client_id: int | None = None
     actor: str = "api"
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> TenantKey:
+        """What binds this caller's transactions to its tenant."""
+        return TenantKey(self.tenant_id, self.token)
 
     @property
     def is_portal(self) -> bool:
@@ -52,41 +60,48 @@ class Principal:
 @dataclass
 class Store:
     """The database of one service: an asyncpg pool and ADBC connections, both logging in as
-    the service role (``effigate_app``, which row-level security binds), plus the admin DSN
-    used for migrations and for creating tenants.
+    the service role (``effigate_app``: row-level security binds it, it owns nothing and may
+    not lock, truncate or alter anything). The owner's DSN, when given, is used to migrate
+    at start and to create tenants (the demo); serving never needs it.
 
     Use :meth:`open` / :meth:`close`, or ``async with await Store.open(dsn)``.
     """
 
-    admin_dsn: str
     app_dsn: str
     pool: asyncpg.Pool
     _adbc: asyncio.Queue[Any]
     _adbc_all: list[Any]
+    admin_dsn: str | None = None
 
     @classmethod
     async def open(
         cls,
-        admin_dsn: str,
-        app_dsn: str | None = None,
+        app_dsn: str,
         *,
+        admin_dsn: str | None = None,
         pool_size: int = 10,
         adbc_connections: int = 2,
-        run_migrations: bool = True,
     ) -> Store:
-        """Migrate the database at ``admin_dsn`` (a table owner or superuser) and connect as the
-        service role (``app_dsn``, default: ``admin_dsn`` logging in as ``effigate_app``)."""
+        """Connect as the service role at ``app_dsn``. With ``admin_dsn`` (the owner's) the
+        database is migrated first; without, it must already be current. A DSN logging in as
+        a superuser, a role that bypasses row-level security or the owner is refused."""
         from effigate_engine.store.bulk import connect_adbc
 
-        if run_migrations:
+        if admin_dsn is not None:
             await migrate(admin_dsn)
-        app = app_dsn or with_user(admin_dsn, APP_ROLE)
-        pool = await asyncpg.create_pool(app, min_size=1, max_size=pool_size)
-        conns = [await asyncio.to_thread(connect_adbc, app) for _ in range(adbc_connections)]
+        pool = await asyncpg.create_pool(app_dsn, min_size=1, max_size=pool_size)
+        try:
+            async with pool.acquire() as conn:
+                await require_service_role(conn)
+                await require_current_schema(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        conns = [await asyncio.to_thread(connect_adbc, app_dsn) for _ in range(adbc_connections)]
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for conn in conns:
             queue.put_nowait(conn)
-        return cls(admin_dsn, app, pool, queue, conns)
+        return cls(app_dsn, pool, queue, conns, admin_dsn)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -103,13 +118,18 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self, principal: Principal) -> AsyncIterator[asyncpg.Connection]:
-        """A connection inside a transaction scoped to the principal's tenant; commits on
-        success, rolls back on any error. Database refusals come out as
-        :class:`~effigate_engine.store.errors.StoreError` naming the field."""
+        """A connection inside a transaction bound to the principal's tenant (the database
+        checks the principal's token); commits on success, rolls back on any error. Database
+        refusals come out as :class:`~effigate_engine.store.errors.StoreError` naming the
+        field; a token the database no longer accepts as :class:`Unauthenticated`."""
         try:
-            async with self.pool.acquire() as conn, tenant_transaction(conn, principal.tenant_id):
+            async with self.pool.acquire() as conn, tenant_transaction(conn, principal.key):
                 yield conn
         except asyncpg.PostgresError as exc:
+            if exc.sqlstate == NOT_BOUND_SQLSTATE:
+                raise Unauthenticated(
+                    "authorization", None, "is not a valid or active token"
+                ) from None
             raise from_asyncpg(exc) from exc
 
     @asynccontextmanager
@@ -120,11 +140,4 @@ class Store:
             yield conn
         finally:
             self._adbc.put_nowait(conn)
-
-    async def admin(self) -> asyncpg.Connection:
-        """A new connection as the admin role (bypasses RLS: tenant creation only). Close it."""
-        try:
-            return await asyncpg.connect(self.admin_dsn)
-        except asyncpg.PostgresError as exc:  # pragma: no cover - server refused the login
-            raise from_asyncpg(exc) from exc
 

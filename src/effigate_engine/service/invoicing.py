@@ -1085,11 +1085,8 @@ async def void_invoice(store: Store, principal: Principal, invoice_id: int) -> I
         record = await fetch_invoice(conn, invoice_id)
         status = row["status"]
         if status in ("DRAFT", "REVIEW"):
-            await conn.execute(
-                "DELETE FROM invoice_line_time_logs WHERE invoice_id = $1", invoice_id
-            )
-            await conn.execute("DELETE FROM invoice_lines WHERE invoice_id = $1", invoice_id)
-            await conn.execute("DELETE FROM invoices WHERE id = $1", invoice_id)
+            # the service role deletes nothing itself: the database discards the draft
+            await conn.execute("SELECT effigate_discard_draft_invoice($1)", invoice_id)
             await audit(conn, principal, "void", "invoice", invoice_id, {"discarded": status})
             return replace(record, status="VOID")
         if status not in ("ISSUED", "OVERDUE"):

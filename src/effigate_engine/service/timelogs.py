@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, datetime
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pyarrow as pa
@@ -30,12 +29,13 @@ from effigate_engine.service.records import PeriodRecord
 from effigate_engine.store.bulk import (
     TIME_LOGS,
     IngestResult,
+    bind_adbc,
     ingest,
     ingest_adbc,
     prepare_batch,
 )
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
-from effigate_engine.store.tenant import tenant_text
+from effigate_engine.store.tenant import TenantKey
 
 APPROVAL_STATES = ("PENDING", "APPROVED", "REJECTED")
 _READ_ONLY = ("closed billing period", "issued invoice", "is CLOSED")
@@ -69,7 +69,7 @@ async def ingest_time_logs(store: Store, principal: Principal, logs: pa.Table) -
     async with state_errors(), store.adbc() as conn:
         if keep:
             return await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
-        return await ingest(conn, TIME_LOGS, principal.tenant_id, batch)
+        return await ingest(conn, TIME_LOGS, principal.key, batch)
 
 
 def _checked(logs: pa.Table) -> pa.Table:
@@ -84,8 +84,8 @@ def _checked(logs: pa.Table) -> pa.Table:
 def _ingest_keeping_approval(conn: Any, principal: Principal, batch: pa.Table) -> IngestResult:
     """The ingest of ``batch`` on ADBC connection ``conn`` with the stored approval states kept
     (:func:`_keep_approval`), both in one transaction, in one worker thread."""
-    batch = _keep_approval(conn, principal.tenant_id, batch)
-    return ingest_adbc(conn, TIME_LOGS, principal.tenant_id, batch)
+    batch = _keep_approval(conn, principal.key, batch)
+    return ingest_adbc(conn, TIME_LOGS, principal.key, batch)
 
 
 _STORED_LOGS_SQL = (
@@ -94,7 +94,7 @@ _STORED_LOGS_SQL = (
 )
 
 
-def _keep_approval(conn: Any, tenant_id: UUID, batch: pa.Table) -> pa.Table:
+def _keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
     """``batch`` (prepared, every ``approval_state`` ``PENDING``) with the stored state kept
     for each log already stored with the same content (an identical resend changes nothing);
     a new or changed log stays ``PENDING``. Runs in the ingest's transaction on the ADBC
@@ -104,9 +104,8 @@ def _keep_approval(conn: Any, tenant_id: UUID, batch: pa.Table) -> pa.Table:
 
     try:
         with conn.cursor() as cur:
-            tenant = tenant_text(tenant_id)
-            cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
-            cur.execute(TIME_LOGS.lock_sql(tenant))
+            bind_adbc(cur, tenant)
+            cur.execute(TIME_LOGS.lock_sql(tenant.tenant_id))
             cur.execute(_STORED_LOGS_SQL, parameters=(batch.column("id").to_pylist(),))
             stored = cur.fetch_arrow_table().cast(TIME_LOGS.schema)
     except BaseException as exc:

@@ -3,7 +3,9 @@
 A token is a random secret shown once at creation; the database keeps only its SHA-256
 digest. A tenant token acts for staff and integrations; a client-scoped (portal) token sees
 only its client's tickets, SLA status, bucket balances and invoices. Resolving a token runs
-``effigate_resolve_token`` (the only way to read ``api_tokens`` before the tenant is known).
+``effigate_resolve_token`` (the service role cannot read ``api_tokens``); each transaction
+then hands the token to the database, which binds it to the token's tenant after checking it.
+Tenants and tokens are created with the owner's connection, bound to the tenant by id.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncpg
 
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import NotFound, Unauthenticated
+from effigate_engine.store.tenant import TenantKey, bind
 
 TOKEN_PREFIX = "efg_"
 #: Seconds a resolved token is remembered by one server process (a revocation takes effect
@@ -47,16 +50,18 @@ async def create_tenant(
     default_tax_json: str = "[]",
     tenant_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Create a tenant (admin connection: tenants are created outside any tenant's scope)."""
+    """Create a tenant (the owner's connection, bound to the new tenant while it inserts it)."""
     tenant = tenant_id or uuid.uuid4()
-    await admin.execute(
-        "INSERT INTO tenants (id, name, default_currency, default_tax)"
-        " VALUES ($1, $2, $3, $4::jsonb)",
-        tenant,
-        name,
-        currency,
-        default_tax_json,
-    )
+    async with admin.transaction():
+        await bind(admin, TenantKey.for_owner(tenant))
+        await admin.execute(
+            "INSERT INTO tenants (id, name, default_currency, default_tax)"
+            " VALUES ($1, $2, $3, $4::jsonb)",
+            tenant,
+            name,
+            currency,
+            default_tax_json,
+        )
     return tenant
 
 
@@ -66,11 +71,11 @@ async def create_token(
     client_id: int | None = None,
     label: str = "",
 ) -> IssuedToken:
-    """Create a tenant token, or a portal token when ``client_id`` is given (admin connection,
-    inside the tenant's scope so the client reference is checked against that tenant)."""
+    """Create a tenant token, or a portal token when ``client_id`` is given (the owner's
+    connection, bound to the tenant so the client reference is checked against that tenant)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with admin.transaction():
-        await admin.execute("SELECT set_config('effigate.tenant_id', $1, true)", str(tenant_id))
+        await bind(admin, TenantKey.for_owner(tenant_id))
         exists = await admin.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id)
         if not exists:
             raise NotFound("tenant_id", str(tenant_id), "is not a tenant")
@@ -114,7 +119,9 @@ class TokenResolver:
             self._cache.pop(key, None)
             shown = secret[:8] + "…" if len(secret) > 8 else secret
             raise Unauthenticated("authorization", shown, "is not a valid or active token")
-        principal = Principal(row["tenant_id"], row["client_id"], actor=f"token:{row['token_id']}")
+        principal = Principal(
+            row["tenant_id"], row["client_id"], actor=f"token:{row['token_id']}", token=secret
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + self._ttl, principal)

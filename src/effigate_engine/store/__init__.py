@@ -20,10 +20,10 @@ from effigate_engine.store.bulk import (
     read_arrow_adbc,
     read_arrow_asyncpg,
 )
-from effigate_engine.store.dsn import APP_ROLE, resolve_dsn, resolve_test_dsn
+from effigate_engine.store.dsn import APP_ROLE, resolve_admin_dsn, resolve_dsn, resolve_test_dsn
 from effigate_engine.store.errors import InvariantViolation, MigrationError, StoreError
 from effigate_engine.store.migrate import load_migrations, migrate
-from effigate_engine.store.tenant import TenantPool, set_tenant, tenant_transaction
+from effigate_engine.store.tenant import TenantKey, TenantPool, bind, tenant_transaction
 
 __all__ = [
     "APP_ROLE",
@@ -35,7 +35,9 @@ __all__ = [
     "InvariantViolation",
     "MigrationError",
     "StoreError",
+    "TenantKey",
     "TenantPool",
+    "bind",
     "connect_adbc",
     "ingest",
     "ingest_adbc",
@@ -46,8 +48,8 @@ __all__ = [
     "read_arrow",
     "read_arrow_adbc",
     "read_arrow_asyncpg",
+    "resolve_admin_dsn",
     "resolve_dsn",
     "resolve_test_dsn",
-    "set_tenant",
     "tenant_transaction",
 ]

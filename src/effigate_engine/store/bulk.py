@@ -2,7 +2,7 @@
 
 Ingest (time logs, ticket events, tickets) upserts by the caller's id, the idempotency key:
 
-1. one transaction, scoped to the tenant;
+1. one transaction, bound to the tenant (:mod:`effigate_engine.store.tenant`);
 2. COPY the batch into a temporary staging table (dropped at commit);
 3. under a per-(table, tenant) advisory lock, update the rows whose content changed and insert
    the new ones (the effect of ``INSERT ... ON CONFLICT (tenant_id, id) DO UPDATE ... WHERE
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine.store.errors import StoreError, from_adbc, from_asyncpg
-from effigate_engine.store.tenant import SET_TENANT_SQL, tenant_text
+from effigate_engine.store.tenant import TenantKey, bind, tenant_text, verify_bound
 
 INSTANT = pa.timestamp("us", tz="UTC")
 
@@ -298,10 +298,10 @@ def table_to_records(table: pa.Table) -> list[tuple[Any, ...]]:
 async def ingest_asyncpg(
     conn: asyncpg.Connection,
     spec: BulkTable,
-    tenant_id: UUID | str,
+    tenant: TenantKey,
     rows: pa.Table | Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
 ) -> IngestResult:
-    """Upsert ``rows`` into ``spec``'s table for ``tenant_id`` in one transaction (asyncpg).
+    """Upsert ``rows`` into ``spec``'s table for ``tenant`` in one transaction (asyncpg).
 
     ``rows`` is an Arrow table (checked with :func:`prepare_batch`) or an (async) iterable of
     tuples in ``spec.column_names`` order (checked by the database only).
@@ -312,7 +312,8 @@ async def ingest_asyncpg(
         records = rows
     try:
         async with conn.transaction():
-            await conn.execute(SET_TENANT_SQL, tenant_text(tenant_id))
+            await bind(conn, tenant)
+            tenant_id = tenant.tenant_id
             await conn.execute(spec.staging_ddl())
             status = await conn.copy_records_to_table(
                 spec.staging, records=records, columns=spec.column_names
@@ -332,12 +333,12 @@ async def ingest_asyncpg(
 async def read_arrow_asyncpg(
     conn: asyncpg.Connection,
     spec: BulkTable,
-    tenant_id: UUID | str,
+    tenant: TenantKey,
     contract_id: int | None = None,
 ) -> pa.Table:
-    """Read ``spec``'s rows of ``tenant_id`` (of one contract if given) into Arrow (asyncpg)."""
+    """Read ``spec``'s rows of ``tenant`` (of one contract if given) into Arrow (asyncpg)."""
     async with conn.transaction(readonly=True):
-        await conn.execute(SET_TENANT_SQL, tenant_text(tenant_id))
+        await bind(conn, tenant)
         records = await conn.fetch(spec.select_sql(contract_id))
     columns = list(zip(*records, strict=True)) if records else [[] for _ in spec.columns]
     arrays = [
@@ -357,13 +358,22 @@ def connect_adbc(dsn: str) -> Any:
     return adbc_driver_postgresql.dbapi.connect(dsn)
 
 
+def bind_adbc(cur: Any, tenant: TenantKey) -> None:
+    """Bind the transaction of ADBC cursor ``cur`` to ``tenant`` (the statement of
+    :func:`effigate_engine.store.tenant.bind`, the token travelling as a parameter)."""
+    sql, parameter = tenant.bind_statement()
+    cur.execute(sql, parameters=(parameter,))
+    (bound,) = cur.fetchone()
+    verify_bound(bound, tenant)
+
+
 def ingest_adbc(
     conn: Any,
     spec: BulkTable,
-    tenant_id: UUID | str,
+    tenant: TenantKey,
     rows: pa.Table | pa.RecordBatchReader,
 ) -> IngestResult:
-    """Upsert ``rows`` into ``spec``'s table for ``tenant_id`` in one transaction (ADBC).
+    """Upsert ``rows`` into ``spec``'s table for ``tenant`` in one transaction (ADBC).
 
     ``rows`` is an Arrow table (checked with :func:`prepare_batch`) or a record-batch reader
     in ``spec.schema`` (streamed; checked by the database only).
@@ -371,21 +381,21 @@ def ingest_adbc(
     import adbc_driver_manager
 
     data = prepare_batch(spec, rows) if isinstance(rows, pa.Table) else rows
-    tenant = tenant_text(tenant_id)
+    tenant_id = tenant_text(tenant.tenant_id)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
+            bind_adbc(cur, tenant)
             cur.execute(spec.staging_ddl())
             received = int(cur.adbc_ingest(spec.staging, data, mode="append", temporary=True))
-            cur.execute(spec.lock_sql(tenant))
-            cur.execute(spec.probe_sql(tenant))
+            cur.execute(spec.lock_sql(tenant_id))
+            cur.execute(spec.probe_sql(tenant_id))
             (stored,) = cur.fetchone()
             if stored:
                 cur.execute(f"ANALYZE {spec.staging}")
-                cur.execute(spec.merge_sql(tenant))
+                cur.execute(spec.merge_sql(tenant_id))
                 inserted, updated = cur.fetchone()
             else:
-                cur.execute(spec.insert_sql(tenant))
+                cur.execute(spec.insert_sql(tenant_id))
                 inserted, updated = received, 0
         conn.commit()
     except adbc_driver_manager.Error as exc:
@@ -405,12 +415,12 @@ connections are given: below it, starting the other parts costs more than it sav
 def read_arrow_adbc(
     conn: Any,
     spec: BulkTable,
-    tenant_id: UUID | str,
+    tenant: TenantKey,
     contract_id: int | None = None,
     helpers: Sequence[Any] = (),
     min_blocks: int = PARALLEL_READ_MIN_BLOCKS,
 ) -> pa.Table:
-    """Read ``spec``'s rows of ``tenant_id`` (of one contract if given) into Arrow (ADBC).
+    """Read ``spec``'s rows of ``tenant`` (of one contract if given) into Arrow (ADBC).
 
     The driver streams the result as binary COPY and decodes it to Arrow columns in C++.
 
@@ -425,13 +435,11 @@ def read_arrow_adbc(
     """
     import adbc_driver_manager
 
-    tenant = tenant_text(tenant_id)
-    set_tenant = f"SELECT set_config('effigate.tenant_id', '{tenant}', true)"
     try:
         with conn.cursor() as cur:
             if helpers:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute(set_tenant)
+            bind_adbc(cur, tenant)
             ranges: list[tuple[int, int | None]] = []
             snapshot = ""
             if helpers:
@@ -452,7 +460,7 @@ def read_arrow_adbc(
                 with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
                     futures = [
                         pool.submit(
-                            _read_part, helper, spec, set_tenant, snapshot, contract_id, part
+                            _read_part, helper, spec, tenant, snapshot, contract_id, part
                         )
                         for helper, part in zip(helpers, ranges[1:], strict=False)
                     ]
@@ -474,7 +482,7 @@ def read_arrow_adbc(
 def _read_part(
     conn: Any,
     spec: BulkTable,
-    set_tenant: str,
+    tenant: TenantKey,
     snapshot: str,
     contract_id: int | None,
     blocks: tuple[int, int | None],
@@ -484,7 +492,7 @@ def _read_part(
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            cur.execute(set_tenant)
+            bind_adbc(cur, tenant)
             cur.execute(spec.select_sql(contract_id, blocks))
             table = cur.fetch_arrow_table()
         conn.rollback()
@@ -498,27 +506,27 @@ def _read_part(
 
 
 async def ingest(
-    conn: Any, spec: BulkTable, tenant_id: UUID | str, rows: pa.Table | pa.RecordBatchReader
+    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table | pa.RecordBatchReader
 ) -> IngestResult:
     """The service's bulk ingest: ADBC (measured faster), run off the event loop.
 
     ``conn`` is an ADBC connection (:func:`connect_adbc`) used by one call at a time; the
     driver releases the GIL while it talks to the server.
     """
-    return await asyncio.to_thread(ingest_adbc, conn, spec, tenant_id, rows)
+    return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
 
 
 async def read_arrow(
     conn: Any,
     spec: BulkTable,
-    tenant_id: UUID | str,
+    tenant: TenantKey,
     contract_id: int | None = None,
     helpers: Sequence[Any] = (),
 ) -> pa.Table:
     """The service's Arrow read: ADBC (measured several times faster), off the event loop;
     with ``helpers`` (idle ADBC connections) a large table is read in parallel parts of one
     snapshot (:func:`read_arrow_adbc`)."""
-    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant_id, contract_id, helpers)
+    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant, contract_id, helpers)
 
 
 def _rollback_quietly(conn: Any) -> None:

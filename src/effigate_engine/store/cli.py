@@ -17,14 +17,15 @@ def add_commands(subparsers: Any) -> None:
         help="apply pending database migrations (idempotent; safe to run concurrently)",
         description=(
             "Apply the schema migrations that the database has not recorded yet, each in its "
-            "own transaction. Without --dsn, uses EFFIGATE_DSN, else the embedded server in "
+            "own transaction, as the owner of the schema. Without --dsn, uses "
+            "EFFIGATE_ADMIN_DSN, else (with no EFFIGATE_DSN either) the embedded server in "
             "EFFIGATE_DATA_DIR (default .effigate/pgdata)."
         ),
     )
     parser.add_argument(
         "--dsn",
         default=None,
-        help="PostgreSQL URI of a table-owner or superuser role (default: EFFIGATE_DSN)",
+        help="PostgreSQL URI of the owner (or a superuser) (default: EFFIGATE_ADMIN_DSN)",
     )
     parser.add_argument(
         "--status",
@@ -36,10 +37,10 @@ def add_commands(subparsers: Any) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     """Run ``migrate`` for parsed ``args``; returns the process exit code (0 on success)."""
-    from effigate_engine.store.dsn import resolve_dsn
+    from effigate_engine.store.dsn import require_admin_dsn
     from effigate_engine.store.migrate import load_migrations, migrate, recorded_migrations
 
-    dsn = getattr(args, "dsn", None) or resolve_dsn()
+    dsn = getattr(args, "dsn", None) or require_admin_dsn("migrate")
     try:
         if getattr(args, "status", False):
             recorded = asyncio.run(recorded_migrations(dsn))

@@ -121,6 +121,29 @@ async def migrate_connection(
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
+async def require_current_schema(conn: asyncpg.Connection) -> None:
+    """Refuse a database whose recorded migrations differ from the package's (pending ones, or
+    a changed file): the service role can read the record but cannot migrate."""
+    try:
+        recorded = await applied_versions(conn)
+    except asyncpg.InsufficientPrivilegeError:
+        raise MigrationError(
+            MIGRATIONS_TABLE,
+            None,
+            "is not readable by this role: the schema predates the service role's read access "
+            "(0006); run effigate migrate with the owner's DSN (EFFIGATE_ADMIN_DSN)",
+        ) from None
+    for migration in load_migrations():
+        known = recorded.get(migration.version)
+        if known != migration.sha256:
+            state = "is not applied" if known is None else f"was applied as sha256 {known}"
+            raise MigrationError(
+                f"migrations.{migration.version:04d}_{migration.name}",
+                migration.sha256,
+                f"{state}: run effigate migrate with the owner's DSN (EFFIGATE_ADMIN_DSN)",
+            )
+
+
 async def migrate(dsn: str) -> list[int]:
     """Connect to ``dsn`` and apply pending migrations; returns the versions applied."""
     conn = await asyncpg.connect(dsn)
