@@ -10,12 +10,11 @@ the first commits. No sleeps decide the order.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from effigate_engine.store.tenant import SET_TENANT_SQL
+from effigate_engine.store.tenant import TenantKey, bind
 from tests.store.helpers import Database
 
 #: Transaction isolation levels, as asyncpg names them.
@@ -35,12 +34,13 @@ Op = Callable[[asyncpg.Connection], Awaitable[object]]
 
 
 async def _begin(
-    conn: asyncpg.Connection, isolation: str, tenant: uuid.UUID
+    conn: asyncpg.Connection, isolation: str, key: TenantKey
 ) -> asyncpg.transaction.Transaction:
     tx = conn.transaction(isolation=isolation)
     await tx.start()
-    # the first statement of the transaction: under REPEATABLE READ it fixes the snapshot
-    await conn.execute(SET_TENANT_SQL, str(tenant))
+    # the first statement of the transaction (under REPEATABLE READ it fixes the snapshot):
+    # the binding, with the tenant's bearer token
+    await bind(conn, key)
     return tx
 
 
@@ -74,24 +74,25 @@ async def _blocked_by(
 
 
 async def race(
-    db: Database, tenant: uuid.UUID, isolation: str, ordering: str, first: Op, second: Op
+    db: Database, key: TenantKey, isolation: str, ordering: str, first: Op, second: Op
 ) -> BaseException | None:
-    """Run ``first`` then ``second`` in two service-role transactions at ``isolation`` in the
-    given ordering; ``first`` must commit. Returns how the database refused ``second`` (None
-    if it committed). In ``while_held``, ``second`` must have waited for ``first``."""
+    """Run ``first`` then ``second`` in two service-role transactions bound with ``key``, at
+    ``isolation``, in the given ordering; ``first`` must commit. Returns how the database
+    refused ``second`` (None if it committed). In ``while_held``, ``second`` must have waited
+    for ``first``."""
     one = await asyncpg.connect(db.app)
     two = await asyncpg.connect(db.app)
     observer = await asyncpg.connect(db.admin)
     try:
         if ordering == "after_commit":
-            tx_two = await _begin(two, isolation, tenant)
-            tx_one = await _begin(one, isolation, tenant)
+            tx_two = await _begin(two, isolation, key)
+            tx_one = await _begin(one, isolation, key)
             await first(one)
             await tx_one.commit()
             return await _finish(two, tx_two, second)
-        tx_one = await _begin(one, isolation, tenant)
+        tx_one = await _begin(one, isolation, key)
         await first(one)
-        tx_two = await _begin(two, isolation, tenant)
+        tx_two = await _begin(two, isolation, key)
         task = asyncio.create_task(_finish(two, tx_two, second))
         blocked = await _blocked_by(
             observer, two.get_server_pid(), one.get_server_pid(), task
@@ -105,11 +106,12 @@ async def race(
             await conn.close()
 
 
-async def alone(db: Database, tenant: uuid.UUID, isolation: str, op: Op) -> None:
-    """Run ``op`` in one service-role transaction at ``isolation`` and commit."""
+async def alone(db: Database, key: TenantKey, isolation: str, op: Op) -> None:
+    """Run ``op`` in one service-role transaction bound with ``key``, at ``isolation``, and
+    commit."""
     conn = await asyncpg.connect(db.app)
     try:
-        tx = await _begin(conn, isolation, tenant)
+        tx = await _begin(conn, isolation, key)
         await op(conn)
         await tx.commit()
     finally:

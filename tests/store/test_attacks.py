@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from effigate_engine.store.tenant import tenant_transaction
+from effigate_engine.store.tenant import TenantKey, tenant_transaction
 from tests.store.helpers import (
     FROZEN_CARD,
     T0,
@@ -36,7 +36,7 @@ async def as_tenant(db: Database, seed: Seed) -> AsyncIterator[asyncpg.Connectio
     """A service-role connection inside a transaction bound to the seed's tenant."""
     conn = await asyncpg.connect(db.app)
     try:
-        async with tenant_transaction(conn, seed.tenant_id):
+        async with tenant_transaction(conn, seed.key):
             yield conn
     finally:
         await conn.close()
@@ -447,11 +447,18 @@ def test_an_invoiced_milestone_keeps_its_amount(db: Database) -> None:
             ("UPDATE milestones SET amount_minor = 1 WHERE id = $1", "amount_minor"),
             ("UPDATE milestones SET name = 'Other' WHERE id = $1", "name"),
             ("UPDATE milestones SET status = 'APPROVED' WHERE id = $1", "billed by an issued"),
-            ("DELETE FROM milestones WHERE id = $1", "cannot be deleted"),
         ):
             async with as_tenant(db, seed) as conn:
                 with pytest.raises(REFUSED, match=field):
                     await conn.execute(sql, milestone)
+        # the service role deletes nothing; the owner, bound to the tenant, is refused by the
+        # database's own guard
+        async with as_tenant(db, seed) as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("DELETE FROM milestones WHERE id = $1", milestone)
+        async with tenant_transaction(admin, TenantKey.for_owner(seed.tenant_id)):
+            with pytest.raises(REFUSED, match="cannot be deleted"):
+                await admin.execute("DELETE FROM milestones WHERE id = $1", milestone)
         async with as_tenant(db, seed) as conn:
             await conn.execute("UPDATE invoices SET status = 'VOID' WHERE id = $1", invoice)
             await conn.execute("UPDATE milestones SET status = 'APPROVED' WHERE id = $1",

@@ -442,7 +442,7 @@ def test_the_second_of_two_conflicting_writes_is_refused(
             seed = await seed_tenant(admin)
             setup = await prepare(admin, seed)
             refusal = await race(
-                db, seed.tenant_id, isolation, ordering, setup.ops[first], setup.ops[second]
+                db, seed.key, isolation, ordering, setup.ops[first], setup.ops[second]
             )
             name = f"{prepare.__name__}:{first}->{second}"
             if not (name in KEEPS and isolation == "read_committed"):
@@ -464,7 +464,7 @@ def test_each_refused_write_succeeds_alone(
         try:
             seed = await seed_tenant(admin)
             setup = await prepare(admin, seed)
-            await alone(db, seed.tenant_id, isolation, setup.ops[second])
+            await alone(db, seed.key, isolation, setup.ops[second])
             assert await setup.holds(admin)
         finally:
             await admin.close()

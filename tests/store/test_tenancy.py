@@ -266,7 +266,7 @@ def test_another_tenants_row_looks_exactly_like_a_missing_one(db: Database) -> N
                     shapes = []
                     for ids in (their_ids, missing_ids):
                         with pytest.raises(asyncpg.PostgresError) as err:
-                            async with tenant_transaction(app, mine.tenant_id):
+                            async with tenant_transaction(app, mine.key):
                                 await app.execute(statement, *ids)
                         shapes.append(_shape(err.value, ids))
                     assert shapes[0] == shapes[1], statement
@@ -281,32 +281,56 @@ def test_another_tenants_row_looks_exactly_like_a_missing_one(db: Database) -> N
     asyncio.run(scenario())
 
 
-def test_a_session_level_tenant_setting_is_refused_or_ignored(db: Database) -> None:
+def test_a_session_level_tenant_setting_binds_nothing_in_the_next_transaction(
+    db: Database,
+) -> None:
     """A tenant set for the whole session (``set_config(..., false)``), as a careless
-    integration on a pooled connection would, is refused or reads nothing in the next
-    transaction: only a transaction-local binding counts."""
+    integration on a pooled connection would, binds nothing in the next transaction: neither
+    the tenant alone nor with the proof of an earlier, genuine binding carried along (the
+    proof names that transaction's start). Only a binding made in the transaction counts."""
 
     async def scenario() -> None:
         admin = await asyncpg.connect(db.admin)
         app = await asyncpg.connect(db.app)
         try:
-            if not await app.fetchval("SELECT to_regprocedure('effigate_tenant()') IS NOT NULL"):
-                pytest.skip("needs the verified tenant binding (effigate_tenant)")
             seed = await seed_tenant(admin)
             await add_time_log(admin, seed, "session-level")
-            try:
+            # the tenant alone, at session level
+            await app.execute(
+                "SELECT set_config('effigate.tenant_id', $1, false)", str(seed.tenant_id)
+            )
+            await _assert_unbound(app, seed.tenant_id)
+            # the tenant and a genuine proof, copied to session level from a bound transaction
+            async with tenant_transaction(app, seed.key):
+                assert await app.fetchval("SELECT count(*) FROM time_logs") == 1
                 await app.execute(
-                    "SELECT set_config('effigate.tenant_id', $1, false)", str(seed.tenant_id)
+                    "SELECT set_config('effigate.tenant_id',"
+                    " current_setting('effigate.tenant_id'), false),"
+                    " set_config('effigate.tenant_proof',"
+                    " current_setting('effigate.tenant_proof'), false)"
                 )
-            except asyncpg.PostgresError:
-                return  # refused
-            async with app.transaction():
-                assert await app.fetchval("SELECT count(*) FROM time_logs") == 0
-                assert await app.execute(
-                    "UPDATE time_logs SET agent = 'eve' WHERE id = 'session-level'"
-                ) == "UPDATE 0"
+            assert await app.fetchval("SHOW effigate.tenant_proof") != ""
+            await _assert_unbound(app, seed.tenant_id)
+            assert await admin.fetchval(
+                "SELECT agent FROM time_logs WHERE tenant_id = $1 AND id = 'session-level'",
+                seed.tenant_id,
+            ) == "ana"
         finally:
             await admin.close()
             await app.close()
 
     asyncio.run(scenario())
+
+
+async def _assert_unbound(app: asyncpg.Connection, tenant: uuid.UUID) -> None:
+    """In a new transaction on ``app``: no tenant, no row read, updated or inserted."""
+    async with app.transaction():
+        assert await app.fetchval("SHOW effigate.tenant_id") == str(tenant)
+        assert await app.fetchval("SELECT effigate_current_tenant()") is None
+        assert await app.fetchval("SELECT count(*) FROM time_logs") == 0
+        assert await app.execute(
+            "UPDATE time_logs SET agent = 'eve' WHERE id = 'session-level'"
+        ) == "UPDATE 0"
+    async with app.transaction():
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app.execute("INSERT INTO clients (name) VALUES ('planted')")
