@@ -23,7 +23,7 @@ from effigate_engine.store.migrate import (
 )
 from effigate_engine.store.tenant import tenant_transaction
 from tests.store.conftest import app_password
-from tests.store.helpers import draft_invoice, seed_tenant
+from tests.store.helpers import add_time_log, draft_invoice, issue, seed_tenant
 
 
 def test_migrations_ship_with_the_package_in_version_order() -> None:
@@ -233,6 +233,61 @@ def test_binding_migration_upgrades_a_database_with_data(empty_database: str) ->
                 new = await app.fetchval("INSERT INTO clients (name) VALUES ('new') RETURNING id")
                 assert new > highest
                 assert await app.fetchval("SELECT count(*) FROM clients") == 2
+        finally:
+            await app.close()
+
+    asyncio.run(scenario())
+
+
+def test_binding_migration_keeps_the_money_invariants_of_data_in_use(
+    empty_database: str,
+) -> None:
+    """0006 over what 0005 built: an issued invoice's ledger interval, its payment and a
+    draft pricing the same log keep their ids and invariants; bound by token, the service role
+    is refused a second billing of the log and an overpayment, and pays what is due."""
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(empty_database)
+        try:
+            await migrate_connection(conn, [m for m in load_migrations() if m.version < 6])
+            seed = await seed_tenant(conn, "Billed before 0006")
+            await add_time_log(conn, seed, "old-log", hours=2)
+            issued = await draft_invoice(conn, seed, amounts=(24_000,), log_ids=("old-log",))
+            await issue(conn, issued)
+            again = await draft_invoice(conn, seed, amounts=(24_000,), log_ids=("old-log",))
+            await conn.execute(
+                "INSERT INTO payments (tenant_id, invoice_id, amount_minor, received_at)"
+                " VALUES ($1, $2, 4000, now())",
+                seed.tenant_id,
+                issued,
+            )
+            assert await migrate_connection(conn) == [6]
+            assert await conn.fetchval(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conname = 'time_log_invoicing_no_overlap'"
+            ) == "EXCLUDE USING gist (tenant_id WITH =, time_log_id WITH =, priced WITH &&)"
+        finally:
+            await conn.close()
+        app = await asyncpg.connect(
+            with_user(empty_database, APP_ROLE, app_password(empty_database))
+        )
+        pay = "INSERT INTO payments (invoice_id, amount_minor, received_at) VALUES ($1, $2, now())"
+        try:
+            async with tenant_transaction(app, seed.key):
+                assert await app.fetchval(
+                    "SELECT (paid_minor, status)::text FROM invoices WHERE id = $1", issued
+                ) == "(4000,ISSUED)"
+            with pytest.raises(asyncpg.CheckViolationError, match="already on issued invoice"):
+                async with tenant_transaction(app, seed.key):
+                    await issue(app, again)
+            with pytest.raises(asyncpg.CheckViolationError, match="20000 due"):
+                async with tenant_transaction(app, seed.key):
+                    await app.execute(pay, issued, 20_001)
+            async with tenant_transaction(app, seed.key):
+                await app.execute(pay, issued, 20_000)
+                assert await app.fetchval(
+                    "SELECT paid_minor FROM invoices WHERE id = $1", issued
+                ) == 24_000
         finally:
             await app.close()
 

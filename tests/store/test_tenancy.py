@@ -208,7 +208,8 @@ def test_another_tenants_row_looks_exactly_like_a_missing_one(db: Database) -> N
     """Guards running as the owner look rows up within the statement's tenant: writes that
     a guard would refuse for the other tenant's issued invoice, line or contract (too much
     credited or paid, a line on an issued invoice, a backdated amendment) fail with the same
-    error as against an id that does not exist (no status, number or existence leaks)."""
+    error as against an id that does not exist (no status, number or existence leaks), also
+    when the transaction only claims the other tenant by a forged setting."""
 
     async def scenario() -> None:
         admin = await asyncpg.connect(db.admin)
@@ -257,20 +258,29 @@ def test_another_tenants_row_looks_exactly_like_a_missing_one(db: Database) -> N
                  (theirs.contract_id,), (missing_contract,)),
             )
             for sql, their_ids, missing_ids in attempts:
-                for tenant_column in (False, True):
+                # bound to my tenant; also claiming theirs for the row; or unbound, with
+                # their tenant set by hand (a forged setting the guards must not trust)
+                for claim in ("bound", "row claims theirs", "forged setting"):
                     statement = sql
-                    if tenant_column:  # also claiming the other tenant's id for the row
+                    if claim == "row claims theirs":
                         statement = sql.replace(" (", " (tenant_id, ", 1).replace(
                             "VALUES (", f"VALUES ('{theirs.tenant_id}', ", 1
                         ).replace("SELECT ", f"SELECT '{theirs.tenant_id}', ", 1)
                     shapes = []
                     for ids in (their_ids, missing_ids):
                         with pytest.raises(asyncpg.PostgresError) as err:
-                            async with tenant_transaction(app, mine.key):
+                            async with app.transaction():
+                                if claim == "forged setting":
+                                    await app.execute(
+                                        "SELECT set_config('effigate.tenant_id', $1, true)",
+                                        str(theirs.tenant_id),
+                                    )
+                                else:
+                                    await bind(app, mine.key)
                                 await app.execute(statement, *ids)
                         shapes.append(_shape(err.value, ids))
-                    assert shapes[0] == shapes[1], statement
-                    assert "ISSUED" not in str(shapes[0]), statement
+                    assert shapes[0] == shapes[1], (claim, statement)
+                    assert "ISSUED" not in str(shapes[0]), (claim, statement)
             assert await admin.fetchval(
                 "SELECT count(*) FROM invoice_lines WHERE invoice_id = $1", invoice
             ) == 2

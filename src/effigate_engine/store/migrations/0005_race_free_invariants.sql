@@ -31,23 +31,16 @@ CREATE EXTENSION IF NOT EXISTS btree_gist;
 -- Helpers -----------------------------------------------------------------------------------
 
 -- The tenant whose rows a guard may read for a row of tenant row_tenant written by the
--- current statement: the transaction's tenant when the session is bound by row-level security
--- (so a row claiming another tenant finds nothing, and RLS then refuses it), the row's own
--- tenant for a role that bypasses RLS (a superuser's maintenance, which sees every row anyway).
--- The transaction's tenant comes from the tenant accessor effigate_tenant() where the schema has
--- it (the verified tenant binding), else from the effigate.tenant_id setting (PL/pgSQL plans
--- the call only when it is reached).
+-- current statement: the tenant the transaction is bound to (effigate_current_tenant(), which
+-- 0006 makes the verified binding: a forged setting binds nothing), so a row claiming another
+-- tenant finds nothing and row-level security then refuses it; the row's own tenant for a role
+-- that bypasses RLS (a superuser's maintenance, which sees every row anyway).
 CREATE FUNCTION effigate_guard_tenant(row_tenant uuid) RETURNS uuid
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
-    bound uuid;
+    bound uuid := effigate_current_tenant();
 BEGIN
-    IF to_regprocedure('effigate_tenant()') IS NOT NULL THEN
-        bound := effigate_tenant();
-    ELSE
-        bound := effigate_current_tenant();
-    END IF;
     IF bound IS NOT DISTINCT FROM row_tenant
             OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r
                 WHERE r.rolname = session_user) THEN
