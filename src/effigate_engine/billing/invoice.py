@@ -27,9 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.billing.errors import BillingError
@@ -195,6 +197,50 @@ def _hours(seconds: int) -> str:
     return f"{whole}h{minutes:02d}m" + (f"{secs:02d}s" if secs else "")
 
 
+def time_descriptions(lines: pa.Table) -> pa.StringArray:
+    """The description of each time line of ``lines`` (rows of
+    :data:`~effigate_engine.billing.schemas.TIME_LINES`), e.g.
+    ``"After hours L2/support (3h × 180.00/h)"``: condition, level/job, billed duration and
+    rate in the line's currency. Each distinct condition, duration and (currency, rate) is
+    formatted once, so many lines cost a few array passes."""
+    if lines.num_rows == 0:
+        return pa.array([], pa.string())
+    conditions, condition_names = _codes(lines.column("condition"))
+    label = pa.array([c.replace("_", " ").capitalize() for c in condition_names], pa.string())
+    durations, duration_at = np.unique(
+        lines.column("billed_seconds").cast(pa.int64()).to_numpy(), return_inverse=True
+    )
+    hours = pa.array([_hours(d) for d in durations.tolist()], pa.string())
+    codes, code_names = _codes(lines.column("currency"))
+    rate = lines.column("rate").to_numpy()
+    pairs, rate_at = np.unique(np.stack([codes, rate], axis=1), axis=0, return_inverse=True)
+    rates = pa.array([currency(code_names[c]).format(r) for c, r in pairs.tolist()], pa.string())
+    return pc.binary_join_element_wise(
+        label.take(pa.array(conditions)),
+        " ",
+        lines.column("support_level").cast(pa.string()),
+        "/",
+        lines.column("job_type").cast(pa.string()),
+        " (",
+        hours.take(pa.array(duration_at.reshape(-1))),
+        " × ",
+        rates.take(pa.array(rate_at.reshape(-1))),
+        "/h)",
+        "",
+    ).combine_chunks()
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Dictionary codes (int64) and values of a text column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    return column.indices.to_numpy(zero_copy_only=False).astype(np.int64), [
+        str(v) for v in column.dictionary.to_pylist()
+    ]
+
+
 def time_lines(
     contract: Contract, period: Period, classification: Classification
 ) -> list[InvoiceLine]:
@@ -218,15 +264,10 @@ def time_lines(
         ids = log_ids.take(pa.array(p["part_log"][part_rows])).to_pylist()
         for key, log_id in zip(slot_keys[hit].tolist(), ids, strict=True):
             evidence[key].add(log_id)
-    money = currency(contract.currency)
+    descriptions = time_descriptions(lines.filter(pa.array(mask))).to_pylist()
     out = []
-    for row, key in zip(rows, keys.tolist(), strict=True):
+    for row, key, description in zip(rows, keys.tolist(), descriptions, strict=True):
         seconds = int(row["billed_seconds"].total_seconds())
-        label = row["condition"].replace("_", " ").capitalize()
-        description = (
-            f"{label} {row['support_level']}/{row['job_type']} "
-            f"({_hours(seconds)} × {money.format(row['rate'])}/h)"
-        )
         out.append(
             InvoiceLine(
                 0,
@@ -419,8 +460,6 @@ def assemble_invoice(
     ``late`` carries work dated in earlier, already invoiced periods that no invoice priced
     (late logs): per earlier period, a classification of those logs only. Their time lines
     follow this period's, priced as of their own dates and labelled with their period."""
-    if credit_balance < 0:
-        raise BillingError("credit_balance", credit_balance, "is negative")
     charges: list[InvoiceLine] = []
     if classification is not None and contract.id in classification.book.index:
         charges += time_lines(contract, period, classification)
@@ -430,6 +469,56 @@ def assemble_invoice(
         for line in time_lines(contract, earlier, late_classification):
             label = f"Late work of {earlier.start.isoformat()}..{earlier.end.isoformat()}: "
             charges.append(replace(line, description=label + line.description))
+    terms = term_lines(
+        contract,
+        period,
+        unit_counts=unit_counts,
+        breaches=breaches,
+        already_credited=already_credited,
+        invoiced_items=invoiced_items,
+        credit_balance=credit_balance,
+    )
+    ordered = [*charges, *terms.charges, *terms.credits]
+    lines = tuple(InvoiceLine(i + 1, *_fields(line)) for i, line in enumerate(ordered))
+    return Invoice(
+        contract.id,
+        period,
+        contract.currency,
+        lines,
+        *invoice_totals(*line_sums(lines), tax, exemption),
+        exemption,
+        tuple(terms.settled),
+        tuple(terms.forfeited),
+    )
+
+
+class TermLines(NamedTuple):
+    """The lines an invoice gets from the contract's terms rather than from logged time, in
+    invoice order, and the breach ids its SLA credits settle."""
+
+    charges: list[InvoiceLine]
+    credits: list[InvoiceLine]
+    settled: list[str]
+    forfeited: list[str]
+
+
+def term_lines(
+    contract: Contract,
+    period: Period,
+    *,
+    unit_counts: Mapping[str, int] | None = None,
+    breaches: pa.Table | None = None,
+    already_credited: Iterable[str] = (),
+    invoiced_items: Iterable[str] = (),
+    credit_balance: int = 0,
+) -> TermLines:
+    """The invoice lines of ``contract`` for ``period`` that do not come from logged time:
+    milestones and deliverables, recurring fees, then SLA credits and the credit balance brought
+    forward (minor units). :func:`assemble_invoice` and the billing run both take them from
+    here."""
+    if credit_balance < 0:
+        raise BillingError("credit_balance", credit_balance, "is negative")
+    charges: list[InvoiceLine] = []
     if contract.type in (ContractType.FIXED_PRICE, ContractType.SCOPE):
         charges += item_lines(contract, period, invoiced_items)
     recurring = recurring_lines(contract, period, unit_counts) if contract.recurring else []
@@ -448,13 +537,48 @@ def assemble_invoice(
                 0, LineKind.CREDIT_BALANCE, "Credit balance brought forward", -credit_balance
             )
         )
-    lines = tuple(InvoiceLine(i + 1, *_fields(line)) for i, line in enumerate([*charges, *credits]))
-    subtotal = sum(line.amount for line in lines if line.kind not in CREDIT_KINDS)
-    taxable_subtotal = sum(
-        line.amount for line in lines if line.kind not in CREDIT_KINDS and line.taxable
-    )
-    available = -sum(line.amount for line in lines if line.kind in CREDIT_KINDS)
-    applied = min(available, subtotal)
+    return TermLines(charges, credits, settled, forfeited)
+
+
+def line_sums(lines: Iterable[InvoiceLine]) -> tuple[int, int, int]:
+    """``(subtotal, taxable subtotal, credits available)`` of invoice lines (minor units): the
+    sum of the charge lines, of the taxable charge lines, and minus the sum of the credit
+    lines."""
+    subtotal = taxable = credits = 0
+    for line in lines:
+        if line.kind in CREDIT_KINDS:
+            credits -= line.amount
+        else:
+            subtotal += line.amount
+            if line.taxable:
+                taxable += line.amount
+    return subtotal, taxable, credits
+
+
+class InvoiceTotals(NamedTuple):
+    """An invoice's totals, in the order of :class:`Invoice`'s fields (minor units)."""
+
+    subtotal: int
+    credits_available: int
+    credits_applied: int
+    credit_balance_out: int
+    taxable_base: int
+    taxes: tuple[TaxLine, ...]
+    total: int
+
+
+def invoice_totals(
+    subtotal: int,
+    taxable_subtotal: int,
+    credits_available: int,
+    tax: Sequence[TaxComponent] = (),
+    exemption: str | None = None,
+) -> InvoiceTotals:
+    """Credits are applied before tax up to the subtotal (the rest is carried out as a credit
+    balance, so a total is never negative); each tax component applies to the taxable subtotal
+    less the applied credits, rounded half-up once; ``total = subtotal − applied + tax``. An
+    exemption removes the tax. Money in minor units."""
+    applied = min(credits_available, subtotal)
     taxable_base = max(0, taxable_subtotal - applied)
     taxes = (
         ()
@@ -464,21 +588,14 @@ def assemble_invoice(
         )
     )
     total = subtotal - applied + sum(t.amount for t in taxes)
-    return Invoice(
-        contract.id,
-        period,
-        contract.currency,
-        lines,
+    return InvoiceTotals(
         subtotal,
-        available,
+        credits_available,
         applied,
-        available - applied,
+        credits_available - applied,
         taxable_base,
         taxes,
         total,
-        exemption,
-        tuple(settled),
-        tuple(forfeited),
     )
 
 
