@@ -164,80 +164,133 @@ class Invoice:
 
     def to_arrow(self) -> pa.Table:
         """The lines as an Arrow table (:data:`~effigate_engine.billing.schemas.INVOICE_LINES`)."""
-        rows = [
-            {
-                "line_no": line.line_no,
-                "contract_id": self.contract_id,
-                "kind": line.kind.value,
-                "description": line.description,
-                "condition": line.condition,
-                "support_level": line.support_level,
-                "job_type": line.job_type,
-                "quantity": line.quantity,
-                "rate": line.rate,
-                "amount": line.amount,
-                "currency": self.currency,
-                "taxable": line.taxable,
-                "rate_card_version": line.rate_card_version,
-                "rate_card_hash": line.rate_card_hash,
-                "log_ids": list(line.log_ids),
-                "breach_ids": list(line.breach_ids),
-                "item_ids": list(line.item_ids),
-            }
-            for line in self.lines
-        ]
+        rows = [line_row(self.contract_id, self.currency, line) for line in self.lines]
         return pa.Table.from_pylist(rows, schema=INVOICE_LINES)
 
 
-def _hours(seconds: int) -> str:
-    whole, rest = divmod(seconds, 3600)
-    if rest == 0:
-        return f"{whole}h"
-    minutes, secs = divmod(rest, 60)
-    return f"{whole}h{minutes:02d}m" + (f"{secs:02d}s" if secs else "")
+def line_row(contract_id: str, currency_code: str, line: InvoiceLine) -> dict:
+    """An invoice line as a row of :data:`~effigate_engine.billing.schemas.INVOICE_LINES`."""
+    return {
+        "line_no": line.line_no,
+        "contract_id": contract_id,
+        "kind": line.kind.value,
+        "description": line.description,
+        "condition": line.condition,
+        "support_level": line.support_level,
+        "job_type": line.job_type,
+        "quantity": line.quantity,
+        "rate": line.rate,
+        "amount": line.amount,
+        "currency": currency_code,
+        "taxable": line.taxable,
+        "rate_card_version": line.rate_card_version,
+        "rate_card_hash": line.rate_card_hash,
+        "log_ids": list(line.log_ids),
+        "breach_ids": list(line.breach_ids),
+        "item_ids": list(line.item_ids),
+    }
+
+
+def line_from_row(row: Mapping) -> InvoiceLine:
+    """The invoice line of a row of :data:`~effigate_engine.billing.schemas.INVOICE_LINES` (the
+    inverse of :func:`line_row`)."""
+    return InvoiceLine(
+        row["line_no"],
+        LineKind(row["kind"]),
+        row["description"],
+        row["amount"],
+        row["quantity"],
+        row["rate"],
+        row["condition"],
+        row["support_level"],
+        row["job_type"],
+        row["taxable"],
+        row["rate_card_version"],
+        row["rate_card_hash"],
+        tuple(row["log_ids"]),
+        tuple(row["breach_ids"]),
+        tuple(row["item_ids"]),
+    )
+
+
+#: Two-digit minutes and seconds, ``"00"`` to ``"59"``.
+_TWO_DIGITS = pa.array([f"{i:02d}" for i in range(60)], pa.string())
+
+
+def _hours(seconds: np.ndarray) -> pa.StringArray:
+    """Durations as hours, minutes and seconds: ``3h``, ``28h30m``, ``0h45m30s``."""
+    whole, rest = np.divmod(seconds, 3_600)
+    minutes, secs = np.divmod(rest, 60)
+    return pc.binary_join_element_wise(
+        pa.array(whole).cast(pa.string()),
+        "h",
+        pc.if_else(
+            pa.array(rest != 0),
+            pc.binary_join_element_wise(_TWO_DIGITS.take(pa.array(minutes)), "m", ""),
+            "",
+        ),
+        pc.if_else(
+            pa.array(secs != 0),
+            pc.binary_join_element_wise(_TWO_DIGITS.take(pa.array(secs)), "s", ""),
+            "",
+        ),
+        "",
+    )
 
 
 def time_descriptions(lines: pa.Table) -> pa.StringArray:
     """The description of each time line of ``lines`` (rows of
     :data:`~effigate_engine.billing.schemas.TIME_LINES`), e.g.
     ``"After hours L2/support (3h × 180.00/h)"``: condition, level/job, billed duration and
-    rate in the line's currency. Each distinct condition, duration and (currency, rate) is
-    formatted once, so many lines cost a few array passes."""
+    rate in the line's currency. Whole columns at once: each distinct (condition, level, job),
+    duration and (currency, rate) is formatted once."""
     if lines.num_rows == 0:
         return pa.array([], pa.string())
-    conditions, condition_names = _codes(lines.column("condition"))
-    label = pa.array([c.replace("_", " ").capitalize() for c in condition_names], pa.string())
-    durations, duration_at = np.unique(
-        lines.column("billed_seconds").cast(pa.int64()).to_numpy(), return_inverse=True
+    condition, conditions = _codes(lines.column("condition"))
+    level, levels = _codes(lines.column("support_level"))
+    job, jobs = _codes(lines.column("job_type"))
+    kinds = pc.dictionary_encode(pa.array((condition * len(levels) + level) * len(jobs) + job))
+    c, rest = np.divmod(kinds.dictionary.to_numpy(), len(levels) * len(jobs))
+    lv, jb = np.divmod(rest, len(jobs))
+    heads = [
+        f"{conditions[a].replace('_', ' ').capitalize()} {levels[b]}/{jobs[d]} ("
+        for a, b, d in zip(c.tolist(), lv.tolist(), jb.tolist(), strict=True)
+    ]
+    durations = pc.dictionary_encode(
+        lines.column("billed_seconds").combine_chunks().cast(pa.int64())
     )
-    hours = pa.array([_hours(d) for d in durations.tolist()], pa.string())
-    codes, code_names = _codes(lines.column("currency"))
-    rate = lines.column("rate").to_numpy()
-    pairs, rate_at = np.unique(np.stack([codes, rate], axis=1), axis=0, return_inverse=True)
-    rates = pa.array([currency(code_names[c]).format(r) for c, r in pairs.tolist()], pa.string())
+    code, codes = _codes(lines.column("currency"))
+    rates = pc.dictionary_encode(lines.column("rate").combine_chunks())
+    rate_values = rates.dictionary.to_numpy()
+    pairs = pc.dictionary_encode(
+        pa.array(code * len(rate_values) + rates.indices.to_numpy().astype(np.int64))
+    )
+    currency_code, rate = np.divmod(pairs.dictionary.to_numpy(), len(rate_values))
+    tails = [
+        f" × {currency(codes[a]).format(int(b))}/h)"
+        for a, b in zip(currency_code.tolist(), rate_values[rate].tolist(), strict=True)
+    ]
     return pc.binary_join_element_wise(
-        label.take(pa.array(conditions)),
-        " ",
-        lines.column("support_level").cast(pa.string()),
-        "/",
-        lines.column("job_type").cast(pa.string()),
-        " (",
-        hours.take(pa.array(duration_at.reshape(-1))),
-        " × ",
-        rates.take(pa.array(rate_at.reshape(-1))),
-        "/h)",
+        pa.array(heads, pa.string()).take(kinds.indices),
+        _hours(durations.dictionary.to_numpy()).take(durations.indices),
+        pa.array(tails, pa.string()).take(pairs.indices),
         "",
-    ).combine_chunks()
+    )
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Dictionary codes (int64) and values of a text column."""
+    """Codes (int64) of a text column's values and the distinct values they index."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    return column.indices.to_numpy(zero_copy_only=False).astype(np.int64), [
-        str(v) for v in column.dictionary.to_pylist()
+    if pa.types.is_dictionary(column.type):
+        values = pc.dictionary_encode(column.dictionary)  # a dictionary may repeat values
+        codes = values.indices.take(column.indices)
+        names = values.dictionary
+    else:
+        encoded = pc.dictionary_encode(column)
+        codes, names = encoded.indices, encoded.dictionary
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64), [
+        str(v) for v in names.to_pylist()
     ]
 
 
@@ -382,6 +435,15 @@ def item_lines(
     return out
 
 
+def breach_records(breaches: pa.Table) -> pa.Table:
+    """``breaches`` as :data:`~effigate_engine.billing.schemas.BREACH_RECORDS` (its columns,
+    in order, cast); a missing column raises :class:`BillingError`."""
+    missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
+    if missing:
+        raise BillingError("breaches", missing, "are missing breach-record columns")
+    return breaches.select(BREACH_RECORDS.names).cast(BREACH_RECORDS)
+
+
 def sla_credit_lines(
     contract: Contract,
     period: Period,
@@ -395,10 +457,7 @@ def sla_credit_lines(
     terms = contract.sla_credits
     if terms is None or breaches is None or breaches.num_rows == 0:
         return [], [], []
-    missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
-    if missing:
-        raise BillingError("breaches", missing, "are missing breach-record columns")
-    breaches = breaches.select(BREACH_RECORDS.names).cast(BREACH_RECORDS)
+    breaches = breach_records(breaches)
     end = int(period.bounds(contract.zone)[1])
     done = set(already_credited)
     seen: dict[str, dict] = {}

@@ -1,0 +1,389 @@
+"""Evidence of time lines: the ids of the logs each line prices, for many lines at once.
+
+A classification made with ``evidence=True`` keeps, per part, the packed keys of the lines the
+part feeds (``Classification.slot_keys``, ``(parts, 4)``, -1 = none). Parts come in batch
+order and lines by contract, so citing the logs of every line is a permutation of the whole
+batch; :func:`line_log_ids` does it in passes linear in parts + lines whose random accesses
+stay inside the cache:
+
+1. the chosen lines are cut into buckets of whole contracts (about :data:`BUCKET_LINES`
+   lines each; contracts are contiguous in the line table);
+2. one pass over the parts counts, per bucket, the slots that name a chosen line's contract
+   and period and their log ids' bytes; a second pass copies each such slot's key and log id
+   (read in batch order, so sequentially) into its bucket;
+3. per bucket, in cache: the keys are looked up in a small table of the bucket's lines, the
+   slots grouped by line (counting sort), each line's ids sorted (UTF-8 bytes, which is
+   code-point order: Python's ``sorted``), repeated ids dropped (a part whose conditions share
+   a line feeds it twice) and the ids copied out, line after line, as an Arrow string array.
+
+Per line the ids equal ``tuple(sorted(set(ids)))``, what
+:func:`~effigate_engine.billing.invoice.time_lines` cites one contract at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from effigate_engine.billing.errors import BillingError
+from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard.classify import Classification, _string_buffers, _string_column
+
+#: Chosen lines per bucket (whole contracts are kept together): a bucket's slots, ids and
+#: lookup table then fit in a core's cache.
+BUCKET_LINES = 1_024
+#: Insertion sort up to this many ids per line; merge sort above.
+INSERTION_MAX = 16
+#: An id this long or longer has a five-byte length header in a bucket (else one byte).
+LONG_ID = 255
+#: Arrow ``string`` offsets are int32.
+OFFSET_LIMIT = (1 << 31) - 1
+_PERIOD_MASK = (1 << K.KEY_BITS[1]) - 1
+
+
+def line_log_ids(classification: Classification, rows: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """The log ids priced by the lines at ``rows`` (ascending) of ``classification.lines``:
+    ``(counts, ids)`` with ``counts[j]`` the number of distinct log ids of line ``rows[j]`` and
+    ``ids`` (``string``) those ids, line after line, each line's sorted. Needs
+    ``classify(..., evidence=True)``."""
+    slot_keys = classification.slot_keys
+    if slot_keys is None:
+        raise BillingError("classification", "evidence", "is missing; classify(evidence=True)")
+    rows = np.asarray(rows, np.int64)
+    if rows.size > 1 and (np.diff(rows) <= 0).any():
+        raise BillingError("rows", "order", "are not ascending line rows")
+    book = classification.book
+    chosen = np.ascontiguousarray(classification.line_keys[rows], np.int64)
+    version = chosen >> K.SHIFT_VERSION
+    contract = book.version_contract[version]
+    period = (chosen >> K.SHIFT_PERIOD) & _PERIOD_MASK
+    # Buckets of whole contracts: the line table is sorted by contract, so a contract's
+    # chosen lines are contiguous.
+    first = np.flatnonzero(np.r_[True, contract[1:] != contract[:-1]]) if rows.size else rows
+    cuts = first[np.r_[True, np.diff(first // BUCKET_LINES) > 0]] if first.size else first
+    bucket_first_line = np.r_[cuts, rows.size].astype(np.int64)
+    n_contracts = len(book.contracts)
+    bucket_of_contract = np.full(n_contracts, -1, np.int32)
+    bucket_of_contract[contract] = np.searchsorted(cuts, np.arange(rows.size), "right") - 1
+    # A contract whose chosen lines share one period only lends slots of that period.
+    low = np.full(n_contracts, _PERIOD_MASK + 1, np.int64)
+    high = np.full(n_contracts, -1, np.int64)
+    np.minimum.at(low, contract, period)
+    np.maximum.at(high, contract, period)
+    only = np.where(low == high, low, -1)
+    bucket_of_version = np.ascontiguousarray(bucket_of_contract[book.version_contract])
+    period_of_version = np.ascontiguousarray(only[book.version_contract])
+
+    offsets, data = _string_buffers(_string_column(classification.logs, "log_id"))
+    part_log = np.ascontiguousarray(classification.parts["part_log"], np.int32)
+    buckets = cuts.size
+    pair_count = np.zeros(buckets, np.int64)
+    byte_count = np.zeros(buckets, np.int64)
+    _count(
+        slot_keys, part_log, offsets, bucket_of_version, period_of_version, pair_count, byte_count
+    )
+    pair_start = np.zeros(buckets + 1, np.int64)
+    byte_start = np.zeros(buckets + 1, np.int64)
+    np.cumsum(pair_count, out=pair_start[1:])
+    np.cumsum(byte_count, out=byte_start[1:])
+    pairs, size = int(pair_start[-1]), int(byte_start[-1])
+    if size > OFFSET_LIMIT:
+        raise BillingError("log_ids", size, "exceed 2**31 bytes on the chosen lines")
+    pair_key = np.empty(pairs, np.int64)
+    pair_bytes = np.empty(max(size, 1), np.uint8)
+    _fill(
+        slot_keys,
+        part_log,
+        offsets,
+        data,
+        bucket_of_version,
+        period_of_version,
+        pair_start[:-1].copy(),
+        byte_start[:-1].copy(),
+        pair_key,
+        pair_bytes,
+    )
+    ids_offsets = np.zeros(pairs + 1, np.int32)
+    ids_data = np.empty(max(size, 1), np.uint8)
+    distinct = np.zeros(rows.size, np.int64)
+    written = _bucket_lines(
+        chosen,
+        bucket_first_line,
+        pair_start,
+        byte_start,
+        pair_key,
+        pair_bytes,
+        ids_offsets,
+        ids_data,
+        distinct,
+    )
+    ids = pa.StringArray.from_buffers(
+        written,
+        pa.py_buffer(ids_offsets[: written + 1]),
+        pa.py_buffer(ids_data[: max(int(ids_offsets[written]), 1)]),
+    )
+    return distinct, ids
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bucket(key: int, bucket_of_version: np.ndarray, period_of_version: np.ndarray) -> int:
+    """Bucket of a slot's key, or -1 when it names no chosen contract or period."""
+    if key == K.EMPTY:
+        return -1
+    v = key >> K.SHIFT_VERSION
+    b = bucket_of_version[v]
+    if b < 0:
+        return -1
+    want = period_of_version[v]
+    if want >= 0 and (key >> K.SHIFT_PERIOD) & _PERIOD_MASK != want:
+        return -1
+    return b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _header(length: int) -> int:
+    """Bytes of the length header of an id in a bucket: one below :data:`LONG_ID`, else five
+    (the marker, then the length as four little-endian bytes)."""
+    return 1 if length < LONG_ID else 5
+
+
+@njit(cache=True, nogil=True)
+def _count(
+    slot_keys: np.ndarray,
+    part_log: np.ndarray,
+    offsets: np.ndarray,
+    bucket_of_version: np.ndarray,
+    period_of_version: np.ndarray,
+    pair_count: np.ndarray,
+    byte_count: np.ndarray,
+) -> None:
+    """Per bucket, the slots it gets and the bytes of their log ids with their headers."""
+    for k in range(slot_keys.shape[0]):
+        for q in range(K.SLOTS):
+            b = _bucket(slot_keys[k, q], bucket_of_version, period_of_version)
+            if b >= 0:
+                log = part_log[k]
+                length = offsets[log + 1] - offsets[log]
+                pair_count[b] += 1
+                byte_count[b] += length + _header(length)
+
+
+@njit(cache=True, nogil=True)
+def _fill(
+    slot_keys: np.ndarray,
+    part_log: np.ndarray,
+    offsets: np.ndarray,
+    data: np.ndarray,
+    bucket_of_version: np.ndarray,
+    period_of_version: np.ndarray,
+    pair_fill: np.ndarray,
+    byte_fill: np.ndarray,
+    pair_key: np.ndarray,
+    pair_bytes: np.ndarray,
+) -> None:
+    """Copy each counted slot's key, and its log id (header and bytes), into its bucket: two
+    sequential streams per bucket."""
+    for k in range(slot_keys.shape[0]):
+        for q in range(K.SLOTS):
+            key = slot_keys[k, q]
+            b = _bucket(key, bucket_of_version, period_of_version)
+            if b < 0:
+                continue
+            log = part_log[k]
+            a, z = np.int64(offsets[log]), np.int64(offsets[log + 1])
+            at = pair_fill[b]
+            pair_fill[b] = at + 1
+            pair_key[at] = key
+            w = byte_fill[b]
+            length = z - a
+            if length < LONG_ID:
+                pair_bytes[w] = length
+                w += 1
+            else:
+                pair_bytes[w] = LONG_ID
+                for t in range(4):
+                    pair_bytes[w + 1 + t] = (length >> (8 * t)) & 0xFF
+                w += 5
+            for t in range(length):
+                pair_bytes[w + t] = data[a + t]
+            byte_fill[b] = w + length
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefix(data: np.ndarray, a: int, z: int) -> int:
+    """An int64 that orders like the bytes ``data[a:z]`` as far as it goes (ties possible): the
+    first eight bytes, zero-padded, big-endian, less the last bit."""
+    high = 0
+    low = 0
+    for t in range(4):
+        high = (high << 8) | (np.int64(data[a + t]) if a + t < z else 0)
+        low = (low << 8) | (np.int64(data[a + 4 + t]) if a + 4 + t < z else 0)
+    return (high << 31) | (low >> 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _order(
+    a: int, b: int, prefix: np.ndarray, start: np.ndarray, length: np.ndarray, raw: np.ndarray
+) -> int:
+    """-1, 0 or 1 as id ``a`` sorts before, equal to or after id ``b`` (UTF-8 bytes
+    ``raw[start:start + length]``; their prefixes decide first)."""
+    if prefix[a] != prefix[b]:
+        return -1 if prefix[a] < prefix[b] else 1
+    a0, b0 = start[a], start[b]
+    la, lb = length[a], length[b]
+    for t in range(min(la, lb)):
+        x, y = raw[a0 + t], raw[b0 + t]
+        if x != y:
+            return -1 if x < y else 1
+    return -1 if la < lb else (1 if la > lb else 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sort_ids(
+    ids: np.ndarray,
+    spare: np.ndarray,
+    prefix: np.ndarray,
+    start: np.ndarray,
+    length: np.ndarray,
+    raw: np.ndarray,
+) -> None:
+    """Sort ``ids`` (indexes into ``prefix``/``start``/``length``) in place by their bytes:
+    insertion sort of runs of :data:`INSERTION_MAX`, then a bottom-up merge sort through
+    ``spare`` (as long as ``ids``)."""
+    size = ids.shape[0]
+    for lo in range(0, size, INSERTION_MAX):
+        hi = min(lo + INSERTION_MAX, size)
+        for x in range(lo + 1, hi):
+            y = ids[x]
+            z = x
+            while z > lo and _order(y, ids[z - 1], prefix, start, length, raw) < 0:
+                ids[z] = ids[z - 1]
+                z -= 1
+            ids[z] = y
+    src, dst = ids, spare
+    width = INSERTION_MAX
+    passes = 0
+    while width < size:
+        for lo in range(0, size, 2 * width):
+            mid = min(lo + width, size)
+            hi = min(lo + 2 * width, size)
+            a, b, w = lo, mid, lo
+            while a < mid and b < hi:
+                if _order(src[b], src[a], prefix, start, length, raw) < 0:
+                    dst[w] = src[b]
+                    b += 1
+                else:
+                    dst[w] = src[a]
+                    a += 1
+                w += 1
+            while a < mid:
+                dst[w] = src[a]
+                a += 1
+                w += 1
+            while b < hi:
+                dst[w] = src[b]
+                b += 1
+                w += 1
+        src, dst = dst, src
+        width *= 2
+        passes += 1
+    if passes % 2:
+        ids[:] = spare
+
+
+@njit(cache=True, nogil=True)
+def _bucket_lines(
+    chosen: np.ndarray,
+    bucket_first_line: np.ndarray,
+    pair_start: np.ndarray,
+    byte_start: np.ndarray,
+    pair_key: np.ndarray,
+    pair_bytes: np.ndarray,
+    ids_offsets: np.ndarray,
+    ids_data: np.ndarray,
+    distinct: np.ndarray,
+) -> int:
+    """Per bucket: read its ids, look its keys up among the bucket's lines, group them by
+    line, sort each line's ids, drop repeats and copy them out (``ids_offsets``/``ids_data``:
+    a string array's buffers, line after line). Returns the ids written."""
+    buckets = bucket_first_line.shape[0] - 1
+    widest_lines = 1
+    widest_pairs = 1
+    for b in range(buckets):
+        widest_lines = max(widest_lines, bucket_first_line[b + 1] - bucket_first_line[b])
+        widest_pairs = max(widest_pairs, pair_start[b + 1] - pair_start[b])
+    bits = 4
+    while (1 << bits) < 2 * widest_lines:
+        bits += 1
+    table = K.new_table(bits)
+    mask = (1 << bits) - 1
+    line_of = np.empty(widest_pairs, np.int32)
+    start = np.empty(widest_pairs, np.int64)
+    length = np.empty(widest_pairs, np.int32)
+    prefix = np.empty(widest_pairs, np.int64)
+    order = np.empty(widest_pairs, np.int32)
+    spare = np.empty(widest_pairs, np.int32)
+    fill = np.empty(widest_lines + 1, np.int64)
+    written = 0
+    at = 0
+    for b in range(buckets):
+        j0, j1 = bucket_first_line[b], bucket_first_line[b + 1]
+        p0, p1 = pair_start[b], pair_start[b + 1]
+        lines = j1 - j0
+        for j in range(lines):
+            key = chosen[j0 + j]
+            s = K._slot(key, bits)
+            while table[s, 0] != K.EMPTY and table[s, 0] != key:
+                s = (s + 1) & mask
+            table[s, 0] = key
+            table[s, 1] = j
+        fill[: lines + 1] = 0
+        w = byte_start[b]
+        for x in range(p1 - p0):
+            size = np.int64(pair_bytes[w])
+            w += 1
+            if size == LONG_ID:
+                size = 0
+                for t in range(4):
+                    size |= np.int64(pair_bytes[w + t]) << (8 * t)
+                w += 4
+            start[x] = w
+            length[x] = size
+            prefix[x] = _prefix(pair_bytes, w, w + size)
+            w += size
+            key = pair_key[p0 + x]
+            s = K._slot(key, bits)
+            while table[s, 0] != K.EMPTY and table[s, 0] != key:
+                s = (s + 1) & mask
+            line = table[s, 1] if table[s, 0] == key else -1
+            line_of[x] = line
+            if line >= 0:
+                fill[line + 1] += 1
+        table[:, 0] = K.EMPTY
+        for j in range(lines):
+            fill[j + 1] += fill[j]
+        for x in range(p1 - p0):
+            line = line_of[x]
+            if line >= 0:
+                order[fill[line]] = x
+                fill[line] += 1
+        # ``fill[j]`` is now where line j's slots end (and line j + 1's start).
+        lo = 0
+        for j in range(lines):
+            hi = fill[j]
+            segment = order[lo:hi]
+            _sort_ids(segment, spare[: hi - lo], prefix, start, length, pair_bytes)
+            for x in range(hi - lo):
+                y = segment[x]
+                if x > 0 and _order(segment[x - 1], y, prefix, start, length, pair_bytes) == 0:
+                    continue  # the same id again (sorted, so equal to the previous)
+                a = start[y]
+                for t in range(length[y]):
+                    ids_data[at + t] = pair_bytes[a + t]
+                at += length[y]
+                written += 1
+                ids_offsets[written] = at
+                distinct[j0 + j] += 1
+            lo = hi
+    return written
