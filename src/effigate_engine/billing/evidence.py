@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from effigate_engine import parallel
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import Classification, _string_buffers, _string_column
@@ -37,16 +38,22 @@ BUCKET_LINES = 1_024
 INSERTION_MAX = 16
 #: An id this long or longer has a five-byte length header in a bucket (else one byte).
 LONG_ID = 255
+#: Parts below which one thread does the whole pass.
+PARALLEL_MIN_PARTS = 1 << 18
 #: Arrow ``string`` offsets are int32.
 OFFSET_LIMIT = (1 << 31) - 1
 _PERIOD_MASK = (1 << K.KEY_BITS[1]) - 1
 
 
-def line_log_ids(classification: Classification, rows: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+def line_log_ids(
+    classification: Classification, rows: np.ndarray, *, threads: int | None = None
+) -> tuple[np.ndarray, pa.Array]:
     """The log ids priced by the lines at ``rows`` (ascending) of ``classification.lines``:
     ``(counts, ids)`` with ``counts[j]`` the number of distinct log ids of line ``rows[j]`` and
     ``ids`` (``string``) those ids, line after line, each line's sorted. Needs
-    ``classify(..., evidence=True)``."""
+    ``classify(..., evidence=True)``. ``threads``: as for the clock (default
+    :data:`~effigate_engine.parallel.DEFAULT_THREADS`); batches of fewer than
+    :data:`PARALLEL_MIN_PARTS` parts run on one."""
     slot_keys = classification.slot_keys
     if slot_keys is None:
         raise BillingError("classification", "evidence", "is missing; classify(evidence=True)")
@@ -78,50 +85,78 @@ def line_log_ids(classification: Classification, rows: np.ndarray) -> tuple[np.n
     offsets, data = _string_buffers(_string_column(classification.logs, "log_id"))
     part_log = np.ascontiguousarray(classification.parts["part_log"], np.int32)
     buckets = cuts.size
-    pair_count = np.zeros(buckets, np.int64)
-    byte_count = np.zeros(buckets, np.int64)
-    _count(
-        slot_keys, part_log, offsets, bucket_of_version, period_of_version, pair_count, byte_count
+    # Slices of parts (counted and copied on their own threads, each into its own share of
+    # every bucket), then slices of buckets.
+    part_slices = parallel.slices(part_log.size, threads, PARALLEL_MIN_PARTS)
+    share = {part: i for i, part in enumerate(part_slices)}
+    pair_count = np.zeros((len(part_slices), buckets), np.int64)
+    byte_count = np.zeros((len(part_slices), buckets), np.int64)
+    parallel.run(
+        lambda lo, hi: _count(
+            slot_keys[lo:hi],
+            part_log[lo:hi],
+            offsets,
+            bucket_of_version,
+            period_of_version,
+            pair_count[share[lo, hi]],
+            byte_count[share[lo, hi]],
+        ),
+        part_slices,
     )
     pair_start = np.zeros(buckets + 1, np.int64)
     byte_start = np.zeros(buckets + 1, np.int64)
-    np.cumsum(pair_count, out=pair_start[1:])
-    np.cumsum(byte_count, out=byte_start[1:])
+    np.cumsum(pair_count.sum(axis=0), out=pair_start[1:])
+    np.cumsum(byte_count.sum(axis=0), out=byte_start[1:])
     pairs, size = int(pair_start[-1]), int(byte_start[-1])
     if size > OFFSET_LIMIT:
         raise BillingError("log_ids", size, "exceed 2**31 bytes on the chosen lines")
+    pair_cursor = pair_start[:-1] + np.cumsum(pair_count, axis=0) - pair_count
+    byte_cursor = byte_start[:-1] + np.cumsum(byte_count, axis=0) - byte_count
     pair_key = np.empty(pairs, np.int64)
     pair_bytes = np.empty(max(size, 1), np.uint8)
-    _fill(
-        slot_keys,
-        part_log,
-        offsets,
-        data,
-        bucket_of_version,
-        period_of_version,
-        pair_start[:-1].copy(),
-        byte_start[:-1].copy(),
-        pair_key,
-        pair_bytes,
+    parallel.run(
+        lambda lo, hi: _fill(
+            slot_keys[lo:hi],
+            part_log[lo:hi],
+            offsets,
+            data,
+            bucket_of_version,
+            period_of_version,
+            pair_cursor[share[lo, hi]],
+            byte_cursor[share[lo, hi]],
+            pair_key,
+            pair_bytes,
+        ),
+        part_slices,
     )
-    ids_offsets = np.zeros(pairs + 1, np.int32)
-    ids_data = np.empty(max(size, 1), np.uint8)
+    # Each bucket writes its ids over its own input (the bytes without their headers, the
+    # ends of the ids over the keys it has read), then the regions are closed up.
+    out_ids = np.zeros(buckets, np.int64)
+    out_bytes = np.zeros(buckets, np.int64)
     distinct = np.zeros(rows.size, np.int64)
-    written = _bucket_lines(
-        chosen,
-        bucket_first_line,
-        pair_start,
-        byte_start,
-        pair_key,
-        pair_bytes,
-        ids_offsets,
-        ids_data,
-        distinct,
+    parallel.run(
+        lambda lo, hi: _bucket_lines(
+            lo,
+            hi,
+            chosen,
+            bucket_first_line,
+            pair_start,
+            byte_start,
+            pair_key,
+            pair_bytes,
+            out_ids,
+            out_bytes,
+            distinct,
+        ),
+        parallel.slices(buckets, threads, 2),
     )
+    ids_offsets = np.zeros(int(out_ids.sum()) + 1, np.int32)
+    _close_up(pair_start, byte_start, out_ids, out_bytes, pair_key, pair_bytes, ids_offsets)
+    written = ids_offsets.size - 1
     ids = pa.StringArray.from_buffers(
         written,
-        pa.py_buffer(ids_offsets[: written + 1]),
-        pa.py_buffer(ids_data[: max(int(ids_offsets[written]), 1)]),
+        pa.py_buffer(ids_offsets),
+        pa.py_buffer(pair_bytes[: max(int(ids_offsets[written]), 1)]),
     )
     return distinct, ids
 
@@ -294,30 +329,37 @@ def _sort_ids(
 
 @njit(cache=True, nogil=True)
 def _bucket_lines(
+    first: int,
+    last: int,
     chosen: np.ndarray,
     bucket_first_line: np.ndarray,
     pair_start: np.ndarray,
     byte_start: np.ndarray,
     pair_key: np.ndarray,
     pair_bytes: np.ndarray,
-    ids_offsets: np.ndarray,
-    ids_data: np.ndarray,
+    out_ids: np.ndarray,
+    out_bytes: np.ndarray,
     distinct: np.ndarray,
-) -> int:
-    """Per bucket: read its ids, look its keys up among the bucket's lines, group them by
-    line, sort each line's ids, drop repeats and copy them out (``ids_offsets``/``ids_data``:
-    a string array's buffers, line after line). Returns the ids written."""
-    buckets = bucket_first_line.shape[0] - 1
+) -> None:
+    """Buckets ``first`` to ``last - 1``: read their ids, look their keys up among the
+    bucket's lines, group them by line, sort each line's ids, drop repeats, and write them
+    over the bucket's own input: the ids' bytes from ``byte_start[b]`` in ``pair_bytes``, the
+    end of each (relative to that start) from ``pair_start[b]`` in ``pair_key``.
+    ``out_ids[b]`` and ``out_bytes[b]`` get the ids and bytes written, ``distinct`` the ids of
+    each line."""
     widest_lines = 1
     widest_pairs = 1
-    for b in range(buckets):
+    widest_bytes = 1
+    for b in range(first, last):
         widest_lines = max(widest_lines, bucket_first_line[b + 1] - bucket_first_line[b])
         widest_pairs = max(widest_pairs, pair_start[b + 1] - pair_start[b])
+        widest_bytes = max(widest_bytes, byte_start[b + 1] - byte_start[b])
     bits = 4
     while (1 << bits) < 2 * widest_lines:
         bits += 1
     table = K.new_table(bits)
     mask = (1 << bits) - 1
+    raw = np.empty(widest_bytes + 8, np.uint8)
     line_of = np.empty(widest_pairs, np.int32)
     start = np.empty(widest_pairs, np.int64)
     length = np.empty(widest_pairs, np.int32)
@@ -325,9 +367,7 @@ def _bucket_lines(
     order = np.empty(widest_pairs, np.int32)
     spare = np.empty(widest_pairs, np.int32)
     fill = np.empty(widest_lines + 1, np.int64)
-    written = 0
-    at = 0
-    for b in range(buckets):
+    for b in range(first, last):
         j0, j1 = bucket_first_line[b], bucket_first_line[b + 1]
         p0, p1 = pair_start[b], pair_start[b + 1]
         lines = j1 - j0
@@ -339,18 +379,20 @@ def _bucket_lines(
             table[s, 0] = key
             table[s, 1] = j
         fill[: lines + 1] = 0
-        w = byte_start[b]
+        base = byte_start[b]
+        raw[: byte_start[b + 1] - base] = pair_bytes[base : byte_start[b + 1]]
+        w = 0
         for x in range(p1 - p0):
-            size = np.int64(pair_bytes[w])
+            size = np.int64(raw[w])
             w += 1
             if size == LONG_ID:
                 size = 0
                 for t in range(4):
-                    size |= np.int64(pair_bytes[w + t]) << (8 * t)
+                    size |= np.int64(raw[w + t]) << (8 * t)
                 w += 4
             start[x] = w
             length[x] = size
-            prefix[x] = _prefix(pair_bytes, w, w + size)
+            prefix[x] = _prefix(raw, w, w + size)
             w += size
             key = pair_key[p0 + x]
             s = K._slot(key, bits)
@@ -369,21 +411,49 @@ def _bucket_lines(
                 order[fill[line]] = x
                 fill[line] += 1
         # ``fill[j]`` is now where line j's slots end (and line j + 1's start).
+        at = 0
+        written = 0
         lo = 0
         for j in range(lines):
             hi = fill[j]
             segment = order[lo:hi]
-            _sort_ids(segment, spare[: hi - lo], prefix, start, length, pair_bytes)
+            _sort_ids(segment, spare[: hi - lo], prefix, start, length, raw)
             for x in range(hi - lo):
                 y = segment[x]
-                if x > 0 and _order(segment[x - 1], y, prefix, start, length, pair_bytes) == 0:
+                if x > 0 and _order(segment[x - 1], y, prefix, start, length, raw) == 0:
                     continue  # the same id again (sorted, so equal to the previous)
                 a = start[y]
                 for t in range(length[y]):
-                    ids_data[at + t] = pair_bytes[a + t]
+                    pair_bytes[base + at + t] = raw[a + t]
                 at += length[y]
+                pair_key[p0 + written] = at
                 written += 1
-                ids_offsets[written] = at
                 distinct[j0 + j] += 1
             lo = hi
-    return written
+        out_ids[b] = written
+        out_bytes[b] = at
+
+
+@njit(cache=True, nogil=True)
+def _close_up(
+    pair_start: np.ndarray,
+    byte_start: np.ndarray,
+    out_ids: np.ndarray,
+    out_bytes: np.ndarray,
+    ends: np.ndarray,
+    data: np.ndarray,
+    ids_offsets: np.ndarray,
+) -> None:
+    """Close up the buckets' output regions: their bytes moved down in ``data`` (in place:
+    every region moves towards the start), ``ids_offsets`` the string array's offsets from the
+    ids' ends (``ends``, relative to their region)."""
+    at = 0
+    written = 0
+    for b in range(out_ids.shape[0]):
+        source = byte_start[b]
+        for t in range(out_bytes[b]):
+            data[at + t] = data[source + t]
+        for k in range(out_ids[b]):
+            ids_offsets[written + k + 1] = at + ends[pair_start[b] + k]
+        at += out_bytes[b]
+        written += out_ids[b]

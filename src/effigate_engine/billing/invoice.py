@@ -438,6 +438,8 @@ def item_lines(
 def breach_records(breaches: pa.Table) -> pa.Table:
     """``breaches`` as :data:`~effigate_engine.billing.schemas.BREACH_RECORDS` (its columns,
     in order, cast); a missing column raises :class:`BillingError`."""
+    if breaches.schema.equals(BREACH_RECORDS):
+        return breaches
     missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
     if missing:
         raise BillingError("breaches", missing, "are missing breach-record columns")

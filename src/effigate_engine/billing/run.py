@@ -148,7 +148,7 @@ def billing_run(
     by_contract = _breaches_by_contract(breaches)
     no_inputs = InvoiceInputs()
     term_rows: list[dict] = []
-    heads: dict[str, list] = {name: [] for name in RUN_INVOICES.names}
+    heads: list[tuple] = []
     for i, cid in enumerate(ids):
         contract, p = book.contracts[book.index[cid]], periods[cid]
         given = inputs.get(cid, no_inputs)
@@ -173,27 +173,34 @@ def billing_run(
             tax if given.tax is None else given.tax,
             given.exemption,
         )
-        for name, value in (
-            ("invoice", i),
-            ("contract_id", cid),
-            ("period", p.ordinal),
-            ("period_start", p.start),
-            ("period_end", p.end),
-            ("currency", contract.currency),
-            ("lines", int(time.counts[i]) + len(lines)),
-            ("subtotal", totals.subtotal),
-            ("credits_available", totals.credits_available),
-            ("credits_applied", totals.credits_applied),
-            ("credit_balance_out", totals.credit_balance_out),
-            ("taxable_base", totals.taxable_base),
-            ("taxes", [t._asdict() for t in totals.taxes] if totals.taxes else []),
-            ("total", totals.total),
-            ("exemption", given.exemption),
-            ("settled_breach_ids", terms.settled),
-            ("forfeited_breach_ids", terms.forfeited),
-        ):
-            heads[name].append(value)
-    invoices = pa.Table.from_pydict(heads, schema=RUN_INVOICES)
+        heads.append(
+            (
+                i,
+                cid,
+                p.ordinal,
+                p.start,
+                p.end,
+                contract.currency,
+                int(time.counts[i]) + len(lines),
+                totals.subtotal,
+                totals.credits_available,
+                totals.credits_applied,
+                totals.credit_balance_out,
+                totals.taxable_base,
+                [
+                    {"name": t.name, "ppm": t.ppm, "base": t.base, "amount": t.amount}
+                    for t in totals.taxes
+                ],
+                totals.total,
+                given.exemption,
+                terms.settled,
+                terms.forfeited,
+            )
+        )
+    columns = zip(*heads, strict=True) if heads else [[] for _ in RUN_INVOICES.names]
+    invoices = pa.Table.from_pydict(
+        dict(zip(RUN_INVOICES.names, columns, strict=True)), schema=RUN_INVOICES
+    )
     terms_table = pa.Table.from_pylist(term_rows, schema=INVOICE_LINES)
     lines = _merge(invoices, time, terms_table)
     return BillingRun(lines, invoices, periods)
