@@ -20,7 +20,7 @@ the work is linear in logs + lines instead of invoices × batch:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from effigate_engine import parallel
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.evidence import line_log_ids
 from effigate_engine.billing.invoice import (
@@ -127,6 +128,7 @@ def billing_run(
     breaches: pa.Table | None = None,
     inputs: Mapping[str, InvoiceInputs] | None = None,
     tax: Sequence[TaxComponent] = (),
+    threads: int | None = None,
 ) -> BillingRun:
     """Assemble the invoices of a billing run.
 
@@ -135,7 +137,8 @@ def billing_run(
     the book's logs, ``evidence=True``; ``None`` when there are none) gives the time lines;
     ``breaches`` (:data:`~effigate_engine.billing.schemas.BREACH_RECORDS`, all contracts in one
     table) the SLA credits; ``inputs`` per contract id the rest of what ``assemble_invoice``
-    takes; ``tax`` the components of every invoice whose inputs name none."""
+    takes; ``tax`` the components of every invoice whose inputs name none. ``threads``: for
+    the pass over the evidence (as for the clock; the rest runs on the calling thread)."""
     periods = _periods(book, period)
     inputs = dict(inputs or {})
     unknown = sorted(set(inputs) - set(periods))
@@ -145,6 +148,10 @@ def billing_run(
         raise BillingError("classification", "book", "was made with another contract book")
     ids = sorted(periods)
     time = _time_lines(book, classification, ids, periods)
+    # The log ids come from compiled passes that release the GIL: with more than one thread
+    # they run beside the descriptions and the term lines.
+    log_ids = _log_ids(classification, time.rows, threads)
+    descriptions = time_descriptions(time.table)
     by_contract = _breaches_by_contract(breaches)
     no_inputs = InvoiceInputs()
     term_rows: list[dict] = []
@@ -202,7 +209,8 @@ def billing_run(
         dict(zip(RUN_INVOICES.names, columns, strict=True)), schema=RUN_INVOICES
     )
     terms_table = pa.Table.from_pylist(term_rows, schema=INVOICE_LINES)
-    lines = _merge(invoices, time, terms_table)
+    id_counts, cited = log_ids()
+    lines = _merge(invoices, time, descriptions, id_counts, cited, terms_table)
     return BillingRun(lines, invoices, periods)
 
 
@@ -231,17 +239,14 @@ def _periods(book: ContractBook, period: date | Mapping[str, Period]) -> dict[st
 
 @dataclass(frozen=True)
 class _TimeLines:
-    """The invoices' time lines in invoice order, as arrays over the chosen rows of the
-    classification's line table: per invoice the count and the amount; per line its invoice,
-    the table rows, their descriptions, and the log ids (counts per line, then the ids)."""
+    """The invoices' time lines in invoice order: per invoice their count and amount; per line
+    its invoice, its row in the classification's line table, and that row."""
 
     counts: np.ndarray
     amounts: np.ndarray
     invoice: np.ndarray
+    rows: np.ndarray
     table: pa.Table
-    descriptions: pa.Array
-    id_counts: np.ndarray
-    ids: pa.Array
 
 
 def _time_lines(
@@ -250,20 +255,12 @@ def _time_lines(
     ids: list[str],
     periods: Mapping[str, Period],
 ) -> _TimeLines:
-    """Every invoice's time lines from one pass over the line table and one over the
-    evidence."""
+    """Every invoice's time lines, from one pass over the classification's line table: it is
+    sorted by contract id, then period, so they come in invoice order."""
     n = len(ids)
     if classification is None:
         empty = np.zeros(0, np.int64)
-        return _TimeLines(
-            np.zeros(n, np.int64),
-            np.zeros(n, np.int64),
-            empty,
-            pa.table({}),
-            pa.array([], pa.string()),
-            empty,
-            pa.array([], pa.string()),
-        )
+        return _TimeLines(np.zeros(n, np.int64), np.zeros(n, np.int64), empty, empty, pa.table({}))
     if classification.slot_keys is None:
         raise BillingError("classification", "evidence", "is missing; classify(evidence=True)")
     lines = classification.lines
@@ -283,13 +280,25 @@ def _time_lines(
     if invoice.size and (np.diff(invoice) < 0).any():
         raise BillingError("classification.lines", "order", "is not sorted by contract id")
     table = lines.take(pa.array(rows))
-    amount = table.column("amount").to_numpy()
     counts = np.bincount(invoice, minlength=n).astype(np.int64)
+    total = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(table.column("amount").to_numpy(), out=total[1:])
     ends = np.cumsum(counts)
-    total = np.concatenate([[0], np.cumsum(amount)])
-    amounts = total[ends] - total[ends - counts]
-    id_counts, log_ids = line_log_ids(classification, rows)
-    return _TimeLines(counts, amounts, invoice, table, time_descriptions(table), id_counts, log_ids)
+    return _TimeLines(counts, total[ends] - total[ends - counts], invoice, rows, table)
+
+
+def _log_ids(
+    classification: Classification | None, rows: np.ndarray, threads: int | None
+) -> Callable[[], tuple[np.ndarray, pa.Array]]:
+    """The log ids of the chosen lines (:func:`line_log_ids`), when asked: computed now on one
+    thread, else started on the shared pool."""
+    if classification is None:
+        empty = (np.zeros(0, np.int64), pa.array([], pa.string()))
+        return lambda: empty
+    if threads == 1:
+        done = line_log_ids(classification, rows, threads=1)
+        return lambda: done
+    return parallel.submit(line_log_ids, classification, rows, threads=threads).result
 
 
 def _breaches_by_contract(breaches: pa.Table | None) -> dict[str, pa.Table]:
@@ -311,7 +320,14 @@ def _breaches_by_contract(breaches: pa.Table | None) -> dict[str, pa.Table]:
     }
 
 
-def _merge(invoices: pa.Table, time: _TimeLines, terms: pa.Table) -> pa.Table:
+def _merge(
+    invoices: pa.Table,
+    time: _TimeLines,
+    descriptions: pa.Array,
+    id_counts: np.ndarray,
+    cited: pa.Array,
+    terms: pa.Table,
+) -> pa.Table:
     """The run's line table: per invoice its time lines, then its term lines. Time lines and
     term lines each keep their order, so every column is a scatter of the two into place."""
     sizes = invoices.column("lines").to_numpy().astype(np.int64)
@@ -364,7 +380,7 @@ def _merge(invoices: pa.Table, time: _TimeLines, terms: pa.Table) -> pa.Table:
         pa.array(line_no.astype(np.int32)),
         invoices.column("contract_id").combine_chunks().take(pa.array(invoice)),
         merged("kind", _one_value(size, LineKind.TIME.value)),
-        merged("description", time.descriptions),
+        merged("description", descriptions),
         merged("condition"),
         merged("support_level"),
         merged("job_type"),
@@ -377,7 +393,7 @@ def _merge(invoices: pa.Table, time: _TimeLines, terms: pa.Table) -> pa.Table:
         merged("taxable", np.ones(size, np.bool_)),
         merged("rate_card_version"),
         merged("rate_card_hash"),
-        lists("log_ids", time.id_counts, time.ids),
+        lists("log_ids", id_counts, cited),
         lists("breach_ids", no_ids, empty),
         lists("item_ids", no_ids, empty),
     ]
