@@ -38,6 +38,9 @@ BUCKET_LINES = 1_024
 INSERTION_MAX = 16
 #: An id this long or longer has a five-byte length header in a bucket (else one byte).
 LONG_ID = 255
+#: Ids are copied in blocks of this many bytes (the last block may run past the id's end into
+#: slack that is written over or left unused).
+COPY_BLOCK = 8
 #: Parts below which one thread does the whole pass.
 PARALLEL_MIN_PARTS = 1 << 18
 #: Arrow ``string`` offsets are int32.
@@ -106,12 +109,17 @@ def line_log_ids(
     pair_start = np.zeros(buckets + 1, np.int64)
     byte_start = np.zeros(buckets + 1, np.int64)
     np.cumsum(pair_count.sum(axis=0), out=pair_start[1:])
-    np.cumsum(byte_count.sum(axis=0), out=byte_start[1:])
+    # Each bucket's bytes end in COPY_BLOCK bytes of slack: ids are copied in whole blocks.
+    np.cumsum(byte_count.sum(axis=0) + COPY_BLOCK, out=byte_start[1:])
     pairs, size = int(pair_start[-1]), int(byte_start[-1])
     if size > OFFSET_LIMIT:
         raise BillingError("log_ids", size, "exceed 2**31 bytes on the chosen lines")
     pair_cursor = pair_start[:-1] + np.cumsum(pair_count, axis=0) - pair_count
     byte_cursor = byte_start[:-1] + np.cumsum(byte_count, axis=0) - byte_count
+    # Where each slice's share of a bucket ends: its last id may not be copied in blocks past
+    # it (the next share may be written already), but the last share may use the slack.
+    byte_limit = byte_cursor + byte_count
+    byte_limit[-1] += COPY_BLOCK
     pair_key = np.empty(pairs, np.int64)
     pair_bytes = np.empty(max(size, 1), np.uint8)
     parallel.run(
@@ -124,6 +132,7 @@ def line_log_ids(
             period_of_version,
             pair_cursor[share[lo, hi]],
             byte_cursor[share[lo, hi]],
+            byte_limit[share[lo, hi]],
             pair_key,
             pair_bytes,
         ),
@@ -214,11 +223,13 @@ def _fill(
     period_of_version: np.ndarray,
     pair_fill: np.ndarray,
     byte_fill: np.ndarray,
+    byte_limit: np.ndarray,
     pair_key: np.ndarray,
     pair_bytes: np.ndarray,
 ) -> None:
-    """Copy each counted slot's key, and its log id (header and bytes), into its bucket: two
-    sequential streams per bucket."""
+    """Copy each counted slot's key, and its log id (header and bytes), into this slice's
+    share of its bucket (two sequential streams per bucket; ``byte_limit[b]``: where the share
+    ends, for block copies)."""
     for k in range(slot_keys.shape[0]):
         for q in range(K.SLOTS):
             key = slot_keys[k, q]
@@ -240,9 +251,25 @@ def _fill(
                 for t in range(4):
                     pair_bytes[w + 1 + t] = (length >> (8 * t)) & 0xFF
                 w += 5
-            for t in range(length):
-                pair_bytes[w + t] = data[a + t]
+            if w + length + COPY_BLOCK <= byte_limit[b]:
+                _copy(pair_bytes, w, data, a, length)
+            else:
+                for t in range(length):
+                    pair_bytes[w + t] = data[a + t]
             byte_fill[b] = w + length
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy(target: np.ndarray, at: int, source: np.ndarray, start: int, length: int) -> None:
+    """``target[at:at + length] = source[start:start + length]``, in whole :data:`COPY_BLOCK`
+    blocks when the source has them (``target`` must have the slack)."""
+    if start + length + COPY_BLOCK <= source.shape[0]:
+        for t in range(0, length, COPY_BLOCK):
+            for u in range(COPY_BLOCK):
+                target[at + t + u] = source[start + t + u]
+    else:
+        for t in range(length):
+            target[at + t] = source[start + t]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -359,7 +386,7 @@ def _bucket_lines(
         bits += 1
     table = K.new_table(bits)
     mask = (1 << bits) - 1
-    raw = np.empty(widest_bytes + 8, np.uint8)
+    raw = np.empty(widest_bytes + COPY_BLOCK, np.uint8)
     line_of = np.empty(widest_pairs, np.int32)
     start = np.empty(widest_pairs, np.int64)
     length = np.empty(widest_pairs, np.int32)
@@ -422,9 +449,7 @@ def _bucket_lines(
                 y = segment[x]
                 if x > 0 and _order(segment[x - 1], y, prefix, start, length, raw) == 0:
                     continue  # the same id again (sorted, so equal to the previous)
-                a = start[y]
-                for t in range(length[y]):
-                    pair_bytes[base + at + t] = raw[a + t]
+                _copy(pair_bytes, base + at, raw, start[y], length[y])
                 at += length[y]
                 pair_key[p0 + written] = at
                 written += 1
