@@ -138,12 +138,12 @@ def line_log_ids(
         ),
         part_slices,
     )
-    # Each bucket writes its ids over its own input (the bytes without their headers, the
-    # ends of the ids over the keys it has read), then the regions are closed up.
-    out_ids = np.zeros(buckets, np.int64)
-    out_bytes = np.zeros(buckets, np.int64)
+    # Each slice of buckets writes its ids over its own input (the bytes without their headers
+    # and slack from its first bucket's first byte, the ids' ends over the keys it has read),
+    # then the slices are closed up.
     distinct = np.zeros(rows.size, np.int64)
-    parallel.run(
+    bucket_slices = parallel.slices(buckets, threads, 2)
+    written = parallel.run(
         lambda lo, hi: _bucket_lines(
             lo,
             hi,
@@ -153,19 +153,22 @@ def line_log_ids(
             byte_start,
             pair_key,
             pair_bytes,
-            out_ids,
-            out_bytes,
             distinct,
         ),
-        parallel.slices(buckets, threads, 2),
+        bucket_slices,
     )
-    ids_offsets = np.zeros(int(out_ids.sum()) + 1, np.int32)
-    _close_up(pair_start, byte_start, out_ids, out_bytes, pair_key, pair_bytes, ids_offsets)
-    written = ids_offsets.size - 1
+    ids_offsets = np.zeros(sum(n for n, _ in written) + 1, np.int32)
+    at = done = 0
+    for (lo, _), (n, size) in zip(bucket_slices, written, strict=True):
+        source = int(byte_start[lo])
+        if source != at:
+            pair_bytes[at : at + size] = pair_bytes[source : source + size]
+        first = int(pair_start[lo])
+        ids_offsets[done + 1 : done + n + 1] = pair_key[first : first + n] + at
+        at += size
+        done += n
     ids = pa.StringArray.from_buffers(
-        written,
-        pa.py_buffer(ids_offsets),
-        pa.py_buffer(pair_bytes[: max(int(ids_offsets[written]), 1)]),
+        done, pa.py_buffer(ids_offsets), pa.py_buffer(pair_bytes[: max(at, 1)])
     )
     return distinct, ids
 
@@ -364,16 +367,15 @@ def _bucket_lines(
     byte_start: np.ndarray,
     pair_key: np.ndarray,
     pair_bytes: np.ndarray,
-    out_ids: np.ndarray,
-    out_bytes: np.ndarray,
     distinct: np.ndarray,
-) -> None:
+) -> tuple[int, int]:
     """Buckets ``first`` to ``last - 1``: read their ids, look their keys up among the
     bucket's lines, group them by line, sort each line's ids, drop repeats, and write them
-    over the bucket's own input: the ids' bytes from ``byte_start[b]`` in ``pair_bytes``, the
-    end of each (relative to that start) from ``pair_start[b]`` in ``pair_key``.
-    ``out_ids[b]`` and ``out_bytes[b]`` get the ids and bytes written, ``distinct`` the ids of
-    each line."""
+    over the buckets' own input, one after the other: the ids' bytes from
+    ``byte_start[first]`` in ``pair_bytes``, the end of each (relative to that start) from
+    ``pair_start[first]`` in ``pair_key`` (a bucket's input is read before it is written
+    over, and its output is never longer). ``distinct`` gets the ids of each line. Returns
+    the ids and bytes written."""
     widest_lines = 1
     widest_pairs = 1
     widest_bytes = 1
@@ -394,6 +396,10 @@ def _bucket_lines(
     order = np.empty(widest_pairs, np.int32)
     spare = np.empty(widest_pairs, np.int32)
     fill = np.empty(widest_lines + 1, np.int64)
+    at = 0
+    written = 0
+    origin = byte_start[first] if last > first else 0
+    ends = pair_start[first] if last > first else 0
     for b in range(first, last):
         j0, j1 = bucket_first_line[b], bucket_first_line[b + 1]
         p0, p1 = pair_start[b], pair_start[b + 1]
@@ -438,8 +444,6 @@ def _bucket_lines(
                 order[fill[line]] = x
                 fill[line] += 1
         # ``fill[j]`` is now where line j's slots end (and line j + 1's start).
-        at = 0
-        written = 0
         lo = 0
         for j in range(lines):
             hi = fill[j]
@@ -449,36 +453,10 @@ def _bucket_lines(
                 y = segment[x]
                 if x > 0 and _order(segment[x - 1], y, prefix, start, length, raw) == 0:
                     continue  # the same id again (sorted, so equal to the previous)
-                _copy(pair_bytes, base + at, raw, start[y], length[y])
+                _copy(pair_bytes, origin + at, raw, start[y], length[y])
                 at += length[y]
-                pair_key[p0 + written] = at
+                pair_key[ends + written] = at
                 written += 1
                 distinct[j0 + j] += 1
             lo = hi
-        out_ids[b] = written
-        out_bytes[b] = at
-
-
-@njit(cache=True, nogil=True)
-def _close_up(
-    pair_start: np.ndarray,
-    byte_start: np.ndarray,
-    out_ids: np.ndarray,
-    out_bytes: np.ndarray,
-    ends: np.ndarray,
-    data: np.ndarray,
-    ids_offsets: np.ndarray,
-) -> None:
-    """Close up the buckets' output regions: their bytes moved down in ``data`` (in place:
-    every region moves towards the start), ``ids_offsets`` the string array's offsets from the
-    ids' ends (``ends``, relative to their region)."""
-    at = 0
-    written = 0
-    for b in range(out_ids.shape[0]):
-        source = byte_start[b]
-        for t in range(out_bytes[b]):
-            data[at + t] = data[source + t]
-        for k in range(out_ids[b]):
-            ids_offsets[written + k + 1] = at + ends[pair_start[b] + k]
-        at += out_bytes[b]
-        written += out_ids[b]
+    return written, at
