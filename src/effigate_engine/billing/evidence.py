@@ -120,8 +120,8 @@ def line_log_ids(
     # it (the next share may be written already), but the last share may use the slack.
     byte_limit = byte_cursor + byte_count
     byte_limit[-1] += COPY_BLOCK
-    pair_key = np.empty(pairs, np.int64)
-    pair_bytes = np.empty(max(size, 1), np.uint8)
+    pair_key, _ = _pool_array(pairs, np.int64)
+    pair_bytes, bytes_buffer = _pool_array(max(size, 1), np.uint8)
     parallel.run(
         lambda lo, hi: _fill(
             slot_keys[lo:hi],
@@ -157,7 +157,8 @@ def line_log_ids(
         ),
         bucket_slices,
     )
-    ids_offsets = np.zeros(sum(n for n, _ in written) + 1, np.int32)
+    ids_offsets, offsets_buffer = _pool_array(sum(n for n, _ in written) + 1, np.int32)
+    ids_offsets[0] = 0
     at = done = 0
     for (lo, _), (n, size) in zip(bucket_slices, written, strict=True):
         source = int(byte_start[lo])
@@ -167,10 +168,15 @@ def line_log_ids(
         ids_offsets[done + 1 : done + n + 1] = pair_key[first : first + n] + at
         at += size
         done += n
-    ids = pa.StringArray.from_buffers(
-        done, pa.py_buffer(ids_offsets), pa.py_buffer(pair_bytes[: max(at, 1)])
-    )
+    ids = pa.StringArray.from_buffers(done, offsets_buffer, bytes_buffer.slice(0, max(at, 1)))
     return distinct, ids
+
+
+def _pool_array(size: int, dtype: type) -> tuple[np.ndarray, pa.Buffer]:
+    """An uninitialised NumPy array over a buffer of Arrow's memory pool: the pool keeps freed
+    memory for the next run (fresh pages cost a fault each), and the result is Arrow anyway."""
+    buffer = pa.allocate_buffer(size * np.dtype(dtype).itemsize)
+    return np.frombuffer(buffer, dtype, size), buffer
 
 
 @njit(cache=True, nogil=True, inline="always")
