@@ -170,25 +170,34 @@ class Invoice:
 
 def line_row(contract_id: str, currency_code: str, line: InvoiceLine) -> dict:
     """An invoice line as a row of :data:`~effigate_engine.billing.schemas.INVOICE_LINES`."""
-    return {
-        "line_no": line.line_no,
-        "contract_id": contract_id,
-        "kind": line.kind.value,
-        "description": line.description,
-        "condition": line.condition,
-        "support_level": line.support_level,
-        "job_type": line.job_type,
-        "quantity": line.quantity,
-        "rate": line.rate,
-        "amount": line.amount,
-        "currency": currency_code,
-        "taxable": line.taxable,
-        "rate_card_version": line.rate_card_version,
-        "rate_card_hash": line.rate_card_hash,
-        "log_ids": list(line.log_ids),
-        "breach_ids": list(line.breach_ids),
-        "item_ids": list(line.item_ids),
-    }
+    row = dict(zip(INVOICE_LINES.names, line_values(contract_id, currency_code, line), strict=True))
+    for name in ("log_ids", "breach_ids", "item_ids"):
+        row[name] = list(row[name])
+    return row
+
+
+def line_values(contract_id: str, currency_code: str, line: InvoiceLine) -> tuple:
+    """An invoice line's values in the column order of
+    :data:`~effigate_engine.billing.schemas.INVOICE_LINES` (evidence as tuples)."""
+    return (
+        line.line_no,
+        contract_id,
+        line.kind.value,
+        line.description,
+        line.condition,
+        line.support_level,
+        line.job_type,
+        line.quantity,
+        line.rate,
+        line.amount,
+        currency_code,
+        line.taxable,
+        line.rate_card_version,
+        line.rate_card_hash,
+        line.log_ids,
+        line.breach_ids,
+        line.item_ids,
+    )
 
 
 def line_from_row(row: Mapping) -> InvoiceLine:

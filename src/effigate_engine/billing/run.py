@@ -40,8 +40,8 @@ from effigate_engine.billing.invoice import (
     breach_records,
     invoice_totals,
     line_from_row,
-    line_row,
     line_sums,
+    line_values,
     term_lines,
     time_descriptions,
 )
@@ -154,8 +154,8 @@ def billing_run(
     descriptions = time_descriptions(time.table)
     by_contract = _breaches_by_contract(breaches)
     no_inputs = InvoiceInputs()
-    term_rows: list[dict] = []
-    heads: list[tuple] = []
+    term_columns = _Columns(INVOICE_LINES)
+    heads = _Columns(RUN_INVOICES)
     for i, cid in enumerate(ids):
         contract, p = book.contracts[book.index[cid]], periods[cid]
         given = inputs.get(cid, no_inputs)
@@ -169,7 +169,8 @@ def billing_run(
             credit_balance=given.credit_balance,
         )
         lines = [*terms.charges, *terms.credits]
-        term_rows += [line_row(cid, contract.currency, line) for line in lines]
+        for line in lines:
+            term_columns.add(line_values(cid, contract.currency, line))
         subtotal, taxable, credits = line_sums(lines)
         # Time lines are taxable charges.
         time_amount = int(time.amounts[i])
@@ -180,7 +181,7 @@ def billing_run(
             tax if given.tax is None else given.tax,
             given.exemption,
         )
-        heads.append(
+        heads.add(
             (
                 i,
                 cid,
@@ -194,24 +195,35 @@ def billing_run(
                 totals.credits_applied,
                 totals.credit_balance_out,
                 totals.taxable_base,
-                [
-                    {"name": t.name, "ppm": t.ppm, "base": t.base, "amount": t.amount}
-                    for t in totals.taxes
-                ],
+                tuple((t.name, t.ppm, t.base, t.amount) for t in totals.taxes),
                 totals.total,
                 given.exemption,
-                terms.settled,
-                terms.forfeited,
+                tuple(terms.settled),
+                tuple(terms.forfeited),
             )
         )
-    columns = zip(*heads, strict=True) if heads else [[] for _ in RUN_INVOICES.names]
-    invoices = pa.Table.from_pydict(
-        dict(zip(RUN_INVOICES.names, columns, strict=True)), schema=RUN_INVOICES
-    )
-    terms_table = pa.Table.from_pylist(term_rows, schema=INVOICE_LINES)
+    invoices = heads.table()
+    terms_table = term_columns.table()
     id_counts, cited = log_ids()
     lines = _merge(invoices, time, descriptions, id_counts, cited, terms_table)
     return BillingRun(lines, invoices, periods)
+
+
+class _Columns:
+    """Rows gathered column by column (a few long lists rather than an object per row that
+    outlives the loop and wakes the garbage collector), then one Arrow table."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.values: list[list] = [[] for _ in schema]
+
+    def add(self, row: Sequence) -> None:
+        for column, value in zip(self.values, row, strict=True):
+            column.append(value)
+
+    def table(self) -> pa.Table:
+        arrays = [pa.array(v, f.type) for v, f in zip(self.values, self.schema, strict=True)]
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
 def _periods(book: ContractBook, period: date | Mapping[str, Period]) -> dict[str, Period]:
