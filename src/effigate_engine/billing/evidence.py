@@ -13,8 +13,14 @@ stay inside the cache:
    (read in batch order, so sequentially) into its bucket;
 3. per bucket, in cache: the keys are looked up in a small table of the bucket's lines, the
    slots grouped by line (counting sort), each line's ids sorted (UTF-8 bytes, which is
-   code-point order: Python's ``sorted``), repeated ids dropped (a part whose conditions share
-   a line feeds it twice) and the ids copied out, line after line, as an Arrow string array.
+   code-point order: Python's ``sorted``; an 8-byte prefix decides most comparisons),
+   repeated ids dropped (a part whose conditions share a line feeds it twice) and the ids
+   written over the bucket's own input, line after line; the buckets' outputs are closed up
+   into one Arrow string array.
+
+With several threads the two part passes run on slices of the parts (each slice fills its
+own share of every bucket) and the buckets are split into slices. The big buffers come from
+Arrow's memory pool, which keeps freed memory for the next run.
 
 Per line the ids equal ``tuple(sorted(set(ids)))``, what
 :func:`~effigate_engine.billing.invoice.time_lines` cites one contract at a time.
@@ -43,7 +49,7 @@ LONG_ID = 255
 COPY_BLOCK = 8
 #: Parts below which one thread does the whole pass.
 PARALLEL_MIN_PARTS = 1 << 18
-#: Arrow ``string`` offsets are int32.
+#: Arrow ``string`` offsets are int32: a run's chosen lines cite fewer bytes of ids.
 OFFSET_LIMIT = (1 << 31) - 1
 _PERIOD_MASK = (1 << K.KEY_BITS[1]) - 1
 
@@ -160,13 +166,13 @@ def line_log_ids(
     ids_offsets, offsets_buffer = _pool_array(sum(n for n, _ in written) + 1, np.int32)
     ids_offsets[0] = 0
     at = done = 0
-    for (lo, _), (n, size) in zip(bucket_slices, written, strict=True):
+    for (lo, _), (n, length) in zip(bucket_slices, written, strict=True):
         source = int(byte_start[lo])
         if source != at:
-            pair_bytes[at : at + size] = pair_bytes[source : source + size]
-        first = int(pair_start[lo])
-        ids_offsets[done + 1 : done + n + 1] = pair_key[first : first + n] + at
-        at += size
+            pair_bytes[at : at + length] = pair_bytes[source : source + length]
+        ends = int(pair_start[lo])
+        ids_offsets[done + 1 : done + n + 1] = pair_key[ends : ends + n] + at
+        at += length
         done += n
     ids = pa.StringArray.from_buffers(done, offsets_buffer, bytes_buffer.slice(0, max(at, 1)))
     return distinct, ids

@@ -16,6 +16,10 @@ the work is linear in logs + lines instead of invoices × batch:
 * the result is two Arrow tables, :data:`~effigate_engine.billing.schemas.RUN_LINES` and
   :data:`~effigate_engine.billing.schemas.RUN_INVOICES`; :meth:`BillingRun.invoice` gives one
   contract's :class:`~effigate_engine.billing.invoice.Invoice`.
+
+With more than one thread the pass over the evidence (compiled, GIL released) runs on the
+shared pool, split across threads, while the calling thread formats the descriptions and
+assembles the term lines; ``threads=1`` keeps the whole run on the calling thread.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from effigate_engine import parallel
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.evidence import line_log_ids
 from effigate_engine.billing.invoice import (
-    INVOICE_LINES,
     Invoice,
     LineKind,
     TaxComponent,
@@ -46,10 +49,8 @@ from effigate_engine.billing.invoice import (
     time_descriptions,
 )
 from effigate_engine.billing.periods import BillingCycle, Period
-from effigate_engine.billing.schemas import RUN_INVOICES, RUN_LINES
+from effigate_engine.billing.schemas import INVOICE_LINES, RUN_INVOICES, RUN_LINES
 from effigate_engine.ratecard.classify import Classification, ContractBook
-
-_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
