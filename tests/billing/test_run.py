@@ -149,7 +149,9 @@ def run_scenarios(draw: st.DrawFn) -> tuple:
     else:
         period = {}
         for c in (
-            draw(st.lists(st.sampled_from(started), unique_by=lambda c: c.id)) if started else []
+            draw(st.lists(st.sampled_from(started), min_size=1, unique_by=lambda c: c.id))
+            if started
+            else []
         ):
             p = c.cycle.period_of(day)
             if p.ordinal and draw(st.booleans()):
