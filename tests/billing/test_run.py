@@ -387,7 +387,10 @@ def reference_log_ids(cls, rows: np.ndarray) -> list[list[str]]:
 def test_line_log_ids_equal_sorted_distinct_ids(ids, seed, bucket_lines, threads) -> None:
     """Any ids, any choice of lines (in table order), any bucket size and thread count."""
     rng = np.random.default_rng(seed)
-    book = [hourly(business_hours(), card(AFTER_HOURS=15_000), f"C{i}") for i in range(3)]
+    # High priority wins over regular and after-hours rates alike (``max`` stacking), so a
+    # high-priority part in both conditions feeds one line twice.
+    rates = card(AFTER_HOURS=15_000, HIGH_PRIORITY=20_000)
+    book = [hourly(business_hours(), rates, f"C{i}") for i in range(3)]
     starts = datetime(2026, 3, 2, 8, tzinfo=UTC) + np.array(
         [timedelta(minutes=int(m)) for m in rng.integers(0, 60 * 24 * 40, len(ids))]
     )
@@ -398,6 +401,7 @@ def test_line_log_ids_equal_sorted_distinct_ids(ids, seed, bucket_lines, threads
             "start": start,
             "end": start + timedelta(minutes=int(rng.integers(1, 600))),
             "job_type": ("support", "devops")[rng.integers(0, 2)],
+            "priority": ("HIGH", "LOW")[rng.integers(0, 2)],
         }
         for log_id, start in zip(ids, starts, strict=True)
     ]
