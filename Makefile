@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_clock.py
 	$(PY) bench/bench_sla.py
 	$(PY) bench/bench_billing.py
+	$(PY) bench/bench_billing_run.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_service.py
 

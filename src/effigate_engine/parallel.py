@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -46,3 +46,9 @@ def run(work: Callable[[int, int], T], parts: list[tuple[int, int]]) -> list[T]:
         return [work(*parts[0])]
     futures = [_executor().submit(work, lo, hi) for lo, hi in parts]
     return [f.result() for f in futures]
+
+
+def submit(work: Callable[..., T], *args: object, **kwargs: object) -> Future[T]:
+    """``work(*args, **kwargs)`` on the shared pool: a compiled kernel (which releases the GIL)
+    then runs beside the caller's own Python work."""
+    return _executor().submit(work, *args, **kwargs)

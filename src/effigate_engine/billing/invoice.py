@@ -31,9 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from effigate_engine.billing.contracts import BaseTiming, Contract, ContractType
 from effigate_engine.billing.errors import BillingError
@@ -172,39 +174,147 @@ class Invoice:
 
     def to_arrow(self) -> pa.Table:
         """The lines as an Arrow table (:data:`~effigate_engine.billing.schemas.INVOICE_LINES`)."""
-        rows = [
-            {
-                "line_no": line.line_no,
-                "contract_id": self.contract_id,
-                "kind": line.kind.value,
-                "description": line.description,
-                "condition": line.condition,
-                "support_level": line.support_level,
-                "job_type": line.job_type,
-                "quantity": line.quantity,
-                "rate": line.rate,
-                "amount": line.amount,
-                "currency": self.currency,
-                "taxable": line.taxable,
-                "rate_card_version": line.rate_card_version,
-                "rate_card_hash": line.rate_card_hash,
-                "log_ids": list(line.log_ids),
-                "breach_ids": list(line.breach_ids),
-                "item_ids": list(line.item_ids),
-                "service_start": line.service_start,
-                "service_end": line.service_end,
-            }
-            for line in self.lines
-        ]
+        rows = [line_row(self.contract_id, self.currency, line) for line in self.lines]
         return pa.Table.from_pylist(rows, schema=INVOICE_LINES)
 
 
-def _hours(seconds: int) -> str:
-    whole, rest = divmod(seconds, 3600)
-    if rest == 0:
-        return f"{whole}h"
-    minutes, secs = divmod(rest, 60)
-    return f"{whole}h{minutes:02d}m" + (f"{secs:02d}s" if secs else "")
+def line_row(contract_id: str, currency_code: str, line: InvoiceLine) -> dict:
+    """An invoice line as a row of :data:`~effigate_engine.billing.schemas.INVOICE_LINES`."""
+    row = dict(zip(INVOICE_LINES.names, line_values(contract_id, currency_code, line), strict=True))
+    for name in ("log_ids", "breach_ids", "item_ids"):
+        row[name] = list(row[name])
+    return row
+
+
+def line_values(contract_id: str, currency_code: str, line: InvoiceLine) -> tuple:
+    """An invoice line's values in the column order of
+    :data:`~effigate_engine.billing.schemas.INVOICE_LINES` (evidence as tuples)."""
+    return (
+        line.line_no,
+        contract_id,
+        line.kind.value,
+        line.description,
+        line.condition,
+        line.support_level,
+        line.job_type,
+        line.quantity,
+        line.rate,
+        line.amount,
+        currency_code,
+        line.taxable,
+        line.rate_card_version,
+        line.rate_card_hash,
+        line.log_ids,
+        line.breach_ids,
+        line.item_ids,
+        line.service_start,
+        line.service_end,
+    )
+
+
+def line_from_row(row: Mapping) -> InvoiceLine:
+    """The invoice line of a row of :data:`~effigate_engine.billing.schemas.INVOICE_LINES` (the
+    inverse of :func:`line_row`)."""
+    return InvoiceLine(
+        row["line_no"],
+        LineKind(row["kind"]),
+        row["description"],
+        row["amount"],
+        row["quantity"],
+        row["rate"],
+        row["condition"],
+        row["support_level"],
+        row["job_type"],
+        row["taxable"],
+        row["rate_card_version"],
+        row["rate_card_hash"],
+        tuple(row["log_ids"]),
+        tuple(row["breach_ids"]),
+        tuple(row["item_ids"]),
+        row.get("service_start"),
+        row.get("service_end"),
+    )
+
+
+#: Two-digit minutes and seconds, ``"00"`` to ``"59"``.
+_TWO_DIGITS = pa.array([f"{i:02d}" for i in range(60)], pa.string())
+
+
+def _hours(seconds: np.ndarray) -> pa.StringArray:
+    """Durations as hours, minutes and seconds: ``3h``, ``28h30m``, ``0h45m30s``."""
+    whole, rest = np.divmod(seconds, 3_600)
+    minutes, secs = np.divmod(rest, 60)
+    return pc.binary_join_element_wise(
+        pa.array(whole).cast(pa.string()),
+        "h",
+        pc.if_else(
+            pa.array(rest != 0),
+            pc.binary_join_element_wise(_TWO_DIGITS.take(pa.array(minutes)), "m", ""),
+            "",
+        ),
+        pc.if_else(
+            pa.array(secs != 0),
+            pc.binary_join_element_wise(_TWO_DIGITS.take(pa.array(secs)), "s", ""),
+            "",
+        ),
+        "",
+    )
+
+
+def time_descriptions(lines: pa.Table) -> pa.StringArray:
+    """The description of each time line of ``lines`` (rows of
+    :data:`~effigate_engine.billing.schemas.TIME_LINES`), e.g.
+    ``"After hours L2/support (3h × 180.00/h)"``: condition, level/job, billed duration and
+    rate in the line's currency. Whole columns at once: each distinct (condition, level, job),
+    duration and (currency, rate) is formatted once."""
+    if lines.num_rows == 0:
+        return pa.array([], pa.string())
+    condition, conditions = _codes(lines.column("condition"))
+    level, levels = _codes(lines.column("support_level"))
+    job, jobs = _codes(lines.column("job_type"))
+    kinds = pc.dictionary_encode(pa.array((condition * len(levels) + level) * len(jobs) + job))
+    c, rest = np.divmod(kinds.dictionary.to_numpy(), len(levels) * len(jobs))
+    lv, jb = np.divmod(rest, len(jobs))
+    heads = [
+        f"{conditions[a].replace('_', ' ').capitalize()} {levels[b]}/{jobs[d]} ("
+        for a, b, d in zip(c.tolist(), lv.tolist(), jb.tolist(), strict=True)
+    ]
+    durations = pc.dictionary_encode(
+        lines.column("billed_seconds").combine_chunks().cast(pa.int64())
+    )
+    code, codes = _codes(lines.column("currency"))
+    rates = pc.dictionary_encode(lines.column("rate").combine_chunks())
+    rate_values = rates.dictionary.to_numpy()
+    pairs = pc.dictionary_encode(
+        pa.array(code * len(rate_values) + rates.indices.to_numpy().astype(np.int64))
+    )
+    currency_code, rate = np.divmod(pairs.dictionary.to_numpy(), len(rate_values))
+    tails = [
+        f" × {currency(codes[a]).format(int(b))}/h)"
+        for a, b in zip(currency_code.tolist(), rate_values[rate].tolist(), strict=True)
+    ]
+    return pc.binary_join_element_wise(
+        pa.array(heads, pa.string()).take(kinds.indices),
+        _hours(durations.dictionary.to_numpy()).take(durations.indices),
+        pa.array(tails, pa.string()).take(pairs.indices),
+        "",
+    )
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Codes (int64) of a text column's values and the distinct values they index."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        values = pc.dictionary_encode(column.dictionary)  # a dictionary may repeat values
+        codes = values.indices.take(column.indices)
+        names = values.dictionary
+    else:
+        encoded = pc.dictionary_encode(column)
+        codes, names = encoded.indices, encoded.dictionary
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64), [
+        str(v) for v in names.to_pylist()
+    ]
 
 
 def time_lines(
@@ -230,15 +340,10 @@ def time_lines(
         ids = log_ids.take(pa.array(p["part_log"][part_rows])).to_pylist()
         for key, log_id in zip(slot_keys[hit].tolist(), ids, strict=True):
             evidence[key].add(log_id)
-    money = currency(contract.currency)
+    descriptions = time_descriptions(lines.filter(pa.array(mask))).to_pylist()
     out = []
-    for row, key in zip(rows, keys.tolist(), strict=True):
+    for row, key, description in zip(rows, keys.tolist(), descriptions, strict=True):
         seconds = int(row["billed_seconds"].total_seconds())
-        label = row["condition"].replace("_", " ").capitalize()
-        description = (
-            f"{label} {row['support_level']}/{row['job_type']} "
-            f"({_hours(seconds)} × {money.format(row['rate'])}/h)"
-        )
         out.append(
             InvoiceLine(
                 0,
@@ -426,6 +531,17 @@ def item_lines(
     return out
 
 
+def breach_records(breaches: pa.Table) -> pa.Table:
+    """``breaches`` as :data:`~effigate_engine.billing.schemas.BREACH_RECORDS` (its columns,
+    in order, cast); a missing column raises :class:`BillingError`."""
+    if breaches.schema.equals(BREACH_RECORDS):
+        return breaches
+    missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
+    if missing:
+        raise BillingError("breaches", missing, "are missing breach-record columns")
+    return breaches.select(BREACH_RECORDS.names).cast(BREACH_RECORDS)
+
+
 def sla_credit_lines(
     contract: Contract,
     period: Period,
@@ -447,10 +563,7 @@ def sla_credit_lines(
     terms = contract.sla_credits
     if terms is None or breaches is None or breaches.num_rows == 0:
         return [], [], []
-    missing = [n for n in BREACH_RECORDS.names if n not in breaches.schema.names]
-    if missing:
-        raise BillingError("breaches", missing, "are missing breach-record columns")
-    breaches = breaches.select(BREACH_RECORDS.names).cast(BREACH_RECORDS)
+    breaches = breach_records(breaches)
     end = int(period.bounds(contract.zone)[1])
     done = set(already_credited)
     seen: dict[str, dict] = {}
@@ -539,8 +652,6 @@ def assemble_invoice(
     ``late`` carries work dated in earlier, already invoiced periods that no invoice priced
     (late logs): per earlier period, a classification of those logs only. Their time lines
     follow this period's, priced as of their own dates and labelled with their period."""
-    if credit_balance < 0:
-        raise BillingError("credit_balance", credit_balance, "is negative")
     charges: list[InvoiceLine] = []
     if classification is not None and contract.id in classification.book.index:
         charges += time_lines(contract, period, classification)
@@ -550,6 +661,56 @@ def assemble_invoice(
         for line in time_lines(contract, earlier, late_classification):
             label = f"Late work of {earlier.start.isoformat()}..{earlier.end.isoformat()}: "
             charges.append(replace(line, description=label + line.description))
+    terms = term_lines(
+        contract,
+        period,
+        unit_counts=unit_counts,
+        breaches=breaches,
+        already_credited=already_credited,
+        invoiced_items=invoiced_items,
+        credit_balance=credit_balance,
+    )
+    ordered = [*charges, *terms.charges, *terms.credits]
+    lines = tuple(replace(line, line_no=i + 1) for i, line in enumerate(ordered))
+    return Invoice(
+        contract.id,
+        period,
+        contract.currency,
+        lines,
+        *invoice_totals(*line_sums(lines), tax, exemption),
+        exemption,
+        tuple(terms.settled),
+        tuple(terms.forfeited),
+    )
+
+
+class TermLines(NamedTuple):
+    """The lines an invoice gets from the contract's terms rather than from logged time, in
+    invoice order, and the breach ids its SLA credits settle."""
+
+    charges: list[InvoiceLine]
+    credits: list[InvoiceLine]
+    settled: list[str]
+    forfeited: list[str]
+
+
+def term_lines(
+    contract: Contract,
+    period: Period,
+    *,
+    unit_counts: Mapping[str, int] | None = None,
+    breaches: pa.Table | None = None,
+    already_credited: Iterable[str] = (),
+    invoiced_items: Iterable[str] = (),
+    credit_balance: int = 0,
+) -> TermLines:
+    """The invoice lines of ``contract`` for ``period`` that do not come from logged time:
+    milestones and deliverables, recurring fees, then SLA credits and the credit balance brought
+    forward (minor units). :func:`assemble_invoice` and the billing run both take them from
+    here."""
+    if credit_balance < 0:
+        raise BillingError("credit_balance", credit_balance, "is negative")
+    charges: list[InvoiceLine] = []
     if contract.type in (ContractType.FIXED_PRICE, ContractType.SCOPE):
         charges += item_lines(contract, period, invoiced_items)
     charges += recurring_lines(contract, period, unit_counts)
@@ -567,13 +728,48 @@ def assemble_invoice(
                 0, LineKind.CREDIT_BALANCE, "Credit balance brought forward", -credit_balance
             )
         )
-    lines = tuple(replace(line, line_no=i + 1) for i, line in enumerate([*charges, *credits]))
-    subtotal = sum(line.amount for line in lines if line.kind not in CREDIT_KINDS)
-    taxable_subtotal = sum(
-        line.amount for line in lines if line.kind not in CREDIT_KINDS and line.taxable
-    )
-    available = -sum(line.amount for line in lines if line.kind in CREDIT_KINDS)
-    applied = min(available, subtotal)
+    return TermLines(charges, credits, settled, forfeited)
+
+
+def line_sums(lines: Iterable[InvoiceLine]) -> tuple[int, int, int]:
+    """``(subtotal, taxable subtotal, credits available)`` of invoice lines (minor units): the
+    sum of the charge lines, of the taxable charge lines, and minus the sum of the credit
+    lines."""
+    subtotal = taxable = credits = 0
+    for line in lines:
+        if line.kind in CREDIT_KINDS:
+            credits -= line.amount
+        else:
+            subtotal += line.amount
+            if line.taxable:
+                taxable += line.amount
+    return subtotal, taxable, credits
+
+
+class InvoiceTotals(NamedTuple):
+    """An invoice's totals, in the order of :class:`Invoice`'s fields (minor units)."""
+
+    subtotal: int
+    credits_available: int
+    credits_applied: int
+    credit_balance_out: int
+    taxable_base: int
+    taxes: tuple[TaxLine, ...]
+    total: int
+
+
+def invoice_totals(
+    subtotal: int,
+    taxable_subtotal: int,
+    credits_available: int,
+    tax: Sequence[TaxComponent] = (),
+    exemption: str | None = None,
+) -> InvoiceTotals:
+    """Credits are applied before tax up to the subtotal (the rest is carried out as a credit
+    balance, so a total is never negative); each tax component applies to the taxable subtotal
+    less the applied credits, rounded half-up once; ``total = subtotal − applied + tax``. An
+    exemption removes the tax. Money in minor units."""
+    applied = min(credits_available, subtotal)
     taxable_base = max(0, taxable_subtotal - applied)
     taxes = (
         ()
@@ -583,21 +779,14 @@ def assemble_invoice(
         )
     )
     total = subtotal - applied + sum(t.amount for t in taxes)
-    return Invoice(
-        contract.id,
-        period,
-        contract.currency,
-        lines,
+    return InvoiceTotals(
         subtotal,
-        available,
+        credits_available,
         applied,
-        available - applied,
+        credits_available - applied,
         taxable_base,
         taxes,
         total,
-        exemption,
-        tuple(settled),
-        tuple(forfeited),
     )
 
 

@@ -152,6 +152,46 @@ INVOICE_LINES = pa.schema(
     ]
 )
 
+#: The invoice lines of a billing run: :data:`INVOICE_LINES` after ``invoice``, the row of the
+#: invoice in :data:`RUN_INVOICES`; ordered by invoice, then line number.
+RUN_LINES = pa.schema([pa.field("invoice", pa.int32(), nullable=False), *INVOICE_LINES])
+
+#: A tax component's amount on an invoice (minor units; ``ppm`` parts per million).
+TAX_LINE = pa.struct(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("ppm", pa.int64(), nullable=False),
+        pa.field("base", pa.int64(), nullable=False),
+        pa.field("amount", pa.int64(), nullable=False),
+    ]
+)
+
+#: The invoices of a billing run, one row each, ordered by contract id: the period (ordinal and
+#: local dates ``[start, end)``), the number of lines, the totals (minor units:
+#: ``total = subtotal − credits_applied + Σ taxes.amount``; ``credit_balance_out`` is carried to
+#: the next invoice), the exemption and the breach ids the SLA credits settle or forfeit.
+RUN_INVOICES = pa.schema(
+    [
+        pa.field("invoice", pa.int32(), nullable=False),
+        pa.field("contract_id", pa.string(), nullable=False),
+        pa.field("period", pa.int32(), nullable=False),
+        pa.field("period_start", pa.date32(), nullable=False),
+        pa.field("period_end", pa.date32(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("lines", pa.int32(), nullable=False),
+        pa.field("subtotal", pa.int64(), nullable=False),
+        pa.field("credits_available", pa.int64(), nullable=False),
+        pa.field("credits_applied", pa.int64(), nullable=False),
+        pa.field("credit_balance_out", pa.int64(), nullable=False),
+        pa.field("taxable_base", pa.int64(), nullable=False),
+        pa.field("taxes", pa.list_(TAX_LINE), nullable=False),
+        pa.field("total", pa.int64(), nullable=False),
+        pa.field("exemption", pa.string()),
+        pa.field("settled_breach_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("forfeited_breach_ids", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
 #: SLA breach records produced by the SLA engine; billing turns them into credit lines.
 # SLA breach records are the SLA engine's output; billing reads them as they are.
 BREACH_RECORDS = SLA_BREACH_RECORDS
