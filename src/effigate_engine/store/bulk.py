@@ -75,10 +75,20 @@ class BulkTable:
         """Name of the temporary staging table."""
         return f"effigate_stage_{self.name}"
 
-    def staging_ddl(self) -> str:
-        """``CREATE TEMP TABLE`` for the staging table, dropped when the transaction ends."""
+    def staging_ddl(self, tenant_id: UUID | str) -> str:
+        """``CREATE TEMP TABLE`` for the staging table, dropped when the transaction ends.
+
+        Its first column is ``tenant_id``, filled in by its default (the batch's tenant), then
+        the batch's columns, so a staged row has the stored table's columns in its order and
+        :meth:`insert_sql` passes rows through as they are: selecting a constant tenant
+        instead made the server build every row anew (about a tenth of the insert's CPU).
+        """
+        tenant = tenant_text(tenant_id)
         cols = ", ".join(f"{c.name} {c.sql_type}" for c in self.columns)
-        return f"CREATE TEMP TABLE {self.staging} ({cols}) ON COMMIT DROP"
+        return (
+            f"CREATE TEMP TABLE {self.staging} (tenant_id uuid NOT NULL DEFAULT"
+            f" '{tenant}'::uuid, {cols}) ON COMMIT DROP"
+        )
 
     def lock_sql(self, tenant_id: UUID | str) -> str:
         """Transaction-scoped advisory lock serialising ingests of this table for one tenant."""
@@ -111,7 +121,7 @@ class BulkTable:
             f" AND ({old}) IS DISTINCT FROM ({new}) RETURNING 1),"
             f" inserted AS ("
             f" INSERT INTO {self.name} (tenant_id, {', '.join(names)})"
-            f" SELECT '{tenant}'::uuid, {select} FROM {self.staging} s"
+            f" SELECT s.tenant_id, {select} FROM {self.staging} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {self.name} x"
             f" WHERE x.tenant_id = '{tenant}'::uuid AND x.id = s.id) RETURNING 1)"
             f" SELECT (SELECT count(*) FROM inserted) AS inserted,"
@@ -132,15 +142,10 @@ class BulkTable:
             f" WHERE t.tenant_id = '{tenant}'::uuid AND t.id >= b.lo AND t.id <= b.hi)"
         )
 
-    def insert_sql(self, tenant_id: UUID | str) -> str:
+    def insert_sql(self) -> str:
         """Insert every staged row (the batch is new: :meth:`probe_sql` found none stored)."""
-        tenant = tenant_text(tenant_id)
-        names = self.column_names
-        select = ", ".join(f"s.{n}" for n in names)
-        return (
-            f"INSERT INTO {self.name} (tenant_id, {', '.join(names)})"
-            f" SELECT '{tenant}'::uuid, {select} FROM {self.staging} s"
-        )
+        names = ", ".join(["tenant_id", *self.column_names])
+        return f"INSERT INTO {self.name} ({names}) SELECT {names} FROM {self.staging}"
 
     def select_sql(
         self, contract_id: int | None = None, blocks: tuple[int, int | None] | None = None
@@ -349,14 +354,14 @@ async def ingest_asyncpg(
     try:
         async with conn.transaction():
             await conn.execute(SET_TENANT_SQL, tenant_text(tenant_id))
-            await conn.execute(spec.staging_ddl())
+            await conn.execute(spec.staging_ddl(tenant_id))
             status = await conn.copy_records_to_table(
                 spec.staging, records=records, columns=spec.column_names
             )
             received = int(status.split()[-1])
             await conn.execute(spec.lock_sql(tenant_id))
             if not await conn.fetchval(spec.probe_sql(tenant_id)):
-                await conn.execute(spec.insert_sql(tenant_id))
+                await conn.execute(spec.insert_sql())
                 return IngestResult(received, received, 0)
             await conn.execute(f"ANALYZE {spec.staging}")
             counts = await conn.fetchrow(spec.merge_sql(tenant_id))
@@ -424,7 +429,7 @@ def ingest_adbc(
     try:
         with conn.cursor() as cur:
             cur.execute(f"SELECT set_config('effigate.tenant_id', '{tenant}', true)")
-            cur.execute(spec.staging_ddl())
+            cur.execute(spec.staging_ddl(tenant_id))
             received = int(cur.adbc_ingest(spec.staging, data, mode="append", temporary=True))
             clock.lap("copy")
             cur.execute(spec.lock_sql(tenant))
@@ -439,7 +444,7 @@ def ingest_adbc(
                 inserted, updated = cur.fetchone()
                 clock.lap("merge")
             else:
-                cur.execute(spec.insert_sql(tenant))
+                cur.execute(spec.insert_sql())
                 inserted, updated = received, 0
                 clock.lap("insert")
         conn.commit()
