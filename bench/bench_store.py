@@ -200,7 +200,7 @@ async def measured_ingest(
         client = time.process_time()
         result = ingest_adbc(conn, TIME_LOGS, tenant, logs, steps=steps)
         client_cpu = time.process_time() - client
-        measured = await meter.stop()
+        measured = await meter.stop(TIME_LOGS.name)
     finally:
         conn.close()
     assert result.inserted == logs.num_rows, result

@@ -33,11 +33,13 @@ _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True)
 class Measured:
     """One measured statement (or ingest): wall seconds, the server backend's CPU seconds
-    (``None`` when the server is not on this machine) and WAL bytes written meanwhile."""
+    (``None`` when the server is not on this machine), WAL bytes written meanwhile and the
+    size of the target table's indexes afterwards."""
 
     seconds: float
     server_cpu: float | None
     wal_bytes: int
+    index_bytes: int = 0
 
 
 def backend_cpu_seconds(pid: int) -> float | None:
@@ -67,14 +69,20 @@ class Meter:
         self._cpu = backend_cpu_seconds(self._pid)
         self._begin = time.perf_counter()
 
-    async def stop(self) -> Measured:
+    async def stop(self, table: str) -> Measured:
+        """The measurement, with the size of ``table``'s indexes (all partitions')."""
         seconds = time.perf_counter() - self._begin
         cpu = backend_cpu_seconds(self._pid)
         wal = await self._admin.fetchval(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint", self._lsn
         )
+        indexes = await self._admin.fetchval(
+            "SELECT coalesce((SELECT sum(pg_indexes_size(relid))"
+            " FROM pg_partition_tree($1::regclass)), pg_indexes_size($1::regclass))::bigint",
+            table,
+        )
         used = None if cpu is None or self._cpu is None else cpu - self._cpu
-        return Measured(seconds, used, int(wal))
+        return Measured(seconds, used, int(wal), int(indexes or 0))
 
 
 async def load_staging(
@@ -110,7 +118,7 @@ async def floor_insert(
         meter = Meter(admin, conn.get_server_pid())
         await meter.start()
         await conn.execute(insert)
-        return await meter.stop()
+        return await meter.stop(TARGET)
     finally:
         await conn.close()
         await admin.execute(f"DROP TABLE IF EXISTS {TARGET}")
