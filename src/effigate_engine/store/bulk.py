@@ -314,9 +314,10 @@ def in_key_order(table: pa.Table) -> pa.Table:
 
 
 COPY_CHUNK_ROWS = 65_536
-"""Rows per record batch streamed into COPY: the driver encodes one chunk while the server
-parses the previous one (a single 1M-row batch is encoded whole before the first byte is
-sent; chunks took about a quarter off the COPY's wall time, see ``docs/store.md``)."""
+"""Rows per record batch streamed into COPY: the server parses one chunk while the driver
+encodes the next, as far as the socket buffers allow (a single 1M-row batch is encoded whole
+before the first byte is sent; chunks took about a quarter off the COPY's wall time, see
+``docs/store.md``)."""
 
 
 def copy_stream(table: pa.Table, chunk_rows: int = COPY_CHUNK_ROWS) -> pa.RecordBatchReader:
