@@ -1,20 +1,29 @@
-"""Store benchmark: bulk ingest of time logs and Arrow reads of tickets, asyncpg vs ADBC.
+"""Store benchmark: bulk ingest of time logs against PostgreSQL's floor, then asyncpg vs ADBC
+for ingest and Arrow reads.
 
-Run: ``python bench/bench_store.py [--rows 1000000]``. Uses ``EFFIGATE_TEST_DSN``, else a
-server on 127.0.0.1:5432, else the embedded server; works in throw-away databases that are
-dropped at the end. Each driver ingests into its own fresh database so neither pays for the
-other's index growth. Figures are rows per second of wall time, end to end: Arrow table in,
-committed rows out (ingest), or query in, Arrow table out (read).
+Run: ``python bench/bench_store.py [--rows 1000000] [--rounds 3] [--floor-only]``. Uses
+``EFFIGATE_TEST_DSN``, else a server on 127.0.0.1:5432, else the embedded server; works in
+throw-away databases that are dropped at the end. Figures are rows per second of wall time,
+end to end: Arrow table in, committed rows out (ingest), or query in, Arrow table out (read).
+
+First, in each round and in a fresh database, the same rows go (a) through the floor
+(``ingest_floor.py``: the server's own ``INSERT … SELECT`` from an unlogged staging table into
+a plain copy of ``time_logs``) and (b) through our ingest (``store.bulk.ingest_adbc`` as the
+service role: idempotent, all-or-nothing, row-level security and triggers on); the rounds
+alternate which goes first. The target is ingest ≥ 0.7× the floor's rows/s. Then each driver
+ingests into its own fresh database so neither pays for the other's index growth.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from ingest_floor import Measured, Meter, floor_insert, load_staging
 
 from effigate_engine.service.tokens import create_token
 from effigate_engine.store.bulk import (
@@ -41,6 +52,9 @@ from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database,
 from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import TenantKey
+
+#: Ingest must reach this fraction of the floor's rows/s (measured in the same run).
+FLOOR_TARGET = 0.7
 
 EPOCH_2026_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 HOUR_US = 3_600 * 1_000_000
@@ -164,10 +178,118 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return result, time.perf_counter() - begin
 
 
-async def run(rows: int) -> None:
-    """Run every measurement for ``rows`` rows and print the comparison."""
+@dataclass(frozen=True)
+class Round:
+    """One round of the floor comparison: which went first, both measurements, the client's
+    CPU seconds during the ingest and the wall seconds of each ingest step."""
+
+    first: str
+    floor: Measured
+    ingest: Measured
+    client_cpu: float
+    steps: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        """Ingest rows/s ÷ floor rows/s."""
+        return self.floor.seconds / self.ingest.seconds
+
+
+async def measured_ingest(
+    admin: asyncpg.Connection, app_dsn: str, tenant: uuid.UUID, logs: pa.Table
+) -> tuple[Measured, float, dict[str, float]]:
+    """Our ingest of ``logs`` (Arrow in → committed) as the service role, measured like the
+    floor; returns it with the client's CPU seconds and the seconds of each step."""
+    conn = connect_adbc(app_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            (pid,) = cur.fetchone()
+        conn.rollback()
+        meter = Meter(admin, int(pid))
+        steps: dict[str, float] = {}
+        await meter.start()
+        client = time.process_time()
+        result = ingest_adbc(conn, TIME_LOGS, tenant, logs, steps=steps)
+        client_cpu = time.process_time() - client
+        measured = await meter.stop(TIME_LOGS.name)
+    finally:
+        conn.close()
+    assert result.inserted == logs.num_rows, result
+    return measured, client_cpu, steps
+
+
+async def floor_round(admin_dsn: str, rows: int, number: int) -> Round:
+    """Round ``number``: a fresh database, the floor and our ingest of the same ``rows`` time
+    logs, the floor first in even rounds and second in odd ones."""
+    name, tenant, _, contract = await fresh_database(admin_dsn, "floor")
+    try:
+        dsn = with_database(admin_dsn, name)
+        logs = time_logs_table(rows, contract)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await load_staging(admin, dsn, tenant, logs)
+            floor_first = number % 2 == 0
+            if floor_first:
+                floor = await floor_insert(admin, dsn)
+            ingest, client_cpu, steps = await measured_ingest(
+                admin, with_user(dsn, APP_ROLE), tenant, logs
+            )
+            if not floor_first:
+                floor = await floor_insert(admin, dsn)
+        finally:
+            await admin.close()
+    finally:
+        await drop_database(admin_dsn, name)
+    return Round("floor" if floor_first else "ingest", floor, ingest, client_cpu, steps)
+
+
+def cpu(seconds: float | None) -> str:
+    """CPU seconds, formatted (``-`` when unknown)."""
+    return "-" if seconds is None else f"{seconds:.2f}"
+
+
+def print_floor_rounds(rows: int, rounds: list[Round]) -> None:
+    """The floor comparison: each round, the medians and the ingest steps."""
+    print(f"load average (1, 5, 15 min): {' '.join(load_average())}")
+    print(
+        f"ingest against PostgreSQL's floor, {rows:,} time logs per round (fresh database,"
+        " CHECKPOINT before each measurement; CPU = server backend, client)"
+    )
+    print(
+        f"{'round':<6}{'first':<8}{'floor rows/s':>14}{'CPU s':>7}{'WAL B/row':>11}"
+        f"{'ingest rows/s':>15}{'CPU s':>7}{'client':>8}{'WAL B/row':>11}{'ratio':>8}"
+    )
+    for number, r in enumerate(rounds, 1):
+        print(
+            f"{number:<6}{r.first:<8}{rate(rows, r.floor.seconds):>14}{cpu(r.floor.server_cpu):>7}"
+            f"{r.floor.wal_bytes / rows:>11.0f}{rate(rows, r.ingest.seconds):>15}"
+            f"{cpu(r.ingest.server_cpu):>7}{r.client_cpu:>8.2f}"
+            f"{r.ingest.wal_bytes / rows:>11.0f}{r.ratio:>8.2f}"
+        )
+    floor_s = statistics.median(r.floor.seconds for r in rounds)
+    ingest_s = statistics.median(r.ingest.seconds for r in rounds)
+    ratio = statistics.median(r.ratio for r in rounds)
+    verdict = "met" if ratio >= FLOOR_TARGET else "NOT met"
+    print(
+        f"median  floor {rate(rows, floor_s).strip()} rows/s, ingest"
+        f" {rate(rows, ingest_s).strip()} rows/s, ratio {ratio:.2f}"
+        f" (target ≥ {FLOOR_TARGET}: {verdict})"
+    )
+    names = list(rounds[0].steps)
+    medians = "  ".join(
+        f"{n} {statistics.median(r.steps.get(n, 0.0) for r in rounds):.2f}" for n in names
+    )
+    print(f"ingest steps, median seconds: {medians}")
+
+
+async def run(rows: int, rounds: int, floor_only: bool) -> None:
+    """Run every measurement for ``rows`` rows and print the comparisons."""
     admin = resolve_test_dsn()
     print(f"server: {admin.split('@')[-1]}  rows: {rows:,}")
+    print_floor_rounds(rows, [await floor_round(admin, rows, n) for n in range(rounds)])
+    if floor_only:
+        return
     results: dict[str, dict[str, str]] = {}
     created: list[str] = []
     try:
@@ -260,8 +382,12 @@ def main() -> None:
     """Parse ``--rows`` and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of floor vs ingest")
+    parser.add_argument(
+        "--floor-only", action="store_true", help="only the floor comparison, not the drivers"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.rows))
+    asyncio.run(run(args.rows, args.rounds, args.floor_only))
 
 
 if __name__ == "__main__":

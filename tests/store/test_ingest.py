@@ -473,3 +473,64 @@ def test_parallel_arrow_reads_equal_the_single_read_of_the_tenant(db: Database) 
     finally:
         for conn in conns:
             conn.close()
+
+
+def _distinct_rows(seed: Seed, ids: list[str]) -> pa.Table:
+    """Time logs whose agent is their id, so a stored row can be checked field by field."""
+    batch = time_log_batch(seed.contract_id, ids)
+    return batch.set_column(4, "agent", batch.column("id"))
+
+
+def _stored(db: Database, seed: Seed) -> pa.Table:
+    conn = connect_adbc(db.app)
+    try:
+        return read_arrow_adbc(conn, TIME_LOGS, seed.tenant_id).sort_by("id")
+    finally:
+        conn.close()
+
+
+@DRIVERS
+def test_a_batch_in_any_id_order_is_stored_row_for_row_and_resent_as_a_no_op(
+    db: Database, ingest: Ingest
+) -> None:
+    seed = new_seed(db)
+    ids = [f"o-{(i * 37) % 101:03d}" for i in range(101)]  # every id once, out of order
+    batch = _distinct_rows(seed, ids)
+    assert ingest(db, seed, batch) == IngestResult(101, 101, 0)
+    assert _stored(db, seed).equals(prepare_batch(TIME_LOGS, batch).sort_by("id"))
+    reversed_batch = batch.take(pa.array(range(100, -1, -1)))
+    assert ingest(db, seed, reversed_batch) == IngestResult(101, 0, 0)
+    assert stored_logs(db, seed) == (101, 101)
+
+
+def test_a_batch_streamed_in_many_chunks_is_stored_whole_or_not_at_all(db: Database) -> None:
+    seed = new_seed(db)
+    ids = [f"c-{(i * 13) % 50:02d}" for i in range(50)]
+    conn = connect_adbc(db.app)
+    try:
+        batch = _distinct_rows(seed, ids)
+        bad = with_value(batch, "contract_id", 49, 999_999_999)  # in the last of 8 chunks
+        with pytest.raises(StoreError, match="999999999"):
+            ingest_adbc(conn, TIME_LOGS, seed.tenant_id, bad, chunk_rows=7)
+        assert stored_logs(db, seed) == (0, 0)
+        result = ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, chunk_rows=7)
+        assert result == IngestResult(50, 50, 0)
+    finally:
+        conn.close()
+    assert _stored(db, seed).equals(prepare_batch(TIME_LOGS, batch).sort_by("id"))
+
+
+def test_ingest_reports_the_seconds_of_each_step(db: Database) -> None:
+    seed = new_seed(db)
+    batch = time_log_batch(seed.contract_id, [f"s-{i}" for i in range(5)])
+    conn = connect_adbc(db.app)
+    try:
+        new: dict[str, float] = {}
+        ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, steps=new)
+        resent: dict[str, float] = {}
+        ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, steps=resent)
+    finally:
+        conn.close()
+    assert list(new) == ["prepare", "copy", "lock", "probe", "insert", "commit"]
+    assert list(resent) == ["prepare", "copy", "lock", "probe", "analyze", "merge", "commit"]
+    assert all(seconds >= 0 for seconds in [*new.values(), *resent.values()])
