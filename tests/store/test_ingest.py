@@ -484,7 +484,7 @@ def _distinct_rows(seed: Seed, ids: list[str]) -> pa.Table:
 def _stored(db: Database, seed: Seed) -> pa.Table:
     conn = connect_adbc(db.app)
     try:
-        return read_arrow_adbc(conn, TIME_LOGS, seed.tenant_id).sort_by("id")
+        return read_arrow_adbc(conn, TIME_LOGS, seed.key).sort_by("id")
     finally:
         conn.close()
 
@@ -511,9 +511,9 @@ def test_a_batch_streamed_in_many_chunks_is_stored_whole_or_not_at_all(db: Datab
         batch = _distinct_rows(seed, ids)
         bad = with_value(batch, "contract_id", 49, 999_999_999)  # in the last of 8 chunks
         with pytest.raises(StoreError, match="999999999"):
-            ingest_adbc(conn, TIME_LOGS, seed.tenant_id, bad, chunk_rows=7)
+            ingest_adbc(conn, TIME_LOGS, seed.key, bad, chunk_rows=7)
         assert stored_logs(db, seed) == (0, 0)
-        result = ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, chunk_rows=7)
+        result = ingest_adbc(conn, TIME_LOGS, seed.key, batch, chunk_rows=7)
         assert result == IngestResult(50, 50, 0)
     finally:
         conn.close()
@@ -526,9 +526,9 @@ def test_ingest_reports_the_seconds_of_each_step(db: Database) -> None:
     conn = connect_adbc(db.app)
     try:
         new: dict[str, float] = {}
-        ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, steps=new)
+        ingest_adbc(conn, TIME_LOGS, seed.key, batch, steps=new)
         resent: dict[str, float] = {}
-        ingest_adbc(conn, TIME_LOGS, seed.tenant_id, batch, steps=resent)
+        ingest_adbc(conn, TIME_LOGS, seed.key, batch, steps=resent)
     finally:
         conn.close()
     assert list(new) == ["prepare", "copy", "lock", "probe", "insert", "commit"]
