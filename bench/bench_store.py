@@ -228,12 +228,12 @@ async def floor_round(admin_dsn: str, rows: int, number: int) -> Round:
         logs = time_logs_table(rows, contract)
         admin = await asyncpg.connect(dsn)
         try:
-            await load_staging(admin, dsn, tenant, logs)
+            await load_staging(admin, dsn, tenant.tenant_id, logs)
             floor_first = number % 2 == 0
             if floor_first:
                 floor = await floor_insert(admin, dsn)
             ingest, client_cpu, steps = await measured_ingest(
-                admin, with_user(dsn, APP_ROLE), tenant, logs
+                admin, service_dsn(admin_dsn, name), tenant, logs
             )
             if not floor_first:
                 floor = await floor_insert(admin, dsn)
