@@ -51,8 +51,10 @@ def _dates_in(horizon: Horizon) -> tuple[date, date]:
     return first, last
 
 
-def _touched(calendar: Calendar, closed: frozenset[date]) -> set[date]:
-    """The ``closed`` dates an extra opening of ``calendar`` touches."""
+def _closed_on(calendar: Calendar, closed: frozenset[date]) -> Calendar:
+    """``calendar`` closed all day on the ``closed`` dates. An extra opening outranks a
+    holiday in the business calendar, but not in classification: the whole date is closed
+    wherever an opening touches one of them."""
     touched: set[date] = set()
     for rng in calendar.extra_openings:
         day = rng.start.date()
@@ -60,7 +62,13 @@ def _touched(calendar: Calendar, closed: frozenset[date]) -> set[date]:
             if day in closed:
                 touched.add(day)
             day += timedelta(days=1)
-    return touched
+    return Calendar(
+        calendar.timezone,
+        calendar.weekly,
+        holidays=closed,
+        closures=(*calendar.closures, *(_all_day(d) for d in sorted(touched))),
+        extra_openings=calendar.extra_openings,
+    )
 
 
 def condition_calendars(
@@ -82,17 +90,7 @@ def condition_calendars(
         tuple(WeeklyEntry(d, 0, SECONDS_PER_DAY) for d in weekend_days),
         extra_openings=tuple(_all_day(d) for d in holidays),
     )
-    closed_dates = frozenset(holidays) | frozenset(weekends)
-    # An extra opening outranks a holiday in the business calendar, but not in classification:
-    # close the whole date wherever an opening touches a holiday or weekend date.
-    touched = _touched(calendar, closed_dates)
-    regular = Calendar(
-        zone,
-        calendar.weekly,
-        holidays=closed_dates,
-        closures=(*calendar.closures, *(_all_day(d) for d in sorted(touched))),
-        extra_openings=calendar.extra_openings,
-    )
+    regular = _closed_on(calendar, frozenset(holidays) | frozenset(weekends))
     return ConditionCalendars(holiday, nonworking, regular)
 
 
@@ -123,13 +121,5 @@ def precedence_calendars(
         (),
         extra_openings=tuple(_all_day(d) for d in holidays if d.weekday() in weekend_days),
     )
-    closed = frozenset(holidays)
-    touched = _touched(calendar, closed)
-    open_days = Calendar(
-        zone,
-        calendar.weekly,
-        holidays=closed,
-        closures=(*calendar.closures, *(_all_day(d) for d in sorted(touched))),
-        extra_openings=calendar.extra_openings,
-    )
+    open_days = _closed_on(calendar, frozenset(holidays))
     return PrecedenceCalendars(holiday_weekend, open_days)
