@@ -1342,9 +1342,13 @@ def _apply_precedence(
     first_end = end[log]
     split = extra_no == 1  # a split log's first part ends where its second starts
     if split.any():
-        cut_at = dict(zip(extra_log[split].tolist(), extra_start[split].tolist(), strict=True))
-        for x in np.flatnonzero(~later).tolist():
-            first_end[x] = cut_at.get(int(log[x]), first_end[x])
+        # Each split log has one second part: look its start up by log row, vectorised.
+        order = np.argsort(extra_log[split], kind="stable")
+        rows, cuts = extra_log[split][order], extra_start[split][order]
+        first = np.flatnonzero(~later)
+        at = np.minimum(np.searchsorted(rows, log[first]), rows.size - 1)
+        hit = rows[at] == log[first]
+        first_end[first[hit]] = cuts[at[hit]]
     z = first_end
     z[later] = extra_end[sel[later] - n]
     cal = book.cal_precedence[part_version[sel]]
