@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from effigate_engine.errors import CalendarError
+from effigate_engine.zone import TZDATA_VERSION, UnknownZoneError
+from effigate_engine.zone import zone as bundled_zone
 
 SECONDS_PER_DAY = 86_400
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -332,9 +334,11 @@ def _zone(name: object, field_name: str) -> ZoneInfo:
     if not isinstance(name, str) or not name:
         raise CalendarError(field_name, name, "is not an IANA time zone name")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise CalendarError(field_name, name, "is not a known IANA time zone") from None
+        return bundled_zone(name)
+    except UnknownZoneError:
+        raise CalendarError(
+            field_name, name, f"is not a known IANA time zone (tzdata {TZDATA_VERSION})"
+        ) from None
 
 
 def _parse_region(raw: object, path: str) -> HolidayRegion:
