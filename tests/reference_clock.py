@@ -5,6 +5,10 @@ calendar's rule (weekly entry for that local date, holiday, extra opening, closu
 whether that minute is open. Business seconds are counted by walking those minutes. No interval
 compilation, no offset pieces, no local→UTC mapping: nothing shared with the kernel.
 
+The window is the closed span ``[start, end]`` like a compiled horizon: the minute from ``end``
+is walked too, so the state at ``end`` itself is the rules' answer, while durations, deadlines
+and next events never count or return anything after ``end``.
+
 Openness is constant inside a UTC minute when every schedule boundary is a whole local minute
 and the zone's offsets are whole minutes (true of every zone in the window's years), so a minute
 is the walk's unit and partial minutes are counted by the second.
@@ -71,13 +75,15 @@ def _local_seconds(value: datetime) -> int:
 
 
 class ReferenceClock:
-    """Business time of one calendar inside one window, by walking minutes."""
+    """Business time of one calendar inside the window ``[start, end]``, by walking minutes."""
 
     def __init__(self, calendar: Calendar, start: int, end: int) -> None:
         self.calendar = calendar
         self.start = start
         self.end = end
-        self.minutes = local_minutes(calendar.timezone, start, end)
+        # One minute past the window: the state at ``end`` is known, nothing after it is used.
+        self.minutes = local_minutes(calendar.timezone, start, end + MINUTE)
+        self._last_cell = self.minutes.cell(end)
         years = range(
             datetime.fromtimestamp(start, UTC).year - 1, datetime.fromtimestamp(end, UTC).year + 2
         )
@@ -110,20 +116,27 @@ class ReferenceClock:
             opened &= ~((local >= _local_seconds(rng.start)) & (local < _local_seconds(rng.end)))
         return opened
 
-    def _cells_from(self, lo: int):
-        """Yield (first cell, openness) chunks from cell ``lo`` to the window's end."""
+    def _cells_from(self, lo: int, stop: int):
+        """Yield (first cell, openness) chunks from cell ``lo`` up to cell ``stop`` excluded."""
         step = 2 * 24 * 60
-        while lo < self.minutes.cells:
-            hi = min(lo + step, self.minutes.cells)
+        while lo < stop:
+            hi = min(lo + step, stop)
             yield lo, self.open_cells(lo, hi)
             lo, step = hi, step * 4
 
+    def _check(self, t: int) -> None:
+        if not self.start <= t <= self.end:
+            raise ValueError(f"{t} is outside the window [{self.start}, {self.end}]")
+
     def is_open(self, t: int) -> bool:
+        self._check(t)
         cell = self.minutes.cell(t)
         return bool(self.open_cells(cell, cell + 1)[0])
 
     def elapsed(self, a: int, b: int) -> int:
         """Open seconds in [a, b) (negated when b < a), counted minute by minute."""
+        self._check(a)
+        self._check(b)
         if b < a:
             return -self.elapsed(b, a)
         if a == b:
@@ -135,11 +148,12 @@ class ReferenceClock:
         return int(overlap[opened].sum())
 
     def deadline(self, a: int, seconds: int) -> int | None:
-        """Earliest t >= a with `seconds` open seconds in [a, t); None past the window."""
+        """Earliest t >= a with `seconds` open seconds in [a, t); None past the window's end."""
+        self._check(a)
         if seconds == 0:
             return a
         done = 0
-        for lo, opened in self._cells_from(self.minutes.cell(a)):
+        for lo, opened in self._cells_from(self.minutes.cell(a), self._last_cell):
             cell_start = self.start + MINUTE * np.arange(lo, lo + opened.size, dtype=np.int64)
             usable = np.where(opened, cell_start + MINUTE - np.maximum(cell_start, a), 0)
             total = done + np.cumsum(usable)
@@ -151,14 +165,18 @@ class ReferenceClock:
         return None
 
     def _first_cell(self, t: int, want_open: bool) -> int | None:
-        for lo, opened in self._cells_from(self.minutes.cell(t) + 1):
+        """Start of the first minute after t's whose openness is ``want_open``, up to the
+        minute from ``end`` included (its start, ``end``, is the last answer possible)."""
+        for lo, opened in self._cells_from(self.minutes.cell(t) + 1, self._last_cell + 1):
             hits = np.flatnonzero(opened == want_open)
             if hits.size:
                 return self.start + MINUTE * (lo + int(hits[0]))
         return None
 
     def next_open(self, t: int) -> int | None:
+        """Earliest open instant in [t, end]; None when there is none."""
         return t if self.is_open(t) else self._first_cell(t, True)
 
     def next_close(self, t: int) -> int | None:
+        """Earliest closed instant in [t, end]; None when there is none."""
         return t if not self.is_open(t) else self._first_cell(t, False)

@@ -9,9 +9,11 @@
 # midnight start + d * 86400 (relative to the calendar's first position).
 # by_open[bucket_first[c] + k] is the first position (relative) of calendar c whose cum_end
 # reaches k * BUSINESS_BUCKET open seconds, so a deadline search starts next to its answer.
+# open_at_end[c] is 1 when calendar c is open at the instant `end` itself: the intervals stop at
+# `end`, so the state at that last instant of the closed horizon [start, end] is kept apart.
 # All instants must lie within [start, end]; callers check that before calling the kernels.
 
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef extern from *:
     """
@@ -39,6 +41,7 @@ cdef struct ClockView:
     const int32_t* day_first
     const int32_t* by_open
     const int64_t* bucket_first
+    const uint8_t* open_at_end  # per calendar: open at the instant `end`
     int64_t days
     int64_t ncal
     int64_t start

@@ -41,26 +41,30 @@ cdef class PackedClock:
     """Holds a CalendarSet's packed arrays and the C view the kernels read."""
 
     def __cinit__(self, intervals, first, last, day_first, by_open, bucket_first,
-                  int64_t start, int64_t end):
+                  open_at_end, int64_t start, int64_t end):
         cdef const int64_t[:, ::1] iv = intervals
         cdef const int64_t[::1] f = first
         cdef const int64_t[::1] l = last
         cdef const int32_t[:, ::1] d = day_first
         cdef const int32_t[::1] b = by_open
         cdef const int64_t[::1] bf = bucket_first
+        cdef const uint8_t[::1] ae = open_at_end
         if iv.shape[1] != 4:
             raise ValueError("intervals must have four columns: open, close, cum, cum_end")
         if f.shape[0] != l.shape[0] or d.shape[0] != l.shape[0] or bf.shape[0] != l.shape[0] + 1:
             raise ValueError("first, last, day_first and bucket_first must match the calendars")
+        if ae.shape[0] != l.shape[0]:
+            raise ValueError("open_at_end must have one flag per calendar")
         if d.shape[1] != (end - start) // SECONDS_PER_DAY + 1:
             raise ValueError("day_first must have one column per UTC day of the horizon, plus one")
-        self._arrays = (intervals, first, last, day_first, by_open, bucket_first)
+        self._arrays = (intervals, first, last, day_first, by_open, bucket_first, open_at_end)
         self.view.iv = <const Interval*> &iv[0, 0]
         self.view.first = &f[0]
         self.view.last = &l[0]
         self.view.day_first = &d[0, 0]
         self.view.by_open = &b[0]
         self.view.bucket_first = &bf[0]
+        self.view.open_at_end = &ae[0]
         self.view.days = d.shape[1]
         self.view.ncal = d.shape[0]
         self.view.start = start
@@ -151,14 +155,15 @@ def is_open(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
             if _bad_calendar(v, c) or _bad_instant(v, t[k]):
                 bad = k
                 break
-            out[k] = v.iv[locate(v, c, t[k])].open <= t[k]
+            out[k] = v.iv[locate(v, c, t[k])].open <= t[k] or (
+                t[k] == v.end and v.open_at_end[c])
     return bad
 
 
 def next_open(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
               int64_t[::1] out) -> int:
-    """out[k] = earliest instant >= t[k] at which cal[k] is open (t[k] itself when open);
-    NO_INSTANT (INT64_MIN) when it does not open again within the horizon."""
+    """out[k] = earliest instant in [t[k], end] at which cal[k] is open (t[k] itself when open);
+    NO_INSTANT (INT64_MIN) when it does not open again by the horizon's end, end included."""
     cdef const ClockView* v = &clock.view
     cdef Py_ssize_t n = out.shape[0], k, bad = -1
     cdef Py_ssize_t cs = 1 if cal.shape[0] == n else 0
@@ -173,7 +178,7 @@ def next_open(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
             if v.iv[i].open <= t[k]:
                 out[k] = t[k]
             elif i == v.last[c]:
-                out[k] = NO_INSTANT
+                out[k] = v.end if v.open_at_end[c] else NO_INSTANT
             else:
                 out[k] = v.iv[i].open
     return bad
@@ -181,8 +186,8 @@ def next_open(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
 
 def next_close(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
                int64_t[::1] out) -> int:
-    """out[k] = earliest instant >= t[k] at which cal[k] is closed (t[k] itself when closed);
-    NO_INSTANT when it stays open to the end of the horizon."""
+    """out[k] = earliest instant in [t[k], end] at which cal[k] is closed (t[k] itself when
+    closed); NO_INSTANT when it stays open through the horizon's end, end included."""
     cdef const ClockView* v = &clock.view
     cdef Py_ssize_t n = out.shape[0], k, bad = -1
     cdef Py_ssize_t cs = 1 if cal.shape[0] == n else 0
@@ -195,9 +200,10 @@ def next_close(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
                 break
             i = locate(v, c, t[k])
             if v.iv[i].open > t[k]:
-                out[k] = t[k]
+                # Only the instant `end` can be open with no interval holding it.
+                out[k] = NO_INSTANT if t[k] == v.end and v.open_at_end[c] else t[k]
             elif v.iv[i].close >= v.end:
-                out[k] = NO_INSTANT
+                out[k] = NO_INSTANT if v.open_at_end[c] else v.end
             else:
                 out[k] = v.iv[i].close
     return bad

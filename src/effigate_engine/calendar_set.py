@@ -20,7 +20,8 @@ from effigate_engine import _clock
 from effigate_engine import intervals as iv
 from effigate_engine.calendar import SECONDS_PER_DAY, Calendar
 from effigate_engine.errors import CalendarError
-from effigate_engine.zone import offset_pieces
+from effigate_engine.zone import offset_pieces, utc_offset
+from effigate_engine.zone import zone as bundled_zone
 
 _EPOCH = date(1970, 1, 1)
 _EPOCH_WEEKDAY = _EPOCH.weekday()  # 1970-01-01 was a Thursday (3)
@@ -41,7 +42,9 @@ def _epoch_seconds(value: date | datetime) -> int:
 @dataclass(frozen=True, slots=True)
 class Horizon:
     """The UTC span ``[start, end]`` (epoch seconds, both at UTC midnight) a compiled calendar
-    covers. Instants outside it are errors, never silent wrong answers."""
+    covers, both ends included: every instant in it answers by the calendar's rules (``end``
+    too), no answer lies after ``end``. Instants outside it are errors, never silent wrong
+    answers (``docs/clock.md``)."""
 
     start: int = _epoch_seconds(date(2000, 1, 1))
     end: int = _epoch_seconds(date(2100, 1, 1))
@@ -126,14 +129,17 @@ def local_open_set(calendar: Calendar, horizon: Horizon) -> iv.IntervalSet:
 
 @dataclass(frozen=True)
 class CompiledCalendar:
-    """One calendar's UTC open intervals over a horizon: ``opens``/``closes`` (epoch seconds)
-    and ``cums`` (open seconds before each ``open``)."""
+    """One calendar's UTC open intervals over a horizon: ``opens``/``closes`` (epoch seconds,
+    clipped to ``[horizon.start, horizon.end]``), ``cums`` (open seconds before each ``open``)
+    and ``open_at_end``, the state at the instant ``horizon.end`` itself (the intervals stop
+    there, so it is kept apart)."""
 
     calendar: Calendar
     horizon: Horizon
     opens: np.ndarray
     closes: np.ndarray
     cums: np.ndarray
+    open_at_end: bool
 
     @property
     def open_seconds(self) -> int:
@@ -158,7 +164,11 @@ def compile_calendar(calendar: Calendar, horizon: Horizon | None = None) -> Comp
     lengths = closes - opens
     cums = np.zeros_like(opens)
     np.cumsum(lengths[:-1], out=cums[1:])
-    return CompiledCalendar(calendar, horizon, opens, closes, cums)
+    # The state at the horizon's last instant: its local wall clock inside the local open set.
+    at_end = horizon.end + utc_offset(bundled_zone(calendar.timezone), horizon.end)
+    k = int(np.searchsorted(local_starts, at_end, side="right")) - 1
+    open_at_end = k >= 0 and at_end < int(local_ends[k])
+    return CompiledCalendar(calendar, horizon, opens, closes, cums, open_at_end)
 
 
 class CalendarSet:
@@ -220,6 +230,7 @@ class CalendarSet:
             self.day_first,
             self.by_open,
             self.bucket_first,
+            np.array([c.open_at_end for c in self.compiled], np.uint8),
             self.horizon.start,
             self.horizon.end,
         )
