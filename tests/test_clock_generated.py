@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from effigate_engine import Calendar, CalendarSet, Horizon, LocalRange, WeeklyEntry, clock
 from effigate_engine.errors import BatchError
+from effigate_engine.zone import zone as bundled_zone
 from tests.reference_clock import ReferenceClock, local_minutes
 
 #: Generated calendars per zone (each with QUERIES queries of every operation).
@@ -55,7 +56,6 @@ def _transitions(zone: str) -> list[int]:
 
 
 minute_of_day = st.one_of(st.integers(0, MINUTES_PER_DAY - 1), st.sampled_from(_AWKWARD_MINUTES))
-entry_end = st.one_of(minute_of_day, st.just(MINUTES_PER_DAY))
 
 
 def _entry(raw: tuple[int, int, int]) -> WeeklyEntry:
@@ -65,9 +65,14 @@ def _entry(raw: tuple[int, int, int]) -> WeeklyEntry:
     )
 
 
-def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
-    """Random calendars whose dates cluster around the zone's offset changes."""
+def calendars(
+    zone: str, near: list[int], minutes: tuple[int, ...] = ()
+) -> st.SearchStrategy[Calendar]:
+    """Random calendars whose dates cluster around the given instants (the zone's offset
+    changes), and whose entries often start or end at the given local minutes of the day."""
     start, end = ZONE_WINDOWS[zone]
+    minute = minute_of_day if not minutes else st.one_of(minute_of_day, st.sampled_from(minutes))
+    ends = st.one_of(minute, st.just(MINUTES_PER_DAY))
     days = (end - start).days
     focus = sorted({(datetime.fromtimestamp(t, UTC).date() - start).days for t in near})
     day_index = st.integers(0, days - 1)
@@ -87,7 +92,7 @@ def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
             datetime.combine(d, datetime.min.time()) + timedelta(minutes=m + length),
         ),
         a_date,
-        minute_of_day,
+        minute,
         st.integers(1, 3 * MINUTES_PER_DAY),
     )
     return st.builds(
@@ -99,7 +104,7 @@ def calendars(zone: str, near: list[int]) -> st.SearchStrategy[Calendar]:
             tuple(closures),
             tuple(openings),
         ),
-        st.lists(st.tuples(st.integers(0, 6), minute_of_day, entry_end), max_size=8),
+        st.lists(st.tuples(st.integers(0, 6), minute, ends), max_size=8),
         st.lists(a_date, max_size=4),
         st.lists(a_range, max_size=2),
         st.lists(a_range, max_size=2),
@@ -135,8 +140,15 @@ def queries(zone: str, near: list[int]) -> st.SearchStrategy[tuple[int, int, int
     )
 
 
-def _compare(zone: str, calendar: Calendar, a: list[int], b: list[int], d: list[int]) -> None:
-    start, end = _window(zone)
+def _compare(
+    zone: str,
+    calendar: Calendar,
+    a: list[int],
+    b: list[int],
+    d: list[int],
+    window: tuple[int, int] | None = None,
+) -> None:
+    start, end = window or _window(zone)
     cs = CalendarSet([calendar], Horizon(start, end))
     ref = ReferenceClock(calendar, start, end)
     a_arr, b_arr = np.array(a, np.int64), np.array(b, np.int64)
@@ -180,5 +192,62 @@ def test_kernel_matches_minute_walk(zone: str) -> None:
     def check(calendar: Calendar, batch: list[tuple[int, int, int]]) -> None:
         a, b, d = (list(x) for x in zip(*batch, strict=True))
         _compare(zone, calendar, a, b, d)
+
+    check()
+
+
+#: Days of the short horizons of the edge test, and how close to an end its queries fall.
+EDGE_HORIZON_DAYS = 12
+EDGE_REACH = 3 * DAY
+
+
+def _edge_window(zone: str) -> tuple[int, int]:
+    start = ZONE_WINDOWS[zone][0] + timedelta(days=40)
+    horizon = Horizon.of(start, start + timedelta(days=EDGE_HORIZON_DAYS))
+    return horizon.start, horizon.end
+
+
+def edge_queries(zone: str) -> st.SearchStrategy[tuple[int, int, int]]:
+    """(a, b, d) with both instants within EDGE_REACH of an end of the horizon, the ends
+    themselves often."""
+    start, end = _edge_window(zone)
+    near_end = st.one_of(
+        st.just(start),
+        st.just(end),
+        st.integers(start, start + EDGE_REACH),
+        st.integers(end - EDGE_REACH, end),
+        st.integers(0, EDGE_REACH // 60).map(lambda m: end - 60 * m),
+        st.integers(0, EDGE_REACH // 60).map(lambda m: start + 60 * m),
+    )
+    duration = st.one_of(st.integers(0, 2 * DAY), st.sampled_from([0, 1, 60, 3600]))
+    return st.tuples(near_end, near_end, duration)
+
+
+@pytest.mark.parametrize("zone", list(ZONE_WINDOWS))
+def test_kernel_matches_minute_walk_at_the_horizon_ends(zone: str) -> None:
+    """Short horizons (their ends at a different local time in each zone), calendars whose
+    entries often open or close exactly there: every operation at and next to either end, the
+    ends included, agrees with the reference over the same closed span."""
+    window = _edge_window(zone)
+    near = [window[0], window[1]]
+    tz = bundled_zone(zone)
+    minutes = tuple(
+        (lambda t: t.hour * 60 + t.minute)(datetime.fromtimestamp(w, UTC).astimezone(tz))
+        for w in window
+    )
+
+    @settings(
+        max_examples=max(50, EXAMPLES // 10),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        calendar=calendars(zone, near, minutes),
+        batch=st.lists(edge_queries(zone), min_size=QUERIES, max_size=QUERIES),
+    )
+    def check(calendar: Calendar, batch: list[tuple[int, int, int]]) -> None:
+        a, b, d = (list(x) for x in zip(*batch, strict=True))
+        _compare(zone, calendar, a, b, d, window)
 
     check()

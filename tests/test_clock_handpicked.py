@@ -4,11 +4,12 @@ by hand and against the minute-walk reference."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from effigate_engine import Calendar, CalendarSet, Horizon, LocalRange, WeeklyEntry, clock
+from effigate_engine.errors import BatchError
+from effigate_engine.zone import zone as bundled_zone
 from tests.reference_clock import ReferenceClock
 
 H = 3600
@@ -16,7 +17,7 @@ H = 3600
 
 def local(zone: str, text: str, fold: int = 0) -> datetime:
     """An aware datetime from local wall-clock text in ``zone``."""
-    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone), fold=fold)
+    return datetime.fromisoformat(text).replace(tzinfo=bundled_zone(zone), fold=fold)
 
 
 def epoch(value: datetime) -> int:
@@ -152,7 +153,7 @@ def test_sao_paulo_midnight_that_never_happened() -> None:
     # 2018-11-04: São Paulo jumped from 00:00 to 01:00; a Sunday 00:00–02:00 entry holds 1 hour.
     zone = "America/Sao_Paulo"
     case = Case(Calendar(zone, (WeeklyEntry(6, 0, 2 * H),)), date(2018, 10, 30), date(2018, 11, 10))
-    start = datetime(2018, 11, 4, 0, 0, tzinfo=ZoneInfo(zone))  # resolves to 01:00 -02
+    start = datetime(2018, 11, 4, 0, 0, tzinfo=bundled_zone(zone))  # resolves to 01:00 -02
     assert case.elapsed(start - timedelta(hours=2), start + timedelta(hours=5)) == H
     assert case.next_open(datetime(2018, 11, 4, 2, 0, tzinfo=UTC)) == datetime(
         2018, 11, 4, 3, 0, tzinfo=UTC
@@ -265,3 +266,99 @@ def test_24x7_never_closes_within_the_horizon() -> None:
     assert case.next_close(day) is None
     # 24 real hours, not 24 wall-clock hours: the day has only 23.
     assert case.deadline(day, 24 * H) == datetime(2024, 4, 1, 0, 0, tzinfo=UTC)
+
+
+# The horizon's ends -----------------------------------------------------------------------
+# The default horizon is [2000-01-01T00:00Z, 2100-01-01T00:00Z], both instants included: the
+# state at each end is the calendar's rule, nothing is answered after the end.
+
+HORIZON_END = datetime(2100, 1, 1, tzinfo=UTC)  # a Friday
+HORIZON_START = datetime(2000, 1, 1, tzinfo=UTC)  # a Saturday
+
+
+def at_end(calendar: Calendar) -> Case:
+    return Case(calendar, date(2099, 12, 24), date(2100, 1, 1))
+
+
+def at_start(calendar: Calendar) -> Case:
+    return Case(calendar, date(2000, 1, 1), date(2000, 1, 10))
+
+
+def test_24x7_is_open_at_the_horizon_end() -> None:
+    case = at_end(Calendar.always_open())
+    assert case.is_open(HORIZON_END)
+    assert case.next_open(HORIZON_END) == HORIZON_END
+    assert case.next_close(HORIZON_END) is None
+    before = HORIZON_END - timedelta(hours=5)
+    assert case.next_close(before) is None
+    assert case.elapsed(before, HORIZON_END) == 5 * H
+    assert case.deadline(before, 5 * H) == HORIZON_END
+    assert case.deadline(HORIZON_END, 0) == HORIZON_END
+
+
+def test_a_calendar_closing_exactly_at_the_horizon_end_is_closed_there() -> None:
+    # Open all of Monday..Thursday in UTC: Thursday 2099-12-31 24:00 is the horizon's end.
+    case = at_end(Calendar("UTC", weekdays("00:00", "24:00", range(4))))
+    before = HORIZON_END - timedelta(hours=5)
+    assert case.is_open(before)
+    assert not case.is_open(HORIZON_END)
+    assert case.next_close(before) == HORIZON_END
+    assert case.next_close(HORIZON_END) == HORIZON_END
+    assert case.next_open(HORIZON_END) is None
+    assert case.deadline(before, 5 * H) == HORIZON_END
+
+
+def test_a_calendar_opening_exactly_at_the_horizon_end_is_open_there() -> None:
+    # Tokyo (+09:00) office hours from 09:00: Friday 2100-01-01 09:00 is the horizon's end.
+    tokyo = "Asia/Tokyo"
+    case = at_end(Calendar(tokyo, weekdays("09:00", "17:00")))
+    assert local(tokyo, "2100-01-01 09:00") == HORIZON_END
+    evening = local(tokyo, "2099-12-31 18:00")
+    assert not case.is_open(evening)
+    assert case.next_open(evening) == HORIZON_END
+    assert case.is_open(HORIZON_END)
+    assert case.next_open(HORIZON_END) == HORIZON_END
+    # It closes at 17:00 local, after the horizon: not answered.
+    assert case.next_close(HORIZON_END) is None
+    assert case.elapsed(evening, HORIZON_END) == 0
+
+
+def test_a_calendar_closed_through_the_horizon_end_never_opens_again() -> None:
+    case = at_end(Calendar(LONDON, weekdays("09:00", "17:00")))
+    evening = local(LONDON, "2099-12-31 18:00")
+    assert case.next_open(evening) is None
+    assert case.next_open(HORIZON_END) is None
+    assert case.next_close(HORIZON_END) == HORIZON_END
+
+
+def test_deadlines_cannot_run_past_the_horizon_end() -> None:
+    case = at_end(Calendar.always_open())
+    with pytest.raises(BatchError, match=r"seconds\[0\]: 1 runs past the calendars' horizon"):
+        clock.deadline(case.set, 0, HORIZON_END, 1)
+    assert case.ref.deadline(epoch(HORIZON_END), 1) is None
+
+
+@pytest.mark.parametrize("function", ["is_open", "next_open", "next_close"])
+def test_instants_after_the_horizon_end_or_before_its_start_are_refused(function: str) -> None:
+    calendars = CalendarSet([Calendar.always_open()])
+    query = getattr(clock, function)
+    for outside in (HORIZON_END + timedelta(seconds=1), HORIZON_START - timedelta(seconds=1)):
+        with pytest.raises(BatchError) as refused:
+            query(calendars, 0, outside)
+        assert str(refused.value) == (
+            f"at[0]: {outside.isoformat()!r} is outside the calendars' horizon "
+            "2000-01-01..2100-01-01 UTC"
+        )
+
+
+def test_the_horizon_start_answers_by_the_rules() -> None:
+    # Saturday 2000-01-01 00:00Z is 01:00 Saturday in Paris; the calendar is open Fri 22:00–06:00
+    # local, so it is open at the horizon's start and closes at 05:00Z.
+    paris = "Europe/Paris"
+    case = at_start(Calendar(paris, (WeeklyEntry(4, 22 * H, 6 * H),)))
+    assert case.is_open(HORIZON_START)
+    assert case.next_open(HORIZON_START) == HORIZON_START
+    assert case.next_close(HORIZON_START) == datetime(2000, 1, 1, 5, tzinfo=UTC)
+    assert case.elapsed(HORIZON_START, HORIZON_START + timedelta(days=1)) == 5 * H
+    assert case.deadline(HORIZON_START, 5 * H) == datetime(2000, 1, 1, 5, tzinfo=UTC)
+    assert clock.open_seconds_before(case.set, 0, HORIZON_START) == 0
