@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from effigate_engine.calendar import Calendar
+from effigate_engine.zone import zone as bundled_zone
 
 MINUTE = 60
 _EPOCH = date(1970, 1, 1)
@@ -51,7 +51,7 @@ class LocalMinutes:
 
 @lru_cache(maxsize=16)
 def local_minutes(zone_name: str, start: int, end: int) -> LocalMinutes:
-    zone = ZoneInfo(zone_name)
+    zone = bundled_zone(zone_name)
     n = (end - start) // MINUTE
     day = np.empty(n, np.int64)
     sod = np.empty(n, np.int64)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from effigate_engine.billing.contracts import Contract
 from effigate_engine.ratecard.model import RateCard
+from effigate_engine.zone import zone as bundled_zone
 from tests.reference_clock import ReferenceClock
 
 MINUTE = 60
@@ -225,7 +226,7 @@ def ref_share(total: int, actual: list[int]) -> list[int]:
 def grants(contract: Contract, starts: list[date]) -> list[list[int]]:
     """Grants ``[from, until, seconds, per_period]`` sorted by start (per_period 1 for a
     per-period bucket grant: the ones a rollover cap trims)."""
-    zone = ZoneInfo(contract.calendar.timezone)
+    zone = bundled_zone(contract.calendar.timezone)
     end = local_midnight(contract.end, zone) if contract.end else FOREVER
     out: list[list[int]] = []
     if contract.type.value == "BUCKET":
@@ -300,7 +301,7 @@ def price_reference(
         ctx.prec = 60
         for row in rows:
             contract = by_id[row["contract_id"]]
-            zone = ZoneInfo(contract.calendar.timezone)
+            zone = bundled_zone(contract.calendar.timezone)
             start, end = epoch(row["start"]), epoch(row["end"])
             if contract.id not in period_cache:
                 until = datetime.fromtimestamp(conditions.end, UTC).date() + timedelta(days=400)

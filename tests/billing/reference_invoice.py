@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from zoneinfo import ZoneInfo
 
 from effigate_engine.billing.contracts import Contract
+from effigate_engine.zone import zone as bundled_zone
 
 ALIASES = {"P1": "CRITICAL", "P2": "HIGH", "P3": "MEDIUM", "P4": "LOW"}
 ONE_DAY = timedelta(days=1)
@@ -207,7 +207,7 @@ def reference_terms(
     credits = contract.sla_credits
     if credits is None:
         return out
-    zone = ZoneInfo(contract.calendar.timezone)
+    zone = bundled_zone(contract.calendar.timezone)
     period_end = datetime.combine(cycles.cycle(ordinal)[1], time(0), tzinfo=zone)
     firsts: dict[str, Mapping] = {}
     for row in breaches:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
@@ -13,6 +12,7 @@ from effigate_engine import Calendar, Horizon, WeeklyEntry
 from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.ratecard.classify import Classification, ContractBook, classify
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
+from effigate_engine.zone import zone as bundled_zone
 from tests.billing.reference import Conditions, Reference, price_reference
 
 HOUR = 3_600
@@ -49,7 +49,7 @@ def at(text: str, zone: str | None = None) -> datetime:
     """An aware datetime from ISO text (``zone`` applied when the text has no offset)."""
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone or "UTC"))
+        value = value.replace(tzinfo=bundled_zone(zone or "UTC"))
     return value
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +18,7 @@ from effigate_engine.billing.contracts import (
 from effigate_engine.billing.errors import ConfigurationError, LifecycleError
 from effigate_engine.billing.periods import BillingCycle, local_midnight, prorate
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
+from effigate_engine.zone import zone as bundled_zone
 from tests.billing.support import HOUR, business_hours
 
 
@@ -129,12 +129,12 @@ def test_a_start_off_anchor_makes_a_stub_first_period() -> None:
 
 
 def test_period_bounds_are_local_midnights() -> None:
-    zone = ZoneInfo("America/New_York")
+    zone = bundled_zone("America/New_York")
     assert local_midnight(date(2026, 4, 1), zone) == int(
-        datetime(2026, 4, 1, 4, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+        datetime(2026, 4, 1, 4, 0, tzinfo=bundled_zone("UTC")).timestamp()
     )
     # São Paulo 2018-11-04: midnight was skipped; the day starts at the transition.
-    sp = ZoneInfo("America/Sao_Paulo")
+    sp = bundled_zone("America/Sao_Paulo")
     start = local_midnight(date(2018, 11, 4), sp)
     assert datetime.fromtimestamp(start, sp).date() == date(2018, 11, 4)
     assert datetime.fromtimestamp(start - 1, sp).date() == date(2018, 11, 3)

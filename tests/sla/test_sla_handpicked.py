@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +16,11 @@ import pytest
 from effigate_engine import Calendar, CalendarSet, EffigateError, WeeklyEntry, sla
 from effigate_engine.sla import Policy, PolicyError, TicketError
 from effigate_engine.sla.schemas import TICKETS
+from effigate_engine.zone import zone as bundled_zone
 
 H = 3600
-LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
+LONDON = bundled_zone("Europe/London")
+NEW_YORK = bundled_zone("America/New_York")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ contract's time zone (stored as the instant of their local midnight where the co
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from effigate_engine.service.terms import (
     rate_card_from_json,
     validate_terms,
 )
+from effigate_engine.zone import zone as bundled_zone
 
 _CONTRACT_COLUMNS = (
     "id, client_id, contract_type, status, currency, time_zone, starts_on, ends_on, calendar_id,"
@@ -48,7 +49,7 @@ def _loads(value: Any) -> Any:
 
 def instant_of(day: date, zone: ZoneInfo) -> datetime:
     """Local midnight of ``day`` in ``zone`` as an aware datetime (how dates are stored)."""
-    return datetime.fromtimestamp(local_midnight(day, zone), ZoneInfo("UTC"))
+    return datetime.fromtimestamp(local_midnight(day, zone), UTC)
 
 
 def contract_record(row: asyncpg.Record) -> ContractRecord:
@@ -368,7 +369,7 @@ async def activate_contract(
                 "INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, note)"
                 " VALUES ($1, $2, 'TOP_UP', $3, 'purchased at activation')",
                 contract_id,
-                instant_of(row["starts_on"], ZoneInfo(row["time_zone"])),
+                instant_of(row["starts_on"], bundled_zone(row["time_zone"])),
                 int(bucket["size_seconds"]),
             )
         await audit(
@@ -476,7 +477,7 @@ async def amend_contract(
             }
         else:
             stored = _amendment_body(kind, body, row, card)
-        effective_at = instant_of(effective_on, ZoneInfo(row["time_zone"]))
+        effective_at = instant_of(effective_on, bundled_zone(row["time_zone"]))
         amendment_id = await conn.fetchval(
             "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
             " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
@@ -591,7 +592,7 @@ async def _complete_item(
             f"UPDATE {table} SET status = $2, {column} = $3 WHERE id = $1",
             item_id,
             done,
-            instant_of(on, ZoneInfo(item["time_zone"])),
+            instant_of(on, bundled_zone(item["time_zone"])),
         )
         await audit(conn, principal, done.lower(), table[:-1], item_id, {"on": on})
 
@@ -670,7 +671,7 @@ async def record_unit_count(
         if effective_on is None:
             assert cycle_end is not None
             last_second = cycle_end - timedelta(seconds=1)
-            effective_on = last_second.astimezone(ZoneInfo(row["time_zone"])).date()
+            effective_on = last_second.astimezone(bundled_zone(row["time_zone"])).date()
             field = "cycle_end"
         else:
             field = "effective_on"

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
@@ -71,6 +70,7 @@ from effigate_engine.service.records import (
 from effigate_engine.service.terms import tax_components
 from effigate_engine.service.timelogs import cycle_period, lock_period, state_errors
 from effigate_engine.store.errors import InvariantViolation
+from effigate_engine.zone import zone as bundled_zone
 
 #: Billable types that reach an invoice (non-billable and warranty as zero-priced lines).
 BILLED_TYPES = ("BILLABLE", "NON_BILLABLE", "WARRANTY")
@@ -612,7 +612,7 @@ async def _records(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> 
             logs[r["invoice_line_id"]] = list(r["ids"])
     out = []
     for r in rows:
-        zone = ZoneInfo(r["time_zone"])
+        zone = bundled_zone(r["time_zone"])
         line_records = tuple(
             InvoiceLineRecord(
                 id=x["id"],

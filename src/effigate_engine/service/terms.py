@@ -50,6 +50,7 @@ from effigate_engine.ratecard.model import (
     normalise_precedence,
     normalise_priority,
 )
+from effigate_engine.zone import zone as bundled_zone
 
 SECONDS_PER_HOUR = 3_600
 #: Digits a decimal number in terms may have before its point (money, hours, factors): more is
@@ -712,7 +713,7 @@ def build_contract(
 
 def contract_zone(row: Mapping[str, Any]) -> ZoneInfo:
     """The time zone of a ``contracts`` row."""
-    return ZoneInfo(row["time_zone"])
+    return bundled_zone(row["time_zone"])
 
 
 def utc(instant: datetime) -> datetime:

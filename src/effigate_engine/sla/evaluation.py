@@ -10,8 +10,6 @@ Re-evaluating the same tickets at the same ``now`` always gives the same answer.
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from effigate_engine.sla.policy import (
     normalize_priority,
 )
 from effigate_engine.sla.schemas import INSTANT, SLA_RESULTS, STATUSES, UNMATCHED
+from effigate_engine.zone import TZDATA_VERSION
 
 #: Batches with fewer tickets are evaluated on the calling thread.
 SLICE_MIN_TICKETS = 1 << 14
@@ -80,14 +79,10 @@ class Evaluation:
     tzdata_version: str
 
 
-@functools.cache
 def _tzdata_version() -> str:
-    """The tzdata release the zones come from (read once per process: it cannot change under
-    a running process, and reading package metadata costs about a millisecond)."""
-    try:
-        return importlib.metadata.version("tzdata")
-    except importlib.metadata.PackageNotFoundError:
-        return "system"
+    """The tzdata release the zones come from: every zone is read from the bundled ``tzdata``
+    package (``effigate_engine.zone``), never the host's, so this is the data actually used."""
+    return TZDATA_VERSION
 
 
 def _read(tickets: pa.Table | pa.RecordBatch | str | Path) -> pa.Table:
