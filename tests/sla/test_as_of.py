@@ -175,6 +175,21 @@ def test_per_ticket_instants_must_match_the_batch() -> None:
     assert next(r for r in row if r["metric"] == "RESOLUTION")["status"] == "MET"
 
 
+def test_each_ticket_is_evaluated_at_its_own_instant_not_the_first() -> None:
+    """The same reopened ticket twice, at 13:00 (resolved, MET) and at 15:00 (reopened,
+    ON_TRACK): each row is what a call at its own instant gives."""
+    table = _table([REOPENED, {**REOPENED, "ticket_id": "INC-2"}])
+    instants = np.array([T0 + 13 * H, T0 + 15 * H], np.int64)
+    rows = _rows(sla.evaluate(table, _policy("10h"), CALENDARS, instants))
+    resolution = {r["ticket_id"]: r for r in rows if r["metric"] == "RESOLUTION"}
+    assert resolution["INC-1"]["status"] == "MET"
+    assert resolution["INC-2"]["status"] == "ON_TRACK"
+    assert resolution["INC-2"]["elapsed_seconds"] == 3 * H
+    for k, now in enumerate(instants):
+        alone = _rows(sla.evaluate(table.slice(k, 1), _policy("10h"), CALENDARS, int(now)))
+        assert [r for r in rows if r["ticket_id"] == f"INC-{k + 1}"] == alone
+
+
 def _state(rows: list[dict], metric: str) -> tuple:
     r = next(x for x in rows if x["metric"] == metric)
     deadline = None if r["deadline"] is None else int(r["deadline"].timestamp())
