@@ -214,7 +214,8 @@ def evaluate_rows(
     _screen(table, calendars, row_now, rejections)
 
     def run(rows: np.ndarray) -> Evaluation:
-        part = table.take(pa.array(rows, pa.int64()))
+        whole = len(rows) == table.num_rows  # nothing set aside: no copy of the batch
+        part = table if whole else table.take(pa.array(rows, pa.int64()))
         return evaluate(part, policies, calendars, row_now[rows] if per_ticket else now,
                         threads=threads)
 
