@@ -683,14 +683,34 @@ def _read_part(
 
 
 async def ingest(
-    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table | pa.RecordBatchReader
+    conn: Any,
+    spec: BulkTable,
+    tenant: TenantKey,
+    rows: pa.Table | pa.RecordBatchReader,
+    skip_invalid_rows: bool = False,
 ) -> IngestResult:
     """The service's bulk ingest: ADBC (measured faster), run off the event loop.
 
     ``conn`` is an ADBC connection (:func:`connect_adbc`) used by one call at a time; the
-    driver releases the GIL while it talks to the server.
+    driver releases the GIL while it talks to the server. With ``skip_invalid_rows`` (``rows``
+    a table), the rows :func:`split_batch` sets aside are not stored but returned in
+    ``IngestResult.rejected``, and the valid rows are stored as one batch.
     """
-    return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
+    if not skip_invalid_rows or not isinstance(rows, pa.Table):
+        return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
+    return await asyncio.to_thread(ingest_valid_rows, conn, spec, tenant, rows)
+
+
+def ingest_valid_rows(
+    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table
+) -> IngestResult:
+    """:func:`ingest_adbc` of the rows of ``rows`` that can be stored; the others are in the
+    result's ``rejected`` (and counted as received)."""
+    valid, rejected = split_batch(spec, rows)
+    result = ingest_adbc(conn, spec, tenant, copy_stream(in_key_order(valid)))
+    return IngestResult(
+        result.received + rejected.num_rows, result.inserted, result.updated, rejected
+    )
 
 
 async def read_arrow(
