@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import asyncpg
 import grpc
+import pyarrow as pa
 
 from effigate_client import Client, sla_pb2, tickets_pb2, to_timestamp
+from effigate_engine import sla
 from tests.e2e.support import at, refused, standard_setup
 
 NOW = at("2026-11-21T00:00+00:00")
@@ -117,3 +119,121 @@ def test_reports_over_stored_tickets_leave_out_and_name_what_they_cannot_evaluat
     )
     assert [f.ticket_id for f in replay.failed] == ["OLD-1"]
     assert sum(client.report(replay).column("tickets_current").to_pylist()) > 0
+
+
+def _stream_tickets() -> pa.Table:
+    created = [at("2026-11-02T22:00+00:00") + timedelta(hours=5 * i) for i in range(10)]
+    rows = [
+        {"ticket_id": f"S-{i}", "priority": "HIGH", "created_at": created[i]} for i in range(10)
+    ]
+    rows[2]["created_at"] = at("2150-01-01T00:00+00:00")
+    rows[5]["priority"] = "URGENT"
+    rows[7]["created_at"] = None
+    return pa.Table.from_pylist(rows, schema=sla.TICKETS)
+
+
+def test_stream_evaluates_the_good_rows_and_reports_the_bad_ones(client: Client) -> None:
+    ids = standard_setup(client)
+    tickets = _stream_tickets()
+    rejected: list = []
+    results = client.evaluate_arrow(ids.policy, tickets, NOW, chunk_rows=4, rejected=rejected)
+    assert results.schema.equals(sla.SLA_RESULTS)
+    assert sorted(set(results.column("ticket_id").to_pylist())) == [
+        f"S-{i}" for i in (0, 1, 3, 4, 6, 8, 9)
+    ]
+    assert [(r.row, r.id, r.field) for r in rejected] == [
+        (2, "S-2", "created_at"),
+        (5, "S-5", "priority"),
+        (7, "S-7", "created_at"),
+    ]
+    assert "2150-01-01" in rejected[0].message and "URGENT" in rejected[1].message
+
+
+def _ticket_rows(client_id: int) -> pa.Table:
+    created = [at("2026-11-02T22:00+00:00") + timedelta(hours=i) for i in range(6)]
+    table = pa.table(
+        {
+            "id": [f"I-{i}" for i in range(6)],
+            "client_id": [client_id] * 6,
+            "contract_id": pa.nulls(6, pa.int64()),
+            "priority": ["HIGH"] * 6,
+            "status": ["OPEN"] * 6,
+            "created_at": pa.array(created, pa.timestamp("us", tz="UTC")),
+            "first_response_at": pa.nulls(6, pa.timestamp("us", tz="UTC")),
+            "resolved_at": pa.nulls(6, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    bad = table.column("created_at").to_pylist()
+    bad[1] = at("2150-01-01T00:00+00:00")
+    bad[4] = at("1900-01-01T00:00+00:00")
+    table = table.set_column(5, "created_at", pa.array(bad, pa.timestamp("us", tz="UTC")))
+    responded = [None] * 6
+    responded[3] = at("2101-01-01T00:00+00:00")
+    return table.set_column(
+        6, "first_response_at", pa.array(responded, pa.timestamp("us", tz="UTC"))
+    )
+
+
+def _stored_ids(tenant, table: str) -> list[str]:
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(tenant.admin)
+        try:
+            rows = await conn.fetch(
+                f"SELECT id FROM {table} WHERE tenant_id = $1 ORDER BY id", tenant.id
+            )
+        finally:
+            await conn.close()
+        return [r["id"] for r in rows]
+
+    return asyncio.run(run())
+
+
+def test_ingest_refuses_a_batch_naming_every_bad_row_and_stores_nothing(
+    client: Client, tenant
+) -> None:
+    ids = standard_setup(client)
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT, client.ingest_tickets, _ticket_rows(ids.acme)
+    )
+    assert "3 rows cannot be stored" in details
+    for name in ("created_at[1] (id 'I-1')", "first_response_at[3]", "created_at[4]"):
+        assert name in details
+    assert "2150-01-01" in details and "1900-01-01" in details and "2101-01-01" in details
+    assert _stored_ids(tenant, "tickets") == []
+
+
+def test_ingest_skipping_invalid_rows_stores_the_rest_once(client: Client, tenant) -> None:
+    ids = standard_setup(client)
+    batch = _ticket_rows(ids.acme)
+    first = client.ingest_tickets(batch, chunk_rows=2, skip_invalid_rows=True)
+    assert (first.received, first.inserted, first.rejected) == (6, 3, 3)
+    assert [(r.row, r.id, r.field) for r in first.rejected_rows] == [
+        (1, "I-1", "tickets.created_at"),
+        (3, "I-3", "tickets.first_response_at"),
+        (4, "I-4", "tickets.created_at"),
+    ]
+    assert _stored_ids(tenant, "tickets") == ["I-0", "I-2", "I-5"]
+    again = client.ingest_tickets(batch, chunk_rows=2, skip_invalid_rows=True)
+    assert (again.inserted, again.updated, again.unchanged, again.rejected) == (0, 0, 3, 3)
+    assert _stored_ids(tenant, "tickets") == ["I-0", "I-2", "I-5"]
+    # the stored rows evaluate: no ticket of the batch poisons the tenant
+    assert client.recompute(ids.policy, NOW).failed_count == 0
+    events = pa.table(
+        {
+            "id": ["E-0", "E-1"],
+            "ticket_id": ["I-0", "I-2"],
+            "kind": ["RESPONDED", "RESPONDED"],
+            "occurred_at": pa.array(
+                [at("2026-11-03T01:00+00:00"), at("2100-01-02T00:00+00:00")],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "actor": pa.nulls(2, pa.string()),
+            "detail": pa.nulls(2, pa.string()),
+        }
+    )
+    details = refused(grpc.StatusCode.INVALID_ARGUMENT, client.ingest_ticket_events, events)
+    assert "ticket_events.occurred_at[1]" in details and "E-1" in details
+    assert _stored_ids(tenant, "ticket_events") == []
+    summary = client.ingest_ticket_events(events, skip_invalid_rows=True)
+    assert (summary.inserted, summary.rejected) == (1, 1)
+    assert _stored_ids(tenant, "ticket_events") == ["E-0"]
