@@ -35,7 +35,7 @@ from effigate_server.convert import (
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
 from effigate_server.metrics import TIME_LOGS_CLASSIFIED, TIME_LOGS_INGESTED
-from effigate_server.tickets import gather_ipc
+from effigate_server.tickets import gather_stream, ingest_summary
 
 
 def _optional(request: object, name: str) -> int | None:
@@ -379,10 +379,10 @@ class TimeLogServicer(rpc.TimeLogServiceServicer):
     ) -> common_pb2.IngestSummary:
         principal = current_principal()
         principal.require_staff("ingest time logs")
-        table = await gather_ipc(request_iterator)
+        table, skip = await gather_stream(request_iterator)
         TIME_LOGS_INGESTED.inc(table.num_rows)
-        result = await timelogs.ingest_time_logs(self.store, principal, table)
-        return _summary(result)
+        result = await timelogs.ingest_time_logs(self.store, principal, table, skip)
+        return ingest_summary(result)
 
     @guarded
     async def ApproveTimeLogs(

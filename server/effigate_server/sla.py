@@ -19,7 +19,8 @@ from effigate_engine import sla
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import evaluations
 from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import CalendarCache
+from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, CalendarCache
+from effigate_engine.sla.screening import evaluate_rows, unmatched_rows
 from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
@@ -93,6 +94,27 @@ def tickets_table(inputs: list[pb.TicketInput]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=sla.TICKETS)
 
 
+def ticket_failures(failures: pa.Table) -> list[common_pb2.TicketFailure]:
+    """Typed messages of the first :data:`MAX_LISTED_FAILURES` stored tickets left out
+    (:data:`effigate_engine.sla.screening.REJECTED_ROWS`)."""
+    return [
+        common_pb2.TicketFailure(
+            ticket_id=r["ticket_id"] or "", field=r["field"], message=r["message"]
+        )
+        for r in failures.slice(0, MAX_LISTED_FAILURES).to_pylist()
+    ]
+
+
+def row_errors(rejected: pa.Table, offset: int = 0) -> list[common_pb2.RowError]:
+    """Typed messages of rejected rows (``REJECTED_ROWS``), positions shifted by ``offset``."""
+    return [
+        common_pb2.RowError(
+            row=offset + r["row"], id=r["ticket_id"] or "", field=r["field"], message=r["message"]
+        )
+        for r in rejected.to_pylist()
+    ]
+
+
 def _now(message: object) -> datetime:
     return optional_datetime(message, "now") or datetime.now(UTC).replace(microsecond=0)
 
@@ -135,14 +157,33 @@ class SlaServicer(rpc.SlaServiceServicer):
         rules: evaluations.Ruleset | None = None
         now: datetime | None = None
         position = 0
-        pending: deque[asyncio.Future[bytes]] = deque()
+        answered_rows = 0  # rows of the chunks answered so far: the next chunk's first row
+        pending: deque[asyncio.Future[tuple[bytes, pa.Table, int]]] = deque()
         sequences: deque[int] = deque()
 
-        def evaluate(table_bytes: bytes, where: str, ruleset: evaluations.Ruleset) -> bytes:
+        def evaluate(
+            table_bytes: bytes, where: str, ruleset: evaluations.Ruleset
+        ) -> tuple[bytes, pa.Table, int]:
             table = read_ipc(where, table_bytes)
-            evaluation = sla.evaluate(table, ruleset.policy, ruleset.calendars, now)
-            TICKETS_EVALUATED.inc(table.num_rows)
-            return write_ipc(evaluation.results, RESULT_COMPRESSION)
+            # rows that cannot be evaluated are set aside and reported, the rest evaluated
+            screened = evaluate_rows(
+                table, ruleset.policy, ruleset.calendars, now, check_priority=True
+            )
+            TICKETS_EVALUATED.inc(screened.evaluation.tickets.num_rows)
+            rejected = pa.concat_tables([screened.rejected, unmatched_rows(screened)])
+            payload = write_ipc(screened.evaluation.results, RESULT_COMPRESSION)
+            return payload, rejected.sort_by("row"), table.num_rows
+
+        async def answer() -> pb.EvaluateChunk:
+            nonlocal answered_rows
+            payload, rejected, rows = await pending.popleft()
+            reply = pb.EvaluateChunk(
+                arrow_ipc=payload,
+                sequence=sequences.popleft(),
+                rejected=row_errors(rejected, answered_rows),
+            )
+            answered_rows += rows
+            return reply
 
         try:
             async for chunk in request_iterator:
@@ -162,11 +203,9 @@ class SlaServicer(rpc.SlaServiceServicer):
                 sequences.append(chunk.sequence)
                 position += 1
                 while len(pending) > STREAM_PIPELINE or (pending and pending[0].done()):
-                    payload = await pending.popleft()
-                    yield pb.EvaluateChunk(arrow_ipc=payload, sequence=sequences.popleft())
+                    yield await answer()
             while pending:
-                payload = await pending.popleft()
-                yield pb.EvaluateChunk(arrow_ipc=payload, sequence=sequences.popleft())
+                yield await answer()
         finally:
             for future in pending:
                 future.cancel()
@@ -189,15 +228,22 @@ class SlaServicer(rpc.SlaServiceServicer):
             counts=[pb.StatusCount(metric=m, status=s, count=c) for m, s, c in outcome.counts],
             new_breaches=outcome.new_breaches,
             now=timestamp(outcome.now),
+            failed_count=outcome.failures.num_rows,
+            failed=ticket_failures(outcome.failures),
         )
 
 
-def _report(table: pa.Table) -> common_pb2.ReportTable:
+def _report(report: evaluations.StoredReport) -> common_pb2.ReportTable:
     # dictionary columns become plain strings: reports are small and read by any Arrow reader
+    table = report.table
     columns = [
         pc.cast(c, pa.string()) if pa.types.is_dictionary(c.type) else c for c in table.columns
     ]
-    return common_pb2.ReportTable(arrow_ipc=write_ipc(pa.table(columns, names=table.column_names)))
+    return common_pb2.ReportTable(
+        arrow_ipc=write_ipc(pa.table(columns, names=table.column_names)),
+        failed_count=report.failures.num_rows,
+        failed=ticket_failures(report.failures),
+    )
 
 
 class ReportServicer(rpc.ReportServiceServicer):

@@ -14,7 +14,7 @@ from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
 from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
-from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
+from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, IngestResult, ingest
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
@@ -39,16 +39,47 @@ def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
     return message
 
 
-async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
-    """Every chunk of a client stream as one table (one all-or-nothing batch)."""
+#: Rejected rows listed in an ingest summary; ``IngestSummary.rejected`` counts them all.
+MAX_LISTED_ROWS = 10_000
+
+
+async def gather_stream(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> tuple[pa.Table, bool]:
+    """Every chunk of a client stream as one table (one batch), and whether the first chunk
+    asked to skip invalid rows (``skip_invalid_rows``) instead of refusing the batch."""
     tables = []
+    skip = False
     position = 0
     async for chunk in chunks:
+        if position == 0:
+            skip = chunk.skip_invalid_rows
         tables.append(read_ipc(f"chunk[{position}].arrow_ipc", chunk.arrow_ipc))
         position += 1
     if not tables:
         raise EffigateError("stream: carried no chunk")
-    return pa.concat_tables(tables, promote_options="permissive")
+    return pa.concat_tables(tables, promote_options="permissive"), skip
+
+
+async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
+    """Every chunk of a client stream as one table (one all-or-nothing batch)."""
+    return (await gather_stream(chunks))[0]
+
+
+def ingest_summary(result: IngestResult) -> common_pb2.IngestSummary:
+    """The summary of an ingest, with the first :data:`MAX_LISTED_ROWS` rows set aside."""
+    rejected = result.rejected
+    return common_pb2.IngestSummary(
+        received=result.received,
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        rejected=rejected.num_rows,
+        rejected_rows=[
+            common_pb2.RowError(
+                row=r["row"], id=r["id"] or "", field=r["field"], message=r["message"]
+            )
+            for r in rejected.slice(0, MAX_LISTED_ROWS).to_pylist()
+        ],
+    )
 
 
 class TicketServicer(rpc.TicketServiceServicer):
@@ -159,15 +190,10 @@ class TicketServicer(rpc.TicketServiceServicer):
     ) -> common_pb2.IngestSummary:
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
-        table = await gather_ipc(request_iterator)
+        table, skip = await gather_stream(request_iterator)
         async with self.store.adbc() as conn:
-            result = await ingest(conn, spec, principal.key, table)  # type: ignore[arg-type]
-        return common_pb2.IngestSummary(
-            received=result.received,
-            inserted=result.inserted,
-            updated=result.updated,
-            unchanged=result.unchanged,
-        )
+            result = await ingest(conn, spec, principal.key, table, skip)  # type: ignore[arg-type]
+        return ingest_summary(result)
 
     @guarded
     async def IngestTickets(

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from effigate_engine import _clock, parallel
-from effigate_engine.calendar_set import CalendarSet
+from effigate_engine.calendar_set import CalendarSet, Horizon
 from effigate_engine.errors import BatchError
 from effigate_engine.instants import (
     Column,
@@ -48,6 +48,30 @@ PARALLEL_MIN_BATCH = 1 << 16
 DEFAULT_THREADS = parallel.DEFAULT_THREADS
 
 Kernel = Callable[..., int]
+
+#: The UTC span every instant the service stores or evaluates must lie in: the default
+#: :class:`Horizon` the service compiles calendars over (2000-01-01..2100-01-01 UTC, both ends
+#: included). Writes refuse instants outside it, so every stored row can be evaluated. This is
+#: the one definition of the accepted range; test a value with :func:`within_horizon` or a
+#: batch with :func:`outside_horizon`.
+HORIZON: Horizon = Horizon()
+
+
+def within_horizon(at: datetime | int) -> bool:
+    """Whether ``at`` (an aware datetime or epoch seconds) lies in :data:`HORIZON`."""
+    seconds = to_column(at, "at").values[0]
+    return bool(HORIZON.start <= int(seconds) <= HORIZON.end)
+
+
+def outside_horizon(instants: Any) -> np.ndarray:
+    """Per element of ``instants`` (Arrow timestamps or NumPy ``datetime64``/epoch seconds),
+    whether it lies outside :data:`HORIZON` (a null is not outside)."""
+    column = to_column(instants, "instants")
+    values = np.asarray(column.values, np.int64)
+    bad = (values < HORIZON.start) | (values > HORIZON.end)
+    if column.nulls is not None:
+        bad &= ~column.nulls
+    return np.asarray(bad, bool)
 
 
 def _calendar_column(calendars: CalendarSet, calendar: Any) -> Column:

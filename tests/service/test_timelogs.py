@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from effigate_engine.errors import EffigateError
 from effigate_engine.service import (
     FailedPrecondition,
     NotFound,
@@ -136,5 +137,42 @@ def test_closed_period_refuses_changed_logs(db: Database) -> None:
                 p.tenant_id,
             )
             assert [r["entity_id"] for r in audit] == [str(period.id)]
+
+    run(scenario())
+
+
+def _instants(batch: pa.Table, name: str, changes: dict[int, object]) -> pa.Table:
+    values = batch.column(name).to_pylist()
+    for k, v in changes.items():
+        values[k] = v
+    index = batch.column_names.index(name)
+    return batch.set_column(index, name, pa.array(values, batch.schema.field(name).type))
+
+
+def test_bad_rows_refuse_the_batch_by_name_unless_skipped(db: Database) -> None:
+    async def scenario() -> None:
+        async with open_store(db) as store:
+            s = await setup(store, db)
+            p = s.principal
+            c = await new_contract(store, s)
+            batch = log_batch(c.id, SEED_SPANS, f"H{c.id}")
+            far = datetime(2150, 1, 1, tzinfo=UTC)
+            bad = _instants(batch, "ended_at", {1: far})
+            bad = _instants(bad, "started_at", {4: datetime(1999, 12, 31, tzinfo=UTC)})
+            with pytest.raises(EffigateError) as err:
+                await timelogs.ingest_time_logs(store, p, bad)
+            text = str(err.value)
+            assert "2 rows cannot be stored" in text
+            assert "time_logs.ended_at[1]" in text and "2150-01-01" in text
+            assert "time_logs.started_at[4]" in text and "1999-12-31" in text
+            assert not await fetch_all(db, "SELECT 1 FROM time_logs WHERE id LIKE $1", f"H{c.id}-%")
+
+            kept = await timelogs.ingest_time_logs(store, p, bad, skip_invalid_rows=True)
+            assert (kept.received, kept.inserted, kept.rejected.num_rows) == (6, 4, 2)
+            assert kept.rejected.column("row").to_pylist() == [1, 4]
+            again = await timelogs.ingest_time_logs(store, p, bad, skip_invalid_rows=True)
+            assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4)
+            rows = await fetch_all(db, "SELECT id FROM time_logs WHERE id LIKE $1", f"H{c.id}-%")
+            assert len(rows) == 4
 
     run(scenario())

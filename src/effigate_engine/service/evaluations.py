@@ -4,6 +4,12 @@ Compiling calendars is the expensive part of an evaluation (a century of one cal
 tenths of a second), so each server process keeps the compiled calendar set of every tenant it
 serves, keyed by the content of the tenant's calendars: a new or changed calendar is picked up
 on the next call, and no call compiles twice.
+
+A stored ticket the engine cannot evaluate (an instant outside the calendars' horizon, a stop
+before creation) never stops the others: recomputing and the reports over stored tickets
+evaluate the rest and name each such ticket (:class:`StoredReport`, ``failures``); asking for
+that one ticket's status or timeline is :class:`~effigate_engine.service.errors.
+FailedPrecondition` naming it, the field and the value.
 """
 
 from __future__ import annotations
@@ -26,11 +32,58 @@ from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog
 from effigate_engine.service.context import Principal, Store
-from effigate_engine.service.errors import NotFound
+from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.tickets import fetch_ticket, load_timelines
+from effigate_engine.sla import reports as sla_reports
 from effigate_engine.sla import timeline as sla_timeline
-from effigate_engine.sla.evaluation import Evaluation
+from effigate_engine.sla.evaluation import Evaluation, TicketError
 from effigate_engine.sla.policy import Policy
+from effigate_engine.sla.screening import Screened, evaluate_rows
+
+#: Failures listed in a response; their total is always given.
+MAX_LISTED_FAILURES = 100
+
+
+class Unevaluable(FailedPrecondition):
+    """A stored ticket the engine cannot evaluate (its data, not the request, is at fault):
+    names the ticket, the field and the value."""
+
+    def __init__(self, exc: TicketError) -> None:
+        super().__init__(
+            f"tickets[{exc.ticket_id!r}].{exc.field}",
+            exc.value,
+            f"{exc.problem}: the stored ticket cannot be evaluated until it is corrected",
+        )
+
+
+def _check_instants(ticket: Any, calendars: CalendarSet, name: str, at: datetime) -> None:
+    """Refuse an instant asked for (``name``: ``at``/``until``) outside the calendars' horizon
+    (the request's fault), then a stored ticket created outside it (the ticket's)."""
+    horizon = calendars.horizon
+    if not horizon.start <= int(at.timestamp()) <= horizon.end:
+        raise EffigateError(
+            f"{name}: {at.isoformat()!r} is outside the calendars' horizon {horizon}"
+        )
+    created = ticket.created_at
+    if not horizon.start <= int(created.timestamp()) <= horizon.end:
+        raise Unevaluable(
+            TicketError(
+                ticket.id,
+                "created_at",
+                created.isoformat(),
+                f"is outside the calendars' horizon {horizon}",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A report over stored tickets and the tickets it left out: ``failures`` has one row per
+    stored ticket the engine cannot evaluate (:data:`~effigate_engine.sla.screening.
+    REJECTED_ROWS`; ``row`` is its position in the tickets read, by id)."""
+
+    table: pa.Table
+    failures: pa.Table
 
 
 @dataclass(frozen=True)
@@ -155,8 +208,12 @@ async def ticket_status(
         policy_id = await _ticket_policy(conn, ticket, ticket_id, policy_id)
         rules = await ruleset(conn, cache, principal, policy_id)
         now = _now(at)
+        _check_instants(ticket, rules.calendars, "at", now)
         table = await load_timelines(conn, principal, ticket_ids=[ticket_id], as_of=now)
-    evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+    try:
+        evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+    except TicketError as exc:
+        raise Unevaluable(exc) from None
     return ticket, evaluation
 
 
@@ -176,6 +233,7 @@ async def ticket_timeline(
         ticket = await fetch_ticket(conn, principal, ticket_id)
         policy_id = await _ticket_policy(conn, ticket, ticket_id, policy_id)
         rules = await ruleset(conn, cache, principal, policy_id)
+        _check_instants(ticket, rules.calendars, "until", end)
         instants = sorted(
             {
                 r["occurred_at"]
@@ -193,9 +251,12 @@ async def ticket_timeline(
             for at in instants
         ]
     table = pa.concat_tables(segments)
-    timeline = await asyncio.to_thread(
-        sla_timeline.ticket_timeline, table, instants, rules.policy, rules.calendars, end
-    )
+    try:
+        timeline = await asyncio.to_thread(
+            sla_timeline.ticket_timeline, table, instants, rules.policy, rules.calendars, end
+        )
+    except TicketError as exc:
+        raise Unevaluable(exc) from None
     return ticket, timeline
 
 
@@ -216,13 +277,15 @@ async def _ticket_policy(
 
 @dataclass(frozen=True)
 class Recomputation:
-    """What a recompute found: tickets evaluated, counts per (metric, status), new breaches."""
+    """What a recompute found: tickets evaluated, counts per (metric, status), new breaches,
+    and the stored tickets it could not evaluate (``failures``, see :class:`StoredReport`)."""
 
     tickets: int
     counts: list[tuple[str, str, int]]
     new_breaches: int
     now: datetime
     evaluation: Evaluation
+    failures: pa.Table
 
 
 async def _stored_evaluation(
@@ -232,13 +295,15 @@ async def _stored_evaluation(
     policy_id: int,
     now: datetime | None,
     client_id: int | None,
-) -> tuple[Evaluation, datetime]:
+) -> tuple[Screened, datetime]:
+    """Every stored ticket (of ``client_id``) evaluated at ``now``, but those the engine
+    cannot evaluate, which are named in ``Screened.rejected``."""
     at = _now(now)
     async with store.transaction(principal) as conn:
         rules = await ruleset(conn, cache, principal, policy_id)
         table = await load_timelines(conn, principal, client_id=client_id, as_of=at)
-    evaluation = await asyncio.to_thread(sla.evaluate, table, rules.policy, rules.calendars, at)
-    return evaluation, at
+    screened = await asyncio.to_thread(evaluate_rows, table, rules.policy, rules.calendars, at)
+    return screened, at
 
 
 async def recompute(
@@ -250,9 +315,11 @@ async def recompute(
     client_id: int | None = None,
 ) -> Recomputation:
     """Re-evaluate every stored ticket (of ``client_id``) at ``now`` and record each breach
-    once (breach id ``<ticket>:<metric>``; a breach already recorded is left as it was)."""
+    once (breach id ``<ticket>:<metric>``; a breach already recorded is left as it was). A
+    stored ticket the engine cannot evaluate is left out and named in ``failures``."""
     principal.require_staff("recompute SLA status")
-    evaluation, at = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    screened, at = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    evaluation = screened.evaluation
     results = evaluation.results
     grouped = (
         pa.table(
@@ -274,7 +341,9 @@ async def recompute(
     )
     breaches = sla.breach_records(evaluation)
     new = await store_breaches(store, principal, breaches, results)
-    return Recomputation(evaluation.tickets.num_rows, counts, new, at, evaluation)
+    return Recomputation(
+        evaluation.tickets.num_rows, counts, new, at, evaluation, screened.rejected
+    )
 
 
 async def store_breaches(
@@ -334,10 +403,13 @@ async def compliance(
     period: str | None = None,
     now: datetime | None = None,
     client_id: int | None = None,
-) -> pa.Table:
+) -> StoredReport:
     """Hit rates of the stored tickets, grouped (see :func:`effigate_engine.sla.hit_rates`)."""
-    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
-    return sla.hit_rates(evaluation, by=list(group_by) or "priority", period=period or None)
+    screened, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    table = sla.hit_rates(
+        screened.evaluation, by=list(group_by) or "priority", period=period or None
+    )
+    return StoredReport(table, screened.rejected)
 
 
 async def percentiles(
@@ -348,10 +420,11 @@ async def percentiles(
     group_by: Sequence[str] = ("priority",),
     now: datetime | None = None,
     client_id: int | None = None,
-) -> pa.Table:
+) -> StoredReport:
     """P50/P75/P95 business response and resolution times of the stored tickets."""
-    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
-    return sla.percentiles(evaluation, by=list(group_by) or "priority")
+    screened, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    table = sla.percentiles(screened.evaluation, by=list(group_by) or "priority")
+    return StoredReport(table, screened.rejected)
 
 
 async def recommended_targets(
@@ -362,10 +435,11 @@ async def recommended_targets(
     days: int = 90,
     now: datetime | None = None,
     client_id: int | None = None,
-) -> pa.Table:
+) -> StoredReport:
     """Per priority and metric, the P75 of the last ``days`` days of actual times."""
-    evaluation, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
-    return sla.recommended_targets(evaluation, days=days or 90)
+    screened, _ = await _stored_evaluation(store, cache, principal, policy_id, now, client_id)
+    table = sla.recommended_targets(screened.evaluation, days=days or 90)
+    return StoredReport(table, screened.rejected)
 
 
 async def replay(
@@ -377,9 +451,10 @@ async def replay(
     group_by: Sequence[str] = ("priority",),
     now: datetime | None = None,
     client_id: int | None = None,
-) -> pa.Table:
+) -> StoredReport:
     """The stored tickets under the current policy and a proposed one (a stored policy id or
-    an unstored policy JSON body), with the differences per group."""
+    an unstored policy JSON body), with the differences per group. A ticket either policy
+    cannot evaluate is left out of both and named in ``failures``."""
     principal.require_staff("replay policies")
     at = _now(now)
     async with store.transaction(principal) as conn:
@@ -389,12 +464,21 @@ async def replay(
         else:
             candidate = Policy.from_json({"name": "proposed", **proposed})
         table = await load_timelines(conn, principal, client_id=client_id, as_of=at)
-    return await asyncio.to_thread(
-        sla.replay,
-        table,
-        current.policy,
-        candidate,
-        current.calendars,
-        at,
-        by=list(group_by) or "priority",
-    )
+    by = list(group_by) or "priority"
+
+    def run() -> StoredReport:
+        before = evaluate_rows(table, current.policy, current.calendars, at)
+        after = evaluate_rows(before.evaluation.tickets, candidate, current.calendars, at)
+        failures = before.rejected
+        if after.rejected.num_rows:
+            # rows the proposed policy refuses are left out of the current side too
+            positions = pa.array(before.kept[after.rejected.column("row").to_numpy()])
+            failures = pa.concat_tables(
+                [failures, after.rejected.set_column(0, "row", positions)]
+            ).sort_by("row")
+            before = evaluate_rows(after.evaluation.tickets, current.policy, current.calendars, at)
+        return StoredReport(
+            sla_reports.replay_evaluations(before.evaluation, after.evaluation, by), failures
+        )
+
+    return await asyncio.to_thread(run)

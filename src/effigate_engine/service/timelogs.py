@@ -27,12 +27,14 @@ from effigate_engine.service.contracts import audit, fetch_contract_row, load_co
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import PeriodRecord
 from effigate_engine.store.bulk import (
+    REJECTED_ROWS,
     TIME_LOGS,
     IngestResult,
     bind_adbc,
     ingest,
     ingest_adbc,
     prepare_batch,
+    split_batch,
 )
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
 from effigate_engine.store.tenant import TenantKey
@@ -53,32 +55,49 @@ async def state_errors() -> AsyncIterator[None]:
         raise
 
 
-async def ingest_time_logs(store: Store, principal: Principal, logs: pa.Table) -> IngestResult:
+async def ingest_time_logs(
+    store: Store, principal: Principal, logs: pa.Table, skip_invalid_rows: bool = False
+) -> IngestResult:
     """Store a batch of time logs (the columns of :data:`effigate_engine.store.bulk.TIME_LOGS`)
     in one transaction, all or nothing, idempotent by log id: an identical resend changes
     nothing, a changed resend of a read-only log (closed period, issued invoice) refuses the
     whole batch. Without an ``approval_state`` column, a new or changed log is ``PENDING`` and
-    an unchanged one keeps its stored state (a resend never undoes an approval)."""
+    an unchanged one keeps its stored state (a resend never undoes an approval).
+
+    A row that cannot be stored (a missing value, an instant outside the accepted range, an
+    end not after its start) refuses the batch, naming every such row; with
+    ``skip_invalid_rows`` the other rows are stored and those are returned in the result's
+    ``rejected`` instead."""
     principal.require_staff("ingest time logs")
     keep = "approval_state" not in logs.column_names
     if keep:
         logs = logs.append_column(
             "approval_state", pa.array(["PENDING"] * logs.num_rows, pa.string())
         )
-    batch = await asyncio.to_thread(_checked, logs)
+    batch, rejected = await asyncio.to_thread(_checked, logs, skip_invalid_rows)
     async with state_errors(), store.adbc() as conn:
         if keep:
-            return await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
-        return await ingest(conn, TIME_LOGS, principal.key, batch)
+            result = await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
+        else:
+            result = await ingest(conn, TIME_LOGS, principal.key, batch)
+    if not skip_invalid_rows:
+        return result
+    return IngestResult(
+        result.received + rejected.num_rows, result.inserted, result.updated, rejected
+    )
 
 
-def _checked(logs: pa.Table) -> pa.Table:
-    """The batch in the store's schema; its refusals (a missing column or value, a duplicate
-    id, an end not after its start) are the caller's input errors, named by batch position."""
+def _checked(logs: pa.Table, skip_invalid_rows: bool = False) -> tuple[pa.Table, pa.Table]:
+    """The batch in the store's schema and the rows set aside (only with
+    ``skip_invalid_rows``); refusals (a missing column, a duplicate id, and without
+    ``skip_invalid_rows`` any bad row) are the caller's input errors, named by position."""
     try:
-        return prepare_batch(TIME_LOGS, logs)
+        if skip_invalid_rows:
+            return split_batch(TIME_LOGS, logs)
+        batch = prepare_batch(TIME_LOGS, logs)
     except StoreError as exc:
         raise EffigateError(str(exc)) from None
+    return batch, REJECTED_ROWS.empty_table()
 
 
 def _ingest_keeping_approval(conn: Any, principal: Principal, batch: pa.Table) -> IngestResult:

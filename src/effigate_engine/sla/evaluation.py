@@ -54,12 +54,22 @@ _ERRORS = {
 
 
 class TicketError(EffigateError):
-    """A ticket of the batch is invalid: names the ticket, the field and the value."""
+    """A ticket of the batch is invalid: names the ticket, the field and the value; ``row`` is
+    the ticket's position in the batch evaluated (``None`` when not known)."""
 
-    def __init__(self, ticket_id: object, field: str, value: object, problem: str) -> None:
+    def __init__(
+        self,
+        ticket_id: object,
+        field: str,
+        value: object,
+        problem: str,
+        row: int | None = None,
+    ) -> None:
         self.ticket_id = ticket_id
         self.field = field
         self.value = value
+        self.problem = problem
+        self.row = row
         super().__init__(f"ticket {ticket_id!r}: {field} {value!r} {problem}")
 
 
@@ -333,9 +343,14 @@ def evaluate(
 
     def work(lo: int, hi: int) -> tuple[pa.Table, pa.Table, np.ndarray]:
         rows = now_rows[lo:hi] if per_ticket else now_rows
-        return _evaluate_slice(
-            table.slice(lo, hi - lo), by_name, specs, calendars, rows, per_ticket, named
-        )
+        try:
+            return _evaluate_slice(
+                table.slice(lo, hi - lo), by_name, specs, calendars, rows, per_ticket, named
+            )
+        except TicketError as exc:
+            if exc.row is not None:
+                exc.row += lo  # the slice's position to the batch's
+            raise
 
     outcomes = parallel.run(work, parts)
     results = pa.concat_tables([o[0] for o in outcomes])
@@ -382,7 +397,7 @@ def _evaluate_slice(
     created, created_nulls = _instants(table, "created_at")
     if created_nulls is not None:
         k = int(np.flatnonzero(created_nulls)[0])
-        raise TicketError(ticket_ids[k].as_py(), "created_at", None, "is required")
+        raise TicketError(ticket_ids[k].as_py(), "created_at", None, "is required", k)
     stops = [_instants(table, STOP_FIELDS[metric])[0] for metric in METRICS]
 
     # Rule matching (compiled): per field, codes of the values rules mention and a table of
@@ -532,7 +547,7 @@ def _raise_for(
             if stop < int(created[t]) or not horizon.start <= stop <= horizon.end:
                 field, value = STOP_FIELDS[metric], _iso(stop)
                 break
-    raise TicketError(ticket_ids[t].as_py(), field, value, problem)
+    raise TicketError(ticket_ids[t].as_py(), field, value, problem, t)
 
 
 def _iso(t: int) -> str:
@@ -560,14 +575,16 @@ def _pauses(
     if len(flat) == 0:
         return np.zeros(n + 1, np.int64), empty, empty, empty, 0
 
+    def row(k: int) -> int:
+        return int(np.searchsorted(offsets, k, side="right") - 1)
+
     def owner(k: int) -> object:
-        return ticket_ids[int(np.searchsorted(offsets, k, side="right") - 1)].as_py()
+        return ticket_ids[row(k)].as_py()
 
     starts = to_column(flat.field("start"), "pauses.start")
     if starts.nulls is not None:
-        raise TicketError(
-            owner(int(np.flatnonzero(starts.nulls)[0])), "pauses.start", None, "is required"
-        )
+        k = int(np.flatnonzero(starts.nulls)[0])
+        raise TicketError(owner(k), "pauses.start", None, "is required", row(k))
     ends = to_column(flat.field("end"), "pauses.end")
     end = ends.values.copy() if ends.nulls is not None else ends.values
     if ends.nulls is not None:
@@ -577,7 +594,11 @@ def _pauses(
     if backwards.any():
         k = int(np.flatnonzero(backwards)[0])
         raise TicketError(
-            owner(k), "pauses.end", _iso(int(end[k])), f"is before its start {_iso(int(start[k]))}"
+            owner(k),
+            "pauses.end",
+            _iso(int(end[k])),
+            f"is before its start {_iso(int(start[k]))}",
+            row(k),
         )
     known = sorted(status_bit, key=status_bit.get)
     bits = (

@@ -219,8 +219,24 @@ def replay(
 ) -> pa.Table:
     """Evaluate the same tickets under the current and a proposed policy and report, per group
     and metric, both hit rates and breach counts and their differences (proposed − current)."""
-    before = hit_rates(evaluate(tickets, current, calendars, now, threads=threads), by, period)
-    after = hit_rates(evaluate(tickets, proposed, calendars, now, threads=threads), by, period)
+    return replay_evaluations(
+        evaluate(tickets, current, calendars, now, threads=threads),
+        evaluate(tickets, proposed, calendars, now, threads=threads),
+        by,
+        period,
+    )
+
+
+def replay_evaluations(
+    current: Evaluation,
+    proposed: Evaluation,
+    by: str | Sequence[str] = "priority",
+    period: str | None = None,
+) -> pa.Table:
+    """:func:`replay` of two evaluations of the same tickets (under the current and the
+    proposed policy)."""
+    before = hit_rates(current, by, period)
+    after = hit_rates(proposed, by, period)
     keys = _keys(by, period)
     joined = before.join(
         after, keys=keys, join_type="full outer", left_suffix="_current", right_suffix="_proposed"

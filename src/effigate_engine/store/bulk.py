@@ -15,6 +15,12 @@ identical resend of an invoiced or closed-period log is accepted as a no-op; a *
 resend of such a log is refused by the database and the whole batch rolls back. A batch is
 all-or-nothing: if the connection drops midway, nothing of it is stored.
 
+Rows are checked before anything is sent (:func:`split_batch`): a required value missing, an
+instant outside the accepted range (:data:`effigate_engine.clock.HORIZON`, so every stored row
+can be evaluated), a time log ending before it starts. By default one bad row refuses the whole
+batch (:class:`BatchRefused` names every bad row, the first :data:`MAX_NAMED_ROWS` in its
+message); a caller that opts in stores the valid rows and gets the others back instead.
+
 Two drivers are supported (measured in ``bench/bench_store.py``, see ``docs/store.md``):
 asyncpg (``copy_records_to_table``, Python tuples in, Records out) and the ADBC PostgreSQL
 driver (Arrow in and out, COPY in binary form done in C++). Instants are ``timestamp[us, UTC]``
@@ -27,18 +33,53 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from effigate_engine.clock import HORIZON, outside_horizon
 from effigate_engine.store.errors import StoreError, from_adbc, from_asyncpg
 from effigate_engine.store.tenant import TenantKey, bind, tenant_text, verify_bound
 
 INSTANT = pa.timestamp("us", tz="UTC")
+#: Bad rows named in the message of a refused batch (:class:`BatchRefused` holds them all).
+MAX_NAMED_ROWS = 20
+#: One row per row of a batch that cannot be stored: its position in the batch, its id, the
+#: column at fault (``table.column``) and a sentence naming the value.
+REJECTED_ROWS = pa.schema(
+    [
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("id", pa.string()),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+    ]
+)
+
+
+class BatchRefused(StoreError):
+    """Rows of a batch cannot be stored, so none is. ``rejected`` (:data:`REJECTED_ROWS`)
+    names every bad row; ``field`` and ``value`` are the first one's (``time_logs.agent[3]``),
+    and the message names the first :data:`MAX_NAMED_ROWS` and gives the count of all."""
+
+    def __init__(self, table: str, rejected: pa.Table, first_value: object) -> None:
+        self.rejected = rejected
+        first = rejected.slice(0, 1).to_pylist()[0]
+        messages = rejected.column("message").slice(0, MAX_NAMED_ROWS).to_pylist()
+        super().__init__(f"{first['field']}[{first['row']}]", first_value, "")
+        n = rejected.num_rows
+        if n == 1:
+            text = messages[0]
+        else:
+            more = f"; and {n - MAX_NAMED_ROWS} more" if n > MAX_NAMED_ROWS else ""
+            text = f"{table}: {n} rows cannot be stored, so none was: {'; '.join(messages)}{more}"
+        self.problem = text
+        self.args = (text,)
 
 
 @dataclass(frozen=True)
@@ -232,44 +273,71 @@ class IngestResult:
     received: int
     inserted: int
     updated: int
+    #: Rows set aside (not stored) when the caller asked to skip invalid rows.
+    rejected: pa.Table = field(default_factory=REJECTED_ROWS.empty_table)
 
     @property
     def unchanged(self) -> int:
         """Rows already stored with identical content."""
-        return self.received - self.inserted - self.updated
-
-
-def _first(mask: pa.ChunkedArray | pa.Array) -> int:
-    return int(pc.index(mask, True).as_py())
+        return self.received - self.inserted - self.updated - self.rejected.num_rows
 
 
 def prepare_batch(spec: BulkTable, batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """Check a batch against ``spec`` and return it in the schema's column order and types.
 
     Raises :class:`StoreError` naming ``table.column[position]`` and the value for: a missing
-    column, a naive (zone-less) timestamp, a null in a required column, a duplicate id, and
-    for time logs an end not after the start.
+    column, a naive (zone-less) timestamp, a duplicate id; and :class:`BatchRefused` naming
+    every bad row (:func:`split_batch`) when any row cannot be stored.
     """
+    prepared, rejected, first_value = _checked_rows(spec, batch)
+    if rejected.num_rows:
+        raise BatchRefused(spec.name, rejected, first_value)
+    return prepared
+
+
+def split_batch(spec: BulkTable, batch: pa.Table | pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+    """The rows of ``batch`` that can be stored (prepared, as :func:`prepare_batch` returns
+    them) and the others (:data:`REJECTED_ROWS`, by position in ``batch``): a null in a
+    required column, an instant outside :data:`effigate_engine.clock.HORIZON`, and for time
+    logs an end not after the start. Faults of the whole batch (a missing column, a naive
+    timestamp, a duplicate id) still raise :class:`StoreError`."""
+    prepared, rejected, _ = _checked_rows(spec, batch)
+    if rejected.num_rows == 0:
+        return prepared, rejected
+    keep = np.ones(prepared.num_rows, bool)
+    keep[rejected.column("row").to_numpy()] = False
+    return prepared.filter(pa.array(keep)).cast(spec.schema), rejected
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, datetime):
+        return repr(value.isoformat())
+    return repr(value)
+
+
+def _checked_rows(
+    spec: BulkTable, batch: pa.Table | pa.RecordBatch
+) -> tuple[pa.Table, pa.Table, object]:
+    """The batch in ``spec``'s schema, its bad rows (:data:`REJECTED_ROWS`, each named once,
+    by its first fault in column order) and the first bad row's offending value."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     arrays = []
     for col in spec.columns:
-        field = f"{spec.name}.{col.name}"
+        name = f"{spec.name}.{col.name}"
         if col.name not in table.column_names:
-            raise StoreError(field, None, "is missing from the batch")
+            raise StoreError(name, None, "is missing from the batch")
         data = table.column(col.name)
         if pa.types.is_timestamp(data.type) and data.type.tz is None:
-            raise StoreError(field, str(data.type), "has no time zone; send UTC instants")
+            raise StoreError(name, str(data.type), "has no time zone; send UTC instants")
         if data.type != col.arrow_type:
             try:
                 data = data.cast(col.arrow_type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise StoreError(field, str(data.type), f"cannot be read as {col.arrow_type}")\
+                raise StoreError(name, str(data.type), f"cannot be read as {col.arrow_type}")\
                     from exc
-        if not col.nullable and data.null_count:
-            position = _first(pc.is_null(data))
-            raise StoreError(f"{field}[{position}]", None, "is required but null")
         arrays.append(data)
-    prepared = pa.Table.from_arrays(arrays, schema=spec.schema)
+    loose = pa.schema([pa.field(c.name, c.arrow_type) for c in spec.columns])
+    prepared = pa.Table.from_arrays(arrays, schema=loose)
     ids = prepared.column("id")
     if not ids_ascending(ids) and len(pc.unique(ids)) != len(ids):
         counts = pc.value_counts(ids)
@@ -280,16 +348,48 @@ def prepare_batch(spec: BulkTable, batch: pa.Table | pa.RecordBatch) -> pa.Table
             repeated,
             f"appears more than once in the batch (positions {positions[:5]})",
         )
+    faults: dict[int, tuple[str, object, str]] = {}
+
+    def fault(mask: np.ndarray, column: str, problem: Any) -> None:
+        values = prepared.column(column)
+        for k in np.flatnonzero(mask):
+            if int(k) not in faults:
+                value = values[int(k)].as_py()
+                faults[int(k)] = (column, value, problem(int(k)) if callable(problem) else problem)
+
+    for col in spec.columns:
+        data = prepared.column(col.name)
+        if not col.nullable and data.null_count:
+            fault(pc.is_null(data).to_numpy(zero_copy_only=False), col.name, "is required but null")
+        if col.arrow_type == INSTANT and len(data):
+            fault(outside_horizon(data), col.name, f"is outside the accepted range {HORIZON}")
     if spec is TIME_LOGS and len(prepared):
-        bad = pc.less_equal(prepared.column("ended_at"), prepared.column("started_at"))
-        if pc.any(bad).as_py():
-            position = _first(bad)
-            raise StoreError(
-                f"time_logs.ended_at[{position}]",
-                prepared.column("ended_at")[position].as_py(),
-                f"is not after started_at {prepared.column('started_at')[position].as_py()}",
-            )
-    return prepared
+        started = prepared.column("started_at")
+        bad = pc.fill_null(pc.less_equal(prepared.column("ended_at"), started), False)
+        fault(
+            bad.to_numpy(zero_copy_only=False),
+            "ended_at",
+            lambda k: f"is not after started_at {started[k].as_py()}",
+        )
+    if not faults:
+        return prepared.cast(spec.schema), REJECTED_ROWS.empty_table(), None
+    order = sorted(faults)
+    row_ids = ids.take(pa.array(order, pa.int64())).to_pylist()
+    messages = []
+    for k, row_id in zip(order, row_ids, strict=True):
+        column, value, problem = faults[k]
+        shown = "None" if value is None else _shown(value)
+        messages.append(f"{spec.name}.{column}[{k}] (id {row_id!r}): {shown} {problem}")
+    rejected = pa.Table.from_arrays(
+        [
+            pa.array(order, pa.int64()),
+            pa.array(row_ids, pa.string()),
+            pa.array([f"{spec.name}.{faults[k][0]}" for k in order], pa.string()),
+            pa.array(messages, pa.string()),
+        ],
+        schema=REJECTED_ROWS,
+    )
+    return prepared, rejected, faults[order[0]][1]
 
 
 def ids_ascending(ids: pa.ChunkedArray | pa.Array) -> bool:
@@ -583,14 +683,34 @@ def _read_part(
 
 
 async def ingest(
-    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table | pa.RecordBatchReader
+    conn: Any,
+    spec: BulkTable,
+    tenant: TenantKey,
+    rows: pa.Table | pa.RecordBatchReader,
+    skip_invalid_rows: bool = False,
 ) -> IngestResult:
     """The service's bulk ingest: ADBC (measured faster), run off the event loop.
 
     ``conn`` is an ADBC connection (:func:`connect_adbc`) used by one call at a time; the
-    driver releases the GIL while it talks to the server.
+    driver releases the GIL while it talks to the server. With ``skip_invalid_rows`` (``rows``
+    a table), the rows :func:`split_batch` sets aside are not stored but returned in
+    ``IngestResult.rejected``, and the valid rows are stored as one batch.
     """
-    return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
+    if not skip_invalid_rows or not isinstance(rows, pa.Table):
+        return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
+    return await asyncio.to_thread(ingest_valid_rows, conn, spec, tenant, rows)
+
+
+def ingest_valid_rows(
+    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table
+) -> IngestResult:
+    """:func:`ingest_adbc` of the rows of ``rows`` that can be stored; the others are in the
+    result's ``rejected`` (and counted as received)."""
+    valid, rejected = split_batch(spec, rows)
+    result = ingest_adbc(conn, spec, tenant, copy_stream(in_key_order(valid)))
+    return IngestResult(
+        result.received + rejected.num_rows, result.inserted, result.updated, rejected
+    )
 
 
 async def read_arrow(

@@ -139,6 +139,18 @@ def _chunks(table: pa.Table, rows: int) -> Iterator[pa.Table]:
         yield table.slice(start, rows)
 
 
+def ingest_chunks(
+    table: pa.Table, chunk_rows: int, skip_invalid_rows: bool = False
+) -> Iterator[common_pb2.ArrowChunk]:
+    """The chunks of an ingest stream of ``table`` (one batch); the first carries
+    ``skip_invalid_rows``."""
+    for i, chunk in enumerate(_chunks(table, chunk_rows)):
+        message = common_pb2.ArrowChunk(arrow_ipc=ipc_bytes(chunk))
+        if i == 0:
+            message.skip_invalid_rows = skip_invalid_rows
+        yield message
+
+
 STUBS = ("catalog", "tickets", "sla", "reports", "rate_cards", "contracts", "time_logs", "billing")
 
 
@@ -231,11 +243,14 @@ class Client(_Stubs):
         chunk_rows: int = CHUNK_ROWS,
         compression: str | None = STREAM_COMPRESSION,
         progress: Callable[[int], object] | None = None,
+        rejected: list[common_pb2.RowError] | None = None,
     ) -> pa.Table:
         """Evaluate a table (or Parquet file) of tickets (``sla.TICKETS`` columns) through the
         Arrow stream; returns the SLA results table, in input order. ``compression``
         (``"lz4"``/``"zstd"``) compresses the chunks sent; ``progress`` is called with the
-        number of tickets of each chunk answered."""
+        number of tickets of each chunk answered. Tickets the service could not evaluate are
+        not in the results; each is appended to ``rejected`` when given (``RowError``: its
+        row in ``tickets``, ticket id, field and message)."""
         sizes: list[int] = []
         requests = evaluate_requests(
             _table(tickets), policy_id, now, chunk_rows, compression, sizes
@@ -243,16 +258,58 @@ class Client(_Stubs):
         parts = []
         for reply in self.sla.EvaluateStream(requests, timeout=None):
             parts.append(ipc_table(reply.arrow_ipc))
+            if rejected is not None:
+                rejected.extend(reply.rejected)
             if progress is not None:
                 progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
 
-    def ingest_time_logs(self, logs: pa.Table | str | Path, chunk_rows: int = CHUNK_ROWS) -> Any:
+    def ingest_time_logs(
+        self,
+        logs: pa.Table | str | Path,
+        chunk_rows: int = CHUNK_ROWS,
+        skip_invalid_rows: bool = False,
+    ) -> common_pb2.IngestSummary:
         """Stream a table (or Parquet file) of time logs as one all-or-nothing, idempotent
-        batch; returns the ingest summary."""
-        table = _table(logs)
-        chunks = (common_pb2.ArrowChunk(arrow_ipc=ipc_bytes(c)) for c in _chunks(table, chunk_rows))
+        batch; returns the ingest summary. With ``skip_invalid_rows`` the valid rows are
+        stored and the others listed in the summary's ``rejected_rows`` instead of the whole
+        batch being refused."""
+        chunks = ingest_chunks(_table(logs), chunk_rows, skip_invalid_rows)
         return self.time_logs.IngestTimeLogStream(chunks, timeout=None)
+
+    def ingest_tickets(
+        self,
+        tickets: pa.Table | str | Path,
+        chunk_rows: int = CHUNK_ROWS,
+        skip_invalid_rows: bool = False,
+    ) -> common_pb2.IngestSummary:
+        """Stream tickets (the columns of the store's ``tickets`` table) as one batch, like
+        :meth:`ingest_time_logs`."""
+        chunks = ingest_chunks(_table(tickets), chunk_rows, skip_invalid_rows)
+        return self.tickets.IngestTickets(chunks, timeout=None)
+
+    def ingest_ticket_events(
+        self,
+        events: pa.Table | str | Path,
+        chunk_rows: int = CHUNK_ROWS,
+        skip_invalid_rows: bool = False,
+    ) -> common_pb2.IngestSummary:
+        """Stream ticket events as one batch, like :meth:`ingest_time_logs`."""
+        chunks = ingest_chunks(_table(events), chunk_rows, skip_invalid_rows)
+        return self.tickets.IngestTicketEvents(chunks, timeout=None)
+
+    def recompute(
+        self, policy_id: int, now: datetime | None = None, client_id: int | None = None
+    ) -> sla_pb2.RecomputeResponse:
+        """Recompute the stored tickets (of ``client_id``) under ``policy_id``; stored tickets
+        the engine cannot evaluate are left out and named in ``failed`` (``failed_count`` of
+        them in all)."""
+        request = sla_pb2.RecomputeRequest(policy_id=policy_id)
+        if now is not None:
+            request.now.CopyFrom(to_timestamp(now))
+        if client_id is not None:
+            request.client_id = client_id
+        return self.sla.Recompute(request)
 
     def invoice(self, contract_id: int, period_start: str) -> billing_pb2.Invoice:
         """Generate (idempotently) the invoice of a contract's period and return it."""
@@ -290,6 +347,7 @@ class AsyncClient(_Stubs):
         chunk_rows: int = CHUNK_ROWS,
         compression: str | None = STREAM_COMPRESSION,
         progress: Callable[[int], object] | None = None,
+        rejected: list[common_pb2.RowError] | None = None,
     ) -> pa.Table:
         """Async :meth:`Client.evaluate_arrow`."""
         sizes: list[int] = []
@@ -302,6 +360,8 @@ class AsyncClient(_Stubs):
         parts = []
         async for reply in self.sla.EvaluateStream(requests(), timeout=None):
             parts.append(ipc_table(reply.arrow_ipc))
+            if rejected is not None:
+                rejected.extend(reply.rejected)
             if progress is not None:
                 progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
