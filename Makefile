@@ -10,19 +10,29 @@ SAMPLE := samples/calendars/sydney-business-hours.json
 
 .PHONY: run calendar test bench lint setup clean
 
+# Each step says what it does, and pip shows what it downloads and builds (a first install
+# takes two minutes or so).
 $(STAMP): $(BUILD_INPUTS)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=69" wheel "cython>=3.0,<4" "numpy>=2.0,<3"
-	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
-	$(PY) clients/python/setup.py stubs
-	$(PY) -m pip install -q --no-build-isolation -e clients/python
-	touch $(STAMP)
+	@echo "==> creating the virtualenv in $(VENV)…"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip…"
+	@$(PY) -m pip install -q --upgrade pip
+	@echo "==> installing the build tools (setuptools, wheel, Cython, NumPy)…"
+	@$(PY) -m pip install "setuptools>=69" wheel "cython>=3.0,<4" "numpy>=2.0,<3"
+	@echo "==> installing Python dependencies and compiling the kernels (a minute or two)…"
+	@$(PY) -m pip install --no-build-isolation -e ".[dev]"
+	@echo "==> generating the gRPC stubs…"
+	@$(PY) clients/python/setup.py stubs
+	@echo "==> installing the Python client…"
+	@$(PY) -m pip install -q --no-build-isolation -e clients/python
+	@touch $(STAMP)
+	@echo "==> ready: $(VENV)/bin/effigate"
 
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/effigate serve --demo
+	@echo "==> starting the service with the demo MSP: $(VENV)/bin/effigate serve --demo"
+	@$(VENV)/bin/effigate serve --demo
 
 calendar: $(STAMP)
 	$(VENV)/bin/effigate calendar $(SAMPLE) \

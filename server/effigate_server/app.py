@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +61,38 @@ SERVICES = (
 )
 
 
+class AddressUnavailable(OSError):
+    """The server cannot listen on the address it was given (the message says why)."""
+
+
+def address_problem(address: str) -> str | None:
+    """Why a server could not listen on ``address`` (``host:port``) now, or ``None``: tried
+    with a socket of the same kind gRPC listens with (``SO_REUSEADDR``), closed at once."""
+    host, _, port_text = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not port_text.isdigit():
+        return f"--address {address!r} is not host:port"
+    port = int(port_text)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"cannot listen on {address}: {host!r} is not a local address ({exc})"
+    family, kind, proto, _, where = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(where)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} is in use on {host} (another effigate serve?); stop that"
+                    f" process, or pick another port with --address {host}:PORT or"
+                    f" EFFIGATE_ADDRESS={host}:PORT"
+                )
+            return f"cannot listen on {address}: {exc.strerror or exc}"
+    return None
+
+
 @dataclass
 class Server:
     """A running service: the gRPC server, its store and the port it listens on."""
@@ -99,9 +134,12 @@ class Server:
             ],
             server,
         )
-        port = server.add_insecure_port(address)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise AddressUnavailable(address_problem(address) or f"cannot listen on {address}")
         await server.start()
         for name in ["", *names]:
             await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -124,15 +162,21 @@ async def serve(
     admin_dsn: str | None = None,
     metrics_port: int | None = None,
     ready: Any = None,
+    stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down gracefully.
 
     Serves as the service role at ``app_dsn``; with the owner's ``admin_dsn`` the database is
     migrated first (else it must be current). ``ready`` is called with the :class:`Server` once
-    it listens.
+    it listens; ``stopping`` is awaited once the signal came, before the server stops (to
+    cancel work of the process's own, such as the demo's load).
     """
     store = await Store.open(app_dsn, admin_dsn=admin_dsn)
-    server = await Server.start(store, address)
+    try:
+        server = await Server.start(store, address)
+    except BaseException:
+        await store.close()
+        raise
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -152,5 +196,7 @@ async def serve(
         ready(server)
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE_SECONDS})
+    if stopping is not None:
+        await stopping()
     await server.stop()
     log.info("stopped")

@@ -46,7 +46,12 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--address", default=os.environ.get("EFFIGATE_ADDRESS", DEFAULT_ADDRESS))
     serve.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
     serve.add_argument(
-        "--demo", action="store_true", help="load the demo MSP first and print a sample call"
+        "--demo",
+        action="store_true",
+        help="load the demo MSP (once per data directory) and print sample calls",
+    )
+    serve.add_argument(
+        "--demo-tickets", type=int, default=20_000, help="tickets of a newly loaded demo MSP"
     )
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(handler=run_serve)
@@ -102,35 +107,52 @@ def add_commands(commands: Any) -> None:
 
 
 def _token(args: argparse.Namespace) -> str:
+    from effigate_engine.cli_failures import EXIT_AUTH, CommandFailure
+
     if not args.token:
-        raise SystemExit("effigate: no token: pass --token or set EFFIGATE_TOKEN")
+        raise CommandFailure(
+            "no token: pass --token or set EFFIGATE_TOKEN (`effigate serve --demo` writes the"
+            " demo's to .effigate/demo.env: `source .effigate/demo.env`)",
+            EXIT_AUTH,
+        )
     return str(args.token)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT."""
+    from effigate_engine.cli_failures import EXIT_UNREACHABLE, CommandFailure
     from effigate_engine.store.dsn import require_admin_dsn, resolve_admin_dsn, resolve_dsn
     from effigate_server import logs
-    from effigate_server.app import serve
+    from effigate_server.app import AddressUnavailable, address_problem, serve
 
+    problem = address_problem(args.address)  # before the database starts: fail fast
+    if problem is not None:
+        raise CommandFailure(problem, EXIT_UNREACHABLE)
     logs.configure(args.log_level)
     dsn = resolve_dsn()
     admin_dsn = require_admin_dsn("serve --demo") if args.demo else resolve_admin_dsn()
+    loading: list[asyncio.Task[None]] = []
 
     def ready(server: Any) -> None:
         host = args.address.rsplit(":", 1)[0]
         address = f"{host}:{server.port}"
         print(f"effigate: serving on {address}", flush=True)
         if args.demo:
-            from effigate_server.demo import demo_token, load_demo_async
+            task = asyncio.get_running_loop().create_task(
+                _serve_demo(address, admin_dsn, args.demo_tickets)
+            )
+            loading.append(task)
 
-            async def load() -> None:
-                token = await demo_token(admin_dsn)
-                summary = await load_demo_async(address, token)
-                print(summary.report(), flush=True)
-                print(_sample_call(address, token, summary), flush=True)
-
-            asyncio.get_running_loop().create_task(load())
+    async def stopping() -> None:
+        for task in loading:
+            if not task.done():
+                task.cancel()
+                print(
+                    "effigate: demo load interrupted; the next `effigate serve --demo` loads"
+                    " it afresh",
+                    flush=True,
+                )
+            await asyncio.gather(task, return_exceptions=True)
 
     try:
         asyncio.run(
@@ -140,25 +162,93 @@ def run_serve(args: argparse.Namespace) -> int:
                 admin_dsn=admin_dsn,
                 metrics_port=args.metrics_port,
                 ready=ready,
+                stopping=stopping,
             )
         )
+    except AddressUnavailable as exc:
+        raise CommandFailure(str(exc), EXIT_UNREACHABLE) from None
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
     return 0
 
 
-def _sample_call(address: str, token: str, summary: Any) -> str:
+async def _serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
+    """Find (or create and load) the demo MSP, write ``demo.env`` and print what to try."""
+    import logging
+
+    from effigate_server.demo import (
+        demo_env_path,
+        load_demo_async,
+        prepare_demo_tenant,
+        read_demo_env,
+        summarise_demo_async,
+        write_demo_env,
+    )
+
+    path = demo_env_path()
+    try:
+        demo = await prepare_demo_tenant(admin_dsn, read_demo_env(path).get("EFFIGATE_TOKEN"))
+        settings = {
+            "EFFIGATE_ADDRESS": address,
+            "EFFIGATE_TOKEN": demo.token,
+            "EFFIGATE_DEMO_TENANT": str(demo.tenant_id),
+        }
+        write_demo_env(path, settings)
+        if demo.abandoned:
+            print(
+                f"demo: {len(demo.abandoned)} demo tenant(s) left half-loaded by an interrupted"
+                " run stay unused; loading a new one",
+                flush=True,
+            )
+        if demo.loaded:
+            print(
+                f"demo: already loaded by an earlier run (tenant {demo.tenant_id}:"
+                f" {demo.counts['tickets']:,} tickets, {demo.counts['time_logs']:,} time logs);"
+                " not loading it again",
+                flush=True,
+            )
+            summary = await summarise_demo_async(address, demo.token, demo.counts)
+        else:
+            print(
+                f"demo: loading the demo MSP into tenant {demo.tenant_id} ({n_tickets:,} tickets;"
+                " a minute or two)",
+                flush=True,
+            )
+            summary = await load_demo_async(address, demo.token, n_tickets)
+        settings["EFFIGATE_DEMO_CONTRACT"] = str(summary.sample_contract)
+        settings["EFFIGATE_DEMO_POLICY"] = str(summary.policy_id)
+        write_demo_env(path, settings)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logging.getLogger("effigate.demo").exception("demo failed")
+        print(f"effigate: the demo did not load: {type(exc).__name__}: {exc}", flush=True)
+        return
+    print(summary.report(), flush=True)
+    print(_sample_call(path, summary), flush=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _sample_call(env_file: Path, summary: Any) -> str:
+    import sys
+
+    effigate = _shown(Path(sys.executable).with_name("effigate"))
     return (
-        "\nTry it (another terminal):\n"
-        f"  export EFFIGATE_ADDRESS={address} EFFIGATE_TOKEN={token}\n"
-        f"  .venv/bin/effigate status {summary.sample_ticket}\n"
-        f"  .venv/bin/effigate bill --contract {summary.sample_contract}"
-        f" --period {summary.period_start}\n"
-        "or from Python:\n"
-        "  from effigate_client import Client, tickets_pb2\n"
-        f"  with Client('{address}', '{token}') as c:\n"
-        f"      print(c.tickets.GetTicketStatus(tickets_pb2.GetTicketStatusRequest("
-        f"ticket_id='{summary.sample_ticket}')))\n"
+        "\nTry it from another terminal, in this directory:\n"
+        f"  source {_shown(env_file)}\n"
+        f"  {effigate} status {summary.sample_ticket}\n"
+        f"  {effigate} bill --contract $EFFIGATE_DEMO_CONTRACT --period {summary.period_start}\n"
+        f"({_shown(env_file)}, mode 0600, sets EFFIGATE_ADDRESS, EFFIGATE_TOKEN and the demo's"
+        f" ids: EFFIGATE_DEMO_CONTRACT={summary.sample_contract} (hourly),"
+        f" EFFIGATE_DEMO_POLICY={summary.policy_id}. The token and ids stay the same on every"
+        " run over this data directory. From Python: the README's client example.)\n"
     )
 
 

@@ -10,9 +10,13 @@ table, generates the month's invoices and prints one. Data is seeded, so runs ag
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import random
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +24,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2
 from effigate_client import AsyncClient, to_timestamp
@@ -31,6 +34,14 @@ MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
 MONTH_END = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 3, 0, 0, tzinfo=UTC)
 PERIOD = "2026-10-01"
+TENANT_NAME = "Northwind Managed Services"
+POLICY_NAME = "standard-msp"
+SAMPLE_TICKET = "INC-100000"
+#: The contracts the demo creates, in the order their invoices are generated and printed.
+CONTRACT_KINDS = ("HOURLY", "BUCKET", "RECURRING", "FIXED_PRICE", "SCOPE")
+#: Namespace of the demo tenants' fixed ids (see :func:`demo_tenant_id`).
+DEMO_NAMESPACE = uuid.UUID("3b1f6a52-8d0e-4f4c-9c57-2f0e6e8a41d7")
+DEMO_ENV_FILE = "demo.env"
 PRIORITIES = (("CRITICAL", 0.05), ("HIGH", 0.15), ("MEDIUM", 0.5), ("LOW", 0.3))
 LEVELS = (("L1", 0.5), ("L2", 0.3), ("L3", 0.15), ("SA", 0.05))
 JOBS = ("support", "maintenance", "project", "security")
@@ -178,7 +189,7 @@ async def _setup(c: AsyncClient, s: DemoSummary) -> dict[str, Any]:
         calendars[name] = info.id
     policy = await c.catalog.CreatePolicy(
         catalog_pb2.CreatePolicyRequest(
-            name="standard-msp",
+            name=POLICY_NAME,
             calendar_id=calendars["sydney-business-hours"],
             body_json=(SAMPLES / "policies" / "standard-msp.json").read_text(),
         )
@@ -395,31 +406,43 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
     )
 
 
-async def load_demo_async(address: str, token: str, n_tickets: int = 20_000) -> DemoSummary:
-    """Create the demo MSP through the client at ``address`` and run its month."""
+Progress = Callable[[str], None]
+
+
+def _print_progress(line: str) -> None:
+    print(line, flush=True)
+
+
+async def load_demo_async(
+    address: str,
+    token: str,
+    n_tickets: int = 20_000,
+    progress: Progress | None = _print_progress,
+) -> DemoSummary:
+    """Create the demo MSP through the client at ``address`` and run its month; ``progress``
+    gets one line per stage, with its counts and its time in seconds."""
     s = DemoSummary()
-    steps = tqdm(total=7, desc="demo", unit="step", leave=False)
     clock = time.perf_counter()
 
-    def done(name: str) -> None:
+    def done(name: str, detail: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         s.timings[name] = now - clock
         clock = now
-        steps.set_postfix_str(name)
-        steps.update()
+        if progress is not None:
+            progress(f"demo: {name}: {detail} ({s.timings[name]:.1f} s)")
 
     async with AsyncClient(address, token, timeout=600) as c:
         setup = await _setup(c, s)
-        done("setup")
+        done("setup", f"{s.clients} clients, {len(s.contracts)} contracts, 3 calendars, 1 policy")
         tickets, events, logs = _work(random.Random(2026), n_tickets, setup["contracts"])
         s.tickets, s.events, s.time_logs = tickets.num_rows, events.num_rows, logs.num_rows
         s.sample_ticket = tickets["id"][0].as_py()
         s.sample_contract = s.contracts["HOURLY"]
-        done("generate")
+        done("generate", f"{s.tickets:,} tickets, {s.events:,} events, {s.time_logs:,} time logs")
         await _stream(c.tickets.IngestTickets, _slices(tickets))
         await _stream(c.tickets.IngestTicketEvents, _slices(events))
-        done("ingest tickets")
+        done("ingest tickets", f"{s.tickets:,} tickets and {s.events:,} events stored")
         await _stream(c.time_logs.IngestTimeLogStream, _slices(logs))
         ids = logs.filter(pc.equal(logs["billable_type"], "BILLABLE"))["id"].to_pylist()
         ids += logs.filter(pc.not_equal(logs["billable_type"], "BILLABLE"))["id"].to_pylist()
@@ -427,26 +450,165 @@ async def load_demo_async(address: str, token: str, n_tickets: int = 20_000) -> 
             await c.time_logs.ApproveTimeLogs(
                 billing_pb2.ApproveTimeLogsRequest(log_ids=ids[i : i + 20_000])
             )
-        done("ingest time logs")
+        done("ingest time logs", f"{s.time_logs:,} stored and approved")
         s.recompute = await c.sla.Recompute(
             sla_pb2.RecomputeRequest(policy_id=s.policy_id, now=to_timestamp(NOW))
         )
-        done("SLA recompute")
-        report = await c.reports.Compliance(
-            sla_pb2.ReportRequest(
-                policy_id=s.policy_id, now=to_timestamp(NOW), group_by=["client_id", "priority"]
-            )
-        )
-        s.compliance = ipc_table(report.arrow_ipc)
-        done("compliance")
-        for kind in ("HOURLY", "BUCKET", "RECURRING", "FIXED_PRICE", "SCOPE"):
+        done("SLA recompute", f"{s.recompute.new_breaches:,} breach records")
+        s.compliance = await _compliance(c, s.policy_id)
+        done("compliance", f"{s.compliance.num_rows} rows")
+        for kind in CONTRACT_KINDS:
             invoice = await c.billing.GenerateInvoice(
                 billing_pb2.PeriodRequest(contract_id=s.contracts[kind], period_start=PERIOD)
             )
             s.invoices.append(invoice)
-        done("invoices")
-    steps.close()
+        done("invoices", f"{len(s.invoices)} drafts for October 2026")
     return s
+
+
+async def _compliance(c: AsyncClient, policy_id: int) -> pa.Table:
+    report = await c.reports.Compliance(
+        sla_pb2.ReportRequest(
+            policy_id=policy_id, now=to_timestamp(NOW), group_by=["client_id", "priority"]
+        )
+    )
+    return ipc_table(report.arrow_ipc)
+
+
+async def summarise_demo_async(address: str, token: str, counts: dict[str, int]) -> DemoSummary:
+    """The summary of a demo MSP loaded by an earlier run, read back through the client
+    (nothing is written); ``counts`` are the stored rows of :func:`prepare_demo_tenant`."""
+    s = DemoSummary(
+        clients=counts["clients"],
+        tickets=counts["tickets"],
+        events=counts["events"],
+        time_logs=counts["time_logs"],
+        sample_ticket=SAMPLE_TICKET,
+    )
+    started = time.perf_counter()
+    async with AsyncClient(address, token, timeout=120) as c:
+        contracts = await c.contracts.ListContracts(billing_pb2.ListContractsRequest())
+        by_kind = {k.contract_type: k.id for k in sorted(contracts.contracts, key=lambda k: k.id)}
+        s.contracts = {kind: by_kind[kind] for kind in CONTRACT_KINDS if kind in by_kind}
+        s.sample_contract = s.contracts["HOURLY"]
+        policies = await c.catalog.ListPolicies(catalog_pb2.ListPoliciesRequest())
+        s.policy_id = min(p.id for p in policies.policies if p.name == POLICY_NAME)
+        s.compliance = await _compliance(c, s.policy_id)
+        listed = await c.billing.ListInvoices(billing_pb2.ListInvoicesRequest())
+        invoices = {i.contract_id: i for i in listed.invoices if i.period_start == PERIOD}
+        for kind in CONTRACT_KINDS:
+            invoice = invoices[s.contracts[kind]]
+            if not s.invoices:  # the first is printed in full: its lines too
+                invoice = await c.billing.GetInvoice(
+                    billing_pb2.InvoiceRequest(invoice_id=invoice.id)
+                )
+            s.invoices.append(invoice)
+    s.timings["read back"] = time.perf_counter() - started
+    return s
+
+
+@dataclass
+class DemoTenant:
+    """The demo MSP's tenant in this database, its staff token, and whether an earlier run
+    loaded it completely (``counts``: its stored clients, tickets, events and time logs)."""
+
+    tenant_id: uuid.UUID
+    token: str
+    loaded: bool
+    counts: dict[str, int]
+    abandoned: list[uuid.UUID]
+
+
+def demo_tenant_id(attempt: int) -> uuid.UUID:
+    """The id of the demo tenant of load ``attempt`` (0, then 1, 2, … after interrupted loads):
+    fixed, so every run finds the tenants of earlier runs."""
+    return uuid.uuid5(DEMO_NAMESPACE, f"demo-msp/{attempt}")
+
+
+def demo_env_path() -> Path:
+    """The demo's settings file: ``demo.env`` beside the embedded server's data directory
+    (``.effigate/demo.env`` by default)."""
+    from effigate_engine.store.embedded import data_dir
+
+    return data_dir().parent / DEMO_ENV_FILE
+
+
+def read_demo_env(path: Path) -> dict[str, str]:
+    """The ``export NAME=value`` lines of a demo settings file (empty if there is none)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line[len("export ") :].partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def write_demo_env(path: Path, values: dict[str, str]) -> None:
+    """Write the demo settings (they include a token: mode 0600, replaced atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "# The demo MSP of `effigate serve --demo`, rewritten by each run. Holds a token: keep\n"
+        "# it private (mode 0600). Use it with `source " + str(path) + "`.\n"
+        + "".join(f"export {name}={value}\n" for name, value in values.items())
+    )
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+async def _stored_counts(conn: Any, tenant: uuid.UUID) -> dict[str, int] | None:
+    """Rows the demo tenant holds (``None``: no such tenant), on the owner's connection."""
+    from effigate_engine.store.tenant import TenantKey, bind
+
+    async with conn.transaction():
+        await bind(conn, TenantKey.for_owner(tenant))
+        if not await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant):
+            return None
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM clients) AS clients,"
+            " (SELECT count(*) FROM tickets) AS tickets,"
+            " (SELECT count(*) FROM ticket_events) AS events,"
+            " (SELECT count(*) FROM time_logs) AS time_logs,"
+            " (SELECT count(DISTINCT contract_id) FROM invoices) AS invoiced"
+        )
+    return {k: int(v) for k, v in row.items()}
+
+
+async def prepare_demo_tenant(admin_dsn: str, saved_token: str | None) -> DemoTenant:
+    """The demo MSP's tenant: the first of :func:`demo_tenant_id` that an earlier run loaded
+    completely (its last step, the month's invoices, is stored), else a new one after any
+    left half-loaded by an interrupted run (those are kept, unused). ``saved_token`` is kept
+    while it is an active token of that tenant, else a new token is issued."""
+    import asyncpg
+
+    from effigate_engine.service.tokens import create_tenant, create_token, token_is_active
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        abandoned: list[uuid.UUID] = []
+        for attempt in itertools.count():
+            tenant = demo_tenant_id(attempt)
+            counts = await _stored_counts(conn, tenant)
+            if counts is None:
+                tax = json.dumps([{"name": "GST", "rate_ppm": 100_000}])
+                await create_tenant(conn, TENANT_NAME, "USD", tax, tenant_id=tenant)
+                loaded = False
+                break
+            if counts["invoiced"] >= len(CONTRACT_KINDS):
+                loaded = True
+                break
+            abandoned.append(tenant)
+        if saved_token and await token_is_active(conn, tenant, saved_token):
+            token = saved_token
+        else:
+            token = (await create_token(conn, tenant, label="demo")).secret
+    finally:
+        await conn.close()
+    return DemoTenant(tenant, token, loaded, counts or {}, abandoned)
 
 
 async def demo_token(admin_dsn: str) -> str:
@@ -458,7 +620,7 @@ async def demo_token(admin_dsn: str) -> str:
     conn = await asyncpg.connect(admin_dsn)
     try:
         tax = json.dumps([{"name": "GST", "rate_ppm": 100_000}])
-        tenant = await create_tenant(conn, "Northwind Managed Services", "USD", tax)
+        tenant = await create_tenant(conn, TENANT_NAME, "USD", tax)
         issued = await create_token(conn, tenant, label="demo")
     finally:
         await conn.close()

@@ -16,6 +16,7 @@ Durations are business seconds given as ``3600``, ``90m``, ``4h`` or ``1h30m`` (
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 from effigate_engine import clock
 from effigate_engine.calendar import Calendar, format_time_of_day
 from effigate_engine.calendar_set import CalendarSet
-from effigate_engine.errors import EffigateError
+from effigate_engine.cli_failures import ENV_DEBUG, EXIT_BUG, debug_requested, describe
 from effigate_engine.store.cli import add_commands as add_store_commands
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -143,6 +144,11 @@ def run_calendar(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effigate", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of a failure (or set {ENV_DEBUG}=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     cal = commands.add_parser(
         "calendar",
@@ -188,7 +194,19 @@ def _instant_or_duration(text: str) -> datetime | int:
         return parse_instant(text)
 
 
+def quiet_grpc() -> None:
+    """Keep gRPC's C core from writing to standard error (absl's "All log messages before
+    absl::InitializeLog() …" and fork-handler notices): the service logs its own errors as
+    JSON lines, and the client commands report failures in one line. Defaults only, set
+    before ``grpc`` is imported: ``GRPC_VERBOSITY`` or ``GRPC_ENABLE_FORK_SUPPORT`` in the
+    environment win (``GRPC_VERBOSITY=debug`` shows gRPC's own logs). The server forks only
+    to run PostgreSQL's tools, which exec at once, so it needs no fork handlers."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_grpc()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "deadline", None):
@@ -198,9 +216,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or args.func
     try:
         return int(handler(args))
-    except (EffigateError, OSError) as exc:
-        print(f"effigate: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug_requested(args.debug):
+            raise
+        failure = describe(exc, getattr(args, "address", None))
+        if failure is None:
+            failure = (
+                f"unexpected error: {type(exc).__name__}: {exc} (a bug; --debug or "
+                f"{ENV_DEBUG}=1 shows the traceback)",
+                EXIT_BUG,
+            )
+        print(f"effigate: {failure[0]}", file=sys.stderr)
+        return failure[1]
 
 
 if __name__ == "__main__":

@@ -96,6 +96,20 @@ async def create_token(
     return IssuedToken(int(token_id), tenant_id, client_id, secret)
 
 
+async def token_is_active(admin: asyncpg.Connection, tenant_id: uuid.UUID, secret: str) -> bool:
+    """Whether ``secret`` is an active (unrevoked) token of ``tenant_id`` (the owner's
+    connection, bound to the tenant)."""
+    async with admin.transaction():
+        await bind(admin, TenantKey.for_owner(tenant_id))
+        found = await admin.fetchval(
+            "SELECT 1 FROM api_tokens WHERE tenant_id = $1 AND token_sha256 = $2"
+            " AND revoked_at IS NULL",
+            tenant_id,
+            digest(secret),
+        )
+    return bool(found)
+
+
 class TokenResolver:
     """Resolves bearer secrets to principals, remembering answers for a short time."""
 
