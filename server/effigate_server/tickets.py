@@ -17,6 +17,7 @@ from effigate_engine.service.evaluations import CalendarCache, ticket_status, ti
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
+from effigate_server.fields import page_limit
 from effigate_server.interceptors import current_principal
 from effigate_server.sla import metric_statuses
 
@@ -149,7 +150,7 @@ class TicketServicer(rpc.TicketServiceServicer):
             self.store,
             current_principal(),
             request.client_id if request.HasField("client_id") else None,
-            request.limit,
+            page_limit("limit", request.limit),
             request.after_id,
         )
         return pb.ListTicketsResponse(tickets=[ticket_message(r) for r in records])
