@@ -93,6 +93,8 @@ LIMITS = Limits()
 NOTES = frozenset({"reason", "reference"})
 #: Per-field element limits of repeated fields (others: ``LIMITS.repeated``).
 REPEATED = {"group_by": 16, "pauses": 1_000, "amounts": 1_000}
+#: Where bulk goes instead, for repeated fields of typed calls that have a streaming twin.
+BULK = {"tickets": "use EvaluateStream for bulk", "logs": "use IngestTimeLogStream for bulk"}
 #: Date fields (``YYYY-MM-DD`` text).
 DATES = frozenset({"starts_on", "ends_on", "effective_on", "on", "period_start"})
 #: Integer fields with a range: ``name -> (low, high)``, both included.
@@ -216,10 +218,13 @@ def check_message(message: Message, path: str = "") -> None:
     prefix = f"{path}." if path else ""
     for field, value in message.ListFields():
         where = prefix + field.name
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             limit = REPEATED.get(field.name, LIMITS.repeated)
             if len(value) > limit:
-                raise EffigateError(f"{where}: {len(value):,} elements is more than {limit:,}")
+                hint = f"; {BULK[field.name]}" if field.name in BULK else ""
+                raise EffigateError(
+                    f"{where}: {len(value):,} elements is more than {limit:,}{hint}"
+                )
             for i, item in enumerate(value):
                 _check_value(f"{where}[{i}]", field, item)
         else:

@@ -49,7 +49,12 @@ async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
         position += 1
     if not tables:
         raise EffigateError("stream: carried no chunk")
-    return pa.concat_tables(tables, promote_options="permissive")
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise EffigateError(
+            f"chunk[1..{len(tables) - 1}].arrow_ipc: the chunks' columns do not agree ({exc})"
+        ) from exc
 
 
 class TicketServicer(rpc.TicketServiceServicer):
