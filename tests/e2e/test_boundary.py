@@ -9,10 +9,13 @@ from collections.abc import Iterator
 
 import asyncpg
 import grpc
+import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from effigate_client import Client, billing_pb2, catalog_pb2, sla_pb2, tickets_pb2
+from effigate_client import Client, billing_pb2, catalog_pb2, common_pb2, sla_pb2, tickets_pb2
+from effigate_engine.store.errors import StoreError
+from effigate_server import errors
 from tests.e2e.support import Setup, refused, standard_setup
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -240,3 +243,45 @@ def test_negative_ids_and_bad_dates_are_invalid_argument(client: Client) -> None
         billing_pb2.PeriodRequest(contract_id=1, period_start="2150-01-01"),
     )
     assert message == "period_start: 2150-01-01 is outside 2000-01-01..2100-01-01"
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_classify_refuses_tables_that_are_not_time_logs(client: Client) -> None:
+    message = refused(
+        INVALID,
+        client.billing.Classify,
+        billing_pb2.ClassifyRequest(contract_id=1, arrow_ipc=_ipc(pa.table({"x": [1]}))),
+    )
+    assert message == "logs.log_id: is a required time-log column"
+
+
+def test_ingest_chunks_that_disagree_are_invalid_argument(client: Client, counts) -> None:
+    before = counts()
+    chunks = [
+        common_pb2.ArrowChunk(arrow_ipc=_ipc(pa.table({"id": ["E-1"], "ticket_id": ["T"]}))),
+        common_pb2.ArrowChunk(arrow_ipc=_ipc(pa.table({"id": [1.5], "ticket_id": ["T"]}))),
+    ]
+    message = refused(INVALID, client.tickets.IngestTicketEvents, iter(chunks))
+    assert message.startswith("chunk[1..1].arrow_ipc: the chunks' columns do not agree")
+    assert counts() == before
+
+
+def test_status_for_keeps_internal_for_bugs_with_a_request_id(caplog) -> None:
+    code, message = errors._report(RuntimeError("boom"), "GetTicket")
+    assert code == grpc.StatusCode.INTERNAL
+    request = message.removeprefix("internal error (request ").removesuffix(")")
+    assert len(request) == 16 and request in caplog.text
+    # a value the driver cannot encode is the caller's, not an outage
+    code, _ = errors.status_for(asyncpg.DataError("invalid input for query argument $1"))
+    assert code == INVALID
+    # a statement the database finds wrong is our bug, not an outage
+    code, _ = errors.status_for(StoreError("tickets.id", None, "syntax error", "42601"))
+    assert code == grpc.StatusCode.INTERNAL
+    code, _ = errors.status_for(StoreError("database", None, "shutting down", "57P01"))
+    assert code == grpc.StatusCode.UNAVAILABLE
