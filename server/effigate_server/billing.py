@@ -33,6 +33,7 @@ from effigate_server.convert import (
     write_ipc,
 )
 from effigate_server.errors import guarded
+from effigate_server.fields import check_table_instants
 from effigate_server.interceptors import current_principal
 from effigate_server.metrics import TIME_LOGS_CLASSIFIED, TIME_LOGS_INGESTED
 from effigate_server.tickets import gather_ipc
@@ -380,6 +381,7 @@ class TimeLogServicer(rpc.TimeLogServiceServicer):
         principal = current_principal()
         principal.require_staff("ingest time logs")
         table = await gather_ipc(request_iterator)
+        check_table_instants("time_logs", table)
         TIME_LOGS_INGESTED.inc(table.num_rows)
         result = await timelogs.ingest_time_logs(self.store, principal, table)
         return _summary(result)

@@ -17,7 +17,7 @@ from effigate_engine.service.evaluations import CalendarCache, ticket_status, ti
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
-from effigate_server.fields import page_limit
+from effigate_server.fields import check_table_instants, page_limit
 from effigate_server.interceptors import current_principal
 from effigate_server.sla import metric_statuses
 
@@ -166,6 +166,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
         table = await gather_ipc(request_iterator)
+        check_table_instants(spec.name, table)  # type: ignore[attr-defined]
         async with self.store.adbc() as conn:
             result = await ingest(conn, spec, principal.key, table)  # type: ignore[arg-type]
         return common_pb2.IngestSummary(

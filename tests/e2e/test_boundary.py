@@ -285,3 +285,24 @@ def test_status_for_keeps_internal_for_bugs_with_a_request_id(caplog) -> None:
     assert code == grpc.StatusCode.INTERNAL
     code, _ = errors.status_for(StoreError("database", None, "shutting down", "57P01"))
     assert code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_bulk_ingest_refuses_instants_outside_the_horizon(
+    client: Client, setup: Setup, counts
+) -> None:
+    before = counts()
+    table = pa.table(
+        {
+            "id": ["B-1", "B-2"],
+            "client_id": pa.array([setup.acme, setup.acme], pa.int64()),
+            "priority": ["HIGH", "HIGH"],
+            "status": ["OPEN", "OPEN"],
+            "created_at": pa.array([OK_SECONDS, 5_680_281_600], pa.timestamp("s", "UTC")),
+        }
+    )
+    chunks = iter([common_pb2.ArrowChunk(arrow_ipc=_ipc(table))])
+    message = refused(INVALID, client.tickets.IngestTickets, chunks)
+    assert message == (
+        "tickets.created_at[1]: 2150-01-01T00:00:00+00:00 is outside 2000-01-01..2100-01-01"
+    )
+    assert counts() == before
