@@ -253,10 +253,14 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def test_classify_refuses_tables_that_are_not_time_logs(client: Client) -> None:
+    from tests.e2e.test_billing_api import billing_setup, new_contract
+
+    book = billing_setup(client)
+    contract = new_contract(client, book, book.nexus)
     message = refused(
         INVALID,
         client.billing.Classify,
-        billing_pb2.ClassifyRequest(contract_id=1, arrow_ipc=_ipc(pa.table({"x": [1]}))),
+        billing_pb2.ClassifyRequest(contract_id=contract.id, arrow_ipc=_ipc(pa.table({"x": [1]}))),
     )
     assert message == "logs.log_id: is a required time-log column"
 
@@ -306,3 +310,9 @@ def test_bulk_ingest_refuses_instants_outside_the_horizon(
         "tickets.created_at[1]: 2150-01-01T00:00:00+00:00 is outside 2000-01-01..2100-01-01"
     )
     assert counts() == before
+
+
+def test_report_with_an_unknown_period_is_invalid_argument(client: Client, setup: Setup) -> None:
+    request = sla_pb2.ReportRequest(policy_id=setup.policy, period=" ", client_id=setup.acme)
+    assert refused(INVALID, client.reports.Compliance, request).startswith("period: ' '")
+

@@ -1249,7 +1249,6 @@ async def classify_logs(
     frozen rate card and calendar; returns the per-log results (``LOG_RESULTS``). Nothing is
     read from or written to the stored time logs: a what-if, or a check before ingest."""
     principal.require_staff("classify time logs")
-    logs = caller_logs(logs)
     async with store.transaction(principal) as conn:
         contract = await load_contract(conn, contract_id)
     ids = pa.array([contract.id] * logs.num_rows, pa.string())
@@ -1257,6 +1256,7 @@ async def classify_logs(
         logs = logs.set_column(logs.column_names.index("contract_id"), "contract_id", ids)
     else:
         logs = logs.append_column("contract_id", ids)
+    logs = caller_logs(logs)
     until = contract.end or date.today()
 
     def run() -> pa.Table:
