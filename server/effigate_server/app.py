@@ -36,14 +36,16 @@ from effigate_server.billing import (
     TimeLogServicer,
 )
 from effigate_server.catalog import CatalogServicer
+from effigate_server.fields import LIMITS
 from effigate_server.interceptors import AuthInterceptor
 from effigate_server.sla import ReportServicer, SlaServicer
 from effigate_server.tickets import TicketServicer
 
 log = logging.getLogger("effigate.server")
 
-#: Arrow streams carry large messages: 256 MiB each way.
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: Arrow streams carry large messages: 256 MiB each way (unary requests are held to less by
+#: the interceptors, see ``fields.LIMITS``).
+MAX_MESSAGE_BYTES = LIMITS.stream_message_bytes
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 20_000
 #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.

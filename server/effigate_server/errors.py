@@ -6,9 +6,11 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 
 from effigate_engine.billing.errors import LifecycleError
@@ -20,11 +22,25 @@ from effigate_engine.service.errors import (
     Unauthenticated,
 )
 from effigate_engine.store.errors import InvariantViolation, StoreError
+from effigate_server.fields import check_request
 
 log = logging.getLogger("effigate.server")
 
 #: SQLSTATE classes of input the caller can fix (data exceptions, integrity refusals).
 _CALLER_SQLSTATES = ("22", "23")
+#: SQLSTATE classes of a database that cannot serve now: connection exceptions, transaction
+#: rollbacks (serialization, deadlock), insufficient resources, operator intervention (shutdown),
+#: system errors. Anything else the database refuses is a bug of ours (INTERNAL).
+_UNAVAILABLE_SQLSTATES = ("08", "40", "53", "57", "58")
+#: Exceptions of a database that cannot be reached (refused or dropped connections).
+_UNREACHABLE = (
+    ConnectionError,
+    OSError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+)
+#: Marks an INTERNAL status: the caller sees only the request id, the log has the rest.
+INTERNAL_PREFIX = "internal error"
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -45,30 +61,66 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         # no SQLSTATE: the batch was refused before it reached the database
         if exc.sqlstate is None or exc.sqlstate.startswith(_CALLER_SQLSTATES):
             return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        return grpc.StatusCode.UNAVAILABLE, f"the database refused the request: {exc}"
+        if exc.sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return grpc.StatusCode.UNAVAILABLE, f"the database cannot serve now: {exc}"
+        return grpc.StatusCode.INTERNAL, INTERNAL_PREFIX
     if isinstance(exc, EffigateError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, OSError | ConnectionError):
+    if isinstance(exc, asyncpg.DataError):
+        # a value the driver cannot encode for its column: caller input, never an outage
+        return grpc.StatusCode.INVALID_ARGUMENT, f"request: {exc}"
+    if isinstance(exc, _UNREACHABLE):
         return grpc.StatusCode.UNAVAILABLE, f"the database is unreachable: {exc}"
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+    return grpc.StatusCode.INTERNAL, INTERNAL_PREFIX
 
 
 def _report(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
     code, message = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
-        log.exception("internal error in %s", method, exc_info=exc)
+        request = uuid.uuid4().hex[:16]
+        log.error(
+            "internal error in %s (request %s)",
+            method,
+            request,
+            exc_info=exc,
+            extra={"rpc": method, "request_id": request},
+        )
+        message = f"{INTERNAL_PREFIX} (request {request})"
     return code, message
 
 
+async def _checked(messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream whose every message passes :func:`check_request` first; the field path
+    of an error is prefixed with the message's position (``chunk[2].now``)."""
+    position = 0
+    async for message in messages:
+        try:
+            check_request(message)
+        except EffigateError as exc:
+            raise EffigateError(f"chunk[{position}].{exc}") from None
+        position += 1
+        yield message
+
+
+def _validated(request: Any) -> Any:
+    """The request after the boundary checks: a message is checked whole, a client stream
+    message by message as it is read."""
+    if hasattr(request, "DESCRIPTOR"):
+        check_request(request)
+        return request
+    return _checked(request)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a servicer method (coroutine or async generator) so domain errors become status
-    codes; cancellation (deadline, client gone, shutdown) propagates untouched."""
+    """Wrap a servicer method (coroutine or async generator) so every request field is checked
+    first (``fields``) and domain errors become status codes; cancellation (deadline, client
+    gone, shutdown) propagates untouched."""
     if inspect.isasyncgenfunction(fn):
 
         @functools.wraps(fn)
         async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                async for item in fn(self, request, context):
+                async for item in fn(self, _validated(request), context):
                     yield item
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
@@ -81,7 +133,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(self, request, context)
+            return await fn(self, _validated(request), context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ import grpc
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import Unauthenticated
 from effigate_engine.service.tokens import TokenResolver
+from effigate_server.fields import LIMITS
 from effigate_server.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger("effigate.server")
@@ -44,6 +45,55 @@ def _bearer(metadata: tuple[Any, ...] | None) -> str | None:
     return None
 
 
+class _Refused:
+    """What a request decoded to when its bytes are refused: too large for a unary call, or
+    not a message of the method's type. The call answers ``code`` with ``message``."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+def _decoder(
+    deserializer: Callable[[bytes], Any] | None, limit: int | None
+) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that never raises: bytes over ``limit`` (unary calls) or bytes that
+    do not decode become a :class:`_Refused` the call then answers."""
+    if deserializer is None:
+        return None
+
+    def decode(raw: bytes) -> Any:
+        if limit is not None and len(raw) > limit:
+            return _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request: {len(raw):,} bytes is more than the {limit:,} a unary call accepts"
+                " (bulk rows go through the streaming calls)",
+            )
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # any decoding failure is the caller's bytes
+            return _Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: {len(raw):,} bytes are not a valid message ({type(exc).__name__})",
+            )
+
+    return decode
+
+
+async def _refuse_if(request: Any, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Refused):
+        await context.abort(request.code, request.message)
+
+
+async def _decoded(messages: Any, context: grpc.aio.ServicerContext) -> Any:
+    """A client stream with refused messages answered before a servicer sees them."""
+    async for message in messages:
+        await _refuse_if(message, context)
+        yield message
+
+
 def _code_of(context: grpc.aio.ServicerContext) -> str:
     code = context.code()
     return "OK" if code is None else code.name
@@ -69,12 +119,18 @@ def _wrap(
             },
         )
 
-    def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def unary(
+        behavior: Callable[..., Awaitable[Any]], unary_request: bool
+    ) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             token = _principal.set(principal)
             started = time.perf_counter()
             failed: str | None = None
             try:
+                if unary_request:
+                    await _refuse_if(request, context)
+                else:
+                    request = _decoded(request, context)
                 return await behavior(request, context)
             except BaseException as exc:
                 failed = _code_of(context) if context.code() else type(exc).__name__
@@ -85,12 +141,16 @@ def _wrap(
 
         return call
 
-    def streaming(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def streaming(behavior: Callable[..., Any], unary_request: bool) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             token = _principal.set(principal)
             started = time.perf_counter()
             failed: str | None = None
             try:
+                if unary_request:
+                    await _refuse_if(request, context)
+                else:
+                    request = _decoded(request, context)
                 async for item in behavior(request, context):
                     yield item
             except BaseException as exc:
@@ -102,22 +162,21 @@ def _wrap(
 
         return call
 
+    unary_in = _decoder(handler.request_deserializer, LIMITS.unary_message_bytes)
+    stream_in = _decoder(handler.request_deserializer, None)
+    out = handler.response_serializer
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, True), unary_in, out)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            unary(handler.stream_unary, False), stream_in, out
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            streaming(handler.unary_stream),
-            handler.request_deserializer,
-            handler.response_serializer,
+            streaming(handler.unary_stream, True), unary_in, out
         )
     return grpc.stream_stream_rpc_method_handler(
-        streaming(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        streaming(handler.stream_stream, False), stream_in, out
     )
 
 
@@ -132,7 +191,8 @@ def _refusal(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.Rpc
         await refuse(request, context)
         yield  # pragma: no cover - abort raises
 
-    ser, de = handler.response_serializer, handler.request_deserializer
+    # the token is refused whatever the bytes: decoding must not fail first
+    ser, de = handler.response_serializer, _decoder(handler.request_deserializer, None)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(refuse, de, ser)
     if handler.stream_unary:

@@ -17,6 +17,7 @@ from effigate_engine.service.evaluations import CalendarCache, ticket_status, ti
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, IngestResult, ingest
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
+from effigate_server.fields import page_limit
 from effigate_server.interceptors import current_principal
 from effigate_server.sla import metric_statuses
 
@@ -56,7 +57,13 @@ async def gather_stream(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> tuple[p
         position += 1
     if not tables:
         raise EffigateError("stream: carried no chunk")
-    return pa.concat_tables(tables, promote_options="permissive"), skip
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise EffigateError(
+            f"chunk[1..{len(tables) - 1}].arrow_ipc: the chunks' columns do not agree ({exc})"
+        ) from exc
+    return table, skip
 
 
 async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
@@ -180,7 +187,7 @@ class TicketServicer(rpc.TicketServiceServicer):
             self.store,
             current_principal(),
             request.client_id if request.HasField("client_id") else None,
-            request.limit,
+            page_limit("limit", request.limit),
             request.after_id,
         )
         return pb.ListTicketsResponse(tickets=[ticket_message(r) for r in records])

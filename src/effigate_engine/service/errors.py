@@ -11,13 +11,15 @@ from effigate_engine.errors import EffigateError
 
 
 class ServiceError(EffigateError):
-    """Base of the service outcomes: ``field`` names what was asked for, ``value`` its value."""
+    """Base of the service outcomes: ``field`` names what was asked for, ``value`` its value
+    (None when there is none to show: the sentence then reads ``field: problem``)."""
 
     def __init__(self, field: str, value: object, problem: str) -> None:
         self.field = field
         self.value = value
         self.problem = problem
-        super().__init__(f"{field}: {value!r} {problem}")
+        shown = "" if value is None else f"{value!r} "
+        super().__init__(f"{field}: {shown}{problem}")
 
 
 class NotFound(ServiceError):

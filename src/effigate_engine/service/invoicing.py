@@ -41,8 +41,9 @@ from effigate_engine.billing.invoice import (
     assemble_invoice,
 )
 from effigate_engine.billing.periods import Period, local_midnight
-from effigate_engine.billing.schemas import BREACH_RECORDS
+from effigate_engine.billing.schemas import BREACH_RECORDS, TIME_LOGS, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import Horizon
+from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import (
     Classification,
@@ -1203,6 +1204,44 @@ __all__ = [
 ]
 
 
+def caller_logs(logs: pa.Table) -> pa.Table:
+    """A caller's time-log batch in the billing ``TIME_LOGS`` types, every required column
+    present and non-null, instants within the calendars' horizon; anything else is an input
+    error naming the column (and the row)."""
+    for name in TIME_LOGS_REQUIRED:
+        if name not in logs.column_names:
+            raise EffigateError(f"logs.{name}: is a required time-log column")
+    if logs.num_rows == 0:
+        raise EffigateError("logs: is an empty batch")
+    horizon = Horizon()
+    columns, names = [], []
+    for spec in TIME_LOGS:
+        if spec.name not in logs.column_names:
+            continue
+        column = logs.column(spec.name)
+        try:
+            column = column.cast(spec.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise EffigateError(
+                f"logs.{spec.name}: {column.type} is not {spec.type} ({exc})"
+            ) from exc
+        if not spec.nullable and column.null_count:
+            row = column.to_pylist().index(None)
+            raise EffigateError(f"logs.{spec.name}[{row}]: is required but null")
+        if spec.name in ("start", "end"):
+            seconds = column.cast(pa.int64()).to_numpy()
+            outside = np.flatnonzero((seconds < horizon.start) | (seconds >= horizon.end))
+            if outside.size:
+                row = int(outside[0])
+                raise EffigateError(
+                    f"logs.{spec.name}[{row}]: {column[row].as_py().isoformat()} is outside"
+                    f" {horizon}"
+                )
+        columns.append(column)
+        names.append(spec.name)
+    return pa.table(columns, names=names)
+
+
 async def classify_logs(
     store: Store, principal: Principal, contract_id: int, logs: pa.Table
 ) -> pa.Table:
@@ -1217,6 +1256,7 @@ async def classify_logs(
         logs = logs.set_column(logs.column_names.index("contract_id"), "contract_id", ids)
     else:
         logs = logs.append_column("contract_id", ids)
+    logs = caller_logs(logs)
     until = contract.end or date.today()
 
     def run() -> pa.Table:

@@ -136,6 +136,20 @@ async def fetch_ticket(
     return _record(row)
 
 
+async def _require_client_contract(
+    conn: asyncpg.Connection, client_id: int, contract_id: int | None
+) -> None:
+    """Refuse (NOT_FOUND) a client or a contract that is not the tenant's."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)", client_id):
+        raise NotFound("client_id", client_id, "is not a client of this tenant")
+    if contract_id is None:
+        return
+    if not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM contracts WHERE id = $1)", contract_id
+    ):
+        raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
+
+
 async def create_ticket(
     store: Store,
     principal: Principal,
@@ -153,6 +167,7 @@ async def create_ticket(
     first = _priority(priority)
     _aware("created_at", created_at)
     async with store.transaction(principal) as conn:
+        await _require_client_contract(conn, client_id, contract_id)
         row = await conn.fetchrow(
             """INSERT INTO tickets (id, client_id, contract_id, priority, status, created_at)
                VALUES ($1, $2, $3, $4, 'OPEN', $5)

@@ -73,12 +73,12 @@ def hit_rates(
 ) -> pa.Table:
     """Per group and metric: tickets, met, breached, open, and hit rate = met / (met + breached)
     (null when nothing has been decided yet)."""
+    keys = _keys(by, period)  # checked first: an unknown period is an input error
     frame = _with_period(report_frame(evaluation), period)
     status = frame.column("status")
     frame = frame.append_column("met", pc.cast(pc.equal(status, "MET"), pa.int64()))
     frame = frame.append_column("breached", pc.cast(pc.equal(status, "BREACHED"), pa.int64()))
     frame = frame.append_column("open", pc.cast(pc.is_null(frame.column("stopped_at")), pa.int64()))
-    keys = _keys(by, period)
     grouped = frame.group_by(keys, use_threads=False).aggregate(
         [("met", "count"), ("met", "sum"), ("breached", "sum"), ("open", "sum")]
     )
@@ -154,8 +154,9 @@ def percentiles(
     for q in quantiles:
         if not 0 <= q <= 1:
             raise EffigateError(f"quantiles: {q!r} is not within [0, 1]")
+    keys = _keys(by, period)  # checked first: an unknown period is an input error
     frame = _stopped(_with_period(report_frame(evaluation), period))
-    return _grouped_quantiles(frame, _keys(by, period), "elapsed_seconds", quantiles)
+    return _grouped_quantiles(frame, keys, "elapsed_seconds", quantiles)
 
 
 def at_risk(evaluation: Evaluation) -> pa.Table:
