@@ -36,7 +36,9 @@ MAX_TYPED_TICKETS = 10_000
 
 
 def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
-    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`)."""
+    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`), with the
+    policy and calendar versions the results were stamped with."""
+    _, policy_version, calendar_versions = evaluations.stamped_versions(results)
     out = []
     for row in results.to_pylist():
         message = pb.MetricStatus(
@@ -50,6 +52,8 @@ def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
             escalation_notify=row["escalation_notify"] or "",
             calendar=row["calendar"],
             rule=row["rule"],
+            policy_version=policy_version,
+            calendar_version=calendar_versions.get(row["calendar"], 0),
         )
         for name in ("deadline", "stopped_at", "breached_at", "next_escalation_at"):
             if row[name] is not None:
@@ -116,7 +120,7 @@ class SlaServicer(rpc.SlaServiceServicer):
         now = _now(request)
         table = tickets_table(list(request.tickets))
         rules = await evaluations.ruleset_for(self.store, self.cache, principal, request.policy_id)
-        evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+        evaluation = rules.stamp(sla.evaluate(table, rules.policy, rules.calendars, now))
         TICKETS_EVALUATED.inc(table.num_rows)
         unmatched = [
             pb.Unmatched(ticket_id=r["ticket_id"], reason=r["reason"])
@@ -140,7 +144,7 @@ class SlaServicer(rpc.SlaServiceServicer):
 
         def evaluate(table_bytes: bytes, where: str, ruleset: evaluations.Ruleset) -> bytes:
             table = read_ipc(where, table_bytes)
-            evaluation = sla.evaluate(table, ruleset.policy, ruleset.calendars, now)
+            evaluation = ruleset.stamp(sla.evaluate(table, ruleset.policy, ruleset.calendars, now))
             TICKETS_EVALUATED.inc(table.num_rows)
             return write_ipc(evaluation.results, RESULT_COMPRESSION)
 
