@@ -49,7 +49,7 @@ CREATE TABLE sla_policy_versions (
 -- id), in id order: the first keeps its id and gets the last one's content as its current
 -- version; the later rows are kept, retired, each with its own content as its version 1; what
 -- referred to a later row (policies' default calendar, contracts) now refers to the first,
--- i.e. to the name's current version. Nothing is deleted.
+-- i.e. to the name's current version (a policy's versions included). Nothing is deleted.
 
 CREATE TEMPORARY TABLE calendar_merge ON COMMIT DROP AS
 SELECT c.tenant_id, c.id, c.body, c.created_at,
