@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import pyarrow as pa
 import pytest
 
 from effigate_client import Client, billing_pb2, catalog_pb2, sla_pb2, tickets_pb2, to_timestamp
@@ -204,6 +205,22 @@ def test_an_update_is_a_new_version_used_from_then_on_with_its_history_kept(
     third = evaluate(client, policy.id)
     assert third.target_seconds == 7200 and deadline(third) == at("2026-03-02T09:00:00+00:00")
     assert (third.policy_version, third.calendar_version) == (2, 2)
+
+    streamed = client.evaluate_arrow(
+        policy.id,
+        pa.table(
+            {
+                "ticket_id": ["S-1"],
+                "priority": ["HIGH"],
+                "created_at": pa.array([MONDAY_6AM], pa.timestamp("s", tz="UTC")),
+            }
+        ),
+        MONDAY_6AM,
+    )
+    metadata = streamed.schema.metadata
+    assert metadata[b"effigate.policy_id"] == str(policy.id).encode()
+    assert metadata[b"effigate.policy_version"] == b"2"
+    assert json.loads(metadata[b"effigate.calendar_versions"]) == {"desk-hours": 2}
 
     # history: each version as it was stored; lists show the current one
     old = client.catalog.GetCalendar(
