@@ -15,7 +15,16 @@ import grpc
 import pyarrow as pa
 import pytest
 
-from effigate_client import Client, billing_pb2, catalog_pb2, sla_pb2, tickets_pb2, to_timestamp
+from effigate_client import (
+    AsyncClient,
+    Client,
+    billing_pb2,
+    catalog_pb2,
+    sla_pb2,
+    tickets_pb2,
+    to_timestamp,
+)
+from effigate_server.process import ServiceProcess
 from tests.e2e.support import SAMPLES, at, refused, standard_setup
 
 NINE_TO_FIVE = {
@@ -388,3 +397,51 @@ def test_deleting_what_is_unused_retires_it_and_frees_its_name(client: Client) -
     result = evaluate(client, stale.id)
     assert (result.calendar, result.calendar_version) == ("gone", 1)
     assert deadline(result) == at("2026-03-02T10:00:00+00:00")
+
+
+def test_save_creates_then_stores_a_version_only_on_change(service, tenant) -> None:
+    """``save_calendar`` / ``save_policy`` of both clients: create, then a new version when
+    the content changed, and nothing new when it did not."""
+    first, second = json.dumps(NINE_TO_FIVE), json.dumps(SEVEN_TO_FIVE)
+    with Client(service.address, tenant.token) as c:
+        created = c.save_calendar("saved", first)
+        again = c.save_calendar("saved", first)
+        changed = c.save_calendar("saved", second)
+        policy = c.save_policy("saved", created.id, json.dumps(one_rule("1h", "saved")))
+    assert (created.version, again.version, changed.version) == (1, 1, 2)
+    assert created.id == again.id == changed.id
+
+    async def from_async() -> tuple[int, int, int]:
+        async with AsyncClient(service.address, tenant.token) as c:
+            calendar = await c.save_calendar("saved", second)
+            same = await c.save_policy("saved", created.id, json.dumps(one_rule("1h", "saved")))
+            revised = await c.save_policy("saved", created.id, json.dumps(one_rule("2h", "saved")))
+            assert same.id == revised.id == policy.id
+            return calendar.version, same.version, revised.version
+
+    assert asyncio.run(from_async()) == (2, 1, 2)
+
+
+def test_a_version_stored_through_one_server_is_used_by_another(db, service, tenant) -> None:
+    """Servers side by side: one has the policy and calendars compiled; an update and a
+    deletion made through the other are used by its next call."""
+    other = ServiceProcess.start(db.app, admin_dsn=db.admin)
+    try:
+        with Client(service.address, tenant.token) as a, Client(other.address, tenant.token) as b:
+            calendar = create_calendar(a, "shared", NINE_TO_FIVE)
+            policy = create_policy(a, "shared", calendar.id, one_rule("1h", "shared"))
+            assert deadline(evaluate(b, policy.id)) == at("2026-03-02T10:00:00+00:00")
+            a.save_calendar("shared", json.dumps(SEVEN_TO_FIVE))
+            result = evaluate(b, policy.id)
+            assert deadline(result) == at("2026-03-02T08:00:00+00:00")
+            assert result.calendar_version == 2
+            a.save_policy("shared", calendar.id, json.dumps(one_rule("2h", "shared")))
+            assert evaluate(b, policy.id).policy_version == 2
+            a.catalog.DeletePolicy(catalog_pb2.DeletePolicyRequest(policy_id=policy.id))
+            refused(
+                grpc.StatusCode.NOT_FOUND,
+                b.sla.Evaluate,
+                sla_pb2.EvaluateRequest(policy_id=policy.id, now=to_timestamp(MONDAY_6AM)),
+            )
+    finally:
+        other.stop()
