@@ -253,6 +253,12 @@ def test_an_update_is_a_new_version_used_from_then_on_with_its_history_kept(
         client.catalog.GetCalendar,
         catalog_pb2.GetCalendarRequest(calendar_id=calendar.id, version=3),
     )
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.catalog.GetPolicy,
+        catalog_pb2.GetPolicyRequest(policy_id=policy.id, version=-1),
+    )
+    assert details.startswith("version: -1")
     refused(
         grpc.StatusCode.NOT_FOUND,
         client.catalog.UpdateCalendar,

@@ -123,6 +123,11 @@ _LIVE_CALENDAR_ID = "SELECT id FROM calendars WHERE name = $1 AND retired_at IS 
 _LIVE_POLICY_ID = "SELECT id FROM sla_policies WHERE name = $1 AND retired_at IS NULL"
 
 
+def _check_version(version: int | None) -> None:
+    if version is not None and version < 1:
+        raise EffigateError(f"version: {version} is not a version number (1, 2, …; 0: current)")
+
+
 def _calendar_body(name: str, body: dict[str, Any]) -> dict[str, Any]:
     if not name:
         raise EffigateError("name: '' is empty")
@@ -140,6 +145,7 @@ async def fetch_calendar(
 ) -> CalendarRecord:
     """The calendar ``calendar_id`` of the transaction's tenant at ``version`` (default: its
     current version). A deleted calendar is not found."""
+    _check_version(version)
     row = await conn.fetchrow(
         "SELECT id, name, body, version FROM calendars WHERE id = $1 AND retired_at IS NULL",
         calendar_id,
@@ -254,6 +260,7 @@ async def fetch_policy(
 ) -> PolicyRecord:
     """The SLA policy ``policy_id`` of the transaction's tenant at ``version`` (default: its
     current version). A deleted policy is not found."""
+    _check_version(version)
     row = await conn.fetchrow(
         "SELECT id, name, calendar_id, body, version FROM sla_policies"
         " WHERE id = $1 AND retired_at IS NULL",
