@@ -249,15 +249,9 @@ def test_serve_demo_twice_keeps_its_tenant_token_and_ids(demo_runs: DemoRuns) ->
     assert works(second, demo_runs.home) == first.commands_output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the example creates calendars named as the demo's (and, run again, as its own), and"
-    " a tenant's calendars must have distinct names to evaluate: passes once the example"
-    " reuses a calendar of the same name",
-)
 def test_readme_client_example_runs_twice_against_the_demo(demo_runs: DemoRuns) -> None:
     """The README's client example runs twice in a row against the demo tenant."""
-    from effigate_client import Client, billing_pb2, tickets_pb2
+    from effigate_client import Client, billing_pb2, catalog_pb2, tickets_pb2
 
     settings = demo_runs.second.settings
     block = next(b for b in BLOCKS if "EFFIGATE_ADDRESS" in b)
@@ -269,8 +263,10 @@ def test_readme_client_example_runs_twice_against_the_demo(demo_runs: DemoRuns) 
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == expected
     with Client(settings["EFFIGATE_ADDRESS"], settings["EFFIGATE_TOKEN"]) as client:
+        policies = client.catalog.ListPolicies(catalog_pb2.ListPoliciesRequest()).policies
+        policy = next(p for p in policies if p.name == "standard-msp")
         status = client.tickets.GetTicketStatus(
-            tickets_pb2.GetTicketStatusRequest(ticket_id="INC-2001")
+            tickets_pb2.GetTicketStatusRequest(ticket_id="INC-2001", policy_id=policy.id)
         )
         assert status.ticket.id == "INC-2001"
         # the demo's own data is untouched: still its five contracts

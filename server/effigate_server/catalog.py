@@ -31,7 +31,9 @@ def body(field: str, text: str) -> dict[str, Any]:
 
 
 def _calendar(record: catalog.CalendarRecord) -> pb.CalendarInfo:
-    return pb.CalendarInfo(id=record.id, name=record.name, body_json=json.dumps(record.body))
+    return pb.CalendarInfo(
+        id=record.id, name=record.name, body_json=json.dumps(record.body), version=record.version
+    )
 
 
 def _policy(record: catalog.PolicyRecord) -> pb.PolicyInfo:
@@ -40,6 +42,7 @@ def _policy(record: catalog.PolicyRecord) -> pb.PolicyInfo:
         name=record.name,
         calendar_id=record.calendar_id,
         body_json=json.dumps(record.body),
+        version=record.version,
     )
 
 
@@ -83,7 +86,9 @@ class CatalogServicer(rpc.CatalogServiceServicer):
         self, request: pb.GetCalendarRequest, context: grpc.aio.ServicerContext
     ) -> pb.CalendarInfo:
         return _calendar(
-            await catalog.get_calendar(self.store, current_principal(), request.calendar_id)
+            await catalog.get_calendar(
+                self.store, current_principal(), request.calendar_id, request.version or None
+            )
         )
 
     @guarded
@@ -92,6 +97,22 @@ class CatalogServicer(rpc.CatalogServiceServicer):
     ) -> pb.ListCalendarsResponse:
         records = await catalog.list_calendars(self.store, current_principal())
         return pb.ListCalendarsResponse(calendars=[_calendar(r) for r in records])
+
+    @guarded
+    async def UpdateCalendar(
+        self, request: pb.UpdateCalendarRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CalendarInfo:
+        record = await catalog.update_calendar(
+            self.store, current_principal(), request.name, body("body_json", request.body_json)
+        )
+        return _calendar(record)
+
+    @guarded
+    async def DeleteCalendar(
+        self, request: pb.DeleteCalendarRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteCalendarResponse:
+        await catalog.delete_calendar(self.store, current_principal(), request.calendar_id)
+        return pb.DeleteCalendarResponse()
 
     @guarded
     async def ComputeDeadline(
@@ -126,7 +147,11 @@ class CatalogServicer(rpc.CatalogServiceServicer):
     async def GetPolicy(
         self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.PolicyInfo:
-        return _policy(await catalog.get_policy(self.store, current_principal(), request.policy_id))
+        return _policy(
+            await catalog.get_policy(
+                self.store, current_principal(), request.policy_id, request.version or None
+            )
+        )
 
     @guarded
     async def ListPolicies(
@@ -134,3 +159,23 @@ class CatalogServicer(rpc.CatalogServiceServicer):
     ) -> pb.ListPoliciesResponse:
         records = await catalog.list_policies(self.store, current_principal())
         return pb.ListPoliciesResponse(policies=[_policy(r) for r in records])
+
+    @guarded
+    async def UpdatePolicy(
+        self, request: pb.UpdatePolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PolicyInfo:
+        record = await catalog.update_policy(
+            self.store,
+            current_principal(),
+            request.name,
+            request.calendar_id or None,
+            body("body_json", request.body_json),
+        )
+        return _policy(record)
+
+    @guarded
+    async def DeletePolicy(
+        self, request: pb.DeletePolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeletePolicyResponse:
+        await catalog.delete_policy(self.store, current_principal(), request.policy_id)
+        return pb.DeletePolicyResponse()

@@ -16,6 +16,7 @@ import grpc
 from effigate_engine.billing.errors import LifecycleError
 from effigate_engine.errors import EffigateError
 from effigate_engine.service.errors import (
+    AlreadyExists,
     FailedPrecondition,
     NotFound,
     PermissionDenied,
@@ -51,6 +52,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, AlreadyExists):
+        return grpc.StatusCode.ALREADY_EXISTS, str(exc)
     if isinstance(exc, FailedPrecondition | LifecycleError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, InvariantViolation):

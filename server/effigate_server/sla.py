@@ -37,7 +37,9 @@ MAX_TYPED_TICKETS = 10_000
 
 
 def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
-    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`)."""
+    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`), with the
+    policy and calendar versions the results were stamped with."""
+    _, policy_version, calendar_versions = evaluations.stamped_versions(results)
     out = []
     for row in results.to_pylist():
         message = pb.MetricStatus(
@@ -51,6 +53,8 @@ def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
             escalation_notify=row["escalation_notify"] or "",
             calendar=row["calendar"],
             rule=row["rule"],
+            policy_version=policy_version,
+            calendar_version=calendar_versions.get(row["calendar"], 0),
         )
         for name in ("deadline", "stopped_at", "breached_at", "next_escalation_at"):
             if row[name] is not None:
@@ -138,7 +142,7 @@ class SlaServicer(rpc.SlaServiceServicer):
         now = _now(request)
         table = tickets_table(list(request.tickets))
         rules = await evaluations.ruleset_for(self.store, self.cache, principal, request.policy_id)
-        evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+        evaluation = rules.stamp(sla.evaluate(table, rules.policy, rules.calendars, now))
         TICKETS_EVALUATED.inc(table.num_rows)
         unmatched = [
             pb.Unmatched(ticket_id=r["ticket_id"], reason=r["reason"])
@@ -171,7 +175,7 @@ class SlaServicer(rpc.SlaServiceServicer):
             )
             TICKETS_EVALUATED.inc(screened.evaluation.tickets.num_rows)
             rejected = pa.concat_tables([screened.rejected, unmatched_rows(screened)])
-            payload = write_ipc(screened.evaluation.results, RESULT_COMPRESSION)
+            payload = write_ipc(ruleset.stamp(screened.evaluation).results, RESULT_COMPRESSION)
             return payload, rejected.sort_by("row"), table.num_rows
 
         async def answer() -> pb.EvaluateChunk:

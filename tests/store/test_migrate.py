@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import uuid
 from datetime import date, datetime
 
@@ -310,6 +311,129 @@ def test_binding_migration_keeps_the_money_invariants_of_data_in_use(
                 assert (
                     await app.fetchval("SELECT paid_minor FROM invoices WHERE id = $1", issued)
                     == 24_000
+                )
+        finally:
+            await app.close()
+
+    asyncio.run(scenario())
+
+
+def test_names_used_twice_become_versions_of_the_first_when_migrated(
+    empty_database: str,
+) -> None:
+    """0008 on a tenant whose calendar and policy names were stored more than once: the rows
+    of a name become versions 1, 2, … of its first row in id order (its id and the last
+    content current), the later rows are kept, retired, and what referred to them (policies of
+    every version, contracts) refers to the first; another tenant's rows of the same name are
+    their own."""
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(empty_database)
+        bodies = [
+            {"timezone": zone, "24x7": True} for zone in ("UTC", "Europe/Paris", "Asia/Tokyo")
+        ]
+        try:
+            await migrate_connection(conn, [m for m in load_migrations() if m.version < 8])
+            seed, other = await seed_tenant(conn, "Twice"), await seed_tenant(conn, "Other")
+            insert_calendar = (
+                "INSERT INTO calendars (tenant_id, name, body) VALUES ($1, $2, $3::jsonb)"
+                " RETURNING id"
+            )
+            hours = [
+                await conn.fetchval(insert_calendar, seed.tenant_id, "hours", json.dumps(b))
+                for b in bodies
+            ]
+            theirs = await conn.fetchval(
+                insert_calendar, other.tenant_id, "hours", json.dumps(bodies[0])
+            )
+            insert_policy = (
+                "INSERT INTO sla_policies (tenant_id, name, calendar_id, body)"
+                " VALUES ($1, 'std', $2, $3::jsonb) RETURNING id"
+            )
+            policies = [
+                await conn.fetchval(insert_policy, seed.tenant_id, cal, json.dumps({"v": i}))
+                for i, cal in enumerate(hours[1:])
+            ]
+            await conn.execute(
+                "UPDATE contracts SET calendar_id = $2, sla_policy_id = $3 WHERE id = $1",
+                seed.contract_id,
+                hours[2],
+                policies[1],
+            )
+            assert await migrate_connection(conn, load_migrations()) == [8]
+
+            rows = await conn.fetch(
+                "SELECT id, version, retired_at IS NOT NULL AS retired, body FROM calendars"
+                " WHERE tenant_id = $1 ORDER BY id",
+                seed.tenant_id,
+            )
+            assert [(r["id"], r["version"], r["retired"]) for r in rows] == [
+                (hours[0], 3, False),
+                (hours[1], 1, True),
+                (hours[2], 1, True),
+            ]
+            assert json.loads(rows[0]["body"]) == bodies[2]
+            history = await conn.fetch(
+                "SELECT calendar_id, version, body FROM calendar_versions WHERE tenant_id = $1"
+                " ORDER BY calendar_id, version",
+                seed.tenant_id,
+            )
+            assert [(r["calendar_id"], r["version"], json.loads(r["body"])) for r in history] == [
+                (hours[0], 1, bodies[0]),
+                (hours[0], 2, bodies[1]),
+                (hours[0], 3, bodies[2]),
+                (hours[1], 1, bodies[1]),
+                (hours[2], 1, bodies[2]),
+            ]
+            policy_rows = await conn.fetch(
+                "SELECT id, version, calendar_id, retired_at IS NOT NULL AS retired, body"
+                " FROM sla_policies WHERE tenant_id = $1 ORDER BY id",
+                seed.tenant_id,
+            )
+            assert [
+                (r["id"], r["version"], r["calendar_id"], r["retired"], json.loads(r["body"]))
+                for r in policy_rows
+            ] == [
+                (policies[0], 2, hours[0], False, {"v": 1}),
+                (policies[1], 1, hours[0], True, {"v": 1}),
+            ]
+            policy_history = await conn.fetch(
+                "SELECT version, calendar_id, body FROM sla_policy_versions"
+                " WHERE policy_id = $1 ORDER BY version",
+                policies[0],
+            )
+            assert [
+                (r["version"], r["calendar_id"], json.loads(r["body"])) for r in policy_history
+            ] == [
+                (1, hours[0], {"v": 0}),
+                (2, hours[0], {"v": 1}),
+            ]
+            contract = await conn.fetchrow(
+                "SELECT calendar_id, sla_policy_id FROM contracts WHERE id = $1", seed.contract_id
+            )
+            assert tuple(contract) == (hours[0], policies[0])
+            assert (
+                await conn.fetchval(
+                    "SELECT (version, retired_at IS NULL)::text FROM calendars WHERE id = $1",
+                    theirs,
+                )
+                == "(1,t)"
+            )
+        finally:
+            await conn.close()
+        app = await asyncpg.connect(
+            with_user(empty_database, APP_ROLE, app_password(empty_database))
+        )
+        try:
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with tenant_transaction(app, seed.key):
+                    await app.execute("INSERT INTO calendars (name, body) VALUES ('hours', '{}')")
+            async with tenant_transaction(app, seed.key):
+                assert (
+                    await app.fetchval(
+                        "UPDATE calendars SET body = '{}' WHERE id = $1 RETURNING version", hours[0]
+                    )
+                    == 4
                 )
         finally:
             await app.close()

@@ -37,3 +37,7 @@ class PermissionDenied(ServiceError):
 
 class Unauthenticated(ServiceError):
     """No token, or a token that is unknown or revoked."""
+
+
+class AlreadyExists(ServiceError):
+    """A name (or key) the tenant already uses for another row of the same kind."""

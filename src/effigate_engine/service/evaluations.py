@@ -2,8 +2,9 @@
 
 Compiling calendars is the expensive part of an evaluation (a century of one calendar takes
 tenths of a second), so each server process keeps the compiled calendar set of every tenant it
-serves, keyed by the content of the tenant's calendars: a new or changed calendar is picked up
-on the next call, and no call compiles twice.
+serves, keyed by the versions of the tenant's calendars: a new calendar, a new version or a
+deletion is picked up on the next call, and no version is compiled twice. Results name the
+policy and calendar versions they were computed with (:meth:`Ruleset.stamp`).
 
 A stored ticket the engine cannot evaluate (an instant outside the calendars' horizon, a stop
 before creation) never stops the others: recomputing and the reports over stored tickets
@@ -15,9 +16,10 @@ FailedPrecondition` naming it, the field and the value.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -85,87 +87,139 @@ class StoredReport:
     table: pa.Table
     failures: pa.Table
 
+#: Schema metadata of stamped results: the policy and calendar versions that produced them.
+POLICY_ID_KEY = b"effigate.policy_id"
+POLICY_VERSION_KEY = b"effigate.policy_version"
+CALENDAR_VERSIONS_KEY = b"effigate.calendar_versions"
+
 
 @dataclass(frozen=True)
 class Ruleset:
-    """A policy and the compiled calendars it is evaluated against."""
+    """A policy at one version and the compiled calendars (at their versions) it is evaluated
+    against. ``calendar_versions`` maps each calendar name of the set to its version."""
 
     policy: Policy
     calendars: CalendarSet
+    policy_id: int = 0
+    policy_version: int = 0
+    calendar_versions: dict[str, int] = field(default_factory=dict)
+
+    def stamp(self, evaluation: Evaluation) -> Evaluation:
+        """``evaluation`` with its results' schema metadata naming the policy id and version
+        and the version of every calendar (``{"name": version}``) they were computed with."""
+        results = evaluation.results
+        metadata = dict(results.schema.metadata or {})
+        metadata[POLICY_ID_KEY] = str(self.policy_id).encode()
+        metadata[POLICY_VERSION_KEY] = str(self.policy_version).encode()
+        metadata[CALENDAR_VERSIONS_KEY] = json.dumps(self.calendar_versions).encode()
+        return dataclasses.replace(evaluation, results=results.replace_schema_metadata(metadata))
+
+
+def stamped_versions(results: pa.Table) -> tuple[int, int, dict[str, int]]:
+    """The policy id, policy version and calendar versions :meth:`Ruleset.stamp` recorded
+    (zeros and ``{}`` for unstamped results)."""
+    metadata = results.schema.metadata or {}
+    return (
+        int(metadata.get(POLICY_ID_KEY, b"0")),
+        int(metadata.get(POLICY_VERSION_KEY, b"0")),
+        json.loads(metadata.get(CALENDAR_VERSIONS_KEY, b"{}")),
+    )
+
+
+#: The live calendars of the bound tenant as ``id:version`` (ids ascending): it changes exactly
+#: when a calendar is created, updated (a new version) or deleted.
+_CALENDARS_KEY = (
+    "SELECT coalesce(string_agg(id::text || ':' || version::text, ',' ORDER BY id), '')"
+    " FROM calendars WHERE retired_at IS NULL"
+)
 
 
 class CalendarCache:
     """Per-tenant compiled calendar sets and policies, kept by one server process.
 
-    Calendars and policies are immutable once stored (a change is a new calendar or policy), so
-    a policy is compiled once per process; the calendar set is rebuilt when the tenant's
-    calendars grow (their count and greatest id change).
+    A stored version is immutable (an update is a new version), so what is cached is keyed by
+    versions: the calendar set by the ids and versions of the tenant's live calendars, a
+    policy by its id and version and the calendar set it was checked against. Each use reads
+    the current versions (one small query), so a new version or a deletion, made through any
+    server process, is used from the next call on.
     """
 
     def __init__(self) -> None:
-        self._sets: dict[UUID, tuple[tuple[int, int], CalendarSet]] = {}
-        self._rules: dict[tuple[UUID, int], Ruleset] = {}
+        self._sets: dict[UUID, tuple[str, CalendarSet, dict[str, int]]] = {}
+        self._rules: dict[tuple[UUID, int], tuple[tuple[int, str], Ruleset]] = {}
         self._lock = asyncio.Lock()
 
-    def cached(self, tenant_id: UUID, policy_id: int) -> Ruleset | None:
-        """The ruleset of a policy this process has already loaded for the tenant."""
-        return self._rules.get((tenant_id, policy_id))
-
-    def remember(self, tenant_id: UUID, policy_id: int, rules: Ruleset) -> None:
-        """Keep a loaded ruleset."""
-        self._rules[(tenant_id, policy_id)] = rules
-
     async def calendars(self, conn: asyncpg.Connection, tenant_id: UUID) -> CalendarSet:
-        """The compiled set of every calendar of the transaction's tenant."""
-        count, last = await conn.fetchrow("SELECT count(*), coalesce(max(id), 0) FROM calendars")
-        if not count:
+        """The compiled set of every live calendar of the transaction's tenant."""
+        return (await self._calendar_set(conn, tenant_id, None))[0]
+
+    async def _calendar_set(
+        self, conn: asyncpg.Connection, tenant_id: UUID, key: str | None
+    ) -> tuple[CalendarSet, dict[str, int], str]:
+        if key is None:
+            key = await conn.fetchval(_CALENDARS_KEY)
+        if not key:
             raise NotFound("calendars", [], "none stored for this tenant; create one first")
-        key = (int(count), int(last))
         hit = self._sets.get(tenant_id)
         if hit is not None and hit[0] == key:
-            return hit[1]
+            return hit[1], hit[2], key
         async with self._lock:
             hit = self._sets.get(tenant_id)
             if hit is not None and hit[0] == key:
-                return hit[1]
-            rows = await conn.fetch("SELECT id, name, body FROM calendars ORDER BY id")
+                return hit[1], hit[2], key
+            rows = await conn.fetch(
+                "SELECT id, name, body, version FROM calendars WHERE retired_at IS NULL ORDER BY id"
+            )
+            key = ",".join(f"{r['id']}:{r['version']}" for r in rows)
             calendars = [
                 Calendar.from_json({**json.loads(r["body"]), "name": r["name"]}) for r in rows
             ]
+            versions = {r["name"]: int(r["version"]) for r in rows}
             compiled = await asyncio.to_thread(CalendarSet, calendars)
-            self._sets[tenant_id] = (key, compiled)
-            return compiled
+            self._sets[tenant_id] = (key, compiled, versions)
+            return compiled, versions, key
+
+    async def ruleset(self, conn: asyncpg.Connection, tenant_id: UUID, policy_id: int) -> Ruleset:
+        """The current version of the stored policy ``policy_id`` and the tenant's compiled
+        calendars, compiled once per version."""
+        row = await conn.fetchrow(
+            f"SELECT version, ({_CALENDARS_KEY}) AS calendars FROM sla_policies"
+            " WHERE id = $1 AND retired_at IS NULL",
+            policy_id,
+        )
+        if row is None:
+            raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
+        versions = (int(row["version"]), str(row["calendars"]))
+        hit = self._rules.get((tenant_id, policy_id))
+        if hit is not None and hit[0] == versions:
+            return hit[1]
+        record = await catalog.fetch_policy(conn, policy_id)
+        policy = record.policy()
+        calendars, calendar_versions, key = await self._calendar_set(conn, tenant_id, versions[1])
+        for rule in policy.rules:
+            for metric, target in rule.metrics.items():
+                if target.calendar not in calendars.names:
+                    raise EffigateError(
+                        f"policy {record.name!r}: {metric}.calendar {target.calendar!r} is not"
+                        f" a stored calendar of this tenant ({', '.join(calendars.names)})"
+                    )
+        rules = Ruleset(policy, calendars, record.id, record.version, calendar_versions)
+        self._rules[(tenant_id, policy_id)] = ((record.version, key), rules)
+        return rules
 
 
 async def ruleset(
     conn: asyncpg.Connection, cache: CalendarCache, principal: Principal, policy_id: int
 ) -> Ruleset:
-    """The stored policy ``policy_id`` and the tenant's compiled calendars."""
-    hit = cache.cached(principal.tenant_id, policy_id)
-    if hit is not None:
-        return hit
-    record = await catalog.fetch_policy(conn, policy_id)
-    policy = record.policy()
-    calendars = await cache.calendars(conn, principal.tenant_id)
-    for rule in policy.rules:
-        for metric, target in rule.metrics.items():
-            if target.calendar not in calendars.names:
-                raise EffigateError(
-                    f"policy {record.name!r}: {metric}.calendar {target.calendar!r} is not a"
-                    f" stored calendar of this tenant ({', '.join(calendars.names)})"
-                )
-    rules = Ruleset(policy, calendars)
-    cache.remember(principal.tenant_id, policy_id, rules)
-    return rules
+    """The stored policy ``policy_id`` (its current version) and the tenant's compiled
+    calendars."""
+    return await cache.ruleset(conn, principal.tenant_id, policy_id)
 
 
 async def ruleset_for(
     store: Store, cache: CalendarCache, principal: Principal, policy_id: int
 ) -> Ruleset:
-    """:func:`ruleset` without a database round trip once the process has loaded it."""
-    hit = cache.cached(principal.tenant_id, policy_id)
-    if hit is not None:
-        return hit
+    """:func:`ruleset` in a transaction of its own."""
     async with store.transaction(principal) as conn:
         return await ruleset(conn, cache, principal, policy_id)
 
@@ -190,7 +244,8 @@ async def evaluate_inline(
     nothing is stored. Runs in a worker thread (the kernels release the GIL)."""
     rules = await ruleset_for(store, cache, principal, policy_id)
     at = _now(now)
-    return await asyncio.to_thread(sla.evaluate, tickets, rules.policy, rules.calendars, at)
+    evaluation = await asyncio.to_thread(sla.evaluate, tickets, rules.policy, rules.calendars, at)
+    return rules.stamp(evaluation)
 
 
 async def ticket_status(
@@ -214,7 +269,7 @@ async def ticket_status(
         evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
     except TicketError as exc:
         raise Unevaluable(exc) from None
-    return ticket, evaluation
+    return ticket, rules.stamp(evaluation)
 
 
 async def ticket_timeline(
@@ -303,7 +358,7 @@ async def _stored_evaluation(
         rules = await ruleset(conn, cache, principal, policy_id)
         table = await load_timelines(conn, principal, client_id=client_id, as_of=at)
     screened = await asyncio.to_thread(evaluate_rows, table, rules.policy, rules.calendars, at)
-    return screened, at
+    return dataclasses.replace(screened, evaluation=rules.stamp(screened.evaluation)), at
 
 
 async def recompute(
@@ -361,13 +416,28 @@ async def store_breaches(
             strict=True,
         )
     }
+    calendar = {
+        (t, m): c
+        for t, m, c in zip(
+            results["ticket_id"].to_pylist(),
+            pc.cast(results["metric"], pa.string()).to_pylist(),
+            pc.cast(results["calendar"], pa.string()).to_pylist(),
+            strict=True,
+        )
+    }
+    policy_id, policy_version, calendar_versions = stamped_versions(results)
     rows = []
     for b in breaches.to_pylist():
+        calendar_name = calendar.get((b["ticket_id"], b["metric"]))
         evidence = {
             "priority": b["priority"],
             "breach_seconds": b["breach_seconds"],
             "severity": b["severity"],
             "client_id": b["client_id"],
+            "policy_id": policy_id,
+            "policy_version": policy_version,
+            "calendar": calendar_name,
+            "calendar_version": calendar_versions.get(calendar_name or "", 0),
         }
         contract = int(b["contract_id"]) if b["contract_id"] else None
         target = deadline.get((b["ticket_id"], b["metric"])) or b["breached_at"]

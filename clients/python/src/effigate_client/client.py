@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from effigate.v1 import (
     billing_pb2,
     billing_pb2_grpc,
+    catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
     sla_pb2,
@@ -41,6 +42,9 @@ IDEMPOTENT = {
         "ComputeDeadline",
         "GetPolicy",
         "ListPolicies",
+        # an update equal to the current version stores nothing
+        "UpdateCalendar",
+        "UpdatePolicy",
     ],
     "effigate.v1.TicketService": [
         "CreateTicket",
@@ -321,6 +325,36 @@ class Client(_Stubs):
         """The Arrow table of a report response."""
         return ipc_table(response.arrow_ipc)
 
+    def save_calendar(self, name: str, body_json: str) -> catalog_pb2.CalendarInfo:
+        """Create the calendar ``name``, or, when the tenant already has it, store ``body_json``
+        as its next version (nothing new when unchanged). Returns the current version."""
+        try:
+            return self.catalog.CreateCalendar(
+                catalog_pb2.CreateCalendarRequest(name=name, body_json=body_json)
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        return self.catalog.UpdateCalendar(
+            catalog_pb2.UpdateCalendarRequest(name=name, body_json=body_json)
+        )
+
+    def save_policy(self, name: str, calendar_id: int, body_json: str) -> catalog_pb2.PolicyInfo:
+        """Create the SLA policy ``name``, or store its next version (see
+        :meth:`save_calendar`). Returns the current version."""
+        try:
+            return self.catalog.CreatePolicy(
+                catalog_pb2.CreatePolicyRequest(
+                    name=name, calendar_id=calendar_id, body_json=body_json
+                )
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        return self.catalog.UpdatePolicy(
+            catalog_pb2.UpdatePolicyRequest(name=name, calendar_id=calendar_id, body_json=body_json)
+        )
+
 
 class AsyncClient(_Stubs):
     """An asyncio client (``grpc.aio``). ``async with AsyncClient(address, token) as c:``."""
@@ -365,3 +399,33 @@ class AsyncClient(_Stubs):
             if progress is not None:
                 progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
+
+    async def save_calendar(self, name: str, body_json: str) -> catalog_pb2.CalendarInfo:
+        """Async :meth:`Client.save_calendar`."""
+        try:
+            return await self.catalog.CreateCalendar(
+                catalog_pb2.CreateCalendarRequest(name=name, body_json=body_json)
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        return await self.catalog.UpdateCalendar(
+            catalog_pb2.UpdateCalendarRequest(name=name, body_json=body_json)
+        )
+
+    async def save_policy(
+        self, name: str, calendar_id: int, body_json: str
+    ) -> catalog_pb2.PolicyInfo:
+        """Async :meth:`Client.save_policy`."""
+        try:
+            return await self.catalog.CreatePolicy(
+                catalog_pb2.CreatePolicyRequest(
+                    name=name, calendar_id=calendar_id, body_json=body_json
+                )
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        return await self.catalog.UpdatePolicy(
+            catalog_pb2.UpdatePolicyRequest(name=name, calendar_id=calendar_id, body_json=body_json)
+        )
