@@ -33,6 +33,7 @@ from effigate_engine.store.bulk import (
     ingest,
     ingest_adbc,
     prepare_batch,
+    run_adbc,
 )
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
 from effigate_engine.store.tenant import TenantKey
@@ -68,7 +69,7 @@ async def ingest_time_logs(store: Store, principal: Principal, logs: pa.Table) -
     batch = await asyncio.to_thread(_checked, logs)
     async with state_errors(), store.adbc() as conn:
         if keep:
-            return await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
+            return await run_adbc(conn, _ingest_keeping_approval, principal, batch)
         return await ingest(conn, TIME_LOGS, principal.key, batch)
 
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -39,6 +39,7 @@ from effigate_engine.store.errors import StoreError, from_adbc, from_asyncpg
 from effigate_engine.store.tenant import TenantKey, bind, tenant_text, verify_bound
 
 INSTANT = pa.timestamp("us", tz="UTC")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -590,7 +591,7 @@ async def ingest(
     ``conn`` is an ADBC connection (:func:`connect_adbc`) used by one call at a time; the
     driver releases the GIL while it talks to the server.
     """
-    return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
+    return await run_adbc(conn, ingest_adbc, spec, tenant, rows)
 
 
 async def read_arrow(
@@ -603,7 +604,48 @@ async def read_arrow(
     """The service's Arrow read: ADBC (measured several times faster), off the event loop;
     with ``helpers`` (idle ADBC connections) a large table is read in parallel parts of one
     snapshot (:func:`read_arrow_adbc`)."""
-    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant, contract_id, helpers)
+    return await run_adbc(conn, read_arrow_adbc, spec, tenant, contract_id, helpers)
+
+
+async def run_adbc(conn: Any, work: Callable[..., T], *args: Any) -> T:
+    """``work(conn, *args)`` in a worker thread (the ADBC driver releases the GIL while it
+    talks to the server).
+
+    If the awaiting task is cancelled (the client went away, its deadline passed, the server
+    shuts down), the statement running on ``conn`` is cancelled on the server and the thread
+    is awaited (its transaction rolls back) before the cancellation propagates, so the
+    connection is idle again when the store takes it back
+    (:meth:`effigate_engine.service.context.Store.adbc`).
+    """
+    return await through(asyncio.to_thread(work, conn, *args), lambda: _cancel_quietly(conn))
+
+
+async def through(work: Awaitable[T], interrupt: Callable[[], None]) -> T:
+    """The result of ``work`` (a worker thread's); if the awaiting task is cancelled, call
+    ``interrupt`` and wait for the thread to end before the cancellation propagates."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        interrupt()
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                continue  # cancelled again while waiting: the thread still holds the connection
+            except Exception:
+                break  # the work ended with an error (the cancellation): it rolled back
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller sees the cancellation
+        raise
+
+
+def _cancel_quietly(conn: Any) -> None:
+    """Ask the server to cancel the statement running on ADBC connection ``conn``."""
+    try:
+        conn.adbc_cancel()
+    except Exception:  # nothing running, or the connection is gone
+        return
 
 
 def _rollback_quietly(conn: Any) -> None:
