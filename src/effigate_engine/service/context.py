@@ -144,7 +144,11 @@ class Store:
         :class:`~effigate_engine.store.errors.ConnectionLost`: the transaction is then either
         committed whole or not at all, and the pool replaces the connection."""
         try:
-            async with self.pool.acquire() as conn, tenant_transaction(conn, principal.key):
+            async with (
+                self.pool.acquire() as conn,
+                _confused(conn),
+                tenant_transaction(conn, principal.key),
+            ):
                 yield conn
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == NOT_BOUND_SQLSTATE:
@@ -162,7 +166,7 @@ class Store:
         """A pooled connection bound to no tenant (token resolution), with the database's
         errors translated as in :meth:`transaction`."""
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, _confused(conn):
                 yield conn
         except asyncpg.PostgresError as exc:
             raise from_asyncpg(exc) from exc
@@ -245,6 +249,19 @@ def _close_quietly(conn: Any) -> None:
         conn.close()
     except Exception:  # a broken connection may fail to say goodbye
         return
+
+
+@asynccontextmanager
+async def _confused(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Terminate ``conn`` (the pool then replaces it) when asyncpg's protocol lost track of its
+    state, which a server's unsolicited goodbye (a shutdown) can cause: the call learns it as
+    :class:`~effigate_engine.store.errors.ConnectionLost` (nothing of its transaction was
+    committed, unless the break hit the commit itself)."""
+    try:
+        yield
+    except asyncpg.InternalClientError as exc:
+        conn.terminate()
+        raise lost(str(exc)) from exc
 
 
 def _broken(exc: BaseException) -> bool:
