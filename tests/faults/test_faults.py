@@ -383,6 +383,10 @@ def test_calls_while_postgres_is_down_are_unavailable_and_served_once_it_is_back
         assert "R-down" in {t.id for t in listed.tickets}
     assert stored_ids(database, tenant, "D1") == Counter()
     assert stored_ids(database, tenant, "D-") == Counter()
+    # the outage is logged as JSON lines too, the pool's warnings included
+    lines = (cluster.root / "service.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert any(e["logger"].startswith("asyncpg") for e in entries)
 
 
 # b. The server killed mid-ingest ----------------------------------------------------------
