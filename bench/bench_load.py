@@ -18,6 +18,7 @@ The server runs as its own process (``effigate serve``) over a throw-away databa
 embedded server), dropped at the end.
 
     python bench/bench_load.py [--seconds 60] [--processes 2] [--dsn postgresql://...]
+        [--kinds Evaluate,GetTicketStatus,CreateTicket]
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ async def _loop(
         i += 1
 
 
-async def _worker(target: Target, seconds: float, worker: int) -> dict[str, Kind]:
+async def _worker(
+    target: Target, seconds: float, worker: int, only: tuple[str, ...] = KINDS
+) -> dict[str, Kind]:
     from effigate_client import AsyncClient, common_pb2, sla_pb2, tickets_pb2, to_timestamp
     from effigate_client.client import ipc_bytes
 
@@ -214,7 +217,7 @@ async def _worker(target: Target, seconds: float, worker: int) -> dict[str, Kind
         ticket_id=target.ticket_id, policy_id=target.policy_id, at=to_timestamp(NOW)
     )
     tag = f"{worker}-{time.time_ns() % 10**12}"
-    kinds = {name: Kind() for name in KINDS}
+    kinds = {name: Kind() for name in only}
 
     async with AsyncClient(target.address, target.token, timeout=120) as client:
 
@@ -255,19 +258,24 @@ async def _worker(target: Target, seconds: float, worker: int) -> dict[str, Kind
                 )
             )
 
+        calls: dict[str, tuple[Callable[[int], Any], int]] = {
+            "EvaluateStream": (evaluate_stream, STREAM_TICKETS),
+            "IngestTickets": (ingest, INGEST_ROWS),
+            "Evaluate": (evaluate, 0),
+            "GetTicketStatus": (ticket_status, 0),
+            "CreateTicket": (create, 0),
+        }
         deadline = time.monotonic() + seconds
         await asyncio.gather(
-            _loop(deadline, kinds["EvaluateStream"], evaluate_stream, STREAM_TICKETS),
-            _loop(deadline, kinds["IngestTickets"], ingest, INGEST_ROWS),
-            _loop(deadline, kinds["Evaluate"], evaluate),
-            _loop(deadline, kinds["GetTicketStatus"], ticket_status),
-            _loop(deadline, kinds["CreateTicket"], create),
+            *(_loop(deadline, kinds[name], *calls[name]) for name in only)
         )
     return kinds
 
 
-def _process(target: Target, seconds: float, worker: int, out: Any) -> None:
-    out.put(asyncio.run(_worker(target, seconds, worker)))
+def _process(
+    target: Target, seconds: float, worker: int, only: tuple[str, ...], out: Any
+) -> None:
+    out.put(asyncio.run(_worker(target, seconds, worker, only)))
 
 
 def peak_rss_kib(pid: int) -> int | None:
@@ -281,12 +289,19 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
-def run_load(target: Target, seconds: float, processes: int, server_pid: int | None) -> Report:
-    """Run the load from ``processes`` client processes for ``seconds``; the report."""
+def run_load(
+    target: Target,
+    seconds: float,
+    processes: int,
+    server_pid: int | None,
+    only: tuple[str, ...] = KINDS,
+) -> Report:
+    """Run the load (the call kinds ``only``) from ``processes`` client processes for
+    ``seconds``; the report."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     workers = [
-        context.Process(target=_process, args=(target, seconds, n, out), daemon=True)
+        context.Process(target=_process, args=(target, seconds, n, only, out), daemon=True)
         for n in range(processes)
     ]
     started = time.monotonic()
@@ -296,7 +311,7 @@ def run_load(target: Target, seconds: float, processes: int, server_pid: int | N
     for worker in workers:
         worker.join(30)
     elapsed = time.monotonic() - started
-    kinds = {name: Kind() for name in KINDS}
+    kinds = {name: Kind() for name in only}
     for result in results:
         for name, kind in result.items():
             kinds[name].add(kind)
@@ -344,7 +359,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--dsn", default=None, help="superuser DSN of the PostgreSQL to use")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"call kinds, comma-separated ({', '.join(KINDS)})"
+    )
     args = parser.parse_args()
+    only = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(only) - set(KINDS)
+    if unknown:
+        parser.error(f"--kinds: {', '.join(sorted(unknown))} not among {', '.join(KINDS)}")
 
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_store import drop_database, fresh_database, service_dsn
@@ -358,14 +380,14 @@ def main() -> None:
     service = ServiceProcess.start(service_dsn(admin, name), admin_dsn=admin)
     try:
         target = setup_target(service.address, str(tenant.token))
-        report = run_load(target, args.seconds, args.processes, service.process.pid)
+        report = run_load(target, args.seconds, args.processes, service.process.pid, only)
         alive = service.process.poll() is None
     finally:
         service.stop()
         asyncio.run(drop_database(server_dsn, name))
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"Load: {args.processes} client processes x {len(KINDS)} call kinds for"
+        f"Load: {args.processes} client processes x {len(only)} call kinds for"
         f" {args.seconds:.0f} s (load average {load})"
     )
     for line in report.lines():
