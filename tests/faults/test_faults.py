@@ -23,9 +23,11 @@ import pytest
 
 from effigate_client import Client, catalog_pb2, common_pb2, sla_pb2, tickets_pb2, to_timestamp
 from effigate_client.client import ipc_bytes
-from effigate_engine.store.bulk import INSTANT, TICKETS
+from effigate_engine.service.context import Store
+from effigate_engine.store.bulk import INSTANT, TICKETS, IngestResult, ingest_adbc, run_adbc
 from effigate_engine.store.dsn import APP_ROLE
 from effigate_engine.store.migrate import migrate
+from effigate_engine.store.tenant import TenantKey
 from effigate_server.process import ServiceProcess
 from tests.e2e.conftest import Tenant, _tenant
 from tests.e2e.support import at, standard_setup
@@ -507,6 +509,38 @@ def test_an_ingest_cancelled_while_the_database_works_rolls_back_and_frees_it(
         served(service, tenant, client_id, "cancelled")
         again = client.tickets.IngestTickets(chunks(batch.slice(0, 1000), 500))
         assert again.inserted == 1000
+
+
+def test_an_ingest_whose_caller_is_cancelled_before_its_commit_stores_nothing(
+    service: ServiceProcess, database: Database, tenant: Tenant
+) -> None:
+    """Cancelled while no statement runs (the batch still being prepared): the ingest rolls
+    back at its commit instead of committing for a caller that is gone."""
+    with bare(service.address, tenant.token) as client:
+        client_id = new_client(client)
+    key = TenantKey(tenant.id, tenant.token)
+    batch = ticket_batch(client_id, 1000, "P")
+
+    def slow_ingest(conn: object) -> IngestResult:
+        time.sleep(0.5)  # preparing (no statement on the server to cancel)
+        return ingest_adbc(conn, TICKETS, key, batch)
+
+    async def run() -> IngestResult:
+        store = await Store.open(database.app, adbc_connections=1)
+        try:
+            async with store.adbc() as conn:
+                work = asyncio.ensure_future(run_adbc(conn, slow_ingest))
+                await asyncio.sleep(0.1)
+                work.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await work
+            async with store.adbc() as conn:  # the connection serves the next caller
+                return await run_adbc(conn, ingest_adbc, TICKETS, key, batch.slice(0, 10))
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()).inserted == 10
+    assert len(stored_ids(database, tenant, "P-")) == 10
 
 
 def _slow(messages: Iterator[common_pb2.ArrowChunk], after: int, pause_s: float) -> Iterator[

@@ -459,6 +459,8 @@ def ingest_adbc(
                 cur.execute(spec.insert_sql())
                 inserted, updated = received, 0
                 clock.lap("insert")
+        if id(conn) in _ABANDONED:
+            raise StoreError(spec.name, None, "not stored: the caller went away")
         conn.commit()
         clock.lap("commit")
     except adbc_driver_manager.Error as exc:
@@ -612,12 +614,16 @@ async def run_adbc(conn: Any, work: Callable[..., T], *args: Any) -> T:
     talks to the server).
 
     If the awaiting task is cancelled (the client went away, its deadline passed, the server
-    shuts down), the statement running on ``conn`` is cancelled on the server and the thread
-    is awaited (its transaction rolls back) before the cancellation propagates, so the
+    shuts down), the statement running on ``conn`` is cancelled on the server, an ingest
+    (:func:`ingest_adbc`) that reaches its commit rolls back instead, and the thread is
+    awaited (its transaction rolled back) before the cancellation propagates, so the
     connection is idle again when the store takes it back
     (:meth:`effigate_engine.service.context.Store.adbc`).
     """
-    return await through(asyncio.to_thread(work, conn, *args), lambda: _cancel_quietly(conn))
+    try:
+        return await through(asyncio.to_thread(work, conn, *args), lambda: _abandon(conn))
+    finally:
+        _ABANDONED.discard(id(conn))
 
 
 async def through(work: Awaitable[T], interrupt: Callable[[], None]) -> T:
@@ -638,6 +644,18 @@ async def through(work: Awaitable[T], interrupt: Callable[[], None]) -> T:
         if not future.cancelled():
             future.exception()  # retrieved: the caller sees the cancellation
         raise
+
+
+#: Ids of the ADBC connections whose caller was cancelled while a worker thread used them: an
+#: ingest on one rolls back instead of committing, even when no statement was running to be
+#: cancelled (the batch was being prepared, or between two statements).
+_ABANDONED: set[int] = set()
+
+
+def _abandon(conn: Any) -> None:
+    """Mark ``conn``'s work abandoned and cancel the statement running on it, if any."""
+    _ABANDONED.add(id(conn))
+    _cancel_quietly(conn)
 
 
 def _cancel_quietly(conn: Any) -> None:
