@@ -160,6 +160,8 @@ class Store:
             if _broken(exc):
                 raise lost(str(exc)) from exc
             raise
+        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
+            raise lost(str(exc)) from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -174,6 +176,8 @@ class Store:
             if _broken(exc):
                 raise lost(str(exc)) from exc
             raise
+        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
+            raise lost(str(exc)) from exc
 
     @asynccontextmanager
     async def adbc(self) -> AsyncIterator[Any]:
