@@ -22,7 +22,7 @@ from effigate_engine.service.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from effigate_engine.store.errors import InvariantViolation, StoreError
+from effigate_engine.store.errors import ConnectionLost, InvariantViolation, StoreError
 from effigate_server.fields import check_request
 
 log = logging.getLogger("effigate.server")
@@ -60,6 +60,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         if exc.sqlstate == "23503":  # a reference to a row that does not exist
             return grpc.StatusCode.NOT_FOUND, str(exc)
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, ConnectionLost):
+        return grpc.StatusCode.UNAVAILABLE, f"the database is unreachable, retry: {exc}"
     if isinstance(exc, StoreError):
         # no SQLSTATE: the batch was refused before it reached the database
         if exc.sqlstate is None or exc.sqlstate.startswith(_CALLER_SQLSTATES):

@@ -17,6 +17,7 @@ import grpc
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import Unauthenticated
 from effigate_engine.service.tokens import TokenResolver
+from effigate_server.errors import status_for
 from effigate_server.fields import LIMITS
 from effigate_server.metrics import LATENCY, REQUESTS
 
@@ -180,12 +181,15 @@ def _wrap(
     )
 
 
-def _refusal(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
-    """A handler of the same shape that refuses the call with UNAUTHENTICATED."""
+def _refusal(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler:
+    """A handler of the same shape that refuses the call with ``code`` (UNAUTHENTICATED, or
+    UNAVAILABLE when the token could not be resolved because the database is unreachable)."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        REQUESTS.labels("unauthenticated", "UNAUTHENTICATED").inc()
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
+        REQUESTS.labels("unauthenticated", code.name).inc()
+        await context.abort(code, message)
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await refuse(request, context)
@@ -222,5 +226,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 _bearer(handler_call_details.invocation_metadata)
             )
         except Unauthenticated as exc:
-            return _refusal(handler, exc)
+            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except Exception as exc:  # the database is unreachable, or a bug: never UNKNOWN
+            code, message = status_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("internal error resolving a token", exc_info=exc)
+            return _refusal(handler, code, message)
         return _wrap(handler, method.rsplit("/", 1)[-1], principal)

@@ -26,11 +26,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: Libraries whose warnings (a database connection the pool cannot restore while the database
+#: is down, …) go to the same JSON lines, at WARNING and above.
+LIBRARIES = ("asyncpg",)
+
+
 def configure(level: str = "INFO") -> None:
-    """Send the service's logs to standard error as JSON lines."""
+    """Send the service's logs, and its libraries' warnings, to standard error as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("effigate")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    for name in LIBRARIES:
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+        library.propagate = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,10 +13,22 @@ from uuid import UUID
 import asyncpg
 
 from effigate_engine.service.errors import PermissionDenied, Unauthenticated
-from effigate_engine.store.errors import from_asyncpg
+from effigate_engine.store.bulk import through
+from effigate_engine.store.errors import (
+    ConnectionLost,
+    connection_lost,
+    from_adbc,
+    from_asyncpg,
+    lost,
+)
 from effigate_engine.store.migrate import migrate, require_current_schema
 from effigate_engine.store.roles import require_service_role
 from effigate_engine.store.tenant import NOT_BOUND_SQLSTATE, TenantKey, tenant_transaction
+
+#: An ADBC connection idle for longer than this (seconds), or whose last use failed, is
+#: checked with a round trip before it is lent, and replaced if the server no longer answers
+#: on it (the database was restarted or failed over while it sat in the pool).
+ADBC_CHECK_IDLE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,8 @@ class Store:
 
     app_dsn: str
     pool: asyncpg.Pool
-    _adbc: asyncio.Queue[Any]
-    _adbc_all: list[Any]
+    _adbc: asyncio.Queue[_AdbcSlot]
+    _adbc_all: list[_AdbcSlot]
     admin_dsn: str | None = None
 
     @classmethod
@@ -97,17 +110,22 @@ class Store:
         except BaseException:
             await pool.close()
             raise
-        conns = [await asyncio.to_thread(connect_adbc, app_dsn) for _ in range(adbc_connections)]
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        for conn in conns:
-            queue.put_nowait(conn)
-        return cls(app_dsn, pool, queue, conns, admin_dsn)
+        slots = [
+            _AdbcSlot(await asyncio.to_thread(connect_adbc, app_dsn))
+            for _ in range(adbc_connections)
+        ]
+        queue: asyncio.Queue[_AdbcSlot] = asyncio.Queue()
+        for slot in slots:
+            queue.put_nowait(slot)
+        return cls(app_dsn, pool, queue, slots, admin_dsn)
 
     async def close(self) -> None:
         """Close every connection."""
         await self.pool.close()
-        for conn in self._adbc_all:
-            await asyncio.to_thread(conn.close)
+        for slot in self._adbc_all:
+            if slot.conn is not None:
+                await asyncio.to_thread(_close_quietly, slot.conn)
+                slot.conn = None
         self._adbc_all.clear()
 
     async def __aenter__(self) -> Store:
@@ -121,9 +139,16 @@ class Store:
         """A connection inside a transaction bound to the principal's tenant (the database
         checks the principal's token); commits on success, rolls back on any error. Database
         refusals come out as :class:`~effigate_engine.store.errors.StoreError` naming the
-        field; a token the database no longer accepts as :class:`Unauthenticated`."""
+        field; a token the database no longer accepts as :class:`Unauthenticated`.
+        A connection that breaks midway (the database restarted or crashed) comes out as
+        :class:`~effigate_engine.store.errors.ConnectionLost`: the transaction is then either
+        committed whole or not at all, and the pool replaces the connection."""
         try:
-            async with self.pool.acquire() as conn, tenant_transaction(conn, principal.key):
+            async with (
+                self.pool.acquire() as conn,
+                _confused(conn),
+                tenant_transaction(conn, principal.key),
+            ):
                 yield conn
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == NOT_BOUND_SQLSTATE:
@@ -131,13 +156,125 @@ class Store:
                     "authorization", None, "is not a valid or active token"
                 ) from None
             raise from_asyncpg(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if _broken(exc):
+                raise lost(str(exc)) from exc
+            raise
+        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
+            raise lost(str(exc)) from exc
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection bound to no tenant (token resolution), with the database's
+        errors translated as in :meth:`transaction`."""
+        try:
+            async with self.pool.acquire() as conn, _confused(conn):
+                yield conn
+        except asyncpg.PostgresError as exc:
+            raise from_asyncpg(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if _broken(exc):
+                raise lost(str(exc)) from exc
+            raise
+        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
+            raise lost(str(exc)) from exc
 
     @asynccontextmanager
     async def adbc(self) -> AsyncIterator[Any]:
-        """Borrow an idle ADBC connection (bulk COPY paths); returned when the block ends."""
-        conn = await self._adbc.get()
-        try:
-            yield conn
-        finally:
-            self._adbc.put_nowait(conn)
+        """Borrow an idle ADBC connection (bulk COPY paths); returned when the block ends.
 
+        Run blocking work on it with :func:`~effigate_engine.store.bulk.run_adbc`, never a
+        bare ``asyncio.to_thread``: a call cancelled midway must not hand the connection on
+        while a thread still uses it.
+        A connection idle for more than :data:`ADBC_CHECK_IDLE_SECONDS`, or whose last use
+        failed, or any connection once one was lost, is checked first and replaced when the
+        server no longer answers on it; when
+        no connection can be made the block is not entered
+        (:class:`~effigate_engine.store.errors.ConnectionLost`).
+        """
+        slot = await self._adbc.get()
+        try:
+            yield await through(asyncio.to_thread(slot.ready, self.app_dsn), lambda: None)
+        except ConnectionLost:
+            # the server went away: every connection made before is likely stale too
+            for other in self._adbc_all:
+                other.suspect = True
+            raise
+        except BaseException:
+            slot.suspect = True
+            raise
+        finally:
+            slot.idle_since = time.monotonic()
+            self._adbc.put_nowait(slot)
+
+
+@dataclass
+class _AdbcSlot:
+    """One ADBC connection of the store (``None`` after it was found broken and could not be
+    replaced yet), when it was last returned, and whether its last use failed."""
+
+    conn: Any
+    idle_since: float = field(default_factory=time.monotonic)
+    suspect: bool = False
+
+    def ready(self, dsn: str) -> Any:
+        """The connection, checked and replaced if needed (see :meth:`Store.adbc`); blocking."""
+        import adbc_driver_manager
+
+        from effigate_engine.store.bulk import connect_adbc
+
+        stale = time.monotonic() - self.idle_since > ADBC_CHECK_IDLE_SECONDS
+        if self.conn is not None and (self.suspect or stale) and not _answers(self.conn):
+            _close_quietly(self.conn)
+            self.conn = None
+        if self.conn is None:
+            try:
+                self.conn = connect_adbc(dsn)
+            except adbc_driver_manager.Error as exc:
+                raise from_adbc(exc) from exc
+        self.suspect = False
+        return self.conn
+
+
+def _answers(conn: Any) -> bool:
+    """Whether the server answers on ADBC connection ``conn`` (one ``SELECT 1``)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        conn.rollback()
+    except Exception:
+        return False
+    return True
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # a broken connection may fail to say goodbye
+        return
+
+
+@asynccontextmanager
+async def _confused(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """Terminate ``conn`` (the pool then replaces it) when asyncpg's protocol lost track of its
+    state, which a server's unsolicited goodbye (a shutdown) can cause: the call learns it as
+    :class:`~effigate_engine.store.errors.ConnectionLost` (nothing of its transaction was
+    committed, unless the break hit the commit itself)."""
+    try:
+        yield
+    except asyncpg.InternalClientError as exc:
+        conn.terminate()
+        raise lost(str(exc)) from exc
+
+
+def _broken(exc: BaseException) -> bool:
+    """Whether an asyncpg ``InterfaceError`` comes from a connection that broke midway: its
+    context holds a connection error (asyncpg then refuses to end the transaction on the
+    closed connection), or it says the connection is closed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.PostgresError) and connection_lost(seen.sqlstate):
+            return True
+        seen = seen.__context__
+    return "connection is closed" in str(exc)

@@ -34,6 +34,7 @@ from effigate_engine.store.bulk import (
     ingest,
     ingest_adbc,
     prepare_batch,
+    run_adbc,
     split_batch,
 )
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
@@ -77,7 +78,7 @@ async def ingest_time_logs(
     batch, rejected = await asyncio.to_thread(_checked, logs, skip_invalid_rows)
     async with state_errors(), store.adbc() as conn:
         if keep:
-            result = await asyncio.to_thread(_ingest_keeping_approval, conn, principal, batch)
+            result = await run_adbc(conn, _ingest_keeping_approval, principal, batch)
         else:
             result = await ingest(conn, TIME_LOGS, principal.key, batch)
     if not skip_invalid_rows:

@@ -127,7 +127,7 @@ class TokenResolver:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._store.pool.acquire() as conn:
+        async with self._store.connection() as conn:
             row = await conn.fetchrow("SELECT * FROM effigate_resolve_token($1)", key)
         if row is None:
             self._cache.pop(key, None)

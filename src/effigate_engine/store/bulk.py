@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -80,6 +80,7 @@ class BatchRefused(StoreError):
             text = f"{table}: {n} rows cannot be stored, so none was: {'; '.join(messages)}{more}"
         self.problem = text
         self.args = (text,)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -558,6 +559,8 @@ def ingest_adbc(
                 cur.execute(spec.insert_sql())
                 inserted, updated = received, 0
                 clock.lap("insert")
+        if id(conn) in _ABANDONED:
+            raise StoreError(spec.name, None, "not stored: the caller went away")
         conn.commit()
         clock.lap("commit")
     except adbc_driver_manager.Error as exc:
@@ -697,8 +700,8 @@ async def ingest(
     ``IngestResult.rejected``, and the valid rows are stored as one batch.
     """
     if not skip_invalid_rows or not isinstance(rows, pa.Table):
-        return await asyncio.to_thread(ingest_adbc, conn, spec, tenant, rows)
-    return await asyncio.to_thread(ingest_valid_rows, conn, spec, tenant, rows)
+        return await run_adbc(conn, ingest_adbc, spec, tenant, rows)
+    return await run_adbc(conn, ingest_valid_rows, spec, tenant, rows)
 
 
 def ingest_valid_rows(
@@ -723,7 +726,64 @@ async def read_arrow(
     """The service's Arrow read: ADBC (measured several times faster), off the event loop;
     with ``helpers`` (idle ADBC connections) a large table is read in parallel parts of one
     snapshot (:func:`read_arrow_adbc`)."""
-    return await asyncio.to_thread(read_arrow_adbc, conn, spec, tenant, contract_id, helpers)
+    return await run_adbc(conn, read_arrow_adbc, spec, tenant, contract_id, helpers)
+
+
+async def run_adbc(conn: Any, work: Callable[..., T], *args: Any) -> T:
+    """``work(conn, *args)`` in a worker thread (the ADBC driver releases the GIL while it
+    talks to the server).
+
+    If the awaiting task is cancelled (the client went away, its deadline passed, the server
+    shuts down), the statement running on ``conn`` is cancelled on the server, an ingest
+    (:func:`ingest_adbc`) that reaches its commit rolls back instead, and the thread is
+    awaited (its transaction rolled back) before the cancellation propagates, so the
+    connection is idle again when the store takes it back
+    (:meth:`effigate_engine.service.context.Store.adbc`).
+    """
+    try:
+        return await through(asyncio.to_thread(work, conn, *args), lambda: _abandon(conn))
+    finally:
+        _ABANDONED.discard(id(conn))
+
+
+async def through(work: Awaitable[T], interrupt: Callable[[], None]) -> T:
+    """The result of ``work`` (a worker thread's); if the awaiting task is cancelled, call
+    ``interrupt`` and wait for the thread to end before the cancellation propagates."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        interrupt()
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                continue  # cancelled again while waiting: the thread still holds the connection
+            except Exception:
+                break  # the work ended with an error (the cancellation): it rolled back
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller sees the cancellation
+        raise
+
+
+#: Ids of the ADBC connections whose caller was cancelled while a worker thread used them: an
+#: ingest on one rolls back instead of committing, even when no statement was running to be
+#: cancelled (the batch was being prepared, or between two statements).
+_ABANDONED: set[int] = set()
+
+
+def _abandon(conn: Any) -> None:
+    """Mark ``conn``'s work abandoned and cancel the statement running on it, if any."""
+    _ABANDONED.add(id(conn))
+    _cancel_quietly(conn)
+
+
+def _cancel_quietly(conn: Any) -> None:
+    """Ask the server to cancel the statement running on ADBC connection ``conn``."""
+    try:
+        conn.adbc_cancel()
+    except Exception:  # nothing running, or the connection is gone
+        return
 
 
 def _rollback_quietly(conn: Any) -> None:

@@ -27,12 +27,33 @@ class InvariantViolation(StoreError):
     """A money invariant enforced by the database refused the change (SQLSTATE 23514/23505)."""
 
 
+class ConnectionLost(StoreError):
+    """The database could not be reached, or the connection broke (a restart, a crash, a
+    fail-over): the request may be retried. A change in flight is either committed whole or
+    not at all; for a write idempotent by the caller's key, retrying is always safe."""
+
+
 class MigrationError(StoreError):
     """The migrations on disk and those recorded in the database disagree."""
 
 
 #: SQLSTATEs of refused changes: check, unique, foreign key and exclusion violations.
 _INTEGRITY = frozenset({"23514", "23505", "23503", "23P01"})
+#: SQLSTATEs of a server going away: shutdown (fast or immediate), crash, not yet accepting
+#: connections; besides the whole class 08 (connection exceptions).
+_GONE = frozenset({"57P01", "57P02", "57P03"})
+#: ADBC's status code of an I/O failure (the socket to the server broke, or never opened).
+_ADBC_IO = 10
+
+
+def connection_lost(sqlstate: str | None) -> bool:
+    """Whether ``sqlstate`` says the connection to the server is gone or cannot be made."""
+    return sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE)
+
+
+def lost(problem: str, sqlstate: str | None = None) -> ConnectionLost:
+    """A :class:`ConnectionLost` for the database connection, saying ``problem``."""
+    return ConnectionLost("database", None, f"connection lost: {problem}", sqlstate or "08006")
 
 
 def _field(table: str, column: str) -> str:
@@ -51,6 +72,8 @@ def from_asyncpg(exc: BaseException) -> StoreError:
     message = getattr(exc, "message", None) or str(exc)
     detail = getattr(exc, "detail", None)
     problem = message if not detail else f"{message} ({detail})"
+    if connection_lost(sqlstate):
+        return lost(problem, sqlstate)
     cls = InvariantViolation if sqlstate in _INTEGRITY else StoreError
     return cls(_field(table, column or constraint), None, problem, sqlstate)
 
@@ -68,5 +91,12 @@ def from_adbc(exc: BaseException) -> StoreError:
     message = fields.get("MESSAGE_PRIMARY") or str(exc)
     detail = fields.get("MESSAGE_DETAIL")
     problem = message if not detail else f"{message} ({detail})"
+    if connection_lost(sqlstate) or (sqlstate is None and _adbc_io(exc)):
+        return lost(problem.strip(), sqlstate)
     cls = InvariantViolation if sqlstate in _INTEGRITY else StoreError
     return cls(_field(table, column), None, problem, sqlstate)
+
+
+def _adbc_io(exc: BaseException) -> bool:
+    """Whether an ADBC error is an I/O failure (libpq lost or could not open its socket)."""
+    return getattr(exc, "status_code", None) == _ADBC_IO

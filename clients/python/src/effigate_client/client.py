@@ -33,7 +33,10 @@ CHUNK_ROWS = 65_536
 STREAM_COMPRESSION = None
 
 #: Calls that are safe to repeat: reads, and writes idempotent by a caller-chosen key
-#: (ticket, event and time-log ids; one invoice per contract and period).
+#: (ticket, event and time-log ids; one invoice per contract and period). gRPC retries a
+#: streaming call only while what was sent fits its retry buffer (256 KiB) and no answer has
+#: arrived; a larger ingest stream that fails with UNAVAILABLE is the caller's to resend
+#: (resending never duplicates a row).
 IDEMPOTENT = {
     "effigate.v1.CatalogService": [
         "GetCalendar",
@@ -53,11 +56,13 @@ IDEMPOTENT = {
         "GetTicketStatus",
         "GetTicketTimeline",
         "ListTickets",
+        "IngestTickets",
+        "IngestTicketEvents",
     ],
-    "effigate.v1.SlaService": ["Evaluate", "Recompute"],
+    "effigate.v1.SlaService": ["Evaluate", "EvaluateStream", "Recompute"],
     "effigate.v1.ReportService": ["Compliance", "Percentiles", "RecommendedTargets", "Replay"],
     "effigate.v1.ContractService": ["GetContract", "ListContracts"],
-    "effigate.v1.TimeLogService": ["IngestTimeLogs", "ApproveTimeLogs"],
+    "effigate.v1.TimeLogService": ["IngestTimeLogs", "IngestTimeLogStream", "ApproveTimeLogs"],
     "effigate.v1.BillingService": [
         "Classify",
         "PreviewInvoice",
@@ -70,9 +75,16 @@ IDEMPOTENT = {
 }
 
 
-def service_config(attempts: int = 4) -> str:
+#: Tries of an idempotent call in all (gRPC allows at most 5).
+ATTEMPTS = 5
+
+
+def service_config(attempts: int = ATTEMPTS) -> str:
     """gRPC service config retrying the idempotent calls on UNAVAILABLE with exponential
-    backoff (0.1 s doubling up to 2 s, ``attempts`` tries in all)."""
+    backoff: before each retry gRPC waits a random time up to 0.5 s, 1 s, 2 s, then 4 s;
+    ``attempts`` tries in all (at most 5: 7.5 s of waiting at most, 3.75 s on average). A
+    database restart of up to a second is ridden through 99 times in 100. No other status is
+    retried, and calls outside :data:`IDEMPOTENT` never."""
     return json.dumps(
         {
             "methodConfig": [
@@ -84,8 +96,8 @@ def service_config(attempts: int = 4) -> str:
                     ],
                     "retryPolicy": {
                         "maxAttempts": attempts,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "2s",
+                        "initialBackoff": "0.5s",
+                        "maxBackoff": "5s",
                         "backoffMultiplier": 2,
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
@@ -95,12 +107,21 @@ def service_config(attempts: int = 4) -> str:
     )
 
 
-def _options() -> list[tuple[str, Any]]:
-    return [
+def _options(attempts: int) -> list[tuple[str, Any]]:
+    """Channel options: message limits, and retries of idempotent calls unless ``attempts``
+    is 1."""
+    if attempts < 1:
+        raise ValueError(f"attempts: {attempts} is not at least 1")
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if attempts == 1:
+        return [*options, ("grpc.enable_retries", 0)]
+    return [
+        *options,
         ("grpc.enable_retries", 1),
-        ("grpc.service_config", service_config()),
+        ("grpc.service_config", service_config(min(attempts, 5))),
     ]
 
 
@@ -210,7 +231,16 @@ class _Authed:
         self._timeout = timeout
 
     def __getattr__(self, name: str) -> Any:
+        """The stub's method with the token and deadline added; a blocking stub's unary-answer
+        methods keep their ``future`` (cancellable) and ``with_call`` forms."""
         method = getattr(self._stub, name)
+        call = self._defaults(method)
+        for form in ("future", "with_call"):
+            if hasattr(method, form):
+                setattr(call, form, self._defaults(getattr(method, form)))
+        return call
+
+    def _defaults(self, method: Callable[..., Any]) -> Callable[..., Any]:
         metadata, timeout = self._metadata, self._timeout
 
         def call(request: Any, **kwargs: Any) -> Any:
@@ -223,10 +253,13 @@ class _Authed:
 
 class Client(_Stubs):
     """A blocking client. ``Client("127.0.0.1:50051", token)``; use as a context manager or
-    call :meth:`close`. ``timeout`` (seconds) is the default deadline of every call."""
+    call :meth:`close`. ``timeout`` (seconds) is the default deadline of every call;
+    ``attempts`` the tries of an idempotent call answered UNAVAILABLE (1: no retries)."""
 
-    def __init__(self, address: str, token: str, timeout: float | None = 60.0) -> None:
-        channel = grpc.insecure_channel(address, options=_options())
+    def __init__(
+        self, address: str, token: str, timeout: float | None = 60.0, attempts: int = ATTEMPTS
+    ) -> None:
+        channel = grpc.insecure_channel(address, options=_options(attempts))
         super().__init__(channel, token, timeout)
 
     def close(self) -> None:
@@ -357,10 +390,13 @@ class Client(_Stubs):
 
 
 class AsyncClient(_Stubs):
-    """An asyncio client (``grpc.aio``). ``async with AsyncClient(address, token) as c:``."""
+    """An asyncio client (``grpc.aio``). ``async with AsyncClient(address, token) as c:``;
+    ``timeout`` and ``attempts`` as for :class:`Client`."""
 
-    def __init__(self, address: str, token: str, timeout: float | None = 60.0) -> None:
-        channel = grpc.aio.insecure_channel(address, options=_options())
+    def __init__(
+        self, address: str, token: str, timeout: float | None = 60.0, attempts: int = ATTEMPTS
+    ) -> None:
+        channel = grpc.aio.insecure_channel(address, options=_options(attempts))
         super().__init__(channel, token, timeout)
 
     async def close(self) -> None:
