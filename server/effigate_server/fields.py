@@ -95,7 +95,8 @@ LIMITS = Limits()
 #: Free-text fields: tabs and line breaks allowed, longer limit.
 NOTES = frozenset({"reason", "reference"})
 #: Per-field element limits of repeated fields (others: ``LIMITS.repeated``).
-REPEATED = {"group_by": 16, "pauses": 1_000, "amounts": 1_000}
+#: ``log_ids``: approving a period's time logs names all of them (the message size bounds it).
+REPEATED = {"group_by": 16, "pauses": 1_000, "amounts": 1_000, "log_ids": 1_000_000}
 #: Where bulk goes instead, for repeated fields of typed calls that have a streaming twin.
 BULK = {"tickets": "use EvaluateStream for bulk", "logs": "use IngestTimeLogStream for bulk"}
 #: Date fields (``YYYY-MM-DD`` text).

@@ -296,3 +296,16 @@ def test_report_with_an_unknown_period_is_invalid_argument(client: Client, setup
     request = sla_pb2.ReportRequest(policy_id=setup.policy, period=" ", client_id=setup.acme)
     assert refused(INVALID, client.reports.Compliance, request).startswith("period: ' '")
 
+
+
+def test_approving_a_period_of_more_than_ten_thousand_logs_is_not_refused_for_size(
+    client: Client,
+) -> None:
+    """A month of time logs is approved in one call (the demo approves ~10,500)."""
+    ids = [f"UNKNOWN-{i}" for i in range(20_000)]
+    message = refused(
+        grpc.StatusCode.NOT_FOUND,
+        client.time_logs.ApproveTimeLogs,
+        billing_pb2.ApproveTimeLogsRequest(log_ids=ids),
+    )
+    assert "log_ids[0]" in message and "UNKNOWN-0" in message
