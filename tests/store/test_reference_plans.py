@@ -122,7 +122,13 @@ async def insert_as_owner(
 EVENTS_SQL = """INSERT INTO ticket_events (tenant_id, id, ticket_id, kind, occurred_at)
     SELECT $1, $2 || g, 'T-' || g, 'COMMENT', $3 FROM generate_series(0, $4 - 1) g"""
 
-_SCAN = re.compile(r"(?:Index Only Scan|Index Scan|Seq Scan|Bitmap Heap Scan)(?: using (\w+))? on tickets t\b.*\bloops=(\d+)")
+#: A scan of tickets in an auto_explain plan line: its index (if any) and how often it ran.
+_SCAN = re.compile(
+    r"(?:Index Only Scan|Index Scan|Seq Scan|Bitmap Heap Scan)(?: using (\w+))?"
+    r" on tickets t\b.*\bloops=(\d+)"
+)
+#: A primary-key lookup of tickets run once per reference of a batch.
+_LOOKUP = re.compile(rf"Index (?:Only )?Scan using tickets_pkey on tickets t\b.*loops={TICKETS}\)")
 
 
 def per_reference_scans(plan: str) -> list[tuple[str | None, str]]:
@@ -157,8 +163,7 @@ def test_the_ticket_reference_check_looks_each_ticket_up_by_its_key(
             seed = await seed_tenant(conn, "Planned MSP")
             await seed_tickets(conn, seed, TICKETS)
             statements: list[tuple[object, ...]] = [
-                (EVENTS_SQL, seed.tenant_id, f"E{batch}-", T0, TICKETS)
-                for batch in range(batches)
+                (EVENTS_SQL, seed.tenant_id, f"E{batch}-", T0, TICKETS) for batch in range(batches)
             ]
             plans = await insert_as_owner(conn, owned.owner, seed, statements)
             stored = await conn.fetchval(
@@ -177,11 +182,7 @@ def test_the_ticket_reference_check_looks_each_ticket_up_by_its_key(
         for index, conditions in per_reference_scans(plan):
             assert index == "tickets_pkey" and "(id = " in conditions, plan
             assert "Filter: (id = " not in conditions, plan
-    lookups = [
-        plan
-        for plan in checks
-        if re.search(rf"Index (?:Only )?Scan using tickets_pkey on tickets t\b.*loops={TICKETS}\)", plan)
-    ]
+    lookups = [plan for plan in checks if _LOOKUP.search(plan)]
     assert len(lookups) == batches, checks
 
 
@@ -242,9 +243,9 @@ def test_the_ticket_reference_check_still_refuses_a_missing_or_foreign_ticket(
             await conn.close()
 
     missing, foreign, stored = asyncio.run(scenario())
-    assert missing == (
-        "ticket event 'LOST-1': ticket_id 'T-404' is not a ticket of this tenant"
-    ), missing
+    assert missing == ("ticket event 'LOST-1': ticket_id 'T-404' is not a ticket of this tenant"), (
+        missing
+    )
     assert foreign == (
         "ticket event 'CROSS-1': ticket_id 'THEIRS-1' is not a ticket of this tenant"
     ), foreign
