@@ -31,7 +31,11 @@ BAD_INSTANTS = [
     (10**17, 0, "100000000000000000 seconds since 1970 is outside 2000-01-01..2100-01-01"),
     (5_680_281_600, 0, "2150-01-01T00:00:00Z is outside 2000-01-01..2100-01-01"),
     (-2_208_988_800, 0, "1900-01-01T00:00:00Z is outside 2000-01-01..2100-01-01"),
+    # the horizon's end is inside; a microsecond past it is not
+    (4_102_444_800, 1_000, "2100-01-01T00:00:00Z is outside 2000-01-01..2100-01-01"),
 ]
+#: 2100-01-01T00:00:00Z, the horizon's last instant
+HORIZON_END = 4_102_444_800
 
 
 def ts(seconds: int, nanos: int = 0) -> Timestamp:
@@ -309,3 +313,14 @@ def test_approving_a_period_of_more_than_ten_thousand_logs_is_not_refused_for_si
         billing_pb2.ApproveTimeLogsRequest(log_ids=ids),
     )
     assert "log_ids[0]" in message and "UNKNOWN-0" in message
+
+
+def test_the_horizons_last_instant_is_accepted(client: Client, setup: Setup) -> None:
+    """Both ends of the horizon are inside (docs/clock.md): a deadline of nothing from the
+    last instant is that instant."""
+    deadline = client.catalog.ComputeDeadline(
+        catalog_pb2.ComputeDeadlineRequest(
+            calendar_id=setup.sydney, start=ts(HORIZON_END), business_seconds=0
+        )
+    )
+    assert deadline.deadline.seconds == HORIZON_END
