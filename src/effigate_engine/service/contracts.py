@@ -18,6 +18,13 @@ import asyncpg
 from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.billing.errors import BillingError, ConfigurationError
 from effigate_engine.billing.periods import local_midnight
+from effigate_engine.billing.rate_card_json import amendment_rate_card, rate_card_from_json
+from effigate_engine.billing.terms_json import (
+    AMENDMENT_KINDS,
+    build_contract,
+    hours_to_seconds,
+    validate_terms,
+)
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
@@ -25,14 +32,6 @@ from effigate_engine.service.catalog import fetch_calendar, fetch_policy
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
-from effigate_engine.service.terms import (
-    AMENDMENT_KINDS,
-    amendment_rate_card,
-    build_contract,
-    hours_to_seconds,
-    rate_card_from_json,
-    validate_terms,
-)
 from effigate_engine.zone import zone as bundled_zone
 
 _CONTRACT_COLUMNS = (

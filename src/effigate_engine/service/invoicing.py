@@ -42,6 +42,7 @@ from effigate_engine.billing.invoice import (
 )
 from effigate_engine.billing.periods import Period, local_midnight
 from effigate_engine.billing.schemas import BREACH_RECORDS, TIME_LOGS, TIME_LOGS_REQUIRED
+from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard import kernels as K
@@ -68,7 +69,6 @@ from effigate_engine.service.records import (
     InvoiceRecord,
     TaxRecord,
 )
-from effigate_engine.service.terms import tax_components
 from effigate_engine.service.timelogs import cycle_period, lock_period, state_errors
 from effigate_engine.store.errors import InvariantViolation
 from effigate_engine.zone import zone as bundled_zone
