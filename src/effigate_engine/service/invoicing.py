@@ -51,7 +51,7 @@ async def _inputs(
     exclude_period_id: int | None,
 ) -> Inputs:
     """Everything the domain needs for the invoice of ``period`` (spanning ``bounds``, epoch
-    seconds): three round trips (logs with the late ones, breaches, what other invoices of
+    seconds): two round trips (logs with the late ones; breaches with what other invoices of
     the contract settled)."""
     contract = stored.contract
     record = stored.record
@@ -61,8 +61,9 @@ async def _inputs(
     logs, late = await log_store.invoice_logs(
         conn, record.id, bounds, since, start_bound, late=not drawing
     )
-    breach_rows = await invoice_store.contract_breaches(conn, record.id, bounds[1])
-    lines = await invoice_store.settled_lines(conn, record.id, exclude_period_id)
+    breach_rows, lines = await invoice_store.settlement_inputs(
+        conn, record.id, bounds[1], exclude_period_id
+    )
     credited, items, balance = settled(lines)
     tax = record.terms.get("tax")
     return Inputs(
@@ -152,8 +153,8 @@ async def generate_invoice(
     the invoice already there; the database's unique index is the backstop.
 
     Round trips: begin, bind, the contract's aggregate, the period lock, the contract lock
-    (with the period's invoice if any), three reads of inputs, the invoice with its lines, the
-    evidence with the audit entry, commit: eleven, whatever the number of lines (one more when
+    (with the period's invoice if any), two reads of inputs, the invoice with its lines, the
+    evidence with the audit entry, commit: ten, whatever the number of lines (one more when
     the contract changed between its read and its lock)."""
     principal.require_staff("generate invoices")
     try:
@@ -194,7 +195,6 @@ async def _generate(
         client_id=stored.record.client_id,
         time_zone=stored.record.time_zone,
         period_row=period_row,
-        period=period,
         invoice=invoice,
         lines=stored_lines(inputs, invoice, cls, late),
         tax=tax_json(invoice),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -349,13 +349,12 @@ class NewInvoice:
     """What :func:`store_invoice` writes: the assembled ``invoice`` (currency, taxes), the
     stored ``lines`` (mappings of :data:`LINE_COLUMNS` names, ``evidence`` a dict, ``logs``
     ``{(time log id, part): [billed, actual]}``), the ``tax`` JSON, the contract's
-    ``client_id`` and ``time_zone``, the period's row and its local dates."""
+    ``client_id`` and ``time_zone``, and the period's row."""
 
     contract_id: int
     client_id: int
     time_zone: str
     period_row: Mapping[str, Any]
-    period: Period
     invoice: Invoice
     lines: Sequence[Mapping[str, Any]]
     tax: list[dict[str, Any]]
@@ -423,42 +422,40 @@ async def store_invoice(
         "total_minor": subtotal + tax,
         "tax": new.tax,
     }
-    record = invoice_record(head, tuples)
-    return replace(record, invoice=replace(record.invoice, period=new.period))
+    return invoice_record(head, tuples)
 
 
 # Inputs of a generation ---------------------------------------------------------------------
 
 
-async def settled_lines(
-    conn: asyncpg.Connection, contract_id: int, exclude_period_id: int | None
-) -> list[tuple[str, dict[str, Any]]]:
-    """``(kind, evidence)`` of the lines on the contract's other non-void invoices (those of
-    period ``exclude_period_id`` left out)."""
-    rows = await conn.fetch(
-        "SELECT l.kind, l.evidence FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id"
-        " WHERE i.contract_id = $1 AND i.status <> 'VOID'"
-        " AND i.billing_period_id IS DISTINCT FROM $2",
-        contract_id,
-        exclude_period_id,
-    )
-    return [(r["kind"], loads(r["evidence"]) or {}) for r in rows]
+_BREACH_FIELDS = ("id", "ticket_id", "contract_id", "metric", "breached_at", "evidence")
 
 
-async def contract_breaches(
-    conn: asyncpg.Connection, contract_id: int, before: int
-) -> list[asyncpg.Record]:
-    """The contract's breach records before ``before`` (epoch seconds) in (breached at, id)
-    order, with the ticket's priority (``ticket_priority``)."""
-    return await conn.fetch(
-        "SELECT b.id, b.ticket_id, b.contract_id, b.metric, b.breached_at, b.evidence,"
-        " t.priority AS ticket_priority FROM breach_records b"
-        " LEFT JOIN tickets t ON t.id = b.ticket_id"
-        " WHERE b.contract_id = $1 AND b.breached_at < to_timestamp($2)"
-        " ORDER BY b.breached_at, b.id",
+async def settlement_inputs(
+    conn: asyncpg.Connection, contract_id: int, before: int, exclude_period_id: int | None
+) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """In one round trip: the contract's breach records before ``before`` (epoch seconds) in
+    (breached at, id) order, each with its ticket's priority (``ticket_priority``); and the
+    ``(kind, evidence)`` of the lines on the contract's other non-void invoices (those of
+    period ``exclude_period_id`` left out), what they already settled."""
+    row = await conn.fetchrow(
+        "SELECT ARRAY(SELECT ROW(b.id, b.ticket_id, b.contract_id, b.metric, b.breached_at,"
+        "   b.evidence, t.priority) FROM breach_records b"
+        "   LEFT JOIN tickets t ON t.id = b.ticket_id"
+        "   WHERE b.contract_id = $1 AND b.breached_at < to_timestamp($2)"
+        "   ORDER BY b.breached_at, b.id) AS breaches,"
+        " ARRAY(SELECT ROW(l.kind, l.evidence) FROM invoice_lines l"
+        "   JOIN invoices i ON i.id = l.invoice_id WHERE i.contract_id = $1"
+        "   AND i.status <> 'VOID' AND i.billing_period_id IS DISTINCT FROM $3) AS settled",
         contract_id,
         before,
+        exclude_period_id,
     )
+    breaches = [
+        {**dict(zip(_BREACH_FIELDS, b[:-1], strict=True)), "ticket_priority": b[-1]}
+        for b in row["breaches"]
+    ]
+    return breaches, [(kind, loads(ev) or {}) for kind, ev in row["settled"]]
 
 
 # State changes ------------------------------------------------------------------------------
