@@ -216,9 +216,7 @@ def test_seed_invoice_end_to_end_through_the_store(db: Database) -> None:
                 37_600,
                 413_600,
             )
-            assert [(t.name, t.ppm, t.amount) for t in inv.taxes] == [
-                ("GST", 100_000, 37_600)
-            ]
+            assert [(t.name, t.ppm, t.amount) for t in inv.taxes] == [("GST", 100_000, 37_600)]
             regular, after, credit = inv.lines
             assert (
                 regular.time_condition,
@@ -233,6 +231,14 @@ def test_seed_invoice_end_to_end_through_the_store(db: Database) -> None:
             assert len(regular.evidence["rate_card_sha256"]) == 64
             assert credit.kind == "SLA_CREDIT" and credit.evidence["breach_ids"] == [f"BR-{c.id}"]
             assert "4136.00" in inv.text
+            # one model, one layout: the stored invoice renders as its preview did, under its
+            # own heading (number or draft id, status)
+            heading, *rows = inv.text.splitlines()
+            assert heading == f"Invoice draft {inv.id} contract {c.id} 2026-03-01..2026-04-01" + (
+                " (USD, DRAFT)"
+            )
+            assert rows == preview.format().splitlines()[1:]
+            assert [r.split()[-1] for r in rows[-4:]] == ["3960.00", "-200.00", "376.00", "4136.00"]
 
             evidence = await fetch_all(
                 db,
