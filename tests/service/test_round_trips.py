@@ -8,26 +8,35 @@ connection that has generated an invoice before, as every pooled connection soon
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import asyncpg
 import pyarrow as pa
 
+from effigate_engine.billing.rate_card_json import rate_card_from_json
 from effigate_engine.service import Store, contracts, invoicing
 from effigate_engine.service import timelogs as timelog_service
+from effigate_engine.store.tenant import bind
 from tests.service.test_invoicing import (
     MARCH,
+    SEED_CARD,
     add_breach,
     log_batch,
     new_contract,
     run,
+    seed_contract,
     setup,
 )
 from tests.store.helpers import Database
 
 #: The most round trips ``GenerateInvoice`` may take (see ``docs/store.md``).
 GENERATE_BUDGET = 12
+#: How the contract aggregate's read begins.
+AGGREGATE_HEAD = "SELECT c.id, c.client_id, c.contract_type"
 
 
 class Counter:
@@ -123,3 +132,67 @@ def test_contract_aggregate_loads_in_one_round_trip(db: Database) -> None:
             assert stored.record == await contracts.get_contract(store, s.principal, c.id)
 
     run(scenario())
+
+
+def test_generation_prices_an_amendment_committed_while_it_waited(db: Database) -> None:
+    """The contract is read before the period lock; an amendment committed while generation
+    waits for its locks is seen (the locked row is a newer version: the aggregate is read
+    again) and prices the invoice, for one more round trip."""
+
+    async def scenario() -> None:
+        async with counted_store(db) as (store, counter):
+            async with store.pool.acquire() as conn:
+                generator = conn.get_server_pid()
+            s, c = await seed_contract(store, db)
+            p = s.principal
+            card = rate_card_from_json(
+                {
+                    **SEED_CARD,
+                    "base_rates": [{"support_level": "*", "job_type": "*", "amount": "200.00"}],
+                }
+            )
+            body = {"rate_card": card.to_json(), "content_sha256": card.content_hash(), "note": ""}
+            holder = await asyncpg.connect(db.app)
+            try:
+                tx = holder.transaction()
+                await tx.start()
+                await bind(holder, p.key)
+                await holder.execute("SELECT 1 FROM contracts WHERE id = $1 FOR UPDATE", c.id)
+                await holder.execute(
+                    "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
+                    " VALUES ($1, 'RATE_CARD', $2, $3::jsonb)",
+                    c.id,
+                    datetime(2026, 3, 1, 5, tzinfo=UTC),  # New York midnight
+                    json.dumps(body),
+                )
+                await holder.execute("UPDATE contracts SET status = 'AMENDED' WHERE id = $1", c.id)
+                async with counter.counting() as queries:
+                    task = asyncio.create_task(invoicing.generate_invoice(store, p, c.id, MARCH))
+                    assert await waits_for(holder, generator, holder.get_server_pid(), task)
+                    await tx.commit()
+                    invoice = await task
+            finally:
+                await holder.close()
+            regular = invoice.lines[0]
+            assert (regular.time_condition, regular.rate_minor_per_hour) == ("REGULAR", 20_000)
+            assert regular.rate_card_version == 2
+            aggregate_reads = [q for q in queries if q.startswith(AGGREGATE_HEAD)]
+            assert len(aggregate_reads) == 2
+            # the connection is fresh: leave out asyncpg's one-off codec lookups
+            ours = [q for q in queries if "typeinfo_tree" not in q and "'jit'" not in q]
+            assert len(ours) <= GENERATE_BUDGET, ours
+
+    run(scenario())
+
+
+async def waits_for(
+    observer: asyncpg.Connection, waiter: int, holder: int, task: asyncio.Task[object]
+) -> bool:
+    """Whether backend ``waiter`` is seen blocked by ``holder`` before ``task`` ends (10 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not task.done() and loop.time() < deadline:
+        if await observer.fetchval("SELECT $2 = ANY (pg_blocking_pids($1))", waiter, holder):
+            return True
+        await asyncio.sleep(0.005)
+    return False
