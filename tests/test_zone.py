@@ -26,7 +26,7 @@ _PROBE = """
 import json, zoneinfo
 from datetime import UTC, date, datetime
 from effigate_engine import Calendar, CalendarSet, Horizon, WeeklyEntry, clock, sla
-from effigate_engine.service.terms import contract_zone
+from effigate_engine.billing.terms_json import contract_zone
 
 monday = datetime(2025, 1, 6, tzinfo=UTC)
 host = monday.astimezone(zoneinfo.ZoneInfo("Europe/London")).utcoffset().total_seconds()

@@ -15,14 +15,12 @@ from effigate.v1 import billing_pb2_grpc as rpc
 from effigate.v1 import common_pb2
 from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import contracts, invoicing, timelogs
+from effigate_engine.service import buckets, contracts, invoicing, payments, timelogs
+from effigate_engine.service.buckets import BucketBalance
 from effigate_engine.service.context import Store
-from effigate_engine.service.records import (
-    BucketBalance,
-    ContractRecord,
-    InvoiceRecord,
-    PeriodRecord,
-)
+from effigate_engine.service.contracts import ContractRecord
+from effigate_engine.service.invoicing import InvoiceRecord
+from effigate_engine.service.timelogs import PeriodRecord
 from effigate_engine.store.bulk import TIME_LOGS
 from effigate_server.catalog import body
 from effigate_server.convert import (
@@ -101,8 +99,7 @@ def invoice_message(record: InvoiceRecord) -> pb.Invoice:
             for line in record.lines
         ],
         taxes=[
-            pb.TaxAmount(name=t.name, rate_ppm=t.rate_ppm, amount_minor=t.amount_minor)
-            for t in record.taxes
+            pb.TaxAmount(name=t.name, rate_ppm=t.ppm, amount_minor=t.amount) for t in record.taxes
         ],
     )
     if record.issued_at is not None:
@@ -415,7 +412,7 @@ class BillingServicer(rpc.BillingServiceServicer):
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ArrowChunk:
         logs = read_ipc("arrow_ipc", request.arrow_ipc)
-        results = await invoicing.classify_logs(
+        results = await buckets.classify_logs(
             self.store, current_principal(), request.contract_id, logs
         )
         TIME_LOGS_CLASSIFIED.inc(logs.num_rows)
@@ -476,7 +473,7 @@ class BillingServicer(rpc.BillingServiceServicer):
     ) -> pb.Invoice:
         principal = current_principal()
         received = optional_datetime(request, "received_at") or datetime.now(UTC)
-        await invoicing.record_payment(
+        await payments.record_payment(
             self.store,
             principal,
             request.invoice_id,
@@ -497,7 +494,7 @@ class BillingServicer(rpc.BillingServiceServicer):
             if item.line_id in amounts:
                 raise EffigateError(f"amounts[{i}].line_id: {item.line_id} is given twice")
             amounts[item.line_id] = item.amount_minor
-        note = await invoicing.create_credit_note(
+        note = await payments.create_credit_note(
             self.store, current_principal(), request.invoice_id, amounts, request.reason
         )
         return pb.CreditNote(
@@ -538,7 +535,7 @@ class BillingServicer(rpc.BillingServiceServicer):
     async def GetBucketBalance(
         self, request: pb.BucketBalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketBalance:
-        balance = await invoicing.bucket_balance(
+        balance = await buckets.bucket_balance(
             self.store, current_principal(), request.contract_id, optional_datetime(request, "at")
         )
         return balance_message(balance)

@@ -19,14 +19,10 @@ from effigate_engine.billing.contracts import BaseTiming, ContractType
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import currency
 from effigate_engine.billing.periods import Period
+from effigate_engine.billing.rate_card_json import amendment_rate_card, rate_card_from_json
+from effigate_engine.billing.terms_json import _terms_objects, validate_terms
 from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
-from effigate_engine.service import FailedPrecondition, contracts, invoicing
-from effigate_engine.service.terms import (
-    _terms_objects,
-    amendment_rate_card,
-    rate_card_from_json,
-    validate_terms,
-)
+from effigate_engine.service import FailedPrecondition, contracts, invoice_evidence, invoicing
 from tests.service.support import open_store
 from tests.service.test_invoicing import MARCH, SEED_CARD, fetch_all, new_contract, run, setup
 from tests.store.helpers import Database
@@ -842,13 +838,13 @@ def test_unit_counts_form_a_timeline_and_a_resend_changes_nothing(db: Database) 
 def test_unit_line_evidence_keeps_the_cycles_part_of_a_timeline() -> None:
     timeline = [(MARCH, 10), (date(2026, 3, 11), 16), (date(2026, 4, 1), 12)]
     april = Period(1, date(2026, 4, 1), date(2026, 5, 1))
-    assert invoicing._cycle_counts(timeline, Period(0, MARCH, april.start)) == [
+    assert invoice_evidence._cycle_counts(timeline, Period(0, MARCH, april.start)) == [
         ["2026-03-01", 10],
         ["2026-03-11", 16],
     ]
-    assert invoicing._cycle_counts(timeline, april) == [["2026-04-01", 12]]
+    assert invoice_evidence._cycle_counts(timeline, april) == [["2026-04-01", 12]]
     may = Period(2, date(2026, 5, 1), date(2026, 6, 1))
-    assert invoicing._cycle_counts(timeline, may) == [["2026-05-01", 12]]
+    assert invoice_evidence._cycle_counts(timeline, may) == [["2026-05-01", 12]]
 
 
 def test_invoicing_takes_the_count_at_the_cycle_end_or_the_timeline(db: Database) -> None:
@@ -877,23 +873,23 @@ def test_invoicing_takes_the_count_at_the_cycle_end_or_the_timeline(db: Database
                 ):
                     await contracts.record_unit_count(store, p, c.id, unit, n, effective_on=day)
             async with store.transaction(p) as conn:
-                plain_domain = await contracts.load_contract(conn, plain.id)
-                prorating_domain = await contracts.load_contract(conn, prorating.id)
-                assert await invoicing.unit_counts(conn, plain_domain, march) == {
+                plain_stored = await contracts.load_stored(conn, plain.id)
+                prorating_stored = await contracts.load_stored(conn, prorating.id)
+                assert invoice_evidence.unit_counts(plain_stored, march) == {
                     "endpoint": 16,
                     "mailbox": 4,
                 }
                 # the count holds until the next one: April bills the mailbox count of March
-                assert await invoicing.unit_counts(conn, plain_domain, april) == {
+                assert invoice_evidence.unit_counts(plain_stored, april) == {
                     "endpoint": 12,
                     "mailbox": 4,
                 }
                 # the timeline up to the cycle's end; no mailbox before the first count
-                assert await invoicing.unit_counts(conn, prorating_domain, march) == {
+                assert invoice_evidence.unit_counts(prorating_stored, march) == {
                     "endpoint": [(MARCH, 10), (date(2026, 3, 11), 16)],
                     "mailbox": [(MARCH, 0), (date(2026, 3, 20), 4)],
                 }
-                assert await invoicing.unit_counts(conn, prorating_domain, april) == {
+                assert invoice_evidence.unit_counts(prorating_stored, april) == {
                     "endpoint": [(MARCH, 10), (date(2026, 3, 11), 16), (date(2026, 4, 1), 12)],
                     "mailbox": [(MARCH, 0), (date(2026, 3, 20), 4)],
                 }

@@ -10,6 +10,7 @@ import pytest
 
 from effigate_engine.billing.contracts import ContractStatus, ContractType
 from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.billing.terms_json import build_contract, validate_terms
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.model import RateCard
@@ -21,7 +22,6 @@ from effigate_engine.service import (
     contracts,
     invoicing,
 )
-from effigate_engine.service.terms import build_contract, validate_terms
 from tests.service.support import new_tenant, open_store
 from tests.service.test_invoicing import (
     MARCH,

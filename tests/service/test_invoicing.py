@@ -19,14 +19,16 @@ from effigate_engine.service import (
     NotFound,
     PermissionDenied,
     Principal,
+    buckets,
     catalog,
     contracts,
     invoicing,
+    payments,
     timelogs,
 )
 from effigate_engine.service.context import Store
-from effigate_engine.service.records import ContractRecord
 from effigate_engine.store.bulk import INSTANT
+from effigate_engine.store.contracts import ContractRecord
 from tests.service.support import new_tenant, open_store
 from tests.store.helpers import Database
 
@@ -214,9 +216,7 @@ def test_seed_invoice_end_to_end_through_the_store(db: Database) -> None:
                 37_600,
                 413_600,
             )
-            assert [(t.name, t.rate_ppm, t.amount_minor) for t in inv.taxes] == [
-                ("GST", 100_000, 37_600)
-            ]
+            assert [(t.name, t.ppm, t.amount) for t in inv.taxes] == [("GST", 100_000, 37_600)]
             regular, after, credit = inv.lines
             assert (
                 regular.time_condition,
@@ -231,6 +231,14 @@ def test_seed_invoice_end_to_end_through_the_store(db: Database) -> None:
             assert len(regular.evidence["rate_card_sha256"]) == 64
             assert credit.kind == "SLA_CREDIT" and credit.evidence["breach_ids"] == [f"BR-{c.id}"]
             assert "4136.00" in inv.text
+            # one model, one layout: the stored invoice renders as its preview did, under its
+            # own heading (number or draft id, status)
+            heading, *rows = inv.text.splitlines()
+            assert heading == f"Invoice draft {inv.id} contract {c.id} 2026-03-01..2026-04-01" + (
+                " (USD, DRAFT)"
+            )
+            assert rows == preview.format().splitlines()[1:]
+            assert [r.split()[-1] for r in rows[-4:]] == ["3960.00", "-200.00", "376.00", "4136.00"]
 
             evidence = await fetch_all(
                 db,
@@ -329,11 +337,11 @@ def test_credit_notes_are_capped_per_line_and_per_invoice(db: Database) -> None:
             inv = await invoicing.generate_invoice(store, p, c.id, MARCH)
             regular, after, credit = inv.lines
             with pytest.raises(FailedPrecondition) as err:
-                await invoicing.create_credit_note(store, p, inv.id, {regular.id: 1_000})
+                await payments.create_credit_note(store, p, inv.id, {regular.id: 1_000})
             assert err.value.field == "invoice.status"  # a draft is not credited
             await invoicing.issue_invoice(store, p, inv.id)
 
-            note = await invoicing.create_credit_note(
+            note = await payments.create_credit_note(
                 store, p, inv.id, {regular.id: 100_000}, reason="goodwill"
             )
             assert (note.subtotal_minor, note.tax_minor, note.total_minor) == (
@@ -342,18 +350,18 @@ def test_credit_notes_are_capped_per_line_and_per_invoice(db: Database) -> None:
                 110_000,
             )
             with pytest.raises(FailedPrecondition) as err:
-                await invoicing.create_credit_note(store, p, inv.id, {regular.id: 242_001})
+                await payments.create_credit_note(store, p, inv.id, {regular.id: 242_001})
             assert err.value.field == f"amounts[{regular.id}]"
             with pytest.raises(FailedPrecondition):
-                await invoicing.create_credit_note(store, p, inv.id, {credit.id: 100})
+                await payments.create_credit_note(store, p, inv.id, {credit.id: 100})
             with pytest.raises(NotFound):
-                await invoicing.create_credit_note(store, p, inv.id, {10**9: 100})
+                await payments.create_credit_note(store, p, inv.id, {10**9: 100})
             # The invoice's net is 3,760.00: 1,000 + 2,420 + 540 would exceed it.
-            await invoicing.create_credit_note(store, p, inv.id, {regular.id: 242_000})
+            await payments.create_credit_note(store, p, inv.id, {regular.id: 242_000})
             with pytest.raises(FailedPrecondition) as err:
-                await invoicing.create_credit_note(store, p, inv.id, {after.id: 54_000})
+                await payments.create_credit_note(store, p, inv.id, {after.id: 54_000})
             assert err.value.field == "amounts"
-            last = await invoicing.create_credit_note(store, p, inv.id, {after.id: 34_000})
+            last = await payments.create_credit_note(store, p, inv.id, {after.id: 34_000})
             record = await invoicing.get_invoice(store, p, inv.id)
             assert record.credited_minor == 110_000 + 266_200 + last.total_minor
             assert record.credited_minor == record.total_minor  # every cent credited, no more
@@ -370,22 +378,22 @@ def test_payments_mark_the_invoice_paid_and_forbid_void(db: Database) -> None:
             inv = await invoicing.generate_invoice(store, p, c.id, MARCH)
             received = datetime(2026, 4, 20, tzinfo=UTC)
             with pytest.raises(FailedPrecondition):
-                await invoicing.record_payment(store, p, inv.id, 100, received)
+                await payments.record_payment(store, p, inv.id, 100, received)
             await invoicing.issue_invoice(store, p, inv.id)
-            await invoicing.record_payment(store, p, inv.id, 400_000, received, "wire 1")
+            await payments.record_payment(store, p, inv.id, 400_000, received, "wire 1")
             partial = await invoicing.get_invoice(store, p, inv.id)
             assert partial.status == "ISSUED" and partial.balance_due_minor == 13_600
             with pytest.raises(FailedPrecondition) as err:
                 await invoicing.void_invoice(store, p, inv.id)
             assert err.value.field == "invoice.payments"
             with pytest.raises(FailedPrecondition) as err:
-                await invoicing.record_payment(store, p, inv.id, 13_601, received)
+                await payments.record_payment(store, p, inv.id, 13_601, received)
             assert err.value.field == "amount_minor"
-            await invoicing.record_payment(store, p, inv.id, 13_600, received, "wire 2")
+            await payments.record_payment(store, p, inv.id, 13_600, received, "wire 2")
             paid = await invoicing.get_invoice(store, p, inv.id)
             assert paid.status == "PAID" and paid.paid_minor == 413_600
             with pytest.raises(FailedPrecondition):
-                await invoicing.record_payment(store, p, inv.id, 1, received)
+                await payments.record_payment(store, p, inv.id, 1, received)
 
     run(scenario())
 
@@ -441,10 +449,10 @@ def test_bucket_balance_after_issue(db: Database) -> None:
             assert inv.total_minor == 15_000
 
             end_of_march = datetime(2026, 4, 1, 4, tzinfo=UTC)
-            before = await invoicing.bucket_balance(store, p, c.id, end_of_march)
+            before = await buckets.bucket_balance(store, p, c.id, end_of_march)
             assert before.invoiced_drawdown_seconds == 0
             await invoicing.issue_invoice(store, p, inv.id)
-            balance = await invoicing.bucket_balance(store, p, c.id, end_of_march)
+            balance = await buckets.bucket_balance(store, p, c.id, end_of_march)
             assert balance.purchased_seconds == 36_000 and balance.top_up_seconds == 0
             assert (balance.burned_seconds, balance.remaining_seconds) == (36_000, 0)
             assert balance.overage_seconds == 3_600
@@ -464,14 +472,14 @@ def test_bucket_balance_after_issue(db: Database) -> None:
                 store, p, c.id, kind="TOP_UP", effective_on=date(2026, 4, 1), body={"hours": "5"}
             )
             mine = replace(p, client_id=s.client_id)
-            later = await invoicing.bucket_balance(
+            later = await buckets.bucket_balance(
                 store, mine, c.id, datetime(2026, 4, 2, tzinfo=UTC)
             )
             assert (later.top_up_seconds, later.remaining_seconds) == (18_000, 18_000)
             other = await catalog.create_client(store, p, "Other Co")
             with pytest.raises(NotFound):
-                await invoicing.bucket_balance(store, replace(p, client_id=other), c.id)
-            empty = await invoicing.bucket_balance(
+                await buckets.bucket_balance(store, replace(p, client_id=other), c.id)
+            empty = await buckets.bucket_balance(
                 store, p, c.id, datetime(2026, 3, 1, 12, tzinfo=UTC)
             )
             assert (empty.burned_seconds, empty.remaining_seconds) == (0, 36_000)

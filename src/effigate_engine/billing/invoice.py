@@ -149,11 +149,13 @@ class Invoice:
     def tax_total(self) -> int:
         return sum(t.amount for t in self.taxes)
 
-    def format(self) -> str:
-        """A plain-text rendering: one line per invoice line, then the totals."""
+    def format(self, heading: str | None = None) -> str:
+        """A plain-text rendering: ``heading`` (by default the contract, period and currency),
+        one line per invoice line, then the totals."""
         money = currency(self.currency)
         width = max([60, *(len(line.description) for line in self.lines)])
-        out = [f"{self.contract_id} {self.period.start}..{self.period.end} ({self.currency})"]
+        title = f"{self.contract_id} {self.period.start}..{self.period.end} ({self.currency})"
+        out = [title if heading is None else heading]
 
         def row(number: str, label: str, amount: int) -> None:
             out.append(f"{number:>3} {label:<{width}} {money.format(amount):>12}")

@@ -8,43 +8,30 @@ contract's time zone (stored as the instant of their local midnight where the co
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
-
 from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.billing.errors import BillingError, ConfigurationError
 from effigate_engine.billing.periods import local_midnight
+from effigate_engine.billing.rate_card_json import amendment_rate_card, rate_card_from_json
+from effigate_engine.billing.terms_json import (
+    AMENDMENT_KINDS,
+    hours_to_seconds,
+    validate_terms,
+)
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import FailedPrecondition, NotFound
-from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
-from effigate_engine.service.terms import (
-    AMENDMENT_KINDS,
-    amendment_rate_card,
-    build_contract,
-    hours_to_seconds,
-    rate_card_from_json,
-    validate_terms,
-)
+from effigate_engine.store import contracts as db
+from effigate_engine.store.contracts import ContractRecord, RateCardVersionRecord, StoredContract
 from effigate_engine.zone import zone as bundled_zone
 
-_CONTRACT_COLUMNS = (
-    "id, client_id, contract_type, status, currency, time_zone, starts_on, ends_on, calendar_id,"
-    " sla_policy_id, rate_card_id, frozen_rate_card, frozen_rate_card_version,"
-    " frozen_rate_card_sha256, activated_at, terms"
-)
 _ACTIVE = ("ACTIVE", "AMENDED")
-
-
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def instant_of(day: date, zone: ZoneInfo) -> datetime:
@@ -52,46 +39,16 @@ def instant_of(day: date, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(local_midnight(day, zone), UTC)
 
 
-def contract_record(row: asyncpg.Record) -> ContractRecord:
-    """A :class:`ContractRecord` from a ``contracts`` row."""
-    return ContractRecord(
-        id=row["id"],
-        client_id=row["client_id"],
-        contract_type=row["contract_type"],
-        status=row["status"],
-        currency=row["currency"].strip(),
-        time_zone=row["time_zone"],
-        starts_on=row["starts_on"],
-        ends_on=row["ends_on"],
-        calendar_id=row["calendar_id"],
-        sla_policy_id=row["sla_policy_id"],
-        rate_card_id=row["rate_card_id"],
-        frozen_rate_card_version=row["frozen_rate_card_version"],
-        frozen_rate_card_sha256=row["frozen_rate_card_sha256"],
-        activated_at=row["activated_at"],
-        terms=_loads(row["terms"]) or {},
-        frozen_rate_card=_loads(row["frozen_rate_card"]),
-    )
-
-
 async def audit(
-    conn: asyncpg.Connection,
+    conn: Any,
     principal: Principal,
     action: str,
     entity: str,
     entity_id: object,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append an ``audit_log`` row for a state change made by ``principal``."""
-    await conn.execute(
-        "INSERT INTO audit_log (actor, action, entity, entity_id, detail)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb)",
-        principal.actor,
-        action,
-        entity,
-        str(entity_id),
-        json.dumps(detail or {}, default=str),
-    )
+    """Append an audit-log entry for a state change made by ``principal``."""
+    await db.audit(conn, principal.actor, action, entity, entity_id, detail)
 
 
 # Rate cards ---------------------------------------------------------------------------------
@@ -104,9 +61,7 @@ async def create_rate_card(store: Store, principal: Principal, name: str) -> int
     if not isinstance(name, str) or not name.strip():
         raise EffigateError(f"name: {name!r} is not a non-empty rate-card name")
     async with store.transaction(principal) as conn:
-        return int(
-            await conn.fetchval("INSERT INTO rate_cards (name) VALUES ($1) RETURNING id", name)
-        )
+        return await db.insert_rate_card(conn, name)
 
 
 async def publish_rate_card(
@@ -120,76 +75,62 @@ async def publish_rate_card(
     stored = card.to_json()
     digest = card.content_hash()
     async with store.transaction(principal) as conn:
-        exists = await conn.fetchval(
-            "SELECT id FROM rate_cards WHERE id = $1 FOR UPDATE", rate_card_id
+        record = await db.insert_rate_card_version(
+            conn, rate_card_id, card.currency, stored, digest
         )
-        if exists is None:
-            raise NotFound("rate_card_id", rate_card_id, "is not a rate card of this tenant")
-        version = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) + 1 FROM rate_card_versions WHERE rate_card_id = $1",
-            rate_card_id,
-        )
-        row = await conn.fetchrow(
-            "INSERT INTO rate_card_versions (rate_card_id, version, currency, body, content_sha256)"
-            " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING created_at",
-            rate_card_id,
-            version,
-            card.currency,
-            json.dumps(stored),
-            digest,
-        )
-    return RateCardVersionRecord(
-        rate_card_id, int(version), card.currency, digest, stored, row["created_at"]
-    )
+    if record is None:
+        raise NotFound("rate_card_id", rate_card_id, "is not a rate card of this tenant")
+    return record
 
 
 async def fetch_rate_card_version(
-    conn: asyncpg.Connection, rate_card_id: int, version: int | None = None
+    conn: Any, rate_card_id: int, version: int | None = None
 ) -> RateCardVersionRecord:
     """Version ``version`` of library card ``rate_card_id`` (the latest when ``None``)."""
+    record = await db.fetch_rate_card_version(conn, rate_card_id, version)
+    if record is not None:
+        return record
     if version is None:
-        row = await conn.fetchrow(
-            "SELECT * FROM rate_card_versions WHERE rate_card_id = $1"
-            " ORDER BY version DESC LIMIT 1",
-            rate_card_id,
+        raise FailedPrecondition(
+            "rate_card_id", rate_card_id, "has no published version; publish one first"
         )
-        if row is None:
-            raise FailedPrecondition(
-                "rate_card_id", rate_card_id, "has no published version; publish one first"
-            )
-    else:
-        row = await conn.fetchrow(
-            "SELECT * FROM rate_card_versions WHERE rate_card_id = $1 AND version = $2",
-            rate_card_id,
-            version,
-        )
-        if row is None:
-            raise NotFound(
-                "rate_card_version", version, f"is not a version of rate card {rate_card_id}"
-            )
-    return RateCardVersionRecord(
-        row["rate_card_id"],
-        row["version"],
-        row["currency"].strip(),
-        row["content_sha256"],
-        _loads(row["body"]),
-        row["created_at"],
-    )
+    raise NotFound("rate_card_version", version, f"is not a version of rate card {rate_card_id}")
 
 
 # Contracts ----------------------------------------------------------------------------------
 
 
-async def fetch_contract_row(
-    conn: asyncpg.Connection, contract_id: int, *, lock: bool = False
-) -> asyncpg.Record:
-    """The ``contracts`` row ``contract_id`` of the transaction's tenant (``FOR UPDATE`` when
-    ``lock``)."""
-    sql = f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE id = $1"
-    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), contract_id)
-    if row is None:
+async def fetch_contract(conn: Any, contract_id: int, *, lock: bool = False) -> ContractRecord:
+    """The stored contract ``contract_id`` of the transaction's tenant (``FOR UPDATE`` when
+    ``lock``); :class:`NotFound` when there is none."""
+    record = await db.fetch_contract(conn, contract_id, lock=lock)
+    if record is None:
         raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
-    return row
+    return record
+
+
+async def load_stored(
+    conn: Any, contract_id: int, principal: Principal | None = None, *, lock: bool = False
+) -> StoredContract:
+    """The aggregate of contract ``contract_id`` (one round trip, ``FOR UPDATE`` when
+    ``lock``; ``principal``: whose tenant's default tax to read); :class:`NotFound` for a
+    missing contract or calendar; a portal ``principal`` sees only its client's."""
+    stored = await db.load_contract(
+        conn, contract_id, None if principal is None else principal.tenant_id, lock=lock
+    )
+    if stored is None:
+        raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
+    if principal is not None:
+        check_visible(principal, stored.record.client_id, "contract_id", contract_id)
+    if stored.calendar is None:
+        raise NotFound("calendar_id", stored.record.calendar_id, "is not a calendar of this tenant")
+    return stored
+
+
+async def load_contract(conn: Any, contract_id: int) -> Contract:
+    """The domain :class:`Contract` of stored contract ``contract_id`` (frozen card, amendments,
+    milestones, deliverables); ``contract.id`` is ``str(contract_id)``."""
+    return (await load_stored(conn, contract_id)).contract
 
 
 def check_visible(principal: Principal, client_id: int, field: str, value: object) -> None:
@@ -226,9 +167,7 @@ async def create_contract(
     if ends_on is not None and ends_on <= starts_on:
         raise ConfigurationError("ends_on", ends_on.isoformat(), "is not after starts_on")
     async with store.transaction(principal) as conn:
-        if not await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)", client_id
-        ):
+        if not await db.client_exists(conn, client_id):
             raise NotFound("client_id", client_id, "is not a client of this tenant")
         zone = time_zone
         if calendar_id is not None:
@@ -243,75 +182,26 @@ async def create_contract(
         if sla_policy_id is not None:
             await fetch_policy(conn, sla_policy_id)
         if rate_card_id is not None:
-            card_currency = await conn.fetchval(
-                "SELECT v.currency FROM rate_cards c LEFT JOIN rate_card_versions v"
-                " ON v.rate_card_id = c.id WHERE c.id = $1 ORDER BY v.version DESC LIMIT 1",
-                rate_card_id,
-            )
-            exists = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM rate_cards WHERE id = $1)", rate_card_id
-            )
+            exists, card_currency = await db.rate_card_currency(conn, rate_card_id)
             if not exists:
                 raise NotFound("rate_card_id", rate_card_id, "is not a rate card of this tenant")
-            if card_currency is not None and card_currency.strip() != currency:
+            if card_currency is not None and card_currency != currency:
                 raise ConfigurationError(
                     "currency", currency, f"differs from rate card {rate_card_id}'s {card_currency}"
                 )
-        row = await conn.fetchrow(
-            "INSERT INTO contracts (client_id, contract_type, currency, time_zone, calendar_id,"
-            " sla_policy_id, starts_on, ends_on, terms, rate_card_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)"
-            f" RETURNING {_CONTRACT_COLUMNS}",
-            client_id,
-            ContractType(contract_type).value,
-            currency,
-            zone,
-            calendar_id,
-            sla_policy_id,
-            starts_on,
-            ends_on,
-            json.dumps(normalised),
-            rate_card_id,
+        return await db.insert_contract(
+            conn,
+            client_id=client_id,
+            contract_type=ContractType(contract_type).value,
+            currency=currency,
+            time_zone=zone,
+            calendar_id=calendar_id,
+            sla_policy_id=sla_policy_id,
+            starts_on=starts_on,
+            ends_on=ends_on,
+            terms=normalised,
+            rate_card_id=rate_card_id,
         )
-    return contract_record(row)
-
-
-async def contract_calendar(conn: asyncpg.Connection, row: asyncpg.Record) -> Calendar:
-    """The business-hours calendar of a contract row (24x7 in its zone without one)."""
-    if row["calendar_id"] is None:
-        return Calendar.always_open(row["time_zone"], name="24x7")
-    return (await fetch_calendar(conn, row["calendar_id"])).calendar()
-
-
-async def _domain(conn: asyncpg.Connection, row: asyncpg.Record | dict[str, Any]) -> Contract:
-    calendar = await contract_calendar(conn, row)  # type: ignore[arg-type]
-    cid = row["id"]
-    amendments = await conn.fetch(
-        "SELECT id, kind, effective_at, body FROM contract_amendments WHERE contract_id = $1"
-        " ORDER BY id",
-        cid,
-    )
-    milestones = await conn.fetch(
-        "SELECT id, name, amount_minor, approved_at FROM milestones WHERE contract_id = $1",
-        cid,
-    )
-    deliverables = await conn.fetch(
-        "SELECT id, name, amount_minor, signed_off_at FROM deliverables WHERE contract_id = $1",
-        cid,
-    )
-    return build_contract(
-        dict(row),
-        calendar,
-        [dict(a) for a in amendments],
-        [dict(m) for m in milestones],
-        [dict(d) for d in deliverables],
-    )
-
-
-async def load_contract(conn: asyncpg.Connection, contract_id: int) -> Contract:
-    """The domain :class:`Contract` of stored contract ``contract_id`` (frozen card, amendments,
-    milestones, deliverables); ``contract.id`` is ``str(contract_id)``."""
-    return await _domain(conn, await fetch_contract_row(conn, contract_id))
 
 
 async def activate_contract(
@@ -322,26 +212,26 @@ async def activate_contract(
     its SHA-256, and lock the type. Later publications never change this contract's prices."""
     principal.require_staff("activate contracts")
     async with store.transaction(principal) as conn:
-        row = await fetch_contract_row(conn, contract_id, lock=True)
-        if row["status"] != "DRAFT":
+        stored = await load_stored(conn, contract_id, lock=True)
+        row = stored.record
+        if row.status != "DRAFT":
             raise FailedPrecondition(
-                "contract.status", row["status"], f"contract {contract_id} is not DRAFT"
+                "contract.status", row.status, f"contract {contract_id} is not DRAFT"
             )
-        if row["rate_card_id"] is None:
+        if row.rate_card_id is None:
             raise FailedPrecondition(
                 "contract.rate_card_id", None, f"contract {contract_id} names no rate card"
             )
-        version = await fetch_rate_card_version(conn, row["rate_card_id"], rate_card_version)
-        if version.currency != row["currency"].strip():
+        version = await fetch_rate_card_version(conn, row.rate_card_id, rate_card_version)
+        if version.currency != row.currency:
             raise FailedPrecondition(
                 "rate_card_version.currency",
                 version.currency,
-                f"differs from contract {contract_id}'s {row['currency']}",
+                f"differs from contract {contract_id}'s {row.currency}",
             )
         # Validate the whole contract as the domain activates it (milestones, deliverables...).
-        draft = await _domain(conn, {**dict(row), "frozen_rate_card": version.body})
         try:
-            draft.activate()
+            stored.domain(frozen_rate_card=version.body).activate()
         except BillingError as exc:
             raise FailedPrecondition(exc.field, exc.value, exc.problem) from None
         # The database checks the hash against this exact text.
@@ -352,26 +242,12 @@ async def activate_contract(
                 version.content_sha256,
                 f"is not the SHA-256 of version {version.version}'s content",
             )
-        updated = await conn.fetchrow(
-            "UPDATE contracts SET status = 'ACTIVE', frozen_rate_card = $2::jsonb,"
-            " frozen_rate_card_text = $5, frozen_rate_card_version = $3,"
-            " frozen_rate_card_sha256 = $4, activated_at = now()"
-            f" WHERE id = $1 RETURNING {_CONTRACT_COLUMNS}",
-            contract_id,
-            text,
-            version.version,
-            version.content_sha256,
-            text,
-        )
-        bucket = (_loads(row["terms"]) or {}).get("bucket")
-        if row["contract_type"] == "BUCKET" and bucket and not bucket.get("per_period"):
-            await conn.execute(
-                "INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, note)"
-                " VALUES ($1, $2, 'TOP_UP', $3, 'purchased at activation')",
-                contract_id,
-                instant_of(row["starts_on"], bundled_zone(row["time_zone"])),
-                int(bucket["size_seconds"]),
-            )
+        updated = await db.activate(conn, contract_id, version, text)
+        bucket = row.terms.get("bucket")
+        if row.contract_type == "BUCKET" and bucket and not bucket.get("per_period"):
+            at = instant_of(row.starts_on, bundled_zone(row.time_zone))
+            seconds = int(bucket["size_seconds"])
+            await db.insert_top_up(conn, contract_id, at, seconds, "purchased at activation")
         await audit(
             conn,
             principal,
@@ -379,25 +255,23 @@ async def activate_contract(
             "contract",
             contract_id,
             {
-                "rate_card_id": row["rate_card_id"],
+                "rate_card_id": row.rate_card_id,
                 "rate_card_version": version.version,
                 "content_sha256": version.content_sha256,
             },
         )
-    return contract_record(updated)
+    return updated
 
 
-def _same_currency(card: RateCard, contract_row: asyncpg.Record) -> None:
-    if card.currency != contract_row["currency"].strip():
+def _same_currency(card: RateCard, contract: ContractRecord) -> None:
+    if card.currency != contract.currency:
         raise ConfigurationError(
-            "body.currency",
-            card.currency,
-            f"differs from the contract's {contract_row['currency']}",
+            "body.currency", card.currency, f"differs from the contract's {contract.currency}"
         )
 
 
 def _amendment_body(
-    kind: str, body: dict[str, Any], contract_row: asyncpg.Record, card: RateCard | None
+    kind: str, body: dict[str, Any], contract: ContractRecord, card: RateCard | None
 ) -> dict[str, Any]:
     """Validate an amendment body (``card``: a ``RATE_CARD`` body's inline card) and return
     what is stored."""
@@ -409,9 +283,9 @@ def _amendment_body(
             raise ConfigurationError("body.note", note, "is required for a NOTE amendment")
         return {"note": note}
     if kind == "TOP_UP":
-        if contract_row["contract_type"] != "BUCKET":
+        if contract.contract_type != "BUCKET":
             raise FailedPrecondition(
-                "contract.contract_type", contract_row["contract_type"], "has no bucket to top up"
+                "contract.contract_type", contract.contract_type, "has no bucket to top up"
             )
         if "hours" in body and "seconds" in body:
             raise ConfigurationError("body.hours", body["hours"], "and body.seconds are both given")
@@ -427,7 +301,7 @@ def _amendment_body(
             raise ConfigurationError("body.hours", body.get("hours", seconds), "is not positive")
         return {"seconds": seconds, "note": note}
     assert card is not None  # a RATE_CARD body's card, parsed by amend_contract
-    _same_currency(card, contract_row)
+    _same_currency(card, contract)
     return {"rate_card": card.to_json(), "content_sha256": card.content_hash(), "note": note}
 
 
@@ -455,12 +329,12 @@ async def amend_contract(
     if not isinstance(body, dict):
         raise ConfigurationError("body", body, "is not a JSON object")
     async with store.transaction(principal) as conn:
-        row = await fetch_contract_row(conn, contract_id, lock=True)
-        if row["status"] not in _ACTIVE:
+        row = await fetch_contract(conn, contract_id, lock=True)
+        if row.status not in _ACTIVE:
             raise FailedPrecondition(
-                "contract.status", row["status"], f"contract {contract_id} is not active"
+                "contract.status", row.status, f"contract {contract_id} is not active"
             )
-        if effective_on < row["starts_on"]:
+        if effective_on < row.starts_on:
             raise ConfigurationError(
                 "effective_on", effective_on.isoformat(), "is before the contract's start"
             )
@@ -477,25 +351,8 @@ async def amend_contract(
             }
         else:
             stored = _amendment_body(kind, body, row, card)
-        effective_at = instant_of(effective_on, bundled_zone(row["time_zone"]))
-        amendment_id = await conn.fetchval(
-            "INSERT INTO contract_amendments (contract_id, kind, effective_at, body)"
-            " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
-            contract_id,
-            kind,
-            effective_at,
-            json.dumps(stored),
-        )
-        if kind == "TOP_UP":
-            await conn.execute(
-                "INSERT INTO bucket_ledger (contract_id, entry_at, kind, seconds, note)"
-                " VALUES ($1, $2, 'TOP_UP', $3, $4)",
-                contract_id,
-                effective_at,
-                stored["seconds"],
-                f"amendment {amendment_id}",
-            )
-        await conn.execute("UPDATE contracts SET status = 'AMENDED' WHERE id = $1", contract_id)
+        effective_at = instant_of(effective_on, bundled_zone(row.time_zone))
+        amendment_id = await db.insert_amendment(conn, contract_id, kind, effective_at, stored)
         # The amended contract must still build (e.g. currency, dates).
         await load_contract(conn, contract_id)
         await audit(
@@ -517,9 +374,9 @@ async def amend_contract(
 async def get_contract(store: Store, principal: Principal, contract_id: int) -> ContractRecord:
     """The stored contract ``contract_id`` (a portal principal sees only its client's)."""
     async with store.transaction(principal) as conn:
-        row = await fetch_contract_row(conn, contract_id)
-    check_visible(principal, row["client_id"], "contract_id", contract_id)
-    return contract_record(row)
+        record = await fetch_contract(conn, contract_id)
+    check_visible(principal, record.client_id, "contract_id", contract_id)
+    return record
 
 
 async def list_contracts(
@@ -531,12 +388,7 @@ async def list_contracts(
             return []
         client_id = principal.client_id
     async with store.transaction(principal) as conn:
-        rows = await conn.fetch(
-            f"SELECT {_CONTRACT_COLUMNS} FROM contracts"
-            " WHERE ($1::bigint IS NULL OR client_id = $1) ORDER BY id",
-            client_id,
-        )
-    return [contract_record(r) for r in rows]
+        return await db.list_contracts(conn, client_id)
 
 
 # Items and unit counts ----------------------------------------------------------------------
@@ -551,49 +403,31 @@ async def _add_item(
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
         raise ConfigurationError("amount_minor", amount_minor, "is not whole minor units >= 0")
     async with store.transaction(principal) as conn:
-        row = await fetch_contract_row(conn, contract_id)
+        row = await fetch_contract(conn, contract_id)
         wanted = "FIXED_PRICE" if table == "milestones" else "SCOPE"
-        if row["contract_type"] != wanted:
+        if row.contract_type != wanted:
             raise FailedPrecondition(
-                "contract.contract_type", row["contract_type"], f"has no {table} ({wanted} only)"
+                "contract.contract_type", row.contract_type, f"has no {table} ({wanted} only)"
             )
-        return int(
-            await conn.fetchval(
-                f"INSERT INTO {table} (contract_id, name, amount_minor) VALUES ($1, $2, $3)"
-                " RETURNING id",
-                contract_id,
-                name,
-                amount_minor,
-            )
-        )
+        return await db.insert_item(conn, table, contract_id, name, amount_minor)
 
 
 async def _complete_item(
     store: Store, principal: Principal, table: str, item_id: int, on: date
 ) -> None:
     principal.require_staff(f"complete {table}")
-    column, done = (
-        ("approved_at", "APPROVED") if table == "milestones" else ("signed_off_at", "SIGNED_OFF")
-    )
+    done = db.ITEM_TABLES[table][1]
     field = "milestone_id" if table == "milestones" else "deliverable_id"
     async with store.transaction(principal) as conn:
-        item = await conn.fetchrow(
-            f"SELECT i.id, i.status, c.time_zone, c.starts_on FROM {table} i"
-            " JOIN contracts c ON c.id = i.contract_id WHERE i.id = $1 FOR UPDATE OF i",
-            item_id,
-        )
+        item = await db.lock_item(conn, table, item_id)
         if item is None:
             raise NotFound(field, item_id, f"is not one of this tenant's {table}")
         if item["status"] != "PENDING":
             raise FailedPrecondition(f"{table}.status", item["status"], f"{field} {item_id}")
         if on < item["starts_on"]:
             raise ConfigurationError("on", on.isoformat(), "is before the contract's start")
-        await conn.execute(
-            f"UPDATE {table} SET status = $2, {column} = $3 WHERE id = $1",
-            item_id,
-            done,
-            instant_of(on, bundled_zone(item["time_zone"])),
-        )
+        at = instant_of(on, bundled_zone(item["time_zone"]))
+        await db.complete_item(conn, table, item_id, at)
         await audit(conn, principal, done.lower(), table[:-1], item_id, {"on": on})
 
 
@@ -658,12 +492,12 @@ async def record_unit_count(
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ConfigurationError("count", count, "is not a whole count >= 0")
     async with store.transaction(principal) as conn:
-        row = await fetch_contract_row(conn, contract_id)
-        if row["contract_type"] != "RECURRING":
+        row = await fetch_contract(conn, contract_id)
+        if row.contract_type != "RECURRING":
             raise FailedPrecondition(
-                "contract.contract_type", row["contract_type"], "bills no units (RECURRING only)"
+                "contract.contract_type", row.contract_type, "bills no units (RECURRING only)"
             )
-        prices = ((_loads(row["terms"]) or {}).get("recurring") or {}).get("unit_prices", {})
+        prices = (row.terms.get("recurring") or {}).get("unit_prices", {})
         if unit_type not in prices:
             raise ConfigurationError(
                 "unit_type", unit_type, f"has no unit price on contract {contract_id}"
@@ -671,36 +505,22 @@ async def record_unit_count(
         if effective_on is None:
             assert cycle_end is not None
             last_second = cycle_end - timedelta(seconds=1)
-            effective_on = last_second.astimezone(bundled_zone(row["time_zone"])).date()
+            effective_on = last_second.astimezone(bundled_zone(row.time_zone)).date()
             field = "cycle_end"
         else:
             field = "effective_on"
-        if effective_on < row["starts_on"]:
+        if effective_on < row.starts_on:
             raise ConfigurationError(
                 field, effective_on.isoformat(), "is before the contract's start"
             )
-        if row["ends_on"] is not None and effective_on >= row["ends_on"]:
+        if row.ends_on is not None and effective_on >= row.ends_on:
             raise ConfigurationError(
                 field, effective_on.isoformat(), "is not before the contract's end"
             )
-        stored = await conn.fetchrow(
-            "SELECT id, unit_count FROM unit_counts"
-            " WHERE contract_id = $1 AND unit_type = $2 AND effective_on = $3 FOR UPDATE",
-            contract_id,
-            unit_type,
-            effective_on,
-        )
+        stored = await db.lock_unit_count(conn, contract_id, unit_type, effective_on)
         if stored is not None and stored["unit_count"] == count:
             return int(stored["id"])
-        count_id = await conn.fetchval(
-            "INSERT INTO unit_counts (contract_id, unit_type, effective_on, unit_count)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, contract_id, unit_type,"
-            " effective_on) DO UPDATE SET unit_count = EXCLUDED.unit_count RETURNING id",
-            contract_id,
-            unit_type,
-            effective_on,
-            count,
-        )
+        count_id = await db.upsert_unit_count(conn, contract_id, unit_type, effective_on, count)
         await audit(
             conn,
             principal,
@@ -719,6 +539,7 @@ async def record_unit_count(
 
 
 __all__ = [
+    "ContractRecord",
     "activate_contract",
     "add_deliverable",
     "add_milestone",

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,24 +38,19 @@ from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.invoice import TaxComponent
 from effigate_engine.billing.money import BASIS_POINTS, PARTS_PER_MILLION, Currency
 from effigate_engine.billing.money import currency as currency_of
+from effigate_engine.billing.rate_card_json import (
+    decimal_number,
+    json_object,
+    known_keys,
+    priority_key,
+    whole_number,
+)
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
-from effigate_engine.ratecard.model import (
-    MAX_ROUNDING_SECONDS,
-    RULE_CONDITIONS,
-    Condition,
-    IncrementMode,
-    RateCard,
-    Stacking,
-    normalise_precedence,
-    normalise_priority,
-)
+from effigate_engine.ratecard.model import Condition, RateCard
 from effigate_engine.zone import zone as bundled_zone
 
 SECONDS_PER_HOUR = 3_600
-#: Digits a decimal number in terms may have before its point (money, hours, factors): more is
-#: never meant, and would overflow the int64 arithmetic of billing.
-_LARGEST_DIGITS = 15
 _TOP_KEYS = {"anchor_day", "scope", "bucket", "recurring", "sla_credits", "tax", "tax_exemption"}
 
 #: Amendment kinds :func:`build_contract` understands.
@@ -65,47 +60,10 @@ AMENDMENT_KINDS = ("RATE_CARD", "TOP_UP", "NOTE")
 # Scalars ------------------------------------------------------------------------------------
 
 
-def _object(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(path, value, "is not a JSON object")
-    return value
-
-
-def _known(obj: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise ConfigurationError(f"{path}.{key}", obj[key], f"is not one of {sorted(allowed)}")
-
-
-def _int(value: Any, path: str, *, low: int = 0, high: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigurationError(path, value, "is not an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ConfigurationError(path, value, f"is not in {bound}")
-    return value
-
-
 def _bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(path, value, "is not true/false")
     return value
-
-
-def _decimal(value: Any, path: str) -> Decimal:
-    if isinstance(value, float):
-        raise ConfigurationError(path, value, "is a float; give a decimal string such as '1.5'")
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigurationError(path, value, "is not a number (integer or decimal string)")
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, ValueError):
-        raise ConfigurationError(path, value, "is not a decimal number") from None
-    if not number.is_finite() or number < 0:
-        raise ConfigurationError(path, value, "is not a finite number >= 0")
-    if number and number.adjusted() >= _LARGEST_DIGITS:
-        raise ConfigurationError(path, value, f"is too large (at most {_LARGEST_DIGITS} digits)")
-    return number
 
 
 def _money(obj: Mapping[str, Any], name: str, money: Currency, path: str) -> int | None:
@@ -114,7 +72,7 @@ def _money(obj: Mapping[str, Any], name: str, money: Currency, path: str) -> int
     if name in obj and minor_key in obj:
         raise ConfigurationError(f"{path}.{name}", obj[name], f"and {minor_key} are both given")
     if minor_key in obj:
-        return _int(obj[minor_key], f"{path}.{minor_key}")
+        return whole_number(obj[minor_key], f"{path}.{minor_key}")
     if name in obj:
         return _money_value(obj[name], money, f"{path}.{name}")
     return None
@@ -122,13 +80,13 @@ def _money(obj: Mapping[str, Any], name: str, money: Currency, path: str) -> int
 
 def _money_value(value: Any, money: Currency, path: str) -> int:
     """Minor units of a decimal-string amount in major units (an int is major units too)."""
-    _decimal(value, path)  # a finite number >= 0 of sane size, never a float
+    decimal_number(value, path)  # a finite number >= 0 of sane size, never a float
     return money.to_minor(value, path)
 
 
 def hours_to_seconds(value: Any, path: str) -> int:
     """Whole seconds of a number of hours (integer or decimal string; ``"1.5"`` → 5,400)."""
-    seconds = _decimal(value, path) * SECONDS_PER_HOUR
+    seconds = decimal_number(value, path) * SECONDS_PER_HOUR
     if seconds != seconds.to_integral_value():
         raise ConfigurationError(path, value, "is not a whole number of seconds")
     return int(seconds)
@@ -140,7 +98,7 @@ def _duration(obj: Mapping[str, Any], stem: str, path: str) -> int | None:
     if hours in obj and seconds in obj:
         raise ConfigurationError(f"{path}.{hours}", obj[hours], f"and {seconds} are both given")
     if seconds in obj:
-        return _int(obj[seconds], f"{path}.{seconds}")
+        return whole_number(obj[seconds], f"{path}.{seconds}")
     if hours in obj:
         return hours_to_seconds(obj[hours], f"{path}.{hours}")
     return None
@@ -151,7 +109,7 @@ def _durations(obj: Mapping[str, Any], stem: str, path: str) -> list[int] | None
     if hours in obj and seconds in obj:
         raise ConfigurationError(f"{path}.{hours}", obj[hours], f"and {seconds} are both given")
     for key, convert in (
-        (seconds, lambda v, p: _int(v, p)),
+        (seconds, lambda v, p: whole_number(v, p)),
         (hours, hours_to_seconds),
     ):
         if key in obj:
@@ -171,7 +129,7 @@ def _strings(value: Any, path: str) -> list[str]:
 
 def _burn_factor(value: Any, path: str) -> int:
     """Basis points of a burn factor given as a decimal string (``"1.5"`` → 15,000)."""
-    bp = _decimal(value, path) * BASIS_POINTS
+    bp = decimal_number(value, path) * BASIS_POINTS
     if bp != bp.to_integral_value() or bp <= 0:
         raise ConfigurationError(path, value, "is not a positive factor in whole basis points")
     return int(bp)
@@ -204,7 +162,7 @@ def validate_terms(contract_type: str, currency: str, terms: dict[str, Any]) -> 
     out: dict[str, Any] = {}
 
     if "anchor_day" in terms:
-        out["anchor_day"] = _int(terms["anchor_day"], "terms.anchor_day", low=1, high=31)
+        out["anchor_day"] = whole_number(terms["anchor_day"], "terms.anchor_day", low=1, high=31)
     if "scope" in terms:
         out["scope"] = _scope(terms["scope"])
     if "bucket" in terms:
@@ -236,8 +194,8 @@ def validate_terms(contract_type: str, currency: str, terms: dict[str, Any]) -> 
 
 def _section(value: Any, allowed: set[str], path: str) -> dict[str, Any]:
     """A terms object with only known keys, its ``null`` values dropped (null = absent)."""
-    obj = _object(value, path)
-    _known(obj, allowed, path)
+    obj = json_object(value, path)
+    known_keys(obj, allowed, path)
     return {k: v for k, v in obj.items() if v is not None}
 
 
@@ -275,7 +233,7 @@ def _bucket(value: Any) -> dict[str, Any]:
         raise ConfigurationError(f"{path}.size_hours", None, "is required")
     low = _durations(raw, "low_balance", path)
     burn: dict[str, str] = {}
-    for name, factor in _object(raw.get("burn_factors", {}), f"{path}.burn_factors").items():
+    for name, factor in json_object(raw.get("burn_factors", {}), f"{path}.burn_factors").items():
         if Condition.__members__.get(name) not in BURN_CONDITIONS:
             raise ConfigurationError(
                 f"{path}.burn_factors.{name}",
@@ -295,7 +253,9 @@ def _bucket(value: Any) -> dict[str, Any]:
         "low_balance_seconds": low if low is not None else [36_000],
         "burn_factors": dict(sorted(burn.items())),
         "per_period": per_period,
-        "rollover_periods": _int(raw.get("rollover_periods", 0), f"{path}.rollover_periods"),
+        "rollover_periods": whole_number(
+            raw.get("rollover_periods", 0), f"{path}.rollover_periods"
+        ),
         "rollover_cap_seconds": cap,
     }
 
@@ -320,7 +280,7 @@ def _recurring(value: Any, money: Currency) -> dict[str, Any]:
         raise ConfigurationError(f"{path}.base_fee", None, "is required")
     prices = {
         unit: money.format(_money_value(v, money, f"{path}.unit_prices.{unit}"))
-        for unit, v in _object(raw.get("unit_prices", {}), f"{path}.unit_prices").items()
+        for unit, v in json_object(raw.get("unit_prices", {}), f"{path}.unit_prices").items()
     }
     timing = raw.get("base_timing", BaseTiming.ADVANCE.value)
     if timing not in {t.value for t in BaseTiming}:
@@ -346,40 +306,33 @@ _SLA_CREDIT_KEYS = {
 }
 
 
-def _priority_key(name: Any, path: str) -> str:
-    try:
-        return normalise_priority(name)
-    except ConfigurationError as exc:
-        raise ConfigurationError(path, name, exc.problem) from None
-
-
 def _sla_credits(value: Any, kind: ContractType, money: Currency) -> dict[str, Any]:
     path = "terms.sla_credits"
     raw = _section(value, _SLA_CREDIT_KEYS, path)
     per_breach: dict[str, str] = {}
-    for prio, amount in _object(raw.get("per_breach", {}), f"{path}.per_breach").items():
-        name = _priority_key(prio, f"{path}.per_breach.{prio}")
+    for prio, amount in json_object(raw.get("per_breach", {}), f"{path}.per_breach").items():
+        name = priority_key(prio, f"{path}.per_breach.{prio}")
         per_breach[name] = money.format(_money_value(amount, money, f"{path}.per_breach.{prio}"))
     percent: dict[str, int] = {}
     where = f"{path}.percent_per_priority"
-    for prio, bp in _object(raw.get("percent_per_priority", {}), where).items():
-        name = _priority_key(prio, f"{where}.{prio}")
+    for prio, bp in json_object(raw.get("percent_per_priority", {}), where).items():
+        name = priority_key(prio, f"{where}.{prio}")
         if name in per_breach:
             raise ConfigurationError(
                 f"{where}.{prio}", bp, f"{name} also has a fixed per_breach amount; give one"
             )
         if name in percent:
             raise ConfigurationError(f"{where}.{prio}", bp, f"{name} is given twice")
-        percent[name] = _int(bp, f"{where}.{prio}", high=BASIS_POINTS)
+        percent[name] = whole_number(bp, f"{where}.{prio}", high=BASIS_POINTS)
     cap = _money(raw, "cap", money, path)
     cap_bp = raw.get("cap_percent_bp")
     if cap_bp is not None:
-        cap_bp = _int(cap_bp, f"{path}.cap_percent_bp", high=BASIS_POINTS)
+        cap_bp = whole_number(cap_bp, f"{path}.cap_percent_bp", high=BASIS_POINTS)
         if cap is not None:
             raise ConfigurationError(
                 f"{path}.cap_percent_bp", cap_bp, "and cap are both given; give one"
             )
-    percent_bp = _int(raw.get("percent_bp", 0), f"{path}.percent_bp", high=BASIS_POINTS)
+    percent_bp = whole_number(raw.get("percent_bp", 0), f"{path}.percent_bp", high=BASIS_POINTS)
     if kind != ContractType.RECURRING:
         # A percent is of the recurring covered fee: on any other contract it is always zero.
         for key, given in (
@@ -408,12 +361,12 @@ def validate_tax(value: Any, path: str = "tax") -> list[dict[str, Any]]:
         raise ConfigurationError(path, value, "is not a list of {name, rate_ppm}")
     out = []
     for i, raw in enumerate(value):
-        item = _object(raw, f"{path}[{i}]")
-        _known(item, {"name", "rate_ppm"}, f"{path}[{i}]")
+        item = json_object(raw, f"{path}[{i}]")
+        known_keys(item, {"name", "rate_ppm"}, f"{path}[{i}]")
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"{path}[{i}].name", name, "is not a non-empty string")
-        rate = _int(item.get("rate_ppm"), f"{path}[{i}].rate_ppm", high=PARTS_PER_MILLION)
+        rate = whole_number(item.get("rate_ppm"), f"{path}[{i}].rate_ppm", high=PARTS_PER_MILLION)
         out.append({"name": name, "rate_ppm": rate})
     return out
 
@@ -422,111 +375,6 @@ def tax_components(components: Sequence[Mapping[str, Any]]) -> tuple[TaxComponen
     """Validated tax components (``{"name", "rate_ppm"}`` each) for invoice assembly."""
     checked = validate_tax([dict(c) for c in components])
     return tuple(TaxComponent(c["name"], int(c["rate_ppm"])) for c in checked)
-
-
-# Rate cards -----------------------------------------------------------------------------------
-
-_RATE_CARD_KEYS = {
-    "name",
-    "currency",
-    "base_rates",
-    "rules",
-    "high_priorities",
-    "weekend_days",
-    "stacking",
-    "increment_seconds",
-    "increment_mode",
-    "minimum_seconds",
-    "precedence",
-}
-#: How a rate is given: whole minor units per hour (``rate`` or ``absolute``) or a decimal
-#: string in major units (``amount``); a rule may instead give ``multiplier_bp``.
-_RATE_KEYS = ("rate", "absolute", "amount")
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigurationError(path, value, "is not a JSON list")
-    return value
-
-
-def _rate_shape(obj: Mapping[str, Any], path: str, keys: Sequence[str]) -> None:
-    given = [k for k in keys if k in obj]
-    if len(given) != 1:
-        raise ConfigurationError(path, dict(obj), f"needs exactly one of {list(keys)}")
-    key = given[0]
-    if key == "amount":
-        _decimal(obj[key], f"{path}.amount")
-    else:
-        _int(obj[key], f"{path}.{key}")
-
-
-def rate_card_from_json(body: Any, path: str = "rate_card") -> RateCard:
-    """A :class:`RateCard` from its JSON (``docs/billing.md``, ``docs/contract-terms.md``).
-
-    The shape is checked before the card is built, so every refusal is a
-    :class:`ConfigurationError` naming the field under ``path`` and its value
-    (``rate_card.precedence[1]``, ``body.rate_card.rules.WEEKEND.multiplier_bp``); unknown keys
-    are refused (a misspelt ``precedence`` would otherwise price by the default order)."""
-    card = _object(body, path)
-    _known(card, _RATE_CARD_KEYS, path)
-    if "currency" not in card:
-        raise ConfigurationError(f"{path}.currency", None, "is required")
-    for i, row in enumerate(_list(card.get("base_rates", []), f"{path}.base_rates")):
-        where = f"{path}.base_rates[{i}]"
-        row = _object(row, where)
-        _known(row, {"support_level", "job_type", *_RATE_KEYS}, where)
-        for key in ("support_level", "job_type"):
-            if key in row and (not isinstance(row[key], str) or not row[key]):
-                raise ConfigurationError(f"{where}.{key}", row[key], "is not a name or '*'")
-        _rate_shape(row, where, _RATE_KEYS)
-    names = [c.name for c in RULE_CONDITIONS]
-    for name, raw in _object(card.get("rules", {}), f"{path}.rules").items():
-        where = f"{path}.rules.{name}"
-        if name not in names:
-            raise ConfigurationError(where, raw, f"is not one of {names}")
-        rule = _object(raw, where)
-        _known(rule, {*_RATE_KEYS, "multiplier_bp"}, where)
-        _rate_shape(rule, where, (*_RATE_KEYS, "multiplier_bp"))
-    for i, prio in enumerate(_list(card.get("high_priorities", []), f"{path}.high_priorities")):
-        _priority_key(prio, f"{path}.high_priorities[{i}]")
-    for i, day in enumerate(_list(card.get("weekend_days", []), f"{path}.weekend_days")):
-        _int(day, f"{path}.weekend_days[{i}]", high=6)
-    for key, choices in (("stacking", Stacking), ("increment_mode", IncrementMode)):
-        if key in card and card[key] not in {c.value for c in choices}:
-            raise ConfigurationError(
-                f"{path}.{key}", card[key], f"is not one of {[c.value for c in choices]}"
-            )
-    for key in ("increment_seconds", "minimum_seconds"):
-        if key in card:
-            _int(card[key], f"{path}.{key}", high=MAX_ROUNDING_SECONDS)
-    if not isinstance(card.get("name", ""), str):
-        raise ConfigurationError(f"{path}.name", card["name"], "is not a string")
-    if "precedence" in card:
-        normalise_precedence(card["precedence"], f"{path}.precedence")
-    try:
-        return RateCard.from_json(card)
-    except ConfigurationError as exc:
-        field = exc.field.removeprefix("rate_card.")
-        raise ConfigurationError(f"{path}.{field}", exc.value, exc.problem) from None
-
-
-def amendment_rate_card(body: Mapping[str, Any]) -> RateCard | tuple[int, int | None]:
-    """What a ``RATE_CARD`` amendment body gives: a card inline (the body is a rate-card JSON,
-    or ``{"rate_card": {...}}``; errors under ``body`` / ``body.rate_card``) or a published
-    library version ``(rate_card_id, version or None for the latest)``. Any form may carry a
-    ``"note"``."""
-    if "rate_card_id" in body:
-        _known(body, {"rate_card_id", "version", "note"}, "body")
-        version = body.get("version")
-        return (
-            _int(body["rate_card_id"], "body.rate_card_id", low=1),
-            None if version is None else _int(version, "body.version", low=1),
-        )
-    if "rate_card" in body:
-        _known(body, {"rate_card", "note"}, "body")
-        return rate_card_from_json(body["rate_card"], "body.rate_card")
-    return rate_card_from_json({k: v for k, v in body.items() if k != "note"}, "body")
 
 
 # Row → domain -------------------------------------------------------------------------------
