@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pyarrow as pa
 
 from effigate.v1 import common_pb2
 from effigate.v1 import tickets_pb2 as pb
@@ -15,7 +14,7 @@ from effigate_engine.service import tickets
 from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
-from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
+from effigate_server.convert import optional_datetime, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit
 from effigate_server.interceptors import current_principal
