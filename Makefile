@@ -57,6 +57,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src server clients/python tests bench
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf build src/*.egg-info src/effigate_engine/*.so src/effigate_engine/_clock.c clients/python/src/effigate

@@ -27,7 +27,8 @@ from bench_store import (
 )
 from ingest_floor import STAGING, TARGET, Measured, floor_insert, load_staging
 
-from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
+from effigate_engine.store.settings import resolve_test_dsn
 
 SHUFFLED = "floor_staging_shuffled"
 BY_START = "floor_staging_by_start"

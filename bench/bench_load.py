@@ -371,7 +371,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_store import drop_database, fresh_database, service_dsn
 
-    from effigate_engine.store.dsn import resolve_test_dsn, with_database
+    from effigate_engine.store.dsn import with_database
+    from effigate_engine.store.settings import resolve_test_dsn
     from effigate_server.process import ServiceProcess
 
     server_dsn = args.dsn or resolve_test_dsn()

@@ -42,7 +42,8 @@ from effigate_client import (  # noqa: E402
     to_timestamp,
 )
 from effigate_engine import CalendarSet, sla  # noqa: E402
-from effigate_engine.store.dsn import resolve_test_dsn, with_database  # noqa: E402
+from effigate_engine.store.dsn import with_database  # noqa: E402
+from effigate_engine.store.settings import resolve_test_dsn  # noqa: E402
 from effigate_server.process import ServiceProcess  # noqa: E402
 
 H = 3600

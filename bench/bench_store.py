@@ -48,9 +48,10 @@ from effigate_engine.store.bulk import (
     read_arrow_asyncpg,
     table_to_records,
 )
-from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
+from effigate_engine.store.settings import resolve_test_dsn
 from effigate_engine.store.tenant import TenantKey
 
 #: Ingest must reach this fraction of the floor's rows/s (measured in the same run).

@@ -1,4 +1,5 @@
-"""Slow reference for business time: DESIGN §3's exact meaning applied instant by instant.
+"""Slow reference for business time: the rule of docs/clock.md (*What open means*) applied
+instant by instant.
 
 For every UTC minute of a window, ``zoneinfo`` gives the local wall-clock date and time; a
 calendar's rule (weekly entry for that local date, holiday, extra opening, closure) then says

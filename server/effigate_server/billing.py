@@ -22,8 +22,8 @@ from effigate_engine.service.contracts import ContractRecord
 from effigate_engine.service.invoicing import InvoiceRecord
 from effigate_engine.service.timelogs import PeriodRecord
 from effigate_engine.store.bulk import TIME_LOGS
-from effigate_server.catalog import body
 from effigate_server.convert import (
+    body,
     optional_datetime,
     read_ipc,
     timestamp,
@@ -33,7 +33,7 @@ from effigate_server.convert import (
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
 from effigate_server.metrics import TIME_LOGS_CLASSIFIED, TIME_LOGS_INGESTED
-from effigate_server.tickets import gather_stream, ingest_summary
+from effigate_server.streams import gather_stream, ingest_summary
 
 
 def _optional(request: object, name: str) -> int | None:

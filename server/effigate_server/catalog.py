@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import grpc
 
@@ -14,20 +13,9 @@ from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog
 from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache
-from effigate_server.convert import required_datetime, timestamp
+from effigate_server.convert import body, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
-
-
-def body(field: str, text: str) -> dict[str, Any]:
-    """A JSON object from a ``*_json`` field; anything else is an input error naming it."""
-    try:
-        value = json.loads(text) if text else None
-    except json.JSONDecodeError as exc:
-        raise EffigateError(f"{field}: is not valid JSON ({exc.msg} at {exc.pos})") from exc
-    if not isinstance(value, dict):
-        raise EffigateError(f"{field}: {text[:60]!r} is not a JSON object")
-    return value
 
 
 def _calendar(record: catalog.CalendarRecord) -> pb.CalendarInfo:

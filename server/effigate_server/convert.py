@@ -1,8 +1,11 @@
-"""Conversions between protobuf messages and domain values (instants, dates, Arrow IPC)."""
+"""Conversions between protobuf messages and domain values (instants, dates, JSON bodies,
+Arrow IPC)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pyarrow as pa
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -70,3 +73,14 @@ def write_ipc(table: pa.Table, compression: str | None = None) -> bytes:
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def body(field: str, text: str) -> dict[str, Any]:
+    """A JSON object from a ``*_json`` field; anything else is an input error naming it."""
+    try:
+        value = json.loads(text) if text else None
+    except json.JSONDecodeError as exc:
+        raise EffigateError(f"{field}: is not valid JSON ({exc.msg} at {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise EffigateError(f"{field}: {text[:60]!r} is not a JSON object")
+    return value

@@ -129,7 +129,7 @@ class DemoSummary:
 
     def report(self) -> str:
         """The compliance table, the invoices' totals and one invoice, as text."""
-        from effigate_server.cli import format_table
+        from effigate_server.tables import format_table
 
         out = [
             f"Demo MSP: {self.clients} clients, {len(self.contracts)} contracts"
@@ -632,7 +632,7 @@ def run_demo(address: str | None, n_tickets: int) -> int:
     over ``EFFIGATE_DSN`` and ``EFFIGATE_ADMIN_DSN`` (the tenant is created with the owner's
     credentials) / the embedded PostgreSQL."""
     from effigate_engine.service.context import Store
-    from effigate_engine.store.dsn import require_admin_dsn, resolve_dsn
+    from effigate_engine.store.settings import require_admin_dsn, resolve_dsn
     from effigate_server.app import Server
 
     async def go() -> DemoSummary:

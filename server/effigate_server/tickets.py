@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pyarrow as pa
 
 from effigate.v1 import common_pb2
 from effigate.v1 import tickets_pb2 as pb
@@ -14,12 +13,13 @@ from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
 from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
-from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, IngestResult, ingest
-from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
+from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
+from effigate_server.convert import optional_datetime, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit
 from effigate_server.interceptors import current_principal
-from effigate_server.sla import metric_statuses
+from effigate_server.sla_results import metric_statuses
+from effigate_server.streams import gather_stream, ingest_summary
 
 
 def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
@@ -38,55 +38,6 @@ def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
     if record.resolved_at is not None:
         message.resolved_at.CopyFrom(timestamp(record.resolved_at))
     return message
-
-
-#: Rejected rows listed in an ingest summary; ``IngestSummary.rejected`` counts them all.
-MAX_LISTED_ROWS = 10_000
-
-
-async def gather_stream(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> tuple[pa.Table, bool]:
-    """Every chunk of a client stream as one table (one batch), and whether the first chunk
-    asked to skip invalid rows (``skip_invalid_rows``) instead of refusing the batch."""
-    tables = []
-    skip = False
-    position = 0
-    async for chunk in chunks:
-        if position == 0:
-            skip = chunk.skip_invalid_rows
-        tables.append(read_ipc(f"chunk[{position}].arrow_ipc", chunk.arrow_ipc))
-        position += 1
-    if not tables:
-        raise EffigateError("stream: carried no chunk")
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise EffigateError(
-            f"chunk[1..{len(tables) - 1}].arrow_ipc: the chunks' columns do not agree ({exc})"
-        ) from exc
-    return table, skip
-
-
-async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
-    """Every chunk of a client stream as one table (one all-or-nothing batch)."""
-    return (await gather_stream(chunks))[0]
-
-
-def ingest_summary(result: IngestResult) -> common_pb2.IngestSummary:
-    """The summary of an ingest, with the first :data:`MAX_LISTED_ROWS` rows set aside."""
-    rejected = result.rejected
-    return common_pb2.IngestSummary(
-        received=result.received,
-        inserted=result.inserted,
-        updated=result.updated,
-        unchanged=result.unchanged,
-        rejected=rejected.num_rows,
-        rejected_rows=[
-            common_pb2.RowError(
-                row=r["row"], id=r["id"] or "", field=r["field"], message=r["message"]
-            )
-            for r in rejected.slice(0, MAX_LISTED_ROWS).to_pylist()
-        ],
-    )
 
 
 class TicketServicer(rpc.TicketServiceServicer):

@@ -2,9 +2,9 @@
 
 A calendar has an IANA time zone, a weekly schedule, holidays (explicit dates and/or generated
 from a country/subdivision with the ``holidays`` package), partial closures and extra openings.
-Its exact meaning (``DESIGN.md`` §3): an instant is open iff its local wall-clock time falls in a
-schedule entry for its local date (or in an extra opening) and not in a closure; a holiday closes
-every instant whose local date is that day.
+Its exact meaning (``docs/clock.md``, *What open means*): an instant is open iff its local
+wall-clock time falls in a schedule entry for its local date (or in an extra opening) and not
+in a closure; a holiday closes every instant whose local date is that day.
 
 Decisions pinned here:
 

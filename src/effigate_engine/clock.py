@@ -1,6 +1,7 @@
 """Business-time arithmetic over a :class:`CalendarSet`, in batches or one value at a time.
 
-``F(t)`` is the open seconds of a calendar before instant ``t`` (``DESIGN.md`` §3):
+``F(t)`` is the open seconds of a calendar before instant ``t`` (``docs/clock.md``, *What open
+means*):
 
 * :func:`elapsed` — ``F(end) - F(start)``: business seconds between two instants (negative
   when ``end < start``);

@@ -8,7 +8,7 @@ whatever the machine has.
 ``offset_pieces(zone, start, end)`` splits ``[start, end)`` (UTC seconds) at every offset change.
 Within a piece local wall-clock seconds = UTC seconds + offset, so a set of local wall-clock
 intervals maps to UTC exactly, piece by piece: a skipped local hour maps to nothing and a
-repeated one maps twice (``DESIGN.md`` §3).
+repeated one maps twice (``docs/clock.md``, *What open means*).
 """
 
 from __future__ import annotations

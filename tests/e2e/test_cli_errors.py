@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from effigate_engine.cli_failures import (
+from effigate_cli.failures import (
     EXIT_AUTH,
     EXIT_NOT_FOUND,
     EXIT_UNREACHABLE,

@@ -1,4 +1,5 @@
-"""Slow reference SLA evaluator: DESIGN §4 by definition, on the minute-walk reference clock.
+"""Slow reference SLA evaluator: docs/sla.md's *Semantics* by definition, on the minute-walk
+reference clock.
 
 Active elapsed time E(t) is computed from its definition (business time of [created, t) minus
 business time of the union of the metric's pauses inside it); the deadline and every fraction

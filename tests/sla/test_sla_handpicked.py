@@ -1,5 +1,5 @@
-"""Hand-picked SLA cases: the seeds' examples, DESIGN §4's boundary rules, and the bugs other
-engines shipped (PITFALLS: pauses in wall-clock time, pauses lost on re-target, tickets raised
+"""Hand-picked SLA cases: the seeds' examples, docs/sla.md's boundary rules, and the bugs other
+engines shipped (pauses in wall-clock time, pauses lost on re-target, tickets raised
 after hours, overnight shifts)."""
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from effigate_engine.store.dsn import APP_ROLE, resolve_test_dsn, with_database, with_user
+from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
+from effigate_engine.store.settings import resolve_test_dsn
 from tests.store.helpers import Database
 
 

@@ -14,6 +14,7 @@ import pytest
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.tokens import create_tenant, create_token
 from effigate_engine.store import dsn as dsn_module
+from effigate_engine.store import settings
 from effigate_engine.store.dsn import with_user
 from effigate_engine.store.embedded import (
     CREDENTIALS_FILE,
@@ -99,20 +100,20 @@ def test_data_directory_defaults_to_dot_effigate(monkeypatch: pytest.MonkeyPatch
 
 
 def test_dsn_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(dsn_module.ENV_ADMIN_DSN, raising=False)
-    monkeypatch.setenv(dsn_module.ENV_DSN, "postgresql://svc@db.internal:5432/effigate")
-    assert dsn_module.resolve_dsn() == "postgresql://svc@db.internal:5432/effigate"
+    monkeypatch.delenv(settings.ENV_ADMIN_DSN, raising=False)
+    monkeypatch.setenv(settings.ENV_DSN, "postgresql://svc@db.internal:5432/effigate")
+    assert settings.resolve_dsn() == "postgresql://svc@db.internal:5432/effigate"
     # a service pointed at its own server gets no owner's credentials unless given them
-    assert dsn_module.resolve_admin_dsn() is None
+    assert settings.resolve_admin_dsn() is None
     with pytest.raises(SystemExit, match="EFFIGATE_ADMIN_DSN"):
-        dsn_module.require_admin_dsn("migrate")
-    monkeypatch.setenv(dsn_module.ENV_ADMIN_DSN, "postgresql://owner@db.internal:5432/effigate")
-    assert dsn_module.resolve_admin_dsn() == "postgresql://owner@db.internal:5432/effigate"
-    monkeypatch.setenv(dsn_module.ENV_TEST_DSN, "postgresql://ci@ci-db/effigate")
-    assert dsn_module.resolve_test_dsn() == "postgresql://ci@ci-db/effigate"
-    monkeypatch.delenv(dsn_module.ENV_TEST_DSN)
-    monkeypatch.setattr(dsn_module, "local_server_answers", lambda: True)
-    assert dsn_module.resolve_test_dsn() == dsn_module.LOCAL_DSN
+        settings.require_admin_dsn("migrate")
+    monkeypatch.setenv(settings.ENV_ADMIN_DSN, "postgresql://owner@db.internal:5432/effigate")
+    assert settings.resolve_admin_dsn() == "postgresql://owner@db.internal:5432/effigate"
+    monkeypatch.setenv(settings.ENV_TEST_DSN, "postgresql://ci@ci-db/effigate")
+    assert settings.resolve_test_dsn() == "postgresql://ci@ci-db/effigate"
+    monkeypatch.delenv(settings.ENV_TEST_DSN)
+    monkeypatch.setattr(settings, "local_server_answers", lambda: True)
+    assert settings.resolve_test_dsn() == settings.LOCAL_DSN
 
 
 def test_dsn_rewriting_keeps_the_socket_directory() -> None:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 import asyncpg
 import pytest
 
-from effigate_engine.store.cli import add_commands, run_migrate
+from effigate_cli.migrate import add_commands, run_migrate
 from effigate_engine.store.dsn import APP_ROLE, with_user
 from effigate_engine.store.errors import MigrationError
 from effigate_engine.store.migrate import (

@@ -1,6 +1,6 @@
 """Invoice assembly: pure functions from a contract, a period and its evidence to an invoice.
 
-Lines (``DESIGN.md`` §6), each citing its evidence:
+Lines (``docs/billing.md``, *Invoices, credits, tax*), each citing its evidence:
 
 * time lines from a classification (grouped by condition, support level, job type, rate and
   frozen rate-card version; ``amount = round_half_up(billed_seconds × rate / 3600)``), with the

@@ -1,6 +1,6 @@
 """Classification of time logs: Arrow batch in, per-part results and line aggregates out.
 
-Pipeline (``DESIGN.md`` §5–§6), each step over whole arrays:
+Pipeline (``docs/billing.md``, *Classification*), each step over whole arrays:
 
 1. logs are split at period boundaries (local midnight at each period end, in the contract's
    zone) and each part picks the frozen rate-card version in force at its start (Numba);

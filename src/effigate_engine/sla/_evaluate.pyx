@@ -8,7 +8,8 @@ work on any slice of the tickets, so the caller splits a batch across threads.
 
 Per metric (a "spec": calendar, target T and warning threshold W in business seconds, a bitmask
 of the pause statuses that pause it, an escalation ladder) of a ticket with created instant C,
-stop instant S (or none) and pauses (CSR, in any order). Semantics: DESIGN §4.
+stop instant S (or none) and pauses (CSR, in any order). Semantics: docs/sla.md,
+*Semantics, as pinned by the tests*.
 
 * Active elapsed E = F(end) - F(C) - business seconds of the metric's pauses inside [C, end),
   where end = S when the metric stopped at or before `now`, else `now`.

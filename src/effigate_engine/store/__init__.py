@@ -20,9 +20,10 @@ from effigate_engine.store.bulk import (
     read_arrow_adbc,
     read_arrow_asyncpg,
 )
-from effigate_engine.store.dsn import APP_ROLE, resolve_admin_dsn, resolve_dsn, resolve_test_dsn
+from effigate_engine.store.dsn import APP_ROLE
 from effigate_engine.store.errors import InvariantViolation, MigrationError, StoreError
 from effigate_engine.store.migrate import load_migrations, migrate
+from effigate_engine.store.settings import resolve_admin_dsn, resolve_dsn, resolve_test_dsn
 from effigate_engine.store.tenant import TenantKey, TenantPool, bind, tenant_transaction
 
 __all__ = [

@@ -1,6 +1,4 @@
-"""The ``effigate`` command line.
-
-``effigate calendar FILE [questions…]`` compiles a calendar from its JSON file and answers
+"""``effigate calendar FILE [questions…]`` compiles a calendar from its JSON file and answers
 business-time questions about it::
 
     effigate calendar samples/calendars/sydney-business-hours.json \\
@@ -16,19 +14,15 @@ Durations are business seconds given as ``3600``, ``90m``, ``4h`` or ``1h30m`` (
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from effigate_engine import clock
 from effigate_engine.calendar import Calendar, format_time_of_day
 from effigate_engine.calendar_set import CalendarSet
-from effigate_engine.cli_failures import ENV_DEBUG, EXIT_BUG, debug_requested, describe
-from effigate_engine.store.cli import add_commands as add_store_commands
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -142,14 +136,8 @@ def run_calendar(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="effigate", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help=f"show the traceback of a failure (or set {ENV_DEBUG}=1)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: Any) -> None:
+    """Register ``calendar`` on the ``effigate`` subparsers."""
     cal = commands.add_parser(
         "calendar",
         help="compile a calendar JSON file and answer business-time questions",
@@ -176,14 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--next-open", action="append", metavar="AT", type=parse_instant)
     cal.add_argument("--next-close", action="append", metavar="AT", type=parse_instant)
     cal.set_defaults(handler=run_calendar)
-    add_store_commands(commands)
-    try:
-        from effigate_server.cli import add_commands as add_service_commands
-    except ImportError:  # the engine installed without its service
-        pass
-    else:
-        add_service_commands(commands)
-    return parser
 
 
 def _instant_or_duration(text: str) -> datetime | int:
@@ -194,43 +174,9 @@ def _instant_or_duration(text: str) -> datetime | int:
         return parse_instant(text)
 
 
-def quiet_grpc() -> None:
-    """Keep gRPC's C core from writing to standard error (absl's "All log messages before
-    absl::InitializeLog() …" and fork-handler notices): the service logs its own errors as
-    JSON lines, and the client commands report failures in one line. Defaults only, set
-    before ``grpc`` is imported: ``GRPC_VERBOSITY`` or ``GRPC_ENABLE_FORK_SUPPORT`` in the
-    environment win (``GRPC_VERBOSITY=debug`` shows gRPC's own logs). The server forks only
-    to run PostgreSQL's tools, which exec at once, so it needs no fork handlers."""
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_grpc()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_deadlines(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--deadline`` pairs given in the wrong order (argparse types both alike)."""
     if getattr(args, "deadline", None):
         for start, duration in args.deadline:
             if not isinstance(start, datetime) or not isinstance(duration, int):
                 parser.error("--deadline takes START (an instant) then DURATION (e.g. 4h)")
-    handler = getattr(args, "handler", None) or args.func
-    try:
-        return int(handler(args))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if debug_requested(args.debug):
-            raise
-        failure = describe(exc, getattr(args, "address", None))
-        if failure is None:
-            failure = (
-                f"unexpected error: {type(exc).__name__}: {exc} (a bug; --debug or "
-                f"{ENV_DEBUG}=1 shows the traceback)",
-                EXIT_BUG,
-            )
-        print(f"effigate: {failure[0]}", file=sys.stderr)
-        return failure[1]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

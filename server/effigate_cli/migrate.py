@@ -37,8 +37,8 @@ def add_commands(subparsers: Any) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     """Run ``migrate`` for parsed ``args``; returns the process exit code (0 on success)."""
-    from effigate_engine.store.dsn import require_admin_dsn
     from effigate_engine.store.migrate import load_migrations, migrate, recorded_migrations
+    from effigate_engine.store.settings import require_admin_dsn
 
     dsn = getattr(args, "dsn", None) or require_admin_dsn("migrate")
     try:

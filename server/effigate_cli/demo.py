@@ -1,0 +1,106 @@
+"""``effigate demo``, and the demo MSP of ``effigate serve --demo``: loaded through the client
+(:mod:`effigate_server.demo`), its settings written to ``demo.env``, sample calls printed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``demo`` on the ``effigate`` subparsers."""
+    demo = commands.add_parser(
+        "demo", help="create a demo MSP through the client, recompute SLAs and bill a month"
+    )
+    demo.add_argument("--tickets", type=int, default=20_000)
+    demo.add_argument("--address", default=None, help="a running service (default: start one)")
+    demo.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Load the demo MSP (starting a service on a free port unless --address is given)."""
+    from effigate_server.demo import run_demo as demo
+
+    return demo(args.address, args.tickets)
+
+
+async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
+    """Find (or create and load) the demo MSP, write ``demo.env`` and print what to try."""
+    import logging
+
+    from effigate_server.demo import (
+        demo_env_path,
+        load_demo_async,
+        prepare_demo_tenant,
+        read_demo_env,
+        summarise_demo_async,
+        write_demo_env,
+    )
+
+    path = demo_env_path()
+    try:
+        demo = await prepare_demo_tenant(admin_dsn, read_demo_env(path).get("EFFIGATE_TOKEN"))
+        settings = {
+            "EFFIGATE_ADDRESS": address,
+            "EFFIGATE_TOKEN": demo.token,
+            "EFFIGATE_DEMO_TENANT": str(demo.tenant_id),
+        }
+        write_demo_env(path, settings)
+        if demo.abandoned:
+            print(
+                f"demo: {len(demo.abandoned)} demo tenant(s) left half-loaded by an interrupted"
+                " run stay unused; loading a new one",
+                flush=True,
+            )
+        if demo.loaded:
+            print(
+                f"demo: already loaded by an earlier run (tenant {demo.tenant_id}:"
+                f" {demo.counts['tickets']:,} tickets, {demo.counts['time_logs']:,} time logs);"
+                " not loading it again",
+                flush=True,
+            )
+            summary = await summarise_demo_async(address, demo.token, demo.counts)
+        else:
+            print(
+                f"demo: loading the demo MSP into tenant {demo.tenant_id} ({n_tickets:,} tickets;"
+                " a minute or two)",
+                flush=True,
+            )
+            summary = await load_demo_async(address, demo.token, n_tickets)
+        settings["EFFIGATE_DEMO_CONTRACT"] = str(summary.sample_contract)
+        settings["EFFIGATE_DEMO_POLICY"] = str(summary.policy_id)
+        write_demo_env(path, settings)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logging.getLogger("effigate.demo").exception("demo failed")
+        print(f"effigate: the demo did not load: {type(exc).__name__}: {exc}", flush=True)
+        return
+    print(summary.report(), flush=True)
+    print(_sample_call(path, summary), flush=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _sample_call(env_file: Path, summary: Any) -> str:
+    import sys
+
+    effigate = _shown(Path(sys.executable).with_name("effigate"))
+    return (
+        "\nTry it from another terminal, in this directory:\n"
+        f"  source {_shown(env_file)}\n"
+        f"  {effigate} status {summary.sample_ticket}\n"
+        f"  {effigate} bill --contract $EFFIGATE_DEMO_CONTRACT --period {summary.period_start}\n"
+        f"({_shown(env_file)}, mode 0600, sets EFFIGATE_ADDRESS, EFFIGATE_TOKEN and the demo's"
+        f" ids: EFFIGATE_DEMO_CONTRACT={summary.sample_contract} (hourly),"
+        f" EFFIGATE_DEMO_POLICY={summary.policy_id}. The token and ids stay the same on every"
+        " run over this data directory. From Python: the README's client example.)\n"
+    )

@@ -1,0 +1,39 @@
+"""SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`) as typed ``MetricStatus``
+messages: the answer of ``SlaService.Evaluate`` and ``TicketService.GetTicketStatus``."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from effigate.v1 import sla_pb2 as pb
+from effigate_engine.service import evaluations
+from effigate_server.convert import timestamp
+
+
+def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
+    """Typed messages of SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`), with the
+    policy and calendar versions the results were stamped with."""
+    _, policy_version, calendar_versions = evaluations.stamped_versions(results)
+    out = []
+    for row in results.to_pylist():
+        message = pb.MetricStatus(
+            ticket_id=row["ticket_id"],
+            metric=row["metric"],
+            status=row["status"],
+            target_seconds=row["target_seconds"],
+            elapsed_seconds=row["elapsed_seconds"],
+            remaining_seconds=row["remaining_seconds"],
+            escalation_level=row["escalation_level"],
+            escalation_notify=row["escalation_notify"] or "",
+            calendar=row["calendar"],
+            rule=row["rule"],
+            policy_version=policy_version,
+            calendar_version=calendar_versions.get(row["calendar"], 0),
+        )
+        for name in ("deadline", "stopped_at", "breached_at", "next_escalation_at"):
+            if row[name] is not None:
+                getattr(message, name).CopyFrom(timestamp(row[name]))
+        if row["breach_seconds"] is not None:
+            message.breach_seconds = row["breach_seconds"]
+        out.append(message)
+    return out
