@@ -16,7 +16,6 @@ from effigate.v1 import common_pb2
 from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import contracts, invoicing, timelogs
-from effigate_engine.service.context import Store
 from effigate_engine.service.records import (
     BucketBalance,
     ContractRecord,
@@ -24,6 +23,7 @@ from effigate_engine.service.records import (
     PeriodRecord,
 )
 from effigate_engine.store.bulk import TIME_LOGS
+from effigate_engine.store.database import Store
 from effigate_server.catalog import body
 from effigate_server.convert import (
     optional_datetime,

@@ -12,8 +12,8 @@ from effigate.v1 import catalog_pb2_grpc as rpc
 from effigate_engine import clock
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog
-from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache
+from effigate_engine.store.database import Store
 from effigate_server.convert import required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal

@@ -12,9 +12,9 @@ from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
-from effigate_engine.service.context import Store
 from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
 from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, IngestResult, ingest
+from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit

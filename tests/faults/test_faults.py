@@ -23,8 +23,8 @@ import pytest
 
 from effigate_client import Client, catalog_pb2, common_pb2, sla_pb2, tickets_pb2, to_timestamp
 from effigate_client.client import ipc_bytes
-from effigate_engine.service.context import Store
 from effigate_engine.store.bulk import INSTANT, TICKETS, IngestResult, ingest_adbc, run_adbc
+from effigate_engine.store.database import Store
 from effigate_engine.store.dsn import APP_ROLE
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import TenantKey

@@ -24,9 +24,9 @@ from effigate_engine.service import (
     invoicing,
     timelogs,
 )
-from effigate_engine.service.context import Store
 from effigate_engine.service.records import ContractRecord
 from effigate_engine.store.bulk import INSTANT
+from effigate_engine.store.database import Store
 from tests.service.support import new_tenant, open_store
 from tests.store.helpers import Database
 

@@ -15,9 +15,10 @@ import asyncpg
 
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import AlreadyExists, NotFound
 from effigate_engine.sla.policy import Policy
+from effigate_engine.store.database import Store
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import ContractRecord, RateCardVersionRecord
 from effigate_engine.service.terms import (
@@ -33,6 +33,7 @@ from effigate_engine.service.terms import (
     rate_card_from_json,
     validate_terms,
 )
+from effigate_engine.store.database import Store
 from effigate_engine.zone import zone as bundled_zone
 
 _CONTRACT_COLUMNS = (

@@ -33,7 +33,7 @@ from effigate_engine.calendar import Calendar
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.tickets import fetch_ticket, load_timelines
 from effigate_engine.sla import reports as sla_reports
@@ -41,6 +41,7 @@ from effigate_engine.sla import timeline as sla_timeline
 from effigate_engine.sla.evaluation import Evaluation, TicketError
 from effigate_engine.sla.policy import Policy
 from effigate_engine.sla.screening import Screened, evaluate_rows
+from effigate_engine.store.database import Store
 
 #: Failures listed in a response; their total is always given.
 MAX_LISTED_FAILURES = 100

@@ -51,7 +51,7 @@ from effigate_engine.ratecard.classify import (
     classify,
 )
 from effigate_engine.ratecard.model import Condition
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import (
     audit,
     check_visible,
@@ -70,6 +70,7 @@ from effigate_engine.service.records import (
 )
 from effigate_engine.service.terms import tax_components
 from effigate_engine.service.timelogs import cycle_period, lock_period, state_errors
+from effigate_engine.store.database import Store
 from effigate_engine.store.errors import InvariantViolation
 from effigate_engine.zone import zone as bundled_zone
 

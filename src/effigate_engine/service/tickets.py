@@ -19,10 +19,11 @@ import asyncpg
 import pyarrow as pa
 
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.sla import schemas as sla_schemas
 from effigate_engine.sla.policy import normalize_priority
+from effigate_engine.store.database import Store
 
 EVENT_KINDS = (
     "CREATED",

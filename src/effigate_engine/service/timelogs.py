@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.periods import Period
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, fetch_contract_row, load_contract
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import PeriodRecord
@@ -37,6 +37,7 @@ from effigate_engine.store.bulk import (
     run_adbc,
     split_batch,
 )
+from effigate_engine.store.database import Store
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
 from effigate_engine.store.tenant import TenantKey
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound, Unauthenticated
+from effigate_engine.store.database import Store
 from effigate_engine.store.tenant import TenantKey, bind
 
 TOKEN_PREFIX = "efg_"

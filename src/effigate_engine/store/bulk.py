@@ -738,7 +738,7 @@ async def run_adbc(conn: Any, work: Callable[..., T], *args: Any) -> T:
     (:func:`ingest_adbc`) that reaches its commit rolls back instead, and the thread is
     awaited (its transaction rolled back) before the cancellation propagates, so the
     connection is idle again when the store takes it back
-    (:meth:`effigate_engine.service.context.Store.adbc`).
+    (:meth:`effigate_engine.store.database.Store.adbc`).
     """
     try:
         return await through(asyncio.to_thread(work, conn, *args), lambda: _abandon(conn))
