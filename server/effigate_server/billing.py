@@ -22,7 +22,7 @@ from effigate_engine.service.records import (
     InvoiceRecord,
     PeriodRecord,
 )
-from effigate_engine.store.bulk import TIME_LOGS
+from effigate_engine.store.batches import STORED_TIME_LOGS
 from effigate_engine.store.database import Store
 from effigate_server.catalog import body
 from effigate_server.convert import (
@@ -175,7 +175,7 @@ def balance_message(balance: BucketBalance) -> pb.BucketBalance:
 
 #: The typed time-log columns: the store's, without the approval state (a new or changed log
 #: is ``PENDING``; an unchanged resend keeps its state, see ``timelogs.ingest_time_logs``).
-TYPED_TIME_LOGS = pa.schema([f for f in TIME_LOGS.schema if f.name != "approval_state"])
+TYPED_TIME_LOGS = pa.schema([f for f in STORED_TIME_LOGS.schema if f.name != "approval_state"])
 
 
 def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:

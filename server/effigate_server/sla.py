@@ -18,7 +18,7 @@ from effigate.v1 import sla_pb2_grpc as rpc
 from effigate_engine import sla
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import evaluations
-from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, CalendarCache
+from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, RulesetCache
 from effigate_engine.sla.screening import evaluate_rows, unmatched_rows
 from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
@@ -124,7 +124,7 @@ def _now(message: object) -> datetime:
 
 
 class SlaServicer(rpc.SlaServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 
@@ -251,7 +251,7 @@ def _report(report: evaluations.StoredReport) -> common_pb2.ReportTable:
 
 
 class ReportServicer(rpc.ReportServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 

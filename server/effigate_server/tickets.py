@@ -12,8 +12,7 @@ from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
-from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
-from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, IngestResult, ingest
+from effigate_engine.service.evaluations import RulesetCache, ticket_status, ticket_timeline
 from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, read_ipc, required_datetime, timestamp
 from effigate_server.errors import guarded
@@ -71,7 +70,7 @@ async def gather_ipc(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> pa.Table:
     return (await gather_stream(chunks))[0]
 
 
-def ingest_summary(result: IngestResult) -> common_pb2.IngestSummary:
+def ingest_summary(result: tickets.IngestResult) -> common_pb2.IngestSummary:
     """The summary of an ingest, with the first :data:`MAX_LISTED_ROWS` rows set aside."""
     rejected = result.rejected
     return common_pb2.IngestSummary(
@@ -90,7 +89,7 @@ def ingest_summary(result: IngestResult) -> common_pb2.IngestSummary:
 
 
 class TicketServicer(rpc.TicketServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 
@@ -193,14 +192,14 @@ class TicketServicer(rpc.TicketServiceServicer):
         return pb.ListTicketsResponse(tickets=[ticket_message(r) for r in records])
 
     async def _ingest(
-        self, spec: object, request_iterator: AsyncIterator[common_pb2.ArrowChunk]
+        self, kind: str, request_iterator: AsyncIterator[common_pb2.ArrowChunk]
     ) -> common_pb2.IngestSummary:
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
         table, skip = await gather_stream(request_iterator)
-        async with self.store.adbc() as conn:
-            result = await ingest(conn, spec, principal.key, table, skip)  # type: ignore[arg-type]
-        return ingest_summary(result)
+        return ingest_summary(
+            await tickets.ingest_rows(self.store, principal, kind, table, skip)
+        )
 
     @guarded
     async def IngestTickets(
@@ -208,7 +207,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         request_iterator: AsyncIterator[common_pb2.ArrowChunk],
         context: grpc.aio.ServicerContext,
     ) -> common_pb2.IngestSummary:
-        return await self._ingest(TICKETS, request_iterator)
+        return await self._ingest("tickets", request_iterator)
 
     @guarded
     async def IngestTicketEvents(
@@ -216,4 +215,4 @@ class TicketServicer(rpc.TicketServiceServicer):
         request_iterator: AsyncIterator[common_pb2.ArrowChunk],
         context: grpc.aio.ServicerContext,
     ) -> common_pb2.IngestSummary:
-        return await self._ingest(TICKET_EVENTS, request_iterator)
+        return await self._ingest("events", request_iterator)

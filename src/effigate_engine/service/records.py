@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from effigate_engine.billing.money import currency as _currency
-from effigate_engine.store.bulk import IngestResult
+from effigate_engine.store.batches import IngestResult
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,14 @@ from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, fetch_contract_row, load_contract
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.records import PeriodRecord
-from effigate_engine.store.bulk import (
+from effigate_engine.store.batches import (
     REJECTED_ROWS,
-    TIME_LOGS,
+    STORED_TIME_LOGS,
     IngestResult,
-    bind_adbc,
-    ingest,
-    ingest_adbc,
     prepare_batch,
-    run_adbc,
     split_batch,
 )
+from effigate_engine.store.bulk import bind_adbc, ingest, ingest_adbc, run_adbc
 from effigate_engine.store.database import Store
 from effigate_engine.store.errors import InvariantViolation, StoreError, from_adbc
 from effigate_engine.store.tenant import TenantKey
@@ -81,7 +78,7 @@ async def ingest_time_logs(
         if keep:
             result = await run_adbc(conn, _ingest_keeping_approval, principal, batch)
         else:
-            result = await ingest(conn, TIME_LOGS, principal.key, batch)
+            result = await ingest(conn, STORED_TIME_LOGS, principal.key, batch)
     if not skip_invalid_rows:
         return result
     return IngestResult(
@@ -95,8 +92,8 @@ def _checked(logs: pa.Table, skip_invalid_rows: bool = False) -> tuple[pa.Table,
     ``skip_invalid_rows`` any bad row) are the caller's input errors, named by position."""
     try:
         if skip_invalid_rows:
-            return split_batch(TIME_LOGS, logs)
-        batch = prepare_batch(TIME_LOGS, logs)
+            return split_batch(STORED_TIME_LOGS, logs)
+        batch = prepare_batch(STORED_TIME_LOGS, logs)
     except StoreError as exc:
         raise EffigateError(str(exc)) from None
     return batch, REJECTED_ROWS.empty_table()
@@ -106,11 +103,11 @@ def _ingest_keeping_approval(conn: Any, principal: Principal, batch: pa.Table) -
     """The ingest of ``batch`` on ADBC connection ``conn`` with the stored approval states kept
     (:func:`_keep_approval`), both in one transaction, in one worker thread."""
     batch = _keep_approval(conn, principal.key, batch)
-    return ingest_adbc(conn, TIME_LOGS, principal.key, batch)
+    return ingest_adbc(conn, STORED_TIME_LOGS, principal.key, batch)
 
 
 _STORED_LOGS_SQL = (
-    f"SELECT {', '.join(f't.{n}' for n in TIME_LOGS.column_names)} FROM time_logs t"
+    f"SELECT {', '.join(f't.{n}' for n in STORED_TIME_LOGS.column_names)} FROM time_logs t"
     " JOIN unnest($1::text[]) AS u(id) ON t.id = u.id FOR UPDATE OF t"
 )
 
@@ -126,9 +123,9 @@ def _keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
     try:
         with conn.cursor() as cur:
             bind_adbc(cur, tenant)
-            cur.execute(TIME_LOGS.lock_sql(tenant.tenant_id))
+            cur.execute(STORED_TIME_LOGS.lock_sql(tenant.tenant_id))
             cur.execute(_STORED_LOGS_SQL, parameters=(batch.column("id").to_pylist(),))
-            stored = cur.fetch_arrow_table().cast(TIME_LOGS.schema)
+            stored = cur.fetch_arrow_table().cast(STORED_TIME_LOGS.schema)
     except BaseException as exc:
         with suppress(Exception):
             conn.rollback()
@@ -140,12 +137,12 @@ def _keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
     where = pc.index_in(batch.column("id"), value_set=stored.column("id"))
     aligned = stored.take(where)
     same = pc.is_valid(where)
-    for name in TIME_LOGS.column_names[1:-1]:
+    for name in STORED_TIME_LOGS.column_names[1:-1]:
         sent, kept = batch.column(name), aligned.column(name)
         equal = pc.fill_null(pc.equal(sent, kept), False)
         same = pc.and_(same, pc.or_(equal, pc.and_(pc.is_null(sent), pc.is_null(kept))))
     state = pc.if_else(same, aligned.column("approval_state"), batch.column("approval_state"))
-    return batch.set_column(len(TIME_LOGS.columns) - 1, "approval_state", state)
+    return batch.set_column(len(STORED_TIME_LOGS.columns) - 1, "approval_state", state)
 
 
 async def set_approval(

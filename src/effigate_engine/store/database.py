@@ -75,7 +75,9 @@ class Store:
 
         if admin_dsn is not None:
             await migrate(admin_dsn)
-        pool = await asyncpg.create_pool(app_dsn, min_size=1, max_size=pool_size)
+        pool = await asyncpg.create_pool(
+            app_dsn, min_size=1, max_size=pool_size, reset=_keep_session
+        )
         try:
             async with pool.acquire() as conn:
                 await require_service_role(conn)
@@ -257,3 +259,11 @@ def translated(exc: asyncpg.PostgresError) -> Exception:
     if exc.sqlstate == NOT_BOUND_SQLSTATE:
         return TokenRefused("authorization", None, "is not a valid or active token", exc.sqlstate)
     return from_asyncpg(exc)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, besides rolling back a transaction left
+    open (asyncpg always does): nothing. asyncpg's default sends ``RESET ALL`` and friends, a
+    round trip per call; the service leaves no session state to reset (a tenant binding is
+    transaction-local and verified per transaction, advisory locks are transaction-scoped, no
+    ``LISTEN``, no cursor outlives its transaction)."""
