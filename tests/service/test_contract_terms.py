@@ -19,7 +19,8 @@ from effigate_engine.billing.contracts import BaseTiming, ContractType
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import currency
 from effigate_engine.billing.periods import Period
-from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
+from effigate_engine.priority import normalise_priority
+from effigate_engine.ratecard.model import Condition, RateCard
 from effigate_engine.service import FailedPrecondition, contracts, invoicing
 from effigate_engine.service.terms import (
     _terms_objects,

@@ -40,6 +40,7 @@ from effigate_engine.billing.money import BASIS_POINTS, PARTS_PER_MILLION, Curre
 from effigate_engine.billing.money import currency as currency_of
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
+from effigate_engine.priority import PriorityError, normalise_priority
 from effigate_engine.ratecard.model import (
     MAX_ROUNDING_SECONDS,
     RULE_CONDITIONS,
@@ -48,7 +49,6 @@ from effigate_engine.ratecard.model import (
     RateCard,
     Stacking,
     normalise_precedence,
-    normalise_priority,
 )
 from effigate_engine.zone import zone as bundled_zone
 
@@ -348,8 +348,8 @@ _SLA_CREDIT_KEYS = {
 
 def _priority_key(name: Any, path: str) -> str:
     try:
-        return normalise_priority(name)
-    except ConfigurationError as exc:
+        return normalise_priority(name, path)
+    except PriorityError as exc:
         raise ConfigurationError(path, name, exc.problem) from None
 
 
@@ -506,7 +506,7 @@ def rate_card_from_json(body: Any, path: str = "rate_card") -> RateCard:
         normalise_precedence(card["precedence"], f"{path}.precedence")
     try:
         return RateCard.from_json(card)
-    except ConfigurationError as exc:
+    except (ConfigurationError, PriorityError) as exc:
         field = exc.field.removeprefix("rate_card.")
         raise ConfigurationError(f"{path}.{field}", exc.value, exc.problem) from None
 
@@ -548,7 +548,7 @@ def _terms_objects(kind: ContractType, money: Currency, terms: Mapping[str, Any]
     materials."""
     try:
         return _domain_terms(kind, money, terms)
-    except ConfigurationError as exc:
+    except (ConfigurationError, PriorityError) as exc:
         raise ConfigurationError(f"terms.{exc.field}", exc.value, exc.problem) from None
 
 

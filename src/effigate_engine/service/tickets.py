@@ -19,10 +19,10 @@ import asyncpg
 import pyarrow as pa
 
 from effigate_engine.errors import EffigateError
+from effigate_engine.priority import normalise_priority
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.sla import schemas as sla_schemas
-from effigate_engine.sla.policy import normalize_priority
 from effigate_engine.store import catalog
 from effigate_engine.store import tickets as stored
 from effigate_engine.store.batches import STORED_TICKET_EVENTS, STORED_TICKETS, IngestResult
@@ -43,7 +43,6 @@ EVENT_KINDS = (
     "PRIORITY_CHANGED",
 )
 DEFAULT_PAUSE_STATUS = "WAITING_ON_CLIENT"
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 
 
 @dataclass
@@ -94,13 +93,6 @@ def fold(events: Iterable[Event], priority: str) -> Timeline:
     return line
 
 
-def _priority(value: str) -> str:
-    name = normalize_priority(value or "")
-    if name not in PRIORITIES:
-        raise EffigateError(f"priority: {value!r} is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4")
-    return name
-
-
 def _aware(name: str, value: datetime) -> datetime:
     if value.tzinfo is None:
         raise EffigateError(f"{name}: {value.isoformat()!r} has no time zone")
@@ -146,7 +138,7 @@ async def create_ticket(
     if not ticket_id:
         raise EffigateError("ticket_id: '' is empty")
     principal.require_client(client_id, "client_id")
-    first = _priority(priority)
+    first = normalise_priority(priority)
     _aware("created_at", created_at)
     async with store.transaction(principal) as conn:
         await _require_client_contract(conn, client_id, contract_id)
@@ -186,7 +178,7 @@ async def record_event(
     _aware("occurred_at", occurred_at)
     detail: str | None = None
     if kind == "PRIORITY_CHANGED":
-        detail = _priority(priority)
+        detail = normalise_priority(priority)
     elif kind == "PAUSED":
         detail = status or DEFAULT_PAUSE_STATUS
     async with store.transaction(principal) as conn:
