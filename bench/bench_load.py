@@ -157,7 +157,7 @@ def sla_tickets(n: int, seed: int) -> pa.Table:
 
 def ticket_rows(client_id: int, prefix: str, n: int) -> pa.Table:
     """``n`` new stored-ticket rows (the ingest columns), ids ``{prefix}-{i}``."""
-    from effigate_engine.store.bulk import INSTANT, TICKETS
+    from effigate_engine.store.batches import STORED_INSTANT, STORED_TICKETS
 
     created = datetime(2026, 11, 1, tzinfo=UTC)
     return pa.table(
@@ -167,17 +167,17 @@ def ticket_rows(client_id: int, prefix: str, n: int) -> pa.Table:
             "contract_id": pa.array([None] * n, pa.int64()),
             "priority": ["MEDIUM"] * n,
             "status": ["OPEN"] * n,
-            "created_at": pa.array([created + timedelta(seconds=i) for i in range(n)], INSTANT),
-            "first_response_at": pa.array([None] * n, INSTANT),
-            "resolved_at": pa.array([None] * n, INSTANT),
+            "created_at": pa.array(
+                [created + timedelta(seconds=i) for i in range(n)], STORED_INSTANT
+            ),
+            "first_response_at": pa.array([None] * n, STORED_INSTANT),
+            "resolved_at": pa.array([None] * n, STORED_INSTANT),
         },
-        schema=TICKETS.schema,
+        schema=STORED_TICKETS.schema,
     )
 
 
-async def _loop(
-    deadline: float, kind: Kind, call: Callable[[int], Any], rows: int = 0
-) -> None:
+async def _loop(deadline: float, kind: Kind, call: Callable[[int], Any], rows: int = 0) -> None:
     """Call ``call(i)`` back to back until ``deadline`` (monotonic), recording each outcome."""
     i = 0
     while time.monotonic() < deadline:
@@ -266,15 +266,11 @@ async def _worker(
             "CreateTicket": (create, 0),
         }
         deadline = time.monotonic() + seconds
-        await asyncio.gather(
-            *(_loop(deadline, kinds[name], *calls[name]) for name in only)
-        )
+        await asyncio.gather(*(_loop(deadline, kinds[name], *calls[name]) for name in only))
     return kinds
 
 
-def _process(
-    target: Target, seconds: float, worker: int, only: tuple[str, ...], out: Any
-) -> None:
+def _process(target: Target, seconds: float, worker: int, only: tuple[str, ...], out: Any) -> None:
     out.put(asyncio.run(_worker(target, seconds, worker, only)))
 
 

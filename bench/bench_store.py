@@ -36,18 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from ingest_floor import Measured, Meter, floor_insert, load_staging
 
 from effigate_engine.service.tokens import create_token
-from effigate_engine.store.bulk import (
-    INSTANT,
-    TICKETS,
-    TIME_LOGS,
-    connect_adbc,
-    ingest_adbc,
-    ingest_asyncpg,
+from effigate_engine.store.arrow_reads import read_arrow_adbc, read_arrow_asyncpg
+from effigate_engine.store.batches import (
+    STORED_INSTANT,
+    STORED_TICKETS,
+    STORED_TIME_LOGS,
     prepare_batch,
-    read_arrow_adbc,
-    read_arrow_asyncpg,
     table_to_records,
 )
+from effigate_engine.store.bulk import connect_adbc, ingest_adbc, ingest_asyncpg
 from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 from effigate_engine.store.embedded import passwords_for
 from effigate_engine.store.migrate import migrate
@@ -78,8 +75,8 @@ def time_logs_table(rows: int, contract_id: int, seed: int = 7) -> pa.Table:
             "support_level": pa.array(levels[rng.integers(0, 3, rows)]),
             "job_type": pa.array(jobs[rng.integers(0, 4, rows)]),
             "priority": pa.array(np.array(["P1", "P2", "P3", "P4"])[rng.integers(0, 4, rows)]),
-            "started_at": pa.array(start, INSTANT),
-            "ended_at": pa.array(start + length, INSTANT),
+            "started_at": pa.array(start, STORED_INSTANT),
+            "ended_at": pa.array(start + length, STORED_INSTANT),
             "billable_type": pa.array(np.full(rows, "BILLABLE")),
             "approval_state": pa.array(np.full(rows, "APPROVED")),
         }
@@ -100,9 +97,9 @@ def tickets_table(rows: int, client_id: int, contract_id: int, seed: int = 11) -
             "contract_id": pa.array(np.full(rows, contract_id, dtype=np.int64)),
             "priority": pa.array(np.array(["P1", "P2", "P3", "P4"])[rng.integers(0, 4, rows)]),
             "status": pa.array(np.where(open_mask, "OPEN", "RESOLVED")),
-            "created_at": pa.array(created, INSTANT),
-            "first_response_at": pa.array(response, INSTANT),
-            "resolved_at": pa.array(resolved, INSTANT, mask=open_mask),
+            "created_at": pa.array(created, STORED_INSTANT),
+            "first_response_at": pa.array(response, STORED_INSTANT),
+            "resolved_at": pa.array(resolved, STORED_INSTANT, mask=open_mask),
         }
     )
 
@@ -211,9 +208,9 @@ async def measured_ingest(
         steps: dict[str, float] = {}
         await meter.start()
         client = time.process_time()
-        result = ingest_adbc(conn, TIME_LOGS, tenant, logs, steps=steps)
+        result = ingest_adbc(conn, STORED_TIME_LOGS, tenant, logs, steps=steps)
         client_cpu = time.process_time() - client
-        measured = await meter.stop(TIME_LOGS.name)
+        measured = await meter.stop(STORED_TIME_LOGS.name)
     finally:
         conn.close()
     assert result.inserted == logs.num_rows, result
@@ -301,13 +298,13 @@ async def run(rows: int, rounds: int, floor_only: bool) -> None:
         conn = await asyncpg.connect(service_dsn(admin, db_a))
         try:
             begin = time.perf_counter()
-            records = table_to_records(prepare_batch(TIME_LOGS, logs))
+            records = table_to_records(prepare_batch(STORED_TIME_LOGS, logs))
             convert_s = time.perf_counter() - begin
-            result = await ingest_asyncpg(conn, TIME_LOGS, tenant_a, records)
+            result = await ingest_asyncpg(conn, STORED_TIME_LOGS, tenant_a, records)
             total_s = time.perf_counter() - begin
             assert result.inserted == rows, result
             begin = time.perf_counter()
-            again = await ingest_asyncpg(conn, TIME_LOGS, tenant_a, records)
+            again = await ingest_asyncpg(conn, STORED_TIME_LOGS, tenant_a, records)
             resend_s = time.perf_counter() - begin
             assert again.inserted == 0 and again.updated == 0, again
         finally:
@@ -328,9 +325,9 @@ async def run(rows: int, rounds: int, floor_only: bool) -> None:
         adbc = connect_adbc(app_b)
         helper = connect_adbc(app_b)  # second connection of the parallel read
         try:
-            result, total_s = timed(lambda: ingest_adbc(adbc, TIME_LOGS, tenant_b, logs))
+            result, total_s = timed(lambda: ingest_adbc(adbc, STORED_TIME_LOGS, tenant_b, logs))
             assert result.inserted == rows, result  # type: ignore[attr-defined]
-            again, resend_s = timed(lambda: ingest_adbc(adbc, TIME_LOGS, tenant_b, logs))
+            again, resend_s = timed(lambda: ingest_adbc(adbc, STORED_TIME_LOGS, tenant_b, logs))
             assert again.inserted == 0 and again.updated == 0, again  # type: ignore[attr-defined]
             results["ADBC"] = {
                 "ingest": rate(rows, total_s),
@@ -338,17 +335,19 @@ async def run(rows: int, rounds: int, floor_only: bool) -> None:
                 "resend unchanged": rate(rows, resend_s),
             }
             tickets = tickets_table(rows, client_b, contract_b)
-            ingest_adbc(adbc, TICKETS, tenant_b, tickets)
-            read, read_s = timed(lambda: read_arrow_adbc(adbc, TICKETS, tenant_b))
+            ingest_adbc(adbc, STORED_TICKETS, tenant_b, tickets)
+            read, read_s = timed(lambda: read_arrow_adbc(adbc, STORED_TICKETS, tenant_b))
             assert read.num_rows == rows  # type: ignore[attr-defined]
             results["ADBC"]["read tickets -> Arrow"] = rate(rows, read_s)
-            both, read_s = timed(lambda: read_arrow_adbc(adbc, TICKETS, tenant_b, None, [helper]))
+            both, read_s = timed(
+                lambda: read_arrow_adbc(adbc, STORED_TICKETS, tenant_b, None, [helper])
+            )
             assert both.equals(read)  # type: ignore[attr-defined]
             results["ADBC"]["read tickets, 2 connections"] = rate(rows, read_s)
-            read, read_s = timed(lambda: read_arrow_adbc(adbc, TIME_LOGS, tenant_b))
+            read, read_s = timed(lambda: read_arrow_adbc(adbc, STORED_TIME_LOGS, tenant_b))
             results["ADBC"]["read time logs -> Arrow"] = rate(rows, read_s)
             both, read_s = timed(
-                lambda: read_arrow_adbc(adbc, TIME_LOGS, tenant_b, None, [helper])
+                lambda: read_arrow_adbc(adbc, STORED_TIME_LOGS, tenant_b, None, [helper])
             )
             assert both.equals(read)  # type: ignore[attr-defined]
             results["ADBC"]["read time logs, 2 connections"] = rate(rows, read_s)
@@ -358,12 +357,12 @@ async def run(rows: int, rounds: int, floor_only: bool) -> None:
         conn = await asyncpg.connect(app_b)
         try:
             begin = time.perf_counter()
-            table = await read_arrow_asyncpg(conn, TICKETS, tenant_b)
+            table = await read_arrow_asyncpg(conn, STORED_TICKETS, tenant_b)
             read_s = time.perf_counter() - begin
             assert table.num_rows == rows
             results["asyncpg"]["read tickets -> Arrow"] = rate(rows, read_s)
             begin = time.perf_counter()
-            table = await read_arrow_asyncpg(conn, TIME_LOGS, tenant_b)
+            table = await read_arrow_asyncpg(conn, STORED_TIME_LOGS, tenant_b)
             results["asyncpg"]["read time logs -> Arrow"] = rate(rows, time.perf_counter() - begin)
         finally:
             await conn.close()

@@ -23,7 +23,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from effigate_engine.store.bulk import TIME_LOGS, connect_adbc, copy_stream, prepare_batch
+from effigate_engine.store.batches import STORED_TIME_LOGS, copy_stream, prepare_batch
+from effigate_engine.store.bulk import connect_adbc
 
 STAGING = "floor_staging"
 TARGET = "floor_time_logs"
@@ -95,7 +96,7 @@ async def load_staging(
     conn = connect_adbc(dsn)
     try:
         with conn.cursor() as cur:
-            cur.adbc_ingest(name, copy_stream(prepare_batch(TIME_LOGS, logs)), mode="append")
+            cur.adbc_ingest(name, copy_stream(prepare_batch(STORED_TIME_LOGS, logs)), mode="append")
         conn.commit()
     finally:
         conn.close()

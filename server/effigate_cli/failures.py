@@ -65,6 +65,7 @@ def describe(exc: BaseException, address: str | None = None) -> tuple[str, int] 
         PermissionDenied,
         Unauthenticated,
     )
+    from effigate_engine.store.errors import TokenRefused
 
     if isinstance(exc, CommandFailure):
         return str(exc), exc.exit_code
@@ -73,7 +74,7 @@ def describe(exc: BaseException, address: str | None = None) -> tuple[str, int] 
         return _rpc_failure(exc, code().name, address)
     if isinstance(exc, NotFound):
         return str(exc), EXIT_NOT_FOUND
-    if isinstance(exc, Unauthenticated | PermissionDenied):
+    if isinstance(exc, Unauthenticated | TokenRefused | PermissionDenied):
         return str(exc), EXIT_AUTH
     if isinstance(exc, FailedPrecondition):
         return str(exc), EXIT_REFUSED

@@ -26,9 +26,9 @@ from effigate.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
-from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import CalendarCache
+from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.service.tokens import TokenResolver
+from effigate_engine.store.database import Store
 from effigate_server.billing import (
     BillingServicer,
     ContractServicer,
@@ -108,7 +108,7 @@ class Server:
     @classmethod
     async def start(cls, store: Store, address: str = "127.0.0.1:50051") -> Server:
         """Build and start a server on ``address`` (port 0: a free port) over ``store``."""
-        cache = CalendarCache()
+        cache = RulesetCache()
         server = grpc.aio.server(
             interceptors=[AuthInterceptor(TokenResolver(store))],
             options=[

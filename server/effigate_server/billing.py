@@ -17,11 +17,11 @@ from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import buckets, contracts, invoicing, payments, timelogs
 from effigate_engine.service.buckets import BucketBalance
-from effigate_engine.service.context import Store
 from effigate_engine.service.contracts import ContractRecord
 from effigate_engine.service.invoicing import InvoiceRecord
 from effigate_engine.service.timelogs import PeriodRecord
-from effigate_engine.store.bulk import TIME_LOGS
+from effigate_engine.store.batches import STORED_TIME_LOGS
+from effigate_engine.store.database import Store
 from effigate_server.convert import (
     body,
     optional_datetime,
@@ -172,7 +172,7 @@ def balance_message(balance: BucketBalance) -> pb.BucketBalance:
 
 #: The typed time-log columns: the store's, without the approval state (a new or changed log
 #: is ``PENDING``; an unchanged resend keeps its state, see ``timelogs.ingest_time_logs``).
-TYPED_TIME_LOGS = pa.schema([f for f in TIME_LOGS.schema if f.name != "approval_state"])
+TYPED_TIME_LOGS = pa.schema([f for f in STORED_TIME_LOGS.schema if f.name != "approval_state"])
 
 
 def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:

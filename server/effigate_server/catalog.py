@@ -8,11 +8,10 @@ import grpc
 
 from effigate.v1 import catalog_pb2 as pb
 from effigate.v1 import catalog_pb2_grpc as rpc
-from effigate_engine import clock
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import catalog
-from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import CalendarCache
+from effigate_engine.service import catalog, evaluations
+from effigate_engine.service.evaluations import RulesetCache
+from effigate_engine.store.database import Store
 from effigate_server.convert import body, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
@@ -35,7 +34,7 @@ def _policy(record: catalog.PolicyRecord) -> pb.PolicyInfo:
 
 
 class CatalogServicer(rpc.CatalogServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 
@@ -52,13 +51,8 @@ class CatalogServicer(rpc.CatalogServiceServicer):
     async def ListClients(
         self, request: pb.ListClientsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListClientsResponse:
-        principal = current_principal()
-        async with self.store.transaction(principal) as conn:
-            rows = await conn.fetch(
-                "SELECT id, name FROM clients WHERE $1::bigint IS NULL OR id = $1 ORDER BY id",
-                principal.client_id,
-            )
-        return pb.ListClientsResponse(clients=[pb.Client(id=r["id"], name=r["name"]) for r in rows])
+        clients = await catalog.list_clients(self.store, current_principal())
+        return pb.ListClientsResponse(clients=[pb.Client(id=i, name=n) for i, n in clients])
 
     @guarded
     async def CreateCalendar(
@@ -106,14 +100,17 @@ class CatalogServicer(rpc.CatalogServiceServicer):
     async def ComputeDeadline(
         self, request: pb.ComputeDeadlineRequest, context: grpc.aio.ServicerContext
     ) -> pb.ComputeDeadlineResponse:
-        principal = current_principal()
-        async with self.store.transaction(principal) as conn:
-            record = await catalog.fetch_calendar(conn, request.calendar_id)
-            calendars = await self.cache.calendars(conn, principal.tenant_id)
         if request.business_seconds < 0:
             raise EffigateError(f"business_seconds: {request.business_seconds} is negative")
         start = required_datetime(request, "start")
-        deadline = clock.deadline(calendars, record.name, start, int(request.business_seconds))
+        deadline = await evaluations.deadline(
+            self.store,
+            self.cache,
+            current_principal(),
+            request.calendar_id,
+            start,
+            int(request.business_seconds),
+        )
         if deadline is None:
             raise EffigateError("business_seconds: the deadline falls past the calendar horizon")
         return pb.ComputeDeadlineResponse(deadline=timestamp(deadline))

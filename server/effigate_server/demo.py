@@ -560,24 +560,6 @@ def write_demo_env(path: Path, values: dict[str, str]) -> None:
     os.replace(temporary, path)
 
 
-async def _stored_counts(conn: Any, tenant: uuid.UUID) -> dict[str, int] | None:
-    """Rows the demo tenant holds (``None``: no such tenant), on the owner's connection."""
-    from effigate_engine.store.tenant import TenantKey, bind
-
-    async with conn.transaction():
-        await bind(conn, TenantKey.for_owner(tenant))
-        if not await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant):
-            return None
-        row = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM clients) AS clients,"
-            " (SELECT count(*) FROM tickets) AS tickets,"
-            " (SELECT count(*) FROM ticket_events) AS events,"
-            " (SELECT count(*) FROM time_logs) AS time_logs,"
-            " (SELECT count(DISTINCT contract_id) FROM invoices) AS invoiced"
-        )
-    return {k: int(v) for k, v in row.items()}
-
-
 async def prepare_demo_tenant(admin_dsn: str, saved_token: str | None) -> DemoTenant:
     """The demo MSP's tenant: the first of :func:`demo_tenant_id` that an earlier run loaded
     completely (its last step, the month's invoices, is stored), else a new one after any
@@ -585,14 +567,19 @@ async def prepare_demo_tenant(admin_dsn: str, saved_token: str | None) -> DemoTe
     while it is an active token of that tenant, else a new token is issued."""
     import asyncpg
 
-    from effigate_engine.service.tokens import create_tenant, create_token, token_is_active
+    from effigate_engine.service.tokens import (
+        create_tenant,
+        create_token,
+        tenant_row_counts,
+        token_is_active,
+    )
 
     conn = await asyncpg.connect(admin_dsn)
     try:
         abandoned: list[uuid.UUID] = []
         for attempt in itertools.count():
             tenant = demo_tenant_id(attempt)
-            counts = await _stored_counts(conn, tenant)
+            counts = await tenant_row_counts(conn, tenant)
             if counts is None:
                 tax = json.dumps([{"name": "GST", "rate_ppm": 100_000}])
                 await create_tenant(conn, TENANT_NAME, "USD", tax, tenant_id=tenant)
@@ -631,7 +618,7 @@ def run_demo(address: str | None, n_tickets: int) -> int:
     """Run the demo against ``address``, or a service started here on a free loopback port
     over ``EFFIGATE_DSN`` and ``EFFIGATE_ADMIN_DSN`` (the tenant is created with the owner's
     credentials) / the embedded PostgreSQL."""
-    from effigate_engine.service.context import Store
+    from effigate_engine.store.database import Store
     from effigate_engine.store.settings import require_admin_dsn, resolve_dsn
     from effigate_server.app import Server
 

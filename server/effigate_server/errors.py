@@ -22,7 +22,12 @@ from effigate_engine.service.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from effigate_engine.store.errors import ConnectionLost, InvariantViolation, StoreError
+from effigate_engine.store.errors import (
+    ConnectionLost,
+    InvariantViolation,
+    StoreError,
+    TokenRefused,
+)
 from effigate_server.fields import check_request
 
 log = logging.getLogger("effigate.server")
@@ -46,7 +51,7 @@ INTERNAL_PREFIX = "internal error"
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception raised by a domain operation."""
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, Unauthenticated | TokenRefused):
         return grpc.StatusCode.UNAUTHENTICATED, str(exc)
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)

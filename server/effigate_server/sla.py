@@ -18,9 +18,9 @@ from effigate.v1 import sla_pb2_grpc as rpc
 from effigate_engine import sla
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import evaluations
-from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, CalendarCache
+from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, RulesetCache
 from effigate_engine.sla.screening import evaluate_rows, unmatched_rows
+from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
@@ -97,7 +97,7 @@ def _now(message: object) -> datetime:
 
 
 class SlaServicer(rpc.SlaServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 
@@ -224,7 +224,7 @@ def _report(report: evaluations.StoredReport) -> common_pb2.ReportTable:
 
 
 class ReportServicer(rpc.ReportServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 

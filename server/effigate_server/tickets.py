@@ -11,9 +11,8 @@ from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import tickets
-from effigate_engine.service.context import Store
-from effigate_engine.service.evaluations import CalendarCache, ticket_status, ticket_timeline
-from effigate_engine.store.bulk import TICKET_EVENTS, TICKETS, ingest
+from effigate_engine.service.evaluations import RulesetCache, ticket_status, ticket_timeline
+from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit
@@ -41,7 +40,7 @@ def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
 
 
 class TicketServicer(rpc.TicketServiceServicer):
-    def __init__(self, store: Store, cache: CalendarCache) -> None:
+    def __init__(self, store: Store, cache: RulesetCache) -> None:
         self.store = store
         self.cache = cache
 
@@ -144,14 +143,14 @@ class TicketServicer(rpc.TicketServiceServicer):
         return pb.ListTicketsResponse(tickets=[ticket_message(r) for r in records])
 
     async def _ingest(
-        self, spec: object, request_iterator: AsyncIterator[common_pb2.ArrowChunk]
+        self, kind: str, request_iterator: AsyncIterator[common_pb2.ArrowChunk]
     ) -> common_pb2.IngestSummary:
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
         table, skip = await gather_stream(request_iterator)
-        async with self.store.adbc() as conn:
-            result = await ingest(conn, spec, principal.key, table, skip)  # type: ignore[arg-type]
-        return ingest_summary(result)
+        return ingest_summary(
+            await tickets.ingest_rows(self.store, principal, kind, table, skip)
+        )
 
     @guarded
     async def IngestTickets(
@@ -159,7 +158,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         request_iterator: AsyncIterator[common_pb2.ArrowChunk],
         context: grpc.aio.ServicerContext,
     ) -> common_pb2.IngestSummary:
-        return await self._ingest(TICKETS, request_iterator)
+        return await self._ingest("tickets", request_iterator)
 
     @guarded
     async def IngestTicketEvents(
@@ -167,4 +166,4 @@ class TicketServicer(rpc.TicketServiceServicer):
         request_iterator: AsyncIterator[common_pb2.ArrowChunk],
         context: grpc.aio.ServicerContext,
     ) -> common_pb2.IngestSummary:
-        return await self._ingest(TICKET_EVENTS, request_iterator)
+        return await self._ingest("events", request_iterator)

@@ -71,7 +71,7 @@ cdef inline int64_t open_before(const ClockView* v, int64_t i, int64_t t) noexce
     return v.iv[i].cum
 
 
-cdef inline int64_t business_before(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
+cdef inline int64_t open_seconds_before(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
     """F(t) of calendar `cal`."""
     return open_before(v, locate(v, cal, t), t)
 

@@ -110,7 +110,7 @@ def elapsed(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] a,
             if _bad_calendar(v, c) or _bad_instant(v, a[k]) or _bad_instant(v, b[k]):
                 bad = k
                 break
-            out[k] = business_before(v, c, b[k]) - business_before(v, c, a[k])
+            out[k] = open_seconds_before(v, c, b[k]) - open_seconds_before(v, c, a[k])
     return bad
 
 
@@ -209,7 +209,7 @@ def next_close(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
     return bad
 
 
-def business_before_batch(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
+def open_seconds_before_batch(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
                           int64_t[::1] out) -> int:
     """out[k] = F(t[k]): open seconds of cal[k] from the horizon start to t[k]."""
     cdef const ClockView* v = &clock.view
@@ -222,5 +222,5 @@ def business_before_batch(PackedClock clock, const int64_t[::1] cal, const int64
             if _bad_calendar(v, c) or _bad_instant(v, t[k]):
                 bad = k
                 break
-            out[k] = business_before(v, c, t[k])
+            out[k] = open_seconds_before(v, c, t[k])
     return bad

@@ -274,7 +274,7 @@ def open_seconds_before(
 ) -> Any:
     """``F(at)``: open seconds of ``calendar`` from the horizon start to ``at``."""
     return durations_out(
-        *_at_kernel(_clock.business_before_batch, np.int64, calendars, calendar, at, threads)
+        *_at_kernel(_clock.open_seconds_before_batch, np.int64, calendars, calendar, at, threads)
     )
 
 

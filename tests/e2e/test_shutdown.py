@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from effigate_client import Client, catalog_pb2, common_pb2
 from effigate_client.client import ipc_bytes
-from effigate_engine.store.bulk import TIME_LOGS
+from effigate_engine.store.batches import STORED_TIME_LOGS
 from effigate_server.process import ServiceProcess
 from tests.e2e.conftest import _tenant
 from tests.e2e.support import at, refused
@@ -46,7 +46,7 @@ def log_chunk(contract_id: int, chunk: int) -> pa.Table:
             "billable_type": ["BILLABLE"] * ROWS,
             "approval_state": ["PENDING"] * ROWS,
         },
-        schema=TIME_LOGS.schema,
+        schema=STORED_TIME_LOGS.schema,
     )
 
 

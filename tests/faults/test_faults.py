@@ -23,8 +23,9 @@ import pytest
 
 from effigate_client import Client, catalog_pb2, common_pb2, sla_pb2, tickets_pb2, to_timestamp
 from effigate_client.client import ipc_bytes
-from effigate_engine.service.context import Store
-from effigate_engine.store.bulk import INSTANT, TICKETS, IngestResult, ingest_adbc, run_adbc
+from effigate_engine.store.batches import STORED_INSTANT, STORED_TICKETS, IngestResult
+from effigate_engine.store.bulk import ingest_adbc, run_adbc
+from effigate_engine.store.database import Store
 from effigate_engine.store.dsn import APP_ROLE
 from effigate_engine.store.migrate import migrate
 from effigate_engine.store.tenant import TenantKey
@@ -140,11 +141,11 @@ def ticket_batch(client_id: int, n: int, prefix: str) -> pa.Table:
             "contract_id": pa.array([None] * n, pa.int64()),
             "priority": ["HIGH"] * n,
             "status": ["OPEN"] * n,
-            "created_at": pa.array(created, INSTANT),
-            "first_response_at": pa.array([None] * n, INSTANT),
-            "resolved_at": pa.array([None] * n, INSTANT),
+            "created_at": pa.array(created, STORED_INSTANT),
+            "first_response_at": pa.array([None] * n, STORED_INSTANT),
+            "resolved_at": pa.array([None] * n, STORED_INSTANT),
         },
-        schema=TICKETS.schema,
+        schema=STORED_TICKETS.schema,
     )
 
 
@@ -523,7 +524,7 @@ def test_an_ingest_whose_caller_is_cancelled_before_its_commit_stores_nothing(
 
     def slow_ingest(conn: object) -> IngestResult:
         time.sleep(0.5)  # preparing (no statement on the server to cancel)
-        return ingest_adbc(conn, TICKETS, key, batch)
+        return ingest_adbc(conn, STORED_TICKETS, key, batch)
 
     async def run() -> IngestResult:
         store = await Store.open(database.app, adbc_connections=1)
@@ -535,7 +536,7 @@ def test_an_ingest_whose_caller_is_cancelled_before_its_commit_stores_nothing(
                 with pytest.raises(asyncio.CancelledError):
                     await work
             async with store.adbc() as conn:  # the connection serves the next caller
-                return await run_adbc(conn, ingest_adbc, TICKETS, key, batch.slice(0, 10))
+                return await run_adbc(conn, ingest_adbc, STORED_TICKETS, key, batch.slice(0, 10))
         finally:
             await store.close()
 

@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from effigate_engine.service import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.tokens import create_tenant, create_token
+from effigate_engine.store.database import Store
 from tests.store.helpers import Database
 
 

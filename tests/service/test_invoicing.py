@@ -26,9 +26,9 @@ from effigate_engine.service import (
     payments,
     timelogs,
 )
-from effigate_engine.service.context import Store
-from effigate_engine.store.bulk import INSTANT
+from effigate_engine.store.batches import STORED_INSTANT
 from effigate_engine.store.contracts import ContractRecord
+from effigate_engine.store.database import Store
 from tests.service.support import new_tenant, open_store
 from tests.store.helpers import Database
 
@@ -79,8 +79,8 @@ def log_batch(
             "support_level": ["L2"] * n,
             "job_type": ["support"] * n,
             "priority": [priority] * n,
-            "started_at": pa.array([datetime.fromisoformat(a) for a, _ in spans], INSTANT),
-            "ended_at": pa.array([datetime.fromisoformat(b) for _, b in spans], INSTANT),
+            "started_at": pa.array([datetime.fromisoformat(a) for a, _ in spans], STORED_INSTANT),
+            "ended_at": pa.array([datetime.fromisoformat(b) for _, b in spans], STORED_INSTANT),
             "billable_type": [billable] * n,
         }
     )

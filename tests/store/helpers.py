@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pyarrow as pa
 
-from effigate_engine.store.bulk import INSTANT
+from effigate_engine.store.batches import STORED_INSTANT
 from effigate_engine.store.tenant import TenantKey
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -162,8 +162,8 @@ def time_log_batch(contract_id: int, ids: list[str], hours: float = 1.0) -> pa.T
             "support_level": pa.array(["L2"] * len(ids)),
             "job_type": pa.array(["network"] * len(ids)),
             "priority": pa.array(["P2"] * len(ids)),
-            "started_at": pa.array(starts, INSTANT),
-            "ended_at": pa.array([s + timedelta(hours=hours) for s in starts], INSTANT),
+            "started_at": pa.array(starts, STORED_INSTANT),
+            "ended_at": pa.array([s + timedelta(hours=hours) for s in starts], STORED_INSTANT),
             "billable_type": pa.array(["BILLABLE"] * len(ids)),
             "approval_state": pa.array(["APPROVED"] * len(ids)),
         }

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from effigate_engine.store.bulk import TIME_LOGS, ids_ascending, in_key_order, prepare_batch
+from effigate_engine.store.batches import (
+    STORED_TIME_LOGS,
+    ids_ascending,
+    in_key_order,
+    prepare_batch,
+)
 from effigate_engine.store.errors import StoreError
 from tests.store.helpers import time_log_batch
 
@@ -41,10 +46,10 @@ def test_a_repeated_id_is_refused_naming_its_second_position_in_any_order(
 ) -> None:
     expected = first_repeat(ids)
     if expected is None:
-        assert prepare_batch(TIME_LOGS, batch_of(ids)).column("id").to_pylist() == ids
+        assert prepare_batch(STORED_TIME_LOGS, batch_of(ids)).column("id").to_pylist() == ids
         return
     with pytest.raises(StoreError) as refused:
-        prepare_batch(TIME_LOGS, batch_of(ids))
+        prepare_batch(STORED_TIME_LOGS, batch_of(ids))
     position, value = expected
     assert refused.value.field == f"time_logs.id[{position}]" and refused.value.value == value
 
@@ -52,7 +57,7 @@ def test_a_repeated_id_is_refused_naming_its_second_position_in_any_order(
 @settings(max_examples=300, deadline=None)
 @given(IDS.map(lambda ids: list(dict.fromkeys(ids))))
 def test_key_order_is_bytewise_and_keeps_each_row_whole(ids: list[str]) -> None:
-    ordered = in_key_order(prepare_batch(TIME_LOGS, batch_of(ids)))
+    ordered = in_key_order(prepare_batch(STORED_TIME_LOGS, batch_of(ids)))
     assert ordered.column("id").to_pylist() == sorted(ids, key=lambda s: s.encode())
     assert ordered.column("agent").to_pylist() == ordered.column("id").to_pylist()
     assert ids_ascending(ordered.column("id"))

@@ -9,8 +9,9 @@ import uuid
 import asyncpg
 import pytest
 
-from effigate_engine.service.context import Principal, Store
-from effigate_engine.service.errors import Unauthenticated
+from effigate_engine.service.context import Principal
+from effigate_engine.store.database import Store
+from effigate_engine.store.errors import TokenRefused
 from effigate_engine.store.tenant import TenantKey, TenantPool, bind, tenant_transaction
 from tests.store.helpers import Database, Seed, add_time_log, draft_invoice, seed_tenant
 
@@ -185,7 +186,7 @@ def test_only_an_active_token_of_the_tenant_binds(db: Database) -> None:
                     await bind(app, mine.key)
             store = await Store.open(db.app, adbc_connections=0)
             try:
-                with pytest.raises(Unauthenticated):
+                with pytest.raises(TokenRefused):
                     async with store.transaction(Principal(mine.tenant_id, token=mine.token)):
                         pass
                 async with store.transaction(Principal(theirs.tenant_id, token=theirs.token)) as c:

@@ -11,10 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.tokens import create_tenant, create_token
 from effigate_engine.store import dsn as dsn_module
 from effigate_engine.store import settings
+from effigate_engine.store.database import Store
 from effigate_engine.store.dsn import with_user
 from effigate_engine.store.embedded import (
     CREDENTIALS_FILE,

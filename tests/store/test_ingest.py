@@ -14,22 +14,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from effigate_engine.store.bulk import (
-    INSTANT,
-    TICKET_EVENTS,
-    TICKETS,
-    TIME_LOGS,
+from effigate_engine.store.arrow_reads import read_arrow, read_arrow_adbc, read_arrow_asyncpg
+from effigate_engine.store.batches import (
+    STORED_INSTANT,
+    STORED_TICKET_EVENTS,
+    STORED_TICKETS,
+    STORED_TIME_LOGS,
     IngestResult,
-    connect_adbc,
-    ingest,
-    ingest_adbc,
-    ingest_asyncpg,
     prepare_batch,
-    read_arrow,
-    read_arrow_adbc,
-    read_arrow_asyncpg,
     table_to_records,
 )
+from effigate_engine.store.bulk import connect_adbc, ingest, ingest_adbc, ingest_asyncpg
 from effigate_engine.store.errors import StoreError
 from tests.store.helpers import (
     T0,
@@ -50,7 +45,7 @@ def ingest_with_asyncpg(db: Database, seed: Seed, batch: pa.Table) -> IngestResu
     async def go() -> IngestResult:
         conn = await asyncpg.connect(db.app)
         try:
-            return await ingest_asyncpg(conn, TIME_LOGS, seed.key, batch)
+            return await ingest_asyncpg(conn, STORED_TIME_LOGS, seed.key, batch)
         finally:
             await conn.close()
 
@@ -61,7 +56,7 @@ def ingest_with_adbc(db: Database, seed: Seed, batch: pa.Table) -> IngestResult:
     """One ingest over a fresh ADBC connection as the service role."""
     conn = connect_adbc(db.app)
     try:
-        return ingest_adbc(conn, TIME_LOGS, seed.key, batch)
+        return ingest_adbc(conn, STORED_TIME_LOGS, seed.key, batch)
     finally:
         conn.close()
 
@@ -212,7 +207,7 @@ def test_concurrent_ingests_of_the_same_batch_store_each_row_once(db: Database) 
         conns = [await asyncpg.connect(db.app) for _ in range(3)]
         try:
             return list(await asyncio.gather(
-                *(ingest_asyncpg(c, TIME_LOGS, seed.key, batch) for c in conns)
+                *(ingest_asyncpg(c, STORED_TIME_LOGS, seed.key, batch) for c in conns)
             ))
         finally:
             for c in conns:
@@ -261,7 +256,7 @@ def test_asyncpg_ingest_killed_midway_stores_nothing_and_a_rerun_stores_each_row
 
         try:
             with pytest.raises(Exception):  # noqa: B017 - any driver error: the link is gone
-                await ingest_asyncpg(conn, TIME_LOGS, seed.key, rows())
+                await ingest_asyncpg(conn, STORED_TIME_LOGS, seed.key, rows())
         finally:
             conn.terminate()
         assert sent >= half
@@ -295,10 +290,10 @@ def test_adbc_ingest_killed_midway_stores_nothing_and_a_rerun_stores_each_row_on
             delivered.append(chunk.num_rows)
             yield chunk
 
-    reader = pa.RecordBatchReader.from_batches(TIME_LOGS.schema, batches())
+    reader = pa.RecordBatchReader.from_batches(STORED_TIME_LOGS.schema, batches())
     try:
         with pytest.raises(Exception):  # noqa: B017 - any driver error: the link is gone
-            ingest_adbc(conn, TIME_LOGS, seed.key, reader)
+            ingest_adbc(conn, STORED_TIME_LOGS, seed.key, reader)
     finally:
         with contextlib.suppress(Exception):  # the server already closed it
             conn.close()
@@ -322,9 +317,9 @@ def _tickets(seed: Seed, ids: list[str]) -> pa.Table:
             "contract_id": pa.array([seed.contract_id] * len(ids), pa.int64()),
             "priority": ["P1"] * len(ids),
             "status": ["OPEN"] * len(ids),
-            "created_at": pa.array(created, INSTANT),
-            "first_response_at": pa.array([None] * len(ids), INSTANT),
-            "resolved_at": pa.array([None] * len(ids), INSTANT),
+            "created_at": pa.array(created, STORED_INSTANT),
+            "first_response_at": pa.array([None] * len(ids), STORED_INSTANT),
+            "resolved_at": pa.array([None] * len(ids), STORED_INSTANT),
         }
     )
 
@@ -336,7 +331,7 @@ def _events(ticket_ids: list[str]) -> pa.Table:
             "id": ids,
             "ticket_id": ticket_ids,
             "kind": ["CREATED"] * len(ids),
-            "occurred_at": pa.array([datetime(2026, 3, 2, tzinfo=UTC)] * len(ids), INSTANT),
+            "occurred_at": pa.array([datetime(2026, 3, 2, tzinfo=UTC)] * len(ids), STORED_INSTANT),
             "actor": ["portal"] * len(ids),
             "detail": pa.array([None] * len(ids), pa.string()),
         }
@@ -350,14 +345,14 @@ def test_ticket_events_upsert_by_id_and_must_name_a_ticket_of_the_tenant(db: Dat
     async def go() -> None:
         conn = await asyncpg.connect(db.app)
         try:
-            await ingest_asyncpg(conn, TICKETS, seed.key, _tickets(seed, ["T-1", "T-2"]))
-            await ingest_asyncpg(conn, TICKETS, other.key, _tickets(other, ["T-9"]))
+            await ingest_asyncpg(conn, STORED_TICKETS, seed.key, _tickets(seed, ["T-1", "T-2"]))
+            await ingest_asyncpg(conn, STORED_TICKETS, other.key, _tickets(other, ["T-9"]))
             events = _events(["T-1", "T-2"])
-            first = await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, events)
-            again = await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, events)
+            first = await ingest_asyncpg(conn, STORED_TICKET_EVENTS, seed.key, events)
+            again = await ingest_asyncpg(conn, STORED_TICKET_EVENTS, seed.key, events)
             assert (first.inserted, again.inserted, again.unchanged) == (2, 0, 2)
             with pytest.raises(StoreError, match="T-9") as refused:
-                await ingest_asyncpg(conn, TICKET_EVENTS, seed.key, _events(["T-9"]))
+                await ingest_asyncpg(conn, STORED_TICKET_EVENTS, seed.key, _events(["T-9"]))
             assert refused.value.field == "ticket_events.ticket_id"
         finally:
             await conn.close()
@@ -378,27 +373,27 @@ def test_arrow_reads_return_the_tenants_rows_only_with_both_drivers(db: Database
     async def via_asyncpg() -> pa.Table:
         conn = await asyncpg.connect(db.app)
         try:
-            return await read_arrow_asyncpg(conn, TIME_LOGS, seed.key)
+            return await read_arrow_asyncpg(conn, STORED_TIME_LOGS, seed.key)
         finally:
             await conn.close()
 
     conn = connect_adbc(db.app)
     try:
         # the service's kept paths: ADBC off the event loop
-        stored = asyncio.run(ingest(conn, TIME_LOGS, seed.key, batch))
+        stored = asyncio.run(ingest(conn, STORED_TIME_LOGS, seed.key, batch))
         assert stored.inserted == len(ids)
-        via_adbc = read_arrow_adbc(conn, TIME_LOGS, seed.key)
+        via_adbc = read_arrow_adbc(conn, STORED_TIME_LOGS, seed.key)
         by_contract = asyncio.run(
-            read_arrow(conn, TIME_LOGS, seed.key, contract_id=seed.contract_id)
+            read_arrow(conn, STORED_TIME_LOGS, seed.key, contract_id=seed.contract_id)
         )
         assert asyncio.run(
-            read_arrow(conn, TIME_LOGS, seed.key, contract_id=other.contract_id)
+            read_arrow(conn, STORED_TIME_LOGS, seed.key, contract_id=other.contract_id)
         ).num_rows == 0
     finally:
         conn.close()
-    expected = prepare_batch(TIME_LOGS, batch).sort_by("id")
+    expected = prepare_batch(STORED_TIME_LOGS, batch).sort_by("id")
     for table in (asyncio.run(via_asyncpg()), via_adbc, by_contract):
-        assert table.schema == TIME_LOGS.schema
+        assert table.schema == STORED_TIME_LOGS.schema
         assert table.sort_by("id").equals(expected)
 
 
@@ -431,14 +426,14 @@ def test_tickets_must_name_a_client_and_contract_of_the_tenant(db: Database) -> 
         tickets = _tickets(seed, ["K-1", "K-2", "K-3"])
         foreign_client = with_value(tickets, "client_id", 2, other.client_id)
         with pytest.raises(StoreError, match="K-3") as refused:
-            ingest_adbc(conn, TICKETS, seed.key, foreign_client)
+            ingest_adbc(conn, STORED_TICKETS, seed.key, foreign_client)
         assert refused.value.field == "tickets.client_id"
         foreign_contract = with_value(tickets, "contract_id", 1, other.contract_id)
         with pytest.raises(StoreError, match="K-2") as refused:
-            ingest_adbc(conn, TICKETS, seed.key, foreign_contract)
+            ingest_adbc(conn, STORED_TICKETS, seed.key, foreign_contract)
         assert refused.value.field == "tickets.contract_id"
         no_contract = with_value(tickets, "contract_id", 0, None)
-        assert ingest_adbc(conn, TICKETS, seed.key, no_contract).inserted == 3
+        assert ingest_adbc(conn, STORED_TICKETS, seed.key, no_contract).inserted == 3
     finally:
         conn.close()
 
@@ -453,23 +448,23 @@ def test_parallel_arrow_reads_equal_the_single_read_of_the_tenant(db: Database) 
     conns = [connect_adbc(db.app) for _ in range(3)]
     try:
         main, helpers = conns[0], conns[1:]
-        single = read_arrow_adbc(main, TIME_LOGS, seed.key)
+        single = read_arrow_adbc(main, STORED_TIME_LOGS, seed.key)
         assert single.num_rows == 500
         # min_blocks=0: split even this small table, over two and over three connections
         for used in (helpers[:1], helpers):
-            parts = read_arrow_adbc(main, TIME_LOGS, seed.key, None, used, min_blocks=0)
-            assert parts.schema == TIME_LOGS.schema
+            parts = read_arrow_adbc(main, STORED_TIME_LOGS, seed.key, None, used, min_blocks=0)
+            assert parts.schema == STORED_TIME_LOGS.schema
             assert parts.equals(single)
         by_contract = asyncio.run(
-            read_arrow(main, TIME_LOGS, seed.key, seed.contract_id, helpers)
+            read_arrow(main, STORED_TIME_LOGS, seed.key, seed.contract_id, helpers)
         )
         assert by_contract.sort_by("id").equals(single.sort_by("id"))
         foreign = read_arrow_adbc(
-            main, TIME_LOGS, seed.key, other.contract_id, helpers, min_blocks=0
+            main, STORED_TIME_LOGS, seed.key, other.contract_id, helpers, min_blocks=0
         )
-        assert foreign.num_rows == 0 and foreign.schema == TIME_LOGS.schema
+        assert foreign.num_rows == 0 and foreign.schema == STORED_TIME_LOGS.schema
         # the connections are reusable afterwards (every part's transaction has ended)
-        assert read_arrow_adbc(helpers[0], TIME_LOGS, other.key).num_rows == 3
+        assert read_arrow_adbc(helpers[0], STORED_TIME_LOGS, other.key).num_rows == 3
     finally:
         for conn in conns:
             conn.close()
@@ -484,7 +479,7 @@ def _distinct_rows(seed: Seed, ids: list[str]) -> pa.Table:
 def _stored(db: Database, seed: Seed) -> pa.Table:
     conn = connect_adbc(db.app)
     try:
-        return read_arrow_adbc(conn, TIME_LOGS, seed.key).sort_by("id")
+        return read_arrow_adbc(conn, STORED_TIME_LOGS, seed.key).sort_by("id")
     finally:
         conn.close()
 
@@ -497,7 +492,7 @@ def test_a_batch_in_any_id_order_is_stored_row_for_row_and_resent_as_a_no_op(
     ids = [f"o-{(i * 37) % 101:03d}" for i in range(101)]  # every id once, out of order
     batch = _distinct_rows(seed, ids)
     assert ingest(db, seed, batch) == IngestResult(101, 101, 0)
-    assert _stored(db, seed).equals(prepare_batch(TIME_LOGS, batch).sort_by("id"))
+    assert _stored(db, seed).equals(prepare_batch(STORED_TIME_LOGS, batch).sort_by("id"))
     reversed_batch = batch.take(pa.array(range(100, -1, -1)))
     assert ingest(db, seed, reversed_batch) == IngestResult(101, 0, 0)
     assert stored_logs(db, seed) == (101, 101)
@@ -511,13 +506,13 @@ def test_a_batch_streamed_in_many_chunks_is_stored_whole_or_not_at_all(db: Datab
         batch = _distinct_rows(seed, ids)
         bad = with_value(batch, "contract_id", 49, 999_999_999)  # in the last of 8 chunks
         with pytest.raises(StoreError, match="999999999"):
-            ingest_adbc(conn, TIME_LOGS, seed.key, bad, chunk_rows=7)
+            ingest_adbc(conn, STORED_TIME_LOGS, seed.key, bad, chunk_rows=7)
         assert stored_logs(db, seed) == (0, 0)
-        result = ingest_adbc(conn, TIME_LOGS, seed.key, batch, chunk_rows=7)
+        result = ingest_adbc(conn, STORED_TIME_LOGS, seed.key, batch, chunk_rows=7)
         assert result == IngestResult(50, 50, 0)
     finally:
         conn.close()
-    assert _stored(db, seed).equals(prepare_batch(TIME_LOGS, batch).sort_by("id"))
+    assert _stored(db, seed).equals(prepare_batch(STORED_TIME_LOGS, batch).sort_by("id"))
 
 
 def test_ingest_reports_the_seconds_of_each_step(db: Database) -> None:
@@ -526,9 +521,9 @@ def test_ingest_reports_the_seconds_of_each_step(db: Database) -> None:
     conn = connect_adbc(db.app)
     try:
         new: dict[str, float] = {}
-        ingest_adbc(conn, TIME_LOGS, seed.key, batch, steps=new)
+        ingest_adbc(conn, STORED_TIME_LOGS, seed.key, batch, steps=new)
         resent: dict[str, float] = {}
-        ingest_adbc(conn, TIME_LOGS, seed.key, batch, steps=resent)
+        ingest_adbc(conn, STORED_TIME_LOGS, seed.key, batch, steps=resent)
     finally:
         conn.close()
     assert list(new) == ["prepare", "copy", "lock", "probe", "insert", "commit"]

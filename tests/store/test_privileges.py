@@ -10,8 +10,9 @@ import uuid
 import asyncpg
 import pytest
 
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.tokens import create_tenant, create_token
+from effigate_engine.store.database import Store
 from effigate_engine.store.dsn import APP_ROLE, with_database, with_user
 from effigate_engine.store.errors import MigrationError, StoreError
 from effigate_engine.store.migrate import migrate

@@ -48,8 +48,8 @@ from effigate_engine.billing.money import (
 from effigate_engine.billing.periods import Period, anchored_date, prorate
 from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
 from effigate_engine.billing.units import UnitCount, unit_timelines
+from effigate_engine.priority import normalise_priority
 from effigate_engine.ratecard.classify import Classification
-from effigate_engine.ratecard.model import normalise_priority
 
 
 class LineKind(StrEnum):

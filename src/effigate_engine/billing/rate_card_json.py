@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.priority import PriorityError, normalise_priority
 from effigate_engine.ratecard.model import (
     MAX_ROUNDING_SECONDS,
     RULE_CONDITIONS,
@@ -17,7 +18,6 @@ from effigate_engine.ratecard.model import (
     RateCard,
     Stacking,
     normalise_precedence,
-    normalise_priority,
 )
 
 #: Digits a decimal number in terms may have before its point (money, hours, factors): more is
@@ -67,8 +67,8 @@ def decimal_number(value: Any, path: str) -> Decimal:
 
 def priority_key(name: Any, path: str) -> str:
     try:
-        return normalise_priority(name)
-    except ConfigurationError as exc:
+        return normalise_priority(name, path)
+    except PriorityError as exc:
         raise ConfigurationError(path, name, exc.problem) from None
 
 
@@ -154,7 +154,7 @@ def rate_card_from_json(body: Any, path: str = "rate_card") -> RateCard:
         normalise_precedence(card["precedence"], f"{path}.precedence")
     try:
         return RateCard.from_json(card)
-    except ConfigurationError as exc:
+    except (ConfigurationError, PriorityError) as exc:
         field = exc.field.removeprefix("rate_card.")
         raise ConfigurationError(f"{path}.{field}", exc.value, exc.problem) from None
 

@@ -47,6 +47,7 @@ from effigate_engine.billing.rate_card_json import (
 )
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
+from effigate_engine.priority import PriorityError
 from effigate_engine.ratecard.model import Condition, RateCard
 from effigate_engine.zone import zone as bundled_zone
 
@@ -396,7 +397,7 @@ def _terms_objects(kind: ContractType, money: Currency, terms: Mapping[str, Any]
     materials."""
     try:
         return _domain_terms(kind, money, terms)
-    except ConfigurationError as exc:
+    except (ConfigurationError, PriorityError) as exc:
         raise ConfigurationError(f"terms.{exc.field}", exc.value, exc.problem) from None
 
 

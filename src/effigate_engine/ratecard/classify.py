@@ -41,17 +41,16 @@ from effigate_engine.billing.schemas import TIME_LINES, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import CalendarSet, Horizon
 from effigate_engine.errors import BatchError
 from effigate_engine.instants import to_column
+from effigate_engine.priority import PRIORITIES, PriorityError, normalise_priority
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard import part_results
 from effigate_engine.ratecard.calendars import condition_calendars, precedence_calendars
 from effigate_engine.ratecard.model import (
     PRECEDENCE_DEFAULT,
-    PRIORITIES,
     TIME_CONDITIONS,
     Condition,
     IncrementMode,
     RateCard,
-    normalise_priority,
 )
 
 _FOREVER = np.iinfo(np.int64).max
@@ -1024,7 +1023,7 @@ def classify(
     prio_codes, prio_values = _categorical(logs, "priority")
     prio_map = {}
     for v in prio_values:
-        with contextlib.suppress(ConfigurationError):
+        with contextlib.suppress(PriorityError):
             prio_map[v] = PRIORITIES.index(normalise_priority(v))
     log_priority = _remap(
         prio_codes,

@@ -26,6 +26,7 @@ from typing import Any
 
 from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.money import BASIS_POINTS, Currency, currency, round_half_up
+from effigate_engine.priority import normalise_priority
 
 WILDCARD = "*"
 #: Default billing increment: 15 minutes, in seconds.
@@ -34,8 +35,6 @@ DEFAULT_INCREMENT_SECONDS = 900
 DEFAULT_WEEKEND_DAYS = (5, 6)
 #: Longest billing increment or minimum: 31 days, in seconds (a part never spans more).
 MAX_ROUNDING_SECONDS = 31 * 86_400
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-_PRIORITY_ALIASES = {"P1": "CRITICAL", "P2": "HIGH", "P3": "MEDIUM", "P4": "LOW"}
 
 
 class Condition(IntEnum):
@@ -153,15 +152,6 @@ class Rule:
         if self.absolute is not None:
             return {"absolute": self.absolute}
         return {"multiplier_bp": int(self.multiplier or 0)}
-
-
-def normalise_priority(value: str) -> str:
-    """``"p1"`` / ``"critical"`` → ``"CRITICAL"``; anything else is an error."""
-    key = str(value).strip().upper()
-    key = _PRIORITY_ALIASES.get(key, key)
-    if key not in PRIORITIES:
-        raise ConfigurationError("priority", value, f"is not one of {PRIORITIES} or P1–P4")
-    return key
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Domain operations over the store: what the gRPC servicers call.
 
-Every operation takes the :class:`~effigate_engine.service.context.Store` and the calling
+Every operation takes the :class:`~effigate_engine.store.database.Store` and the calling
 :class:`~effigate_engine.service.context.Principal` (tenant, and for portal tokens the one
 client it may see), runs in a tenant-scoped transaction and returns plain domain values.
 Errors are :class:`~effigate_engine.errors.EffigateError` subclasses naming field and value.
 """
 
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import (
     FailedPrecondition,
     NotFound,
@@ -19,6 +19,5 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "Principal",
-    "Store",
     "Unauthenticated",
 ]

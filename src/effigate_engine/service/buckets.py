@@ -20,12 +20,13 @@ from effigate_engine.billing.schemas import TIME_LOGS, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.classify import ContractBook, classify
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import load_stored
 from effigate_engine.service.errors import FailedPrecondition
 from effigate_engine.service.invoice_evidence import horizon
 from effigate_engine.store import invoices as invoice_store
 from effigate_engine.store import timelogs as log_store
+from effigate_engine.store.database import Store
 
 
 def _utc(seconds: int) -> datetime:

@@ -7,55 +7,33 @@ it: it leaves every list and lookup, keeps its history, and frees its name.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import AlreadyExists, NotFound
 from effigate_engine.sla.policy import Policy
+from effigate_engine.store import catalog as stored
+from effigate_engine.store.catalog import CalendarRecord, PolicyRecord
+from effigate_engine.store.database import Store
 
-
-@dataclass(frozen=True)
-class CalendarRecord:
-    """A stored business-hours calendar at one of its versions (``body`` is
-    :meth:`Calendar.to_json`). ``id`` names the calendar across its versions."""
-
-    id: int
-    name: str
-    body: dict[str, Any]
-    version: int = 1
-
-    def calendar(self) -> Calendar:
-        """The calendar, named by its stored name."""
-        return Calendar.from_json({**self.body, "name": self.name})
-
-
-@dataclass(frozen=True)
-class PolicyRecord:
-    """A stored SLA policy at one of its versions (``body`` is :meth:`Policy.to_json`) and
-    that version's default calendar. ``id`` names the policy across its versions."""
-
-    id: int
-    name: str
-    calendar_id: int
-    body: dict[str, Any]
-    version: int = 1
-
-    def policy(self) -> Policy:
-        """The policy, named by its stored name."""
-        return Policy.from_json({**self.body, "name": self.name})
+__all__ = ["CalendarRecord", "PolicyRecord"]
 
 
 async def create_client(store: Store, principal: Principal, name: str) -> int:
     """Create a client of the tenant; returns its id."""
     principal.require_staff("create clients")
     async with store.transaction(principal) as conn:
-        return int(await conn.fetchval("INSERT INTO clients (name) VALUES ($1) RETURNING id", name))
+        return await stored.insert_client(conn, name)
+
+
+async def list_clients(store: Store, principal: Principal) -> list[tuple[int, str]]:
+    """``(id, name)`` of the tenant's clients by id (a portal token: its own client only)."""
+    async with store.transaction(principal) as conn:
+        return await stored.load_clients(conn, principal.client_id)
 
 
 async def create_calendar(
@@ -65,23 +43,18 @@ async def create_calendar(
     version 1. A name the tenant already uses is :class:`AlreadyExists` (the database keeps
     one live calendar per name, so of two racing creates exactly one wins)."""
     principal.require_staff("create calendars")
-    stored = _calendar_body(name, body)
+    checked = _calendar_body(name, body)
     async with store.transaction(principal) as conn:
-        calendar_id = await conn.fetchval(
-            "INSERT INTO calendars (name, body) VALUES ($1, $2::jsonb)"
-            " ON CONFLICT (tenant_id, name) WHERE retired_at IS NULL DO NOTHING RETURNING id",
-            name,
-            json.dumps(stored),
-        )
+        calendar_id = await stored.insert_calendar(conn, name, checked)
         if calendar_id is None:
-            existing = await conn.fetchval(_LIVE_CALENDAR_ID, name)
+            existing = await stored.live_calendar_id(conn, name)
             raise AlreadyExists(
                 "name",
                 name,
                 f"is already calendar {existing} of this tenant: update it"
                 " (UpdateCalendar) to store a new version, or choose another name",
             )
-    return CalendarRecord(int(calendar_id), name, stored, 1)
+    return CalendarRecord(calendar_id, name, checked, 1)
 
 
 async def update_calendar(
@@ -91,17 +64,12 @@ async def update_calendar(
     kept. A body equal to the current version's stores nothing and returns that version (so
     a re-sent update never adds a version)."""
     principal.require_staff("update calendars")
-    stored = _calendar_body(name, body)
+    checked = _calendar_body(name, body)
     async with store.transaction(principal) as conn:
-        row = await conn.fetchrow(
-            "UPDATE calendars SET body = $2::jsonb WHERE name = $1 AND retired_at IS NULL"
-            " RETURNING id, version",
-            name,
-            json.dumps(stored),
-        )
-    if row is None:
+        updated = await stored.update_calendar(conn, name, checked)
+    if updated is None:
         raise NotFound("name", name, "is not a calendar of this tenant; create it first")
-    return CalendarRecord(row["id"], name, stored, row["version"])
+    return CalendarRecord(updated[0], name, checked, updated[1])
 
 
 async def delete_calendar(store: Store, principal: Principal, calendar_id: int) -> None:
@@ -110,17 +78,9 @@ async def delete_calendar(store: Store, principal: Principal, calendar_id: int) 
     runs concurrently) while a policy or a contract uses it, naming them."""
     principal.require_staff("delete calendars")
     async with store.transaction(principal) as conn:
-        retired = await conn.fetchval(
-            "UPDATE calendars SET retired_at = now() WHERE id = $1 AND retired_at IS NULL"
-            " RETURNING id",
-            calendar_id,
-        )
-    if retired is None:
+        retired = await stored.retire_calendar(conn, calendar_id)
+    if not retired:
         raise NotFound("calendar_id", calendar_id, "is not a calendar of this tenant")
-
-
-_LIVE_CALENDAR_ID = "SELECT id FROM calendars WHERE name = $1 AND retired_at IS NULL"
-_LIVE_POLICY_ID = "SELECT id FROM sla_policies WHERE name = $1 AND retired_at IS NULL"
 
 
 def _check_version(version: int | None) -> None:
@@ -146,24 +106,17 @@ async def fetch_calendar(
     """The calendar ``calendar_id`` of the transaction's tenant at ``version`` (default: its
     current version). A deleted calendar is not found."""
     _check_version(version)
-    row = await conn.fetchrow(
-        "SELECT id, name, body, version FROM calendars WHERE id = $1 AND retired_at IS NULL",
-        calendar_id,
-    )
-    if row is None:
+    current = await stored.load_calendar(conn, calendar_id)
+    if current is None:
         raise NotFound("calendar_id", calendar_id, "is not a calendar of this tenant")
-    if version is None or version == row["version"]:
-        return CalendarRecord(row["id"], row["name"], json.loads(row["body"]), row["version"])
-    old = await conn.fetchval(
-        "SELECT body FROM calendar_versions WHERE calendar_id = $1 AND version = $2",
-        calendar_id,
-        version,
-    )
+    if version is None or version == current.version:
+        return current
+    old = await stored.load_calendar_body(conn, calendar_id, version)
     if old is None:
         raise NotFound(
-            "version", version, f"is not a version of calendar {calendar_id} (1–{row['version']})"
+            "version", version, f"is not a version of calendar {calendar_id} (1–{current.version})"
         )
-    return CalendarRecord(row["id"], row["name"], json.loads(old), version)
+    return CalendarRecord(current.id, current.name, old, version)
 
 
 async def get_calendar(
@@ -177,10 +130,7 @@ async def get_calendar(
 async def list_calendars(store: Store, principal: Principal) -> list[CalendarRecord]:
     """Every calendar of the tenant (deleted ones left out) at its current version, by id."""
     async with store.transaction(principal) as conn:
-        rows = await conn.fetch(
-            "SELECT id, name, body, version FROM calendars WHERE retired_at IS NULL ORDER BY id"
-        )
-    return [CalendarRecord(r["id"], r["name"], json.loads(r["body"]), r["version"]) for r in rows]
+        return await stored.load_calendars(conn)
 
 
 async def create_policy(
@@ -193,25 +143,19 @@ async def create_policy(
     calendars by name.
     """
     principal.require_staff("create SLA policies")
-    stored = _policy_body(name, body)
+    checked = _policy_body(name, body)
     async with store.transaction(principal) as conn:
         await fetch_calendar(conn, calendar_id)
-        policy_id = await conn.fetchval(
-            "INSERT INTO sla_policies (name, calendar_id, body) VALUES ($1, $2, $3::jsonb)"
-            " ON CONFLICT (tenant_id, name) WHERE retired_at IS NULL DO NOTHING RETURNING id",
-            name,
-            calendar_id,
-            json.dumps(stored),
-        )
+        policy_id = await stored.insert_policy(conn, name, calendar_id, checked)
         if policy_id is None:
-            existing = await conn.fetchval(_LIVE_POLICY_ID, name)
+            existing = await stored.live_policy_id(conn, name)
             raise AlreadyExists(
                 "name",
                 name,
                 f"is already SLA policy {existing} of this tenant: update it"
                 " (UpdatePolicy) to store a new version, or choose another name",
             )
-    return PolicyRecord(int(policy_id), name, calendar_id, stored, 1)
+    return PolicyRecord(policy_id, name, calendar_id, checked, 1)
 
 
 async def update_policy(
@@ -225,20 +169,14 @@ async def update_policy(
     the SLA policy ``name``; earlier versions are kept. Content equal to the current version's
     stores nothing and returns that version."""
     principal.require_staff("update SLA policies")
-    stored = _policy_body(name, body)
+    checked = _policy_body(name, body)
     async with store.transaction(principal) as conn:
         if calendar_id is not None:
             await fetch_calendar(conn, calendar_id)
-        row = await conn.fetchrow(
-            "UPDATE sla_policies SET body = $2::jsonb, calendar_id = coalesce($3, calendar_id)"
-            " WHERE name = $1 AND retired_at IS NULL RETURNING id, version, calendar_id",
-            name,
-            json.dumps(stored),
-            calendar_id,
-        )
-    if row is None:
+        updated = await stored.update_policy(conn, name, calendar_id, checked)
+    if updated is None:
         raise NotFound("name", name, "is not an SLA policy of this tenant; create it first")
-    return PolicyRecord(row["id"], name, row["calendar_id"], stored, row["version"])
+    return PolicyRecord(updated[0], name, updated[2], checked, updated[1])
 
 
 async def delete_policy(store: Store, principal: Principal, policy_id: int) -> None:
@@ -246,12 +184,8 @@ async def delete_policy(store: Store, principal: Principal, policy_id: int) -> N
     contract uses it, naming the contracts."""
     principal.require_staff("delete SLA policies")
     async with store.transaction(principal) as conn:
-        retired = await conn.fetchval(
-            "UPDATE sla_policies SET retired_at = now() WHERE id = $1 AND retired_at IS NULL"
-            " RETURNING id",
-            policy_id,
-        )
-    if retired is None:
+        retired = await stored.retire_policy(conn, policy_id)
+    if not retired:
         raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
 
 
@@ -261,29 +195,17 @@ async def fetch_policy(
     """The SLA policy ``policy_id`` of the transaction's tenant at ``version`` (default: its
     current version). A deleted policy is not found."""
     _check_version(version)
-    row = await conn.fetchrow(
-        "SELECT id, name, calendar_id, body, version FROM sla_policies"
-        " WHERE id = $1 AND retired_at IS NULL",
-        policy_id,
-    )
-    if row is None:
+    current = await stored.load_policy(conn, policy_id)
+    if current is None:
         raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
-    if version is None or version == row["version"]:
-        return PolicyRecord(
-            row["id"], row["name"], row["calendar_id"], json.loads(row["body"]), row["version"]
-        )
-    old = await conn.fetchrow(
-        "SELECT calendar_id, body FROM sla_policy_versions WHERE policy_id = $1 AND version = $2",
-        policy_id,
-        version,
-    )
+    if version is None or version == current.version:
+        return current
+    old = await stored.load_policy_version(conn, current, version)
     if old is None:
         raise NotFound(
-            "version", version, f"is not a version of SLA policy {policy_id} (1–{row['version']})"
+            "version", version, f"is not a version of SLA policy {policy_id} (1–{current.version})"
         )
-    return PolicyRecord(
-        row["id"], row["name"], old["calendar_id"], json.loads(old["body"]), version
-    )
+    return old
 
 
 async def get_policy(
@@ -297,11 +219,4 @@ async def get_policy(
 async def list_policies(store: Store, principal: Principal) -> list[PolicyRecord]:
     """Every SLA policy of the tenant (deleted ones left out) at its current version, by id."""
     async with store.transaction(principal) as conn:
-        rows = await conn.fetch(
-            "SELECT id, name, calendar_id, body, version FROM sla_policies"
-            " WHERE retired_at IS NULL ORDER BY id"
-        )
-    return [
-        PolicyRecord(r["id"], r["name"], r["calendar_id"], json.loads(r["body"]), r["version"])
-        for r in rows
-    ]
+        return await stored.load_policies(conn)

@@ -25,10 +25,11 @@ from effigate_engine.calendar import Calendar
 from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.store import contracts as db
 from effigate_engine.store.contracts import ContractRecord, RateCardVersionRecord, StoredContract
+from effigate_engine.store.database import Store
 from effigate_engine.zone import zone as bundled_zone
 
 _ACTIVE = ("ACTIVE", "AMENDED")

@@ -28,19 +28,27 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate_engine import sla
-from effigate_engine.calendar import Calendar
+from effigate_engine import clock, sla
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
-from effigate_engine.service.tickets import fetch_ticket, load_timelines
+from effigate_engine.service.tickets import (
+    fetch_ticket,
+    load_timelines,
+    timelines_table,
+    visible,
+)
 from effigate_engine.sla import reports as sla_reports
 from effigate_engine.sla import timeline as sla_timeline
 from effigate_engine.sla.evaluation import Evaluation, TicketError
 from effigate_engine.sla.policy import Policy
 from effigate_engine.sla.screening import Screened, evaluate_rows
+from effigate_engine.store import catalog as stored
+from effigate_engine.store import tickets as stored_tickets
+from effigate_engine.store.breaches import BreachRow, insert_breaches
+from effigate_engine.store.database import Store
 
 #: Failures listed in a response; their total is always given.
 MAX_LISTED_FAILURES = 100
@@ -126,22 +134,15 @@ def stamped_versions(results: pa.Table) -> tuple[int, int, dict[str, int]]:
     )
 
 
-#: The live calendars of the bound tenant as ``id:version`` (ids ascending): it changes exactly
-#: when a calendar is created, updated (a new version) or deleted.
-_CALENDARS_KEY = (
-    "SELECT coalesce(string_agg(id::text || ':' || version::text, ',' ORDER BY id), '')"
-    " FROM calendars WHERE retired_at IS NULL"
-)
-
-
-class CalendarCache:
-    """Per-tenant compiled calendar sets and policies, kept by one server process.
+class RulesetCache:
+    """Per-tenant compiled calendar sets and rulesets (a policy checked against them), kept by
+    one server process.
 
     A stored version is immutable (an update is a new version), so what is cached is keyed by
     versions: the calendar set by the ids and versions of the tenant's live calendars, a
-    policy by its id and version and the calendar set it was checked against. Each use reads
-    the current versions (one small query), so a new version or a deletion, made through any
-    server process, is used from the next call on.
+    ruleset by its policy's id and version and the calendar set it was checked against. Each
+    use reads the current versions (part of the call's one statement on the warm paths), so a
+    new version or a deletion, made through any server process, is used from the next call on.
     """
 
     def __init__(self) -> None:
@@ -157,7 +158,7 @@ class CalendarCache:
         self, conn: asyncpg.Connection, tenant_id: UUID, key: str | None
     ) -> tuple[CalendarSet, dict[str, int], str]:
         if key is None:
-            key = await conn.fetchval(_CALENDARS_KEY)
+            key = await stored.load_calendars_key(conn)
         if not key:
             raise NotFound("calendars", [], "none stored for this tenant; create one first")
         hit = self._sets.get(tenant_id)
@@ -167,32 +168,32 @@ class CalendarCache:
             hit = self._sets.get(tenant_id)
             if hit is not None and hit[0] == key:
                 return hit[1], hit[2], key
-            rows = await conn.fetch(
-                "SELECT id, name, body, version FROM calendars WHERE retired_at IS NULL ORDER BY id"
-            )
-            key = ",".join(f"{r['id']}:{r['version']}" for r in rows)
-            calendars = [
-                Calendar.from_json({**json.loads(r["body"]), "name": r["name"]}) for r in rows
-            ]
-            versions = {r["name"]: int(r["version"]) for r in rows}
-            compiled = await asyncio.to_thread(CalendarSet, calendars)
+            records = await stored.load_calendars(conn)
+            key = stored.calendars_key(records)
+            versions = {r.name: r.version for r in records}
+            compiled = await asyncio.to_thread(CalendarSet, [r.calendar() for r in records])
             self._sets[tenant_id] = (key, compiled, versions)
             return compiled, versions, key
+
+    def cached(
+        self, tenant_id: UUID, policy_id: int, policy_version: int, calendars_key: str
+    ) -> Ruleset | None:
+        """The ruleset compiled for the policy at ``policy_version`` and the calendars of
+        ``calendars_key``, if this process has it."""
+        hit = self._rules.get((tenant_id, policy_id))
+        if hit is not None and hit[0] == (policy_version, calendars_key):
+            return hit[1]
+        return None
 
     async def ruleset(self, conn: asyncpg.Connection, tenant_id: UUID, policy_id: int) -> Ruleset:
         """The current version of the stored policy ``policy_id`` and the tenant's compiled
         calendars, compiled once per version."""
-        row = await conn.fetchrow(
-            f"SELECT version, ({_CALENDARS_KEY}) AS calendars FROM sla_policies"
-            " WHERE id = $1 AND retired_at IS NULL",
-            policy_id,
-        )
-        if row is None:
+        versions = await stored.load_policy_versions(conn, policy_id)
+        if versions is None:
             raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
-        versions = (int(row["version"]), str(row["calendars"]))
-        hit = self._rules.get((tenant_id, policy_id))
-        if hit is not None and hit[0] == versions:
-            return hit[1]
+        hit = self.cached(tenant_id, policy_id, *versions)
+        if hit is not None:
+            return hit
         record = await catalog.fetch_policy(conn, policy_id)
         policy = record.policy()
         calendars, calendar_versions, key = await self._calendar_set(conn, tenant_id, versions[1])
@@ -209,7 +210,7 @@ class CalendarCache:
 
 
 async def ruleset(
-    conn: asyncpg.Connection, cache: CalendarCache, principal: Principal, policy_id: int
+    conn: asyncpg.Connection, cache: RulesetCache, principal: Principal, policy_id: int
 ) -> Ruleset:
     """The stored policy ``policy_id`` (its current version) and the tenant's compiled
     calendars."""
@@ -217,11 +218,38 @@ async def ruleset(
 
 
 async def ruleset_for(
-    store: Store, cache: CalendarCache, principal: Principal, policy_id: int
+    store: Store, cache: RulesetCache, principal: Principal, policy_id: int
 ) -> Ruleset:
-    """:func:`ruleset` in a transaction of its own."""
+    """:func:`ruleset` without a transaction of the caller's: when this process has the
+    current versions compiled, one statement (the versions, read with the tenant's binding);
+    otherwise a transaction that loads and compiles them."""
+    async with store.connection() as conn:
+        version, calendars_key = await stored.load_policy_versions_bound(
+            conn, principal.key, policy_id
+        )
+    if version is None:
+        raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
+    hit = cache.cached(principal.tenant_id, policy_id, version, calendars_key)
+    if hit is not None:
+        return hit
     async with store.transaction(principal) as conn:
         return await ruleset(conn, cache, principal, policy_id)
+
+
+async def deadline(
+    store: Store,
+    cache: RulesetCache,
+    principal: Principal,
+    calendar_id: int,
+    start: datetime,
+    business_seconds: int,
+) -> datetime | None:
+    """The instant ``business_seconds`` open seconds of the stored calendar ``calendar_id``
+    after ``start`` (``None``: past the calendars' horizon)."""
+    async with store.transaction(principal) as conn:
+        record = await catalog.fetch_calendar(conn, calendar_id)
+        calendars = await cache.calendars(conn, principal.tenant_id)
+    return clock.deadline(calendars, record.name, start, business_seconds)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -234,7 +262,7 @@ def _now(now: datetime | None) -> datetime:
 
 async def evaluate_inline(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     tickets: pa.Table,
@@ -250,21 +278,38 @@ async def evaluate_inline(
 
 async def ticket_status(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     ticket_id: str,
     policy_id: int | None = None,
     at: datetime | None = None,
 ) -> tuple[Any, Evaluation]:
     """A stored ticket and its SLA metrics at ``at`` (default now) under ``policy_id`` (default:
-    the policy of the ticket's contract)."""
-    async with store.transaction(principal) as conn:
-        ticket = await fetch_ticket(conn, principal, ticket_id)
-        policy_id = await _ticket_policy(conn, ticket, ticket_id, policy_id)
-        rules = await ruleset(conn, cache, principal, policy_id)
-        now = _now(at)
-        _check_instants(ticket, rules.calendars, "at", now)
-        table = await load_timelines(conn, principal, ticket_ids=[ticket_id], as_of=now)
+    the policy of the ticket's contract). When this process has the policy's and calendars'
+    current versions compiled, the ticket, its events and those versions are read in one
+    statement (:func:`~effigate_engine.store.tickets.load_status_inputs`)."""
+    now = _now(at)
+    async with store.connection() as conn:
+        inputs = await stored_tickets.load_status_inputs(
+            conn, principal.key, ticket_id, now, policy_id
+        )
+    history = inputs.history
+    ticket = visible(principal, ticket_id, None if history is None else history.ticket)
+    assert history is not None
+    if inputs.policy_id is None:
+        raise EffigateError(
+            f"policy_id: none given and ticket {ticket_id!r} has no contract with an SLA policy"
+        )
+    if inputs.policy_version is None:
+        raise NotFound("policy_id", inputs.policy_id, "is not an SLA policy of this tenant")
+    rules = cache.cached(
+        principal.tenant_id, inputs.policy_id, inputs.policy_version, inputs.calendars_key
+    )
+    if rules is None:
+        async with store.transaction(principal) as conn:
+            rules = await ruleset(conn, cache, principal, inputs.policy_id)
+    _check_instants(ticket, rules.calendars, "at", now)
+    table = timelines_table([history])
     try:
         evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
     except TicketError as exc:
@@ -274,7 +319,7 @@ async def ticket_status(
 
 async def ticket_timeline(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     ticket_id: str,
     policy_id: int | None = None,
@@ -290,16 +335,7 @@ async def ticket_timeline(
         rules = await ruleset(conn, cache, principal, policy_id)
         _check_instants(ticket, rules.calendars, "until", end)
         instants = sorted(
-            {
-                r["occurred_at"]
-                for r in await conn.fetch(
-                    "SELECT occurred_at FROM ticket_events WHERE ticket_id = $1"
-                    " AND occurred_at <= $2",
-                    ticket_id,
-                    end,
-                )
-            }
-            | {ticket.created_at}
+            set(await stored_tickets.event_instants(conn, ticket_id, end)) | {ticket.created_at}
         )
         segments = [
             await load_timelines(conn, principal, ticket_ids=[ticket_id], as_of=at)
@@ -320,9 +356,7 @@ async def _ticket_policy(
 ) -> int:
     """``policy_id``, or the SLA policy of the ticket's contract."""
     if policy_id is None and ticket.contract_id is not None:
-        policy_id = await conn.fetchval(
-            "SELECT sla_policy_id FROM contracts WHERE id = $1", ticket.contract_id
-        )
+        policy_id = await stored.contract_policy_id(conn, ticket.contract_id)
     if policy_id is None:
         raise EffigateError(
             f"policy_id: none given and ticket {ticket_id!r} has no contract with an SLA policy"
@@ -345,7 +379,7 @@ class Recomputation:
 
 async def _stored_evaluation(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     now: datetime | None,
@@ -363,7 +397,7 @@ async def _stored_evaluation(
 
 async def recompute(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     now: datetime | None = None,
@@ -426,7 +460,7 @@ async def store_breaches(
         )
     }
     policy_id, policy_version, calendar_versions = stamped_versions(results)
-    rows = []
+    rows: list[BreachRow] = []
     for b in breaches.to_pylist():
         calendar_name = calendar.get((b["ticket_id"], b["metric"]))
         evidence = {
@@ -453,20 +487,12 @@ async def store_breaches(
             )
         )
     async with store.transaction(principal) as conn:
-        before = await conn.fetchval("SELECT count(*) FROM breach_records")
-        await conn.executemany(
-            """INSERT INTO breach_records (id, ticket_id, contract_id, metric, target_at,
-                   breached_at, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
-               ON CONFLICT (tenant_id, id) DO NOTHING""",
-            rows,
-        )
-        after = await conn.fetchval("SELECT count(*) FROM breach_records")
-    return int(after - before)
+        return await insert_breaches(conn, rows)
 
 
 async def compliance(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     group_by: Sequence[str] = ("priority",),
@@ -484,7 +510,7 @@ async def compliance(
 
 async def percentiles(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     group_by: Sequence[str] = ("priority",),
@@ -499,7 +525,7 @@ async def percentiles(
 
 async def recommended_targets(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     policy_id: int,
     days: int = 90,
@@ -514,7 +540,7 @@ async def recommended_targets(
 
 async def replay(
     store: Store,
-    cache: CalendarCache,
+    cache: RulesetCache,
     principal: Principal,
     current_policy_id: int,
     proposed: int | dict[str, Any],

@@ -19,7 +19,7 @@ from effigate_engine.billing.contracts import ContractType
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.invoice import Invoice
 from effigate_engine.billing.periods import Period, local_midnight
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, check_visible, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.invoice_evidence import (
@@ -37,6 +37,7 @@ from effigate_engine.store import invoices as invoice_store
 from effigate_engine.store import periods as period_store
 from effigate_engine.store import timelogs as log_store
 from effigate_engine.store.contracts import StoredContract
+from effigate_engine.store.database import Store
 from effigate_engine.store.errors import InvariantViolation
 from effigate_engine.store.invoices import InvoiceLineRecord, InvoiceRecord, NewInvoice
 

@@ -12,11 +12,12 @@ from datetime import datetime
 
 from effigate_engine.billing.credit_notes import CreditNote, credit_note
 from effigate_engine.billing.errors import BillingError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.invoicing import fetch_invoice, lock_invoice
 from effigate_engine.store import invoices as invoice_store
+from effigate_engine.store.database import Store
 from effigate_engine.store.invoices import CreditNoteLineRecord, CreditNoteRecord, InvoiceRecord
 
 _ISSUED = ("ISSUED", "PAID", "OVERDUE")

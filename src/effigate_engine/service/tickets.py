@@ -19,10 +19,18 @@ import asyncpg
 import pyarrow as pa
 
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.priority import normalise_priority
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.sla import schemas as sla_schemas
-from effigate_engine.sla.policy import normalize_priority
+from effigate_engine.store import catalog
+from effigate_engine.store import tickets as stored
+from effigate_engine.store.batches import STORED_TICKET_EVENTS, STORED_TICKETS, IngestResult
+from effigate_engine.store.bulk import ingest
+from effigate_engine.store.database import Store
+from effigate_engine.store.tickets import Event, TicketHistory, TicketRecord
+
+__all__ = ["IngestResult", "TicketRecord"]
 
 EVENT_KINDS = (
     "CREATED",
@@ -35,21 +43,6 @@ EVENT_KINDS = (
     "PRIORITY_CHANGED",
 )
 DEFAULT_PAUSE_STATUS = "WAITING_ON_CLIENT"
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-
-
-@dataclass(frozen=True)
-class TicketRecord:
-    """A stored ticket (instants are aware UTC datetimes)."""
-
-    id: str
-    client_id: int
-    contract_id: int | None
-    priority: str
-    status: str
-    created_at: datetime
-    first_response_at: datetime | None
-    resolved_at: datetime | None
 
 
 @dataclass
@@ -64,7 +57,7 @@ class Timeline:
     pauses: list[tuple[datetime, datetime | None, str]] = field(default_factory=list)
 
 
-def fold(events: Iterable[tuple[str, str, datetime, str | None]], priority: str) -> Timeline:
+def fold(events: Iterable[Event], priority: str) -> Timeline:
     """Fold ``(event_id, kind, occurred_at, detail)`` events into a :class:`Timeline`.
 
     ``priority`` is the ticket's priority before any ``CREATED``/``PRIORITY_CHANGED`` event.
@@ -100,26 +93,6 @@ def fold(events: Iterable[tuple[str, str, datetime, str | None]], priority: str)
     return line
 
 
-def _record(row: asyncpg.Record) -> TicketRecord:
-    return TicketRecord(
-        row["id"],
-        row["client_id"],
-        row["contract_id"],
-        row["priority"],
-        row["status"],
-        row["created_at"],
-        row["first_response_at"],
-        row["resolved_at"],
-    )
-
-
-def _priority(value: str) -> str:
-    name = normalize_priority(value or "")
-    if name not in PRIORITIES:
-        raise EffigateError(f"priority: {value!r} is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4")
-    return name
-
-
 def _aware(name: str, value: datetime) -> datetime:
     if value.tzinfo is None:
         raise EffigateError(f"{name}: {value.isoformat()!r} has no time zone")
@@ -130,23 +103,24 @@ async def fetch_ticket(
     conn: asyncpg.Connection, principal: Principal, ticket_id: str
 ) -> TicketRecord:
     """The ticket ``ticket_id``; a portal principal sees only its client's tickets."""
-    row = await conn.fetchrow("SELECT * FROM tickets WHERE id = $1", ticket_id)
-    if row is None or (principal.is_portal and row["client_id"] != principal.client_id):
+    return visible(principal, ticket_id, await stored.load_ticket(conn, ticket_id))
+
+
+def visible(principal: Principal, ticket_id: str, ticket: TicketRecord | None) -> TicketRecord:
+    """``ticket`` (the stored ticket ``ticket_id``) if ``principal`` may see it, else
+    :class:`NotFound`."""
+    if ticket is None or (principal.is_portal and ticket.client_id != principal.client_id):
         raise NotFound("ticket_id", ticket_id, "is not a ticket of this tenant")
-    return _record(row)
+    return ticket
 
 
 async def _require_client_contract(
     conn: asyncpg.Connection, client_id: int, contract_id: int | None
 ) -> None:
     """Refuse (NOT_FOUND) a client or a contract that is not the tenant's."""
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)", client_id):
+    if not await catalog.client_exists(conn, client_id):
         raise NotFound("client_id", client_id, "is not a client of this tenant")
-    if contract_id is None:
-        return
-    if not await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM contracts WHERE id = $1)", contract_id
-    ):
+    if contract_id is not None and not await catalog.contract_exists(conn, contract_id):
         raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
 
 
@@ -164,40 +138,24 @@ async def create_ticket(
     if not ticket_id:
         raise EffigateError("ticket_id: '' is empty")
     principal.require_client(client_id, "client_id")
-    first = _priority(priority)
+    first = normalise_priority(priority)
     _aware("created_at", created_at)
     async with store.transaction(principal) as conn:
         await _require_client_contract(conn, client_id, contract_id)
-        row = await conn.fetchrow(
-            """INSERT INTO tickets (id, client_id, contract_id, priority, status, created_at)
-               VALUES ($1, $2, $3, $4, 'OPEN', $5)
-               ON CONFLICT (tenant_id, id) DO NOTHING RETURNING *""",
-            ticket_id,
-            client_id,
-            contract_id,
-            first,
-            created_at,
+        created = await stored.insert_ticket(
+            conn, ticket_id, client_id, contract_id, first, created_at, principal.actor
         )
-        if row is None:
-            stored = await fetch_ticket(conn, principal, ticket_id)
-            sent = (client_id, contract_id, created_at)
-            if (stored.client_id, stored.contract_id, stored.created_at) != sent:
-                raise FailedPrecondition(
-                    "ticket_id",
-                    ticket_id,
-                    "already exists with another client, contract or creation time",
-                )
-            return stored
-        await conn.execute(
-            """INSERT INTO ticket_events (id, ticket_id, kind, occurred_at, actor, detail)
-               VALUES ($1, $2, 'CREATED', $3, $4, $5) ON CONFLICT (tenant_id, id) DO NOTHING""",
-            f"{ticket_id}:created",
-            ticket_id,
-            created_at,
-            principal.actor,
-            first,
-        )
-        return _record(row)
+        if created is not None:
+            return created
+        existing = await fetch_ticket(conn, principal, ticket_id)
+        sent = (client_id, contract_id, created_at)
+        if (existing.client_id, existing.contract_id, existing.created_at) != sent:
+            raise FailedPrecondition(
+                "ticket_id",
+                ticket_id,
+                "already exists with another client, contract or creation time",
+            )
+        return existing
 
 
 async def record_event(
@@ -220,7 +178,7 @@ async def record_event(
     _aware("occurred_at", occurred_at)
     detail: str | None = None
     if kind == "PRIORITY_CHANGED":
-        detail = _priority(priority)
+        detail = normalise_priority(priority)
     elif kind == "PAUSED":
         detail = status or DEFAULT_PAUSE_STATUS
     async with store.transaction(principal) as conn:
@@ -230,52 +188,19 @@ async def record_event(
                 f"occurred_at: {occurred_at.isoformat()!r} is before the ticket was created"
                 f" ({ticket.created_at.isoformat()})"
             )
-        inserted = await conn.fetchval(
-            """INSERT INTO ticket_events (id, ticket_id, kind, occurred_at, actor, detail)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, id) DO NOTHING
-               RETURNING 1""",
-            event_id,
-            ticket_id,
-            kind,
-            occurred_at,
-            actor or principal.actor,
-            detail,
+        inserted = await stored.insert_event(
+            conn, event_id, ticket_id, kind, occurred_at, actor or principal.actor, detail
         )
-        if inserted is None:
-            same = await conn.fetchval(
-                "SELECT ticket_id = $2 AND kind = $3 AND occurred_at = $4"
-                " FROM ticket_events WHERE id = $1",
-                event_id,
-                ticket_id,
-                kind,
-                occurred_at,
-            )
-            if not same:
+        if not inserted:
+            if not await stored.same_event(conn, event_id, ticket_id, kind, occurred_at):
                 raise FailedPrecondition(
                     "event_id", event_id, "already exists with another ticket, kind or time"
                 )
             return ticket
-        return await _refold(conn, ticket)
-
-
-async def _refold(conn: asyncpg.Connection, ticket: TicketRecord) -> TicketRecord:
-    rows = await conn.fetch(
-        "SELECT id, kind, occurred_at, detail FROM ticket_events WHERE ticket_id = $1",
-        ticket.id,
-    )
-    line = fold(
-        ((r["id"], r["kind"], r["occurred_at"], r["detail"]) for r in rows), ticket.priority
-    )
-    row = await conn.fetchrow(
-        """UPDATE tickets SET priority = $2, status = $3, first_response_at = $4,
-               resolved_at = $5 WHERE id = $1 RETURNING *""",
-        ticket.id,
-        line.priority,
-        line.status,
-        line.first_response_at,
-        line.resolved_at,
-    )
-    return _record(row)
+        line = fold(await stored.load_events(conn, ticket.id), ticket.priority)
+        return await stored.store_state(
+            conn, ticket.id, line.priority, line.status, line.first_response_at, line.resolved_at
+        )
 
 
 async def get_ticket(store: Store, principal: Principal, ticket_id: str) -> TicketRecord:
@@ -296,14 +221,7 @@ async def list_tickets(
         client_id = principal.client_id
     limit = max(1, min(limit or 100, 10_000))
     async with store.transaction(principal) as conn:
-        rows = await conn.fetch(
-            """SELECT * FROM tickets WHERE id > $1 AND ($2::bigint IS NULL OR client_id = $2)
-               ORDER BY id LIMIT $3""",
-            after_id,
-            client_id,
-            limit,
-        )
-    return [_record(r) for r in rows]
+        return await stored.load_ticket_page(conn, client_id, limit, after_id)
 
 
 async def load_timelines(
@@ -319,41 +237,23 @@ async def load_timelines(
     not), and a client's tickets created after it are left out."""
     if principal.is_portal:
         client_id = principal.client_id
-    where = "($1::bigint IS NULL OR t.client_id = $1) AND ($2::text[] IS NULL OR t.id = ANY($2))"
-    tickets = await conn.fetch(
-        f"""SELECT t.id, t.client_id, t.contract_id, t.priority, t.created_at
-            FROM tickets t WHERE {where}
-            AND ($3::timestamptz IS NULL OR $2::text[] IS NOT NULL OR t.created_at <= $3)
-            ORDER BY t.id""",
-        client_id,
-        list(ticket_ids) if ticket_ids is not None else None,
-        as_of,
-    )
-    events = await conn.fetch(
-        f"""SELECT e.ticket_id, e.id, e.kind, e.occurred_at, e.detail
-            FROM ticket_events e JOIN tickets t ON t.tenant_id = e.tenant_id
-                 AND t.id = e.ticket_id
-            WHERE {where} AND ($3::timestamptz IS NULL OR e.occurred_at <= $3)
-            ORDER BY e.ticket_id""",
-        client_id,
-        list(ticket_ids) if ticket_ids is not None else None,
-        as_of,
-    )
-    by_ticket: dict[str, list[tuple[str, str, datetime, str | None]]] = {}
-    for e in events:
-        by_ticket.setdefault(e["ticket_id"], []).append(
-            (e["id"], e["kind"], e["occurred_at"], e["detail"])
-        )
+    return timelines_table(await stored.load_histories(conn, client_id, ticket_ids, as_of))
+
+
+def timelines_table(histories: Iterable[TicketHistory]) -> pa.Table:
+    """Tickets and their events folded into the SLA engine's
+    :data:`~effigate_engine.sla.schemas.TICKETS` batch (one row per ticket, in order)."""
     rows = []
-    for t in tickets:
-        line = fold(by_ticket.get(t["id"], ()), t["priority"])
+    for history in histories:
+        t = history.ticket
+        line = fold(history.events, t.priority)
         rows.append(
             {
-                "ticket_id": t["id"],
-                "client_id": str(t["client_id"]),
-                "contract_id": None if t["contract_id"] is None else str(t["contract_id"]),
+                "ticket_id": t.id,
+                "client_id": str(t.client_id),
+                "contract_id": None if t.contract_id is None else str(t.contract_id),
                 "priority": line.priority,
-                "created_at": t["created_at"],
+                "created_at": t.created_at,
                 "first_response_at": line.first_response_at,
                 "resolution_plan_at": line.resolution_plan_at,
                 "resolved_at": line.resolved_at,
@@ -361,3 +261,16 @@ async def load_timelines(
             }
         )
     return pa.Table.from_pylist(rows, schema=sla_schemas.TICKETS)
+
+
+async def ingest_rows(
+    store: Store, principal: Principal, kind: str, table: pa.Table, skip_invalid_rows: bool
+) -> IngestResult:
+    """Store a batch of tickets (``kind`` ``"tickets"``) or ticket events (``"events"``), the
+    columns of :data:`~effigate_engine.store.bulk.STORED_TICKETS` /
+    :data:`~effigate_engine.store.bulk.STORED_TICKET_EVENTS`, upserted by id (staff only).
+    With ``skip_invalid_rows`` the rows that cannot be stored are returned, the rest stored."""
+    principal.require_staff("bulk-ingest tickets")
+    spec = STORED_TICKETS if kind == "tickets" else STORED_TICKET_EVENTS
+    async with store.adbc() as conn:
+        return await ingest(conn, spec, principal.key, table, skip_invalid_rows)

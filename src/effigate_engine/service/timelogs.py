@@ -20,21 +20,21 @@ import pyarrow as pa
 from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.periods import Period
 from effigate_engine.errors import EffigateError
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.store import periods as period_store
 from effigate_engine.store import timelogs as log_store
-from effigate_engine.store.bulk import (
+from effigate_engine.store.batches import (
     REJECTED_ROWS,
-    TIME_LOGS,
+    STORED_TIME_LOGS,
     IngestResult,
-    ingest,
     prepare_batch,
-    run_adbc,
     split_batch,
 )
+from effigate_engine.store.bulk import ingest, run_adbc
 from effigate_engine.store.contracts import StoredContract
+from effigate_engine.store.database import Store
 from effigate_engine.store.errors import InvariantViolation, StoreError
 from effigate_engine.store.periods import PeriodRecord
 
@@ -78,7 +78,7 @@ async def ingest_time_logs(
         if keep:
             result = await run_adbc(conn, log_store.ingest_keeping_approval, principal.key, batch)
         else:
-            result = await ingest(conn, TIME_LOGS, principal.key, batch)
+            result = await ingest(conn, STORED_TIME_LOGS, principal.key, batch)
     if not skip_invalid_rows:
         return result
     return IngestResult(
@@ -92,8 +92,8 @@ def _checked(logs: pa.Table, skip_invalid_rows: bool = False) -> tuple[pa.Table,
     ``skip_invalid_rows`` any bad row) are the caller's input errors, named by position."""
     try:
         if skip_invalid_rows:
-            return split_batch(TIME_LOGS, logs)
-        batch = prepare_batch(TIME_LOGS, logs)
+            return split_batch(STORED_TIME_LOGS, logs)
+        batch = prepare_batch(STORED_TIME_LOGS, logs)
     except StoreError as exc:
         raise EffigateError(str(exc)) from None
     return batch, REJECTED_ROWS.empty_table()

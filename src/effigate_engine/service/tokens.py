@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from effigate_engine.service.context import Principal, Store
+from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound, Unauthenticated
-from effigate_engine.store.tenant import TenantKey, bind
+from effigate_engine.store import tokens as stored
+from effigate_engine.store.database import Store
 
 TOKEN_PREFIX = "efg_"
 #: Seconds a resolved token is remembered by one server process (a revocation takes effect
@@ -52,16 +53,7 @@ async def create_tenant(
 ) -> uuid.UUID:
     """Create a tenant (the owner's connection, bound to the new tenant while it inserts it)."""
     tenant = tenant_id or uuid.uuid4()
-    async with admin.transaction():
-        await bind(admin, TenantKey.for_owner(tenant))
-        await admin.execute(
-            "INSERT INTO tenants (id, name, default_currency, default_tax)"
-            " VALUES ($1, $2, $3, $4::jsonb)",
-            tenant,
-            name,
-            currency,
-            default_tax_json,
-        )
+    await stored.insert_tenant(admin, tenant, name, currency, default_tax_json)
     return tenant
 
 
@@ -74,40 +66,26 @@ async def create_token(
     """Create a tenant token, or a portal token when ``client_id`` is given (the owner's
     connection, bound to the tenant so the client reference is checked against that tenant)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    async with admin.transaction():
-        await bind(admin, TenantKey.for_owner(tenant_id))
-        exists = await admin.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id)
-        if not exists:
-            raise NotFound("tenant_id", str(tenant_id), "is not a tenant")
-        if client_id is not None:
-            found = await admin.fetchval(
-                "SELECT 1 FROM clients WHERE tenant_id = $1 AND id = $2", tenant_id, client_id
-            )
-            if not found:
-                raise NotFound("client_id", client_id, "is not a client of this tenant")
-        token_id = await admin.fetchval(
-            "INSERT INTO api_tokens (tenant_id, client_id, label, token_sha256)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
-            tenant_id,
-            client_id,
-            label,
-            digest(secret),
-        )
+    token_id = await stored.insert_token(admin, tenant_id, client_id, label, digest(secret))
+    if token_id == "tenant_id":
+        raise NotFound("tenant_id", str(tenant_id), "is not a tenant")
+    if token_id == "client_id":
+        raise NotFound("client_id", client_id, "is not a client of this tenant")
     return IssuedToken(int(token_id), tenant_id, client_id, secret)
 
 
 async def token_is_active(admin: asyncpg.Connection, tenant_id: uuid.UUID, secret: str) -> bool:
     """Whether ``secret`` is an active (unrevoked) token of ``tenant_id`` (the owner's
     connection, bound to the tenant)."""
-    async with admin.transaction():
-        await bind(admin, TenantKey.for_owner(tenant_id))
-        found = await admin.fetchval(
-            "SELECT 1 FROM api_tokens WHERE tenant_id = $1 AND token_sha256 = $2"
-            " AND revoked_at IS NULL",
-            tenant_id,
-            digest(secret),
-        )
-    return bool(found)
+    return await stored.token_is_active(admin, tenant_id, digest(secret))
+
+
+async def tenant_row_counts(
+    admin: asyncpg.Connection, tenant_id: uuid.UUID
+) -> dict[str, int] | None:
+    """Rows the tenant holds (``clients``, ``tickets``, ``events``, ``time_logs``,
+    ``invoiced``: contracts invoiced); ``None``: no such tenant (the owner's connection)."""
+    return await stored.tenant_row_counts(admin, tenant_id)
 
 
 class TokenResolver:
@@ -128,7 +106,7 @@ class TokenResolver:
         if hit is not None and hit[0] > now:
             return hit[1]
         async with self._store.connection() as conn:
-            row = await conn.fetchrow("SELECT * FROM effigate_resolve_token($1)", key)
+            row = await stored.resolve_token(conn, key)
         if row is None:
             self._cache.pop(key, None)
             shown = secret[:8] + "…" if len(secret) > 8 else secret

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from effigate_engine.priority import priority_name
 from effigate_engine.sla.evaluation import Evaluation, _codes, _column
-from effigate_engine.sla.policy import normalize_priority
 from effigate_engine.sla.schemas import BREACH_RECORDS
 
 SEVERITIES = ("MINOR", "MAJOR", "SEVERE")
@@ -42,7 +42,7 @@ def breach_records(evaluation: Evaluation) -> pa.Table:
     tickets = pa.array(evaluation.row_ticket[rows])
     ticket_ids = pc.take(results.column("ticket_id"), take)
     metric = pc.cast(pc.take(results.column("metric"), take), pa.string())
-    codes, values = _codes(_column(evaluation.tickets, "priority"), normalize_priority)
+    codes, values = _codes(_column(evaluation.tickets, "priority"), priority_name)
     normalized = pc.take(
         pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket[rows]])
     )

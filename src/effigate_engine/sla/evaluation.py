@@ -26,6 +26,7 @@ from effigate_engine import parallel
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.instants import NO_INSTANT, Form, to_column
+from effigate_engine.priority import priority_name
 from effigate_engine.sla import _evaluate
 from effigate_engine.sla.policy import (
     METRICS,
@@ -33,7 +34,6 @@ from effigate_engine.sla.policy import (
     STOP_FIELDS,
     MetricTarget,
     Policy,
-    normalize_priority,
 )
 from effigate_engine.sla.schemas import INSTANT, SLA_RESULTS, STATUSES, UNMATCHED
 from effigate_engine.zone import TZDATA_VERSION
@@ -179,7 +179,7 @@ class _Specs:
 
 #: The ticket fields rules match on: (field, the rule's accepted values, normalisation).
 _MATCH_FIELDS = (
-    ("priority", lambda m: m.priorities, normalize_priority),
+    ("priority", lambda m: m.priorities, priority_name),
     ("support_level", lambda m: m.support_levels, str.upper),
     ("job_type", lambda m: m.job_types, None),
     ("client_id", lambda m: m.clients, None),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from effigate_engine.errors import EffigateError
+from effigate_engine.priority import PRIORITIES, priority_name
 
 METRICS = ("FIRST_RESPONSE", "RESOLUTION_PLAN", "RESOLUTION")
 #: The ticket field whose instant stops each metric.
@@ -31,8 +32,6 @@ STOP_FIELDS = {
     "RESOLUTION_PLAN": "resolution_plan_at",
     "RESOLUTION": "resolved_at",
 }
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-PRIORITY_ALIASES = {"P1": "CRITICAL", "P2": "HIGH", "P3": "MEDIUM", "P4": "LOW"}
 SUPPORT_LEVELS = ("L1", "L2", "L3", "SA")
 #: A resolved-then-reopened ticket's time between resolution and reopening is a pause with
 #: this status; waiting on the client is the usual other one.
@@ -55,12 +54,6 @@ class PolicyError(EffigateError):
         self.value = value
         self.problem = problem
         super().__init__(f"{field}: {value!r} {problem}")
-
-
-def normalize_priority(value: str) -> str:
-    """``P1``–``P4`` to their names; names upper-cased. Unknown values pass through unchanged."""
-    upper = value.strip().upper()
-    return PRIORITY_ALIASES.get(upper, upper)
 
 
 def _seconds(value: object, path: str) -> int:
@@ -141,7 +134,7 @@ class Match:
     ) -> bool:
         """Whether one ticket matches (the slow, obvious form used by references and tools)."""
         return (
-            (self.priorities is None or normalize_priority(priority) in self.priorities)
+            (self.priorities is None or priority_name(priority) in self.priorities)
             and (self.support_levels is None or support_level in self.support_levels)
             and (self.job_types is None or job_type in self.job_types)
             and (self.clients is None or client in self.clients)
@@ -257,7 +250,7 @@ def _parse_rule(raw: object, path: str) -> Rule:
         raise PolicyError(f"{path}.match.after_hours", after_hours, "is not true/false")
     match = Match(
         priorities=_string_set(
-            match_raw["priority"], f"{path}.match.priority", PRIORITIES, normalize_priority
+            match_raw["priority"], f"{path}.match.priority", PRIORITIES, priority_name
         )
         if "priority" in match_raw
         else None,

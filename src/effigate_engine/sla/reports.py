@@ -24,8 +24,9 @@ import pyarrow.compute as pc
 
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
+from effigate_engine.priority import priority_name
 from effigate_engine.sla.evaluation import Evaluation, _codes, _column, evaluate
-from effigate_engine.sla.policy import Policy, normalize_priority
+from effigate_engine.sla.policy import Policy
 
 GROUP_COLUMNS = ("priority", "client_id", "contract_id", "assignee", "job_type", "support_level")
 PERIODS = ("day", "week", "month")
@@ -35,7 +36,7 @@ def report_frame(evaluation: Evaluation) -> pa.Table:
     """The results with the ticket attributes reports group by (priority normalised)."""
     results = evaluation.results
     rows = pa.array(evaluation.row_ticket)
-    codes, values = _codes(_column(evaluation.tickets, "priority"), normalize_priority)
+    codes, values = _codes(_column(evaluation.tickets, "priority"), priority_name)
     columns = {name: results.column(name) for name in results.column_names}
     columns["priority"] = pc.take(
         pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket])

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.instants import NO_INSTANT, to_column
+from effigate_engine.priority import ACCEPTED, PRIORITIES, priority_name
 from effigate_engine.sla.evaluation import (
     Evaluation,
     TicketError,
@@ -41,7 +42,6 @@ from effigate_engine.sla.policy import (
     METRICS,
     STOP_FIELDS,
     Policy,
-    normalize_priority,
 )
 
 #: One row per ticket set aside: ``row`` is its position in the batch given.
@@ -53,8 +53,6 @@ REJECTED_ROWS = pa.schema(
         pa.field("message", pa.string(), nullable=False),
     ]
 )
-#: The priorities a ticket may have (``P1``–``P4`` are their aliases).
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 #: Rows per block when the kernel's own refusals are looked for one at a time.
 SEARCH_BLOCK_ROWS = 4096
 
@@ -133,7 +131,7 @@ def _screen(table: pa.Table, calendars: CalendarSet, now: np.ndarray, out: _Reje
 
 def _screen_priorities(table: pa.Table, out: _Rejections) -> None:
     """Add the rows whose priority is missing or not one of :data:`PRIORITIES` (or P1–P4)."""
-    codes, values = _codes(_column(table, "priority").cast(pa.string()), normalize_priority)
+    codes, values = _codes(_column(table, "priority").cast(pa.string()), priority_name)
     known = np.array([v in PRIORITIES for v in values] + [False], bool)
     raw = _column(table, "priority").cast(pa.string())
     for k in np.flatnonzero(~known[codes]):
@@ -142,7 +140,7 @@ def _screen_priorities(table: pa.Table, out: _Rejections) -> None:
         problem = (
             "is required"
             if value is None
-            else "is not CRITICAL/HIGH/MEDIUM/LOW or P1–P4"
+            else ACCEPTED
         )
         out.add(int(k), "priority", f"ticket {ticket!r}: priority {value!r} {problem}")
 

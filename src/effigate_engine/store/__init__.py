@@ -5,21 +5,16 @@ The database is the system of record and enforces the invariants that protect mo
 durations are whole seconds (bigint).
 """
 
-from effigate_engine.store.bulk import (
-    TICKET_EVENTS,
-    TICKETS,
-    TIME_LOGS,
+from effigate_engine.store.arrow_reads import read_arrow, read_arrow_adbc, read_arrow_asyncpg
+from effigate_engine.store.batches import (
+    STORED_TICKET_EVENTS,
+    STORED_TICKETS,
+    STORED_TIME_LOGS,
     BulkTable,
     IngestResult,
-    connect_adbc,
-    ingest,
-    ingest_adbc,
-    ingest_asyncpg,
     prepare_batch,
-    read_arrow,
-    read_arrow_adbc,
-    read_arrow_asyncpg,
 )
+from effigate_engine.store.bulk import connect_adbc, ingest, ingest_adbc, ingest_asyncpg
 from effigate_engine.store.dsn import APP_ROLE
 from effigate_engine.store.errors import InvariantViolation, MigrationError, StoreError
 from effigate_engine.store.migrate import load_migrations, migrate
@@ -28,9 +23,9 @@ from effigate_engine.store.tenant import TenantKey, TenantPool, bind, tenant_tra
 
 __all__ = [
     "APP_ROLE",
-    "TICKETS",
-    "TICKET_EVENTS",
-    "TIME_LOGS",
+    "STORED_TICKETS",
+    "STORED_TICKET_EVENTS",
+    "STORED_TIME_LOGS",
     "BulkTable",
     "IngestResult",
     "InvariantViolation",

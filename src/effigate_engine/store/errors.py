@@ -33,6 +33,11 @@ class ConnectionLost(StoreError):
     not at all; for a write idempotent by the caller's key, retrying is always safe."""
 
 
+class TokenRefused(StoreError):
+    """The database does not accept the caller's bearer token (unknown or revoked since it was
+    resolved; SQLSTATE 28000): nothing was bound, read or written."""
+
+
 class MigrationError(StoreError):
     """The migrations on disk and those recorded in the database disagree."""
 

@@ -16,7 +16,8 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate_engine.store.bulk import TIME_LOGS, IngestResult, bind_adbc, ingest_adbc
+from effigate_engine.store.batches import STORED_TIME_LOGS, IngestResult
+from effigate_engine.store.bulk import bind_adbc, ingest_adbc
 from effigate_engine.store.errors import from_adbc
 from effigate_engine.store.tenant import TenantKey
 
@@ -31,7 +32,7 @@ _LOG_COLUMNS = (
 )
 
 _STORED_LOGS_SQL = (
-    f"SELECT {', '.join(f't.{n}' for n in TIME_LOGS.column_names)} FROM time_logs t"
+    f"SELECT {', '.join(f't.{n}' for n in STORED_TIME_LOGS.column_names)} FROM time_logs t"
     " JOIN unnest($1::text[]) AS u(id) ON t.id = u.id FOR UPDATE OF t"
 )
 
@@ -40,7 +41,7 @@ def ingest_keeping_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> In
     """Ingest ``batch`` on ADBC connection ``conn`` with the stored approval states kept
     (:func:`keep_approval`), both in one transaction, in the calling (worker) thread."""
     batch = keep_approval(conn, tenant, batch)
-    return ingest_adbc(conn, TIME_LOGS, tenant, batch)
+    return ingest_adbc(conn, STORED_TIME_LOGS, tenant, batch)
 
 
 def keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
@@ -54,9 +55,9 @@ def keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
     try:
         with conn.cursor() as cur:
             bind_adbc(cur, tenant)
-            cur.execute(TIME_LOGS.lock_sql(tenant.tenant_id))
+            cur.execute(STORED_TIME_LOGS.lock_sql(tenant.tenant_id))
             cur.execute(_STORED_LOGS_SQL, parameters=(batch.column("id").to_pylist(),))
-            stored = cur.fetch_arrow_table().cast(TIME_LOGS.schema)
+            stored = cur.fetch_arrow_table().cast(STORED_TIME_LOGS.schema)
     except BaseException as exc:
         with suppress(Exception):
             conn.rollback()
@@ -68,12 +69,12 @@ def keep_approval(conn: Any, tenant: TenantKey, batch: pa.Table) -> pa.Table:
     where = pc.index_in(batch.column("id"), value_set=stored.column("id"))
     aligned = stored.take(where)
     same = pc.is_valid(where)
-    for name in TIME_LOGS.column_names[1:-1]:
+    for name in STORED_TIME_LOGS.column_names[1:-1]:
         sent, kept = batch.column(name), aligned.column(name)
         equal = pc.fill_null(pc.equal(sent, kept), False)
         same = pc.and_(same, pc.or_(equal, pc.and_(pc.is_null(sent), pc.is_null(kept))))
     state = pc.if_else(same, aligned.column("approval_state"), batch.column("approval_state"))
-    return batch.set_column(len(TIME_LOGS.columns) - 1, "approval_state", state)
+    return batch.set_column(len(STORED_TIME_LOGS.columns) - 1, "approval_state", state)
 
 
 async def stored_log_ids(conn: asyncpg.Connection, log_ids: Sequence[str]) -> set[str]:

@@ -18,8 +18,9 @@ import asyncpg
 import pyarrow as pa
 
 from effigate_engine.billing.rate_card_json import rate_card_from_json
-from effigate_engine.service import Store, contracts, invoicing
+from effigate_engine.service import contracts, invoicing
 from effigate_engine.service import timelogs as timelog_service
+from effigate_engine.store.database import Store
 from effigate_engine.store.tenant import bind
 from tests.service.test_invoicing import (
     MARCH,

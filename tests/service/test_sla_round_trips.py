@@ -1,0 +1,201 @@
+"""SQL round trips of the warm SLA reads, counted on the store's one pooled connection.
+
+A warm ``GetTicketStatus`` (token resolved, policy and calendars compiled and cached) is one
+statement, a warm ``Evaluate`` of inline tickets at most one: the statement binds the tenant
+itself (migration 0010), so the binding's guarantees are checked here too: it lasts only that
+statement, a revoked token reads nothing, a portal token sees only its client's tickets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+import pytest
+
+from effigate_engine import sla
+from effigate_engine.service import NotFound, catalog, evaluations, tickets
+from effigate_engine.service.context import Principal
+from effigate_engine.store.database import Store
+from effigate_engine.store.errors import TokenRefused
+from tests.service.support import new_tenant
+from tests.store.helpers import Database
+
+NINE_TO_FIVE = {
+    "timezone": "UTC",
+    "weekly": [{"weekday": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed")],
+}
+POLICY = {
+    "rules": [{"match": {}, "metrics": {"FIRST_RESPONSE": {"target": "4h", "calendar": "nine"}}}]
+}
+CREATED = datetime(2026, 3, 2, 6, tzinfo=UTC)
+AT = datetime(2026, 3, 2, 11, tzinfo=UTC)
+
+
+@dataclass(eq=False)
+class Counter:
+    """Statements the store's connection sent (asyncpg's query logger: every query, BEGIN and
+    COMMIT included)."""
+
+    queries: list[str]
+
+    def __call__(self, record: Any) -> None:
+        self.queries.append(record.query)
+
+    def since(self, mark: int) -> list[str]:
+        return self.queries[mark:]
+
+
+@asynccontextmanager
+async def counted_store(db: Database) -> AsyncIterator[tuple[Store, Counter]]:
+    """A store with one pooled connection, every statement of which is counted."""
+    store = await Store.open(db.app, pool_size=1, adbc_connections=0)
+    counter = Counter([])
+    try:
+        async with store.pool.acquire() as conn:
+            conn.add_query_logger(counter)  # stays on the pool's only connection
+        yield store, counter
+    finally:
+        await store.close()
+
+
+async def stocked(store: Store, db: Database) -> tuple[Principal, int, int]:
+    """A tenant with a calendar, a policy and ticket T-1 of a client: the staff principal, the
+    policy id and the client id."""
+    principal = await new_tenant(db)
+    await catalog.create_calendar(store, principal, "nine", NINE_TO_FIVE)
+    calendar = (await catalog.list_calendars(store, principal))[0]
+    policy = await catalog.create_policy(store, principal, "standard", calendar.id, POLICY)
+    client_id = await catalog.create_client(store, principal, "Contoso")
+    await tickets.create_ticket(store, principal, "T-1", client_id, "HIGH", CREATED)
+    return principal, policy.id, client_id
+
+
+def test_warm_ticket_status_is_one_round_trip(db: Database) -> None:
+    async def scenario() -> None:
+        async with counted_store(db) as (store, counter):
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            _, cold = await evaluations.ticket_status(store, cache, principal, "T-1", policy_id, AT)
+            mark = len(counter.queries)
+            ticket, warm = await evaluations.ticket_status(
+                store, cache, principal, "T-1", policy_id, AT
+            )
+            sent = counter.since(mark)
+            assert len(sent) == 1, sent
+            assert "effigate_ticket_status_inputs" in sent[0]
+            assert ticket.id == "T-1"
+            assert warm.results.to_pylist() == cold.results.to_pylist()
+            row = warm.results.to_pylist()[0]
+            assert (row["metric"], row["status"]) == ("FIRST_RESPONSE", "ON_TRACK")
+            assert row["elapsed_seconds"] == 2 * 3600  # 09:00 to 11:00 of a Monday
+
+    asyncio.run(scenario())
+
+
+def test_warm_evaluate_is_at_most_one_round_trip(db: Database) -> None:
+    async def scenario() -> None:
+        async with counted_store(db) as (store, counter):
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            inline = pa.Table.from_pylist(
+                [{"ticket_id": "X", "priority": "P2", "created_at": CREATED}], schema=sla.TICKETS
+            )
+            await evaluations.evaluate_inline(store, cache, principal, policy_id, inline, AT)
+            mark = len(counter.queries)
+            warm = await evaluations.evaluate_inline(
+                store, cache, principal, policy_id, inline, AT
+            )
+            assert len(counter.since(mark)) <= 1, counter.since(mark)
+            assert warm.results.num_rows == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_new_version_is_seen_by_the_next_warm_call(db: Database) -> None:
+    async def scenario() -> None:
+        async with counted_store(db) as (store, _):
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            _, before = await evaluations.ticket_status(
+                store, cache, principal, "T-1", policy_id, AT
+            )
+            longer = {"rules": [{**POLICY["rules"][0]}]}
+            longer["rules"][0]["metrics"] = {
+                "FIRST_RESPONSE": {"target": "8h", "calendar": "nine"}
+            }
+            await catalog.update_policy(store, principal, "standard", None, longer)
+            _, after = await evaluations.ticket_status(
+                store, cache, principal, "T-1", policy_id, AT
+            )
+            assert before.results["target_seconds"].to_pylist() == [4 * 3600]
+            assert after.results["target_seconds"].to_pylist() == [8 * 3600]
+            assert evaluations.stamped_versions(after.results)[1] == 2
+
+    asyncio.run(scenario())
+
+
+def test_the_one_statement_binds_only_itself_and_only_a_valid_token(db: Database) -> None:
+    async def scenario() -> None:
+        async with counted_store(db) as (store, _):
+            principal, policy_id, client_id = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            await evaluations.ticket_status(store, cache, principal, "T-1", policy_id, AT)
+            # the binding ended with the statement: the same pooled connection is unbound
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT effigate_current_tenant()") is None
+                assert await conn.fetchval("SELECT count(*) FROM tickets") == 0
+
+            # a portal token of another client does not see the ticket
+            other = await catalog.create_client(store, principal, "Fabrikam")
+            portal = replace(principal, client_id=other)
+            with pytest.raises(NotFound):
+                await evaluations.ticket_status(store, cache, portal, "T-1", policy_id, AT)
+            mine = replace(principal, client_id=client_id)
+            ticket, _ = await evaluations.ticket_status(store, cache, mine, "T-1", policy_id, AT)
+            assert ticket.client_id == client_id
+
+            # a revoked token reads nothing, warm cache or not
+            admin = await asyncpg.connect(db.admin)
+            try:
+                await admin.execute(
+                    "UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = $1",
+                    principal.tenant_id,
+                )
+            finally:
+                await admin.close()
+            with pytest.raises(TokenRefused):
+                await evaluations.ticket_status(store, cache, principal, "T-1", policy_id, AT)
+            with pytest.raises(TokenRefused):
+                await evaluations.ruleset_for(store, cache, principal, policy_id)
+
+    asyncio.run(scenario())
+
+
+def test_the_use_case_functions_are_the_service_roles_only(db: Database) -> None:
+    async def scenario() -> None:
+        admin = await asyncpg.connect(db.admin)
+        try:
+            rows = await admin.fetch(
+                """SELECT p.proname, p.prosecdef,
+                       has_function_privilege('effigate_app', p.oid, 'EXECUTE') AS app,
+                       has_function_privilege('public', p.oid, 'EXECUTE') AS anyone
+                   FROM pg_proc p
+                   WHERE p.proname IN ('effigate_ticket_status_inputs',
+                                       'effigate_policy_versions')
+                   ORDER BY p.proname"""
+            )
+        finally:
+            await admin.close()
+        assert [(r["proname"], r["prosecdef"], r["app"], r["anyone"]) for r in rows] == [
+            ("effigate_policy_versions", False, True, False),
+            ("effigate_ticket_status_inputs", False, True, False),
+        ]
+
+    asyncio.run(scenario())
