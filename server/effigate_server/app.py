@@ -26,9 +26,9 @@ from effigate.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
+from effigate_engine.service import Store
 from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.service.tokens import TokenResolver
-from effigate_engine.store.database import Store
 from effigate_server.billing import (
     BillingServicer,
     ContractServicer,

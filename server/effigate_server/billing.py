@@ -15,13 +15,11 @@ from effigate.v1 import billing_pb2_grpc as rpc
 from effigate.v1 import common_pb2
 from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import buckets, contracts, invoicing, payments, timelogs
+from effigate_engine.service import Store, buckets, contracts, invoicing, payments, timelogs
 from effigate_engine.service.buckets import BucketBalance
 from effigate_engine.service.contracts import ContractRecord
 from effigate_engine.service.invoicing import InvoiceRecord
-from effigate_engine.service.timelogs import PeriodRecord
-from effigate_engine.store.batches import STORED_TIME_LOGS
-from effigate_engine.store.database import Store
+from effigate_engine.service.timelogs import SUBMITTED_TIME_LOGS, PeriodRecord
 from effigate_server.convert import (
     body,
     optional_datetime,
@@ -170,14 +168,9 @@ def balance_message(balance: BucketBalance) -> pb.BucketBalance:
     )
 
 
-#: The typed time-log columns: the store's, without the approval state (a new or changed log
-#: is ``PENDING``; an unchanged resend keeps its state, see ``timelogs.ingest_time_logs``).
-TYPED_TIME_LOGS = pa.schema([f for f in STORED_TIME_LOGS.schema if f.name != "approval_state"])
-
-
 def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:
     """The store's time-log batch of typed time logs (no ``approval_state`` column)."""
-    columns: dict[str, list[object]] = {f.name: [] for f in TYPED_TIME_LOGS}
+    columns: dict[str, list[object]] = {f.name: [] for f in SUBMITTED_TIME_LOGS}
     for i, log in enumerate(logs):
         for name in ("started_at", "ended_at"):
             if not log.HasField(name):
@@ -194,7 +187,7 @@ def time_log_table(logs: list[pb.TimeLog]) -> pa.Table:
         columns["started_at"].append(optional_datetime(log, "started_at"))
         columns["ended_at"].append(optional_datetime(log, "ended_at"))
         columns["billable_type"].append("BILLABLE" if kind == "BILLABLE_TYPE_UNSPECIFIED" else kind)
-    return pa.Table.from_pydict(columns, schema=TYPED_TIME_LOGS)
+    return pa.Table.from_pydict(columns, schema=SUBMITTED_TIME_LOGS)
 
 
 def _summary(result: object) -> common_pb2.IngestSummary:

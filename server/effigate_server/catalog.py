@@ -9,9 +9,8 @@ import grpc
 from effigate.v1 import catalog_pb2 as pb
 from effigate.v1 import catalog_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import catalog, evaluations
+from effigate_engine.service import Store, catalog, evaluations
 from effigate_engine.service.evaluations import RulesetCache
-from effigate_engine.store.database import Store
 from effigate_server.convert import body, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal

@@ -618,7 +618,7 @@ def run_demo(address: str | None, n_tickets: int) -> int:
     """Run the demo against ``address``, or a service started here on a free loopback port
     over ``EFFIGATE_DSN`` and ``EFFIGATE_ADMIN_DSN`` (the tenant is created with the owner's
     credentials) / the embedded PostgreSQL."""
-    from effigate_engine.store.database import Store
+    from effigate_engine.service import Store
     from effigate_engine.store.settings import require_admin_dsn, resolve_dsn
     from effigate_server.app import Server
 

@@ -17,10 +17,9 @@ from effigate.v1 import sla_pb2 as pb
 from effigate.v1 import sla_pb2_grpc as rpc
 from effigate_engine import sla
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import evaluations
+from effigate_engine.service import Store, evaluations
 from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, RulesetCache
 from effigate_engine.sla.screening import evaluate_rows, unmatched_rows
-from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from effigate.v1 import common_pb2
 from effigate_engine.errors import EffigateError
-from effigate_engine.store.batches import IngestResult
+from effigate_engine.service import IngestResult
 from effigate_server.convert import read_ipc
 
 #: Rejected rows listed in an ingest summary; ``IngestSummary.rejected`` counts them all.

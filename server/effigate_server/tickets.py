@@ -10,9 +10,8 @@ from effigate.v1 import common_pb2
 from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import tickets
+from effigate_engine.service import Store, tickets
 from effigate_engine.service.evaluations import RulesetCache, ticket_status, ticket_timeline
-from effigate_engine.store.database import Store
 from effigate_server.convert import optional_datetime, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit
