@@ -3,7 +3,7 @@
 :func:`evaluate` takes the tickets as an Arrow table / record batch (schema
 :data:`~effigate_engine.sla.schemas.TICKETS`) or a Parquet file, matches each ticket to the
 first rule of its policy (vectorised over dictionary codes), expands ticket × metric rows,
-runs the Cython kernel ``_evaluate.evaluate_rows`` with the GIL released (split across threads
+runs the Cython kernel ``_evaluate.evaluate_tickets`` with the GIL released (split across threads
 for large batches) and returns Arrow (:data:`~effigate_engine.sla.schemas.SLA_RESULTS`).
 Re-evaluating the same tickets at the same ``now`` always gives the same answer.
 """
@@ -175,6 +175,9 @@ class _Specs:
     match_tables: dict[str, np.ndarray]
     after_required: np.ndarray  # per rule: -1 any, 0 / 1 the after-hours flag it requires
     spec_rule: np.ndarray  # per spec: its global rule
+    #: the same, grouped for the kernels: rule matching and metric promises
+    rule_table: _evaluate.RuleTable
+    spec_table: _evaluate.SpecTable
 
 
 #: The ticket fields rules match on: (field, the rule's accepted values, normalisation).
@@ -244,6 +247,16 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
             off.append(-1 if fraction is not None else int(step.offset or 0))
             notify.append(step.notify)
         offsets.append(len(num))
+    match = _match_tables([rule for _, _, rule in rules])
+    tables = match["match_tables"]
+    cal = np.array([calendars.names[t.calendar] for t in targets], np.int64)
+    target = np.array([t.target for t in targets], np.int64)
+    warning = np.array([t.warning_threshold for t in targets], np.int64)
+    mask = np.array([sum(1 << bit[s] for s in t.pausing_statuses) for t in targets], np.uint64)
+    ladder_offsets = np.array(offsets, np.int64)
+    step_numerator = np.array(num, np.int64)
+    step_denominator = np.array(den, np.int64)
+    step_offset = np.array(off, np.int64)
     return _Specs(
         rule_first=first,
         rule_count=counts,
@@ -251,19 +264,42 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> _Specs:
         rule_local=np.array([i for _, i, _ in rules], np.int32),
         grid=grid,
         targets=targets,
-        cal=np.array([calendars.names[t.calendar] for t in targets], np.int64),
-        target=np.array([t.target for t in targets], np.int64),
-        warning=np.array([t.warning_threshold for t in targets], np.int64),
-        mask=np.array([sum(1 << bit[s] for s in t.pausing_statuses) for t in targets], np.uint64),
+        cal=cal,
+        target=target,
+        warning=warning,
+        mask=mask,
         ladder=ladder,
-        ladder_offsets=np.array(offsets, np.int64),
-        step_numerator=np.array(num, np.int64),
-        step_denominator=np.array(den, np.int64),
-        step_offset=np.array(off, np.int64),
+        ladder_offsets=ladder_offsets,
+        step_numerator=step_numerator,
+        step_denominator=step_denominator,
+        step_offset=step_offset,
         notify=notify,
         status_bit=bit,
-        **_match_tables([rule for _, _, rule in rules]),
+        **match,
         spec_rule=_spec_rules(grid, len(targets)),
+        rule_table=_evaluate.RuleTable(
+            first,
+            counts,
+            tables["priority"],
+            tables["support_level"],
+            tables["job_type"],
+            tables["client_id"],
+            match["after_required"],
+            grid,
+        ),
+        spec_table=_evaluate.SpecTable(
+            grid,
+            cal,
+            target,
+            warning,
+            mask,
+            ladder,
+            ladder_offsets,
+            step_numerator,
+            step_denominator,
+            step_offset,
+            bit[RESOLVED],
+        ),
     )
 
 
@@ -412,7 +448,6 @@ def _evaluate_slice(
     else:
         ticket_policy = np.zeros(n, np.int64)
     codes: dict[str, np.ndarray] = {}
-    tables = specs.match_tables
     for name, _, normalize in _MATCH_FIELDS:
         mentioned = specs.match_values[name]
         if not mentioned:
@@ -435,89 +470,45 @@ def _evaluate_slice(
             -1,
         ).astype(np.int8)
     )
-    after_required = specs.after_required
-    rule_of = np.empty(n, np.int64)
-    row_count = np.empty(n, np.int64)
-    _evaluate.match_rules(
-        ticket_policy,
-        codes["priority"],
-        codes["support_level"],
-        codes["job_type"],
-        codes["client_id"],
-        after_hours,
-        specs.rule_first,
-        specs.rule_count,
-        tables["priority"],
-        tables["support_level"],
-        tables["job_type"],
-        tables["client_id"],
-        after_required,
-        specs.grid,
-        rule_of,
-        row_count,
+    rule_of, row_count = _evaluate.match_rules(
+        _evaluate.MatchColumns(
+            ticket_policy,
+            codes["priority"],
+            codes["support_level"],
+            codes["job_type"],
+            codes["client_id"],
+            after_hours,
+        ),
+        specs.rule_table,
     )
     row_offset = np.zeros(n + 1, np.int64)
     np.cumsum(row_count, out=row_offset[1:])
     rows = int(row_offset[-1])
 
-    pause_offsets, p_start, p_end, p_status, max_pauses = _pauses(
-        table, ticket_ids, specs.status_bit
+    pause_offsets, p_start, p_end, p_status = _pauses(table, ticket_ids, specs.status_bit)
+    columns = _evaluate.TicketColumns(
+        created,
+        stops[0],
+        stops[1],
+        stops[2],
+        rule_of,
+        row_offset[:n],
+        pause_offsets,
+        p_start,
+        p_end,
+        p_status,
     )
-    out = {
-        "ticket": np.empty(rows, np.int64),
-        "spec": np.empty(rows, np.int32),
-        "metric": np.empty(rows, np.int8),
-        "stopped": np.empty(rows, np.int64),
-        "deadline": np.empty(rows, np.int64),
-        "elapsed": np.empty(rows, np.int64),
-        "status": np.empty(rows, np.int8),
-        "breach": np.empty(rows, np.int64),
-        "level": np.empty(rows, np.int32),
-        "notify": np.empty(rows, np.int32),
-        "next": np.empty(rows, np.int64),
-    }
-
-    def run(lo: int, hi: int) -> tuple[int, int]:
-        bad, code = _evaluate.evaluate_tickets(
-            calendars.packed,
-            now_rows[lo:hi] if per_ticket else now_rows,
-            per_ticket,
-            specs.status_bit[RESOLVED],
-            max_pauses,
-            created[lo:hi],
-            stops[0][lo:hi],
-            stops[1][lo:hi],
-            stops[2][lo:hi],
-            rule_of[lo:hi],
-            row_offset[lo:hi],
-            pause_offsets[lo : hi + 1],
-            p_start,
-            p_end,
-            p_status,
-            specs.grid,
-            specs.cal,
-            specs.target,
-            specs.warning,
-            specs.mask,
-            specs.ladder,
-            specs.ladder_offsets,
-            specs.step_numerator,
-            specs.step_denominator,
-            specs.step_offset,
-            *out.values(),
-            lo,
-        )
-        return (-1 if bad < 0 else lo + bad), code
-
-    failure = run(0, n)
-    if failure[0] >= 0:
-        t = failure[0]
-        now_t = int(now_rows[t] if per_ticket else now_rows[0])
-        _raise_for(failure, ticket_ids, created, stops, rule_of, specs, calendars, now_t)
+    out = _evaluate.ResultBuffers(rows)
+    bad, code = _evaluate.evaluate_tickets(
+        calendars.packed, now_rows, per_ticket, columns, specs.spec_table, out, 0
+    )
+    if bad >= 0:
+        now_t = int(now_rows[bad] if per_ticket else now_rows[0])
+        _raise_for((bad, code), ticket_ids, created, stops, rule_of, specs, calendars, now_t)
 
     results = _results(ticket_ids, policy_list, specs, calendars, out, now_rows, per_ticket)
     unmatched = _unmatched(table, ticket_ids, policy_list, ticket_policy, rule_of, named)
-    return results, unmatched, out["ticket"]
+    return results, unmatched, out.ticket
 
 
 def _raise_for(
@@ -559,13 +550,13 @@ def _iso(t: int) -> str:
 
 def _pauses(
     table: pa.Table, ticket_ids: pa.Array, status_bit: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR of pauses per ticket (in input order; the kernel sorts each ticket's few): offsets,
-    starts, ends (open = NO_INSTANT), status bits, and the largest count on one ticket."""
+    starts, ends (open = NO_INSTANT) and status bits."""
     n = table.num_rows
     empty = np.empty(0, np.int64)
     if "pauses" not in table.column_names:
-        return np.zeros(n + 1, np.int64), empty, empty, empty, 0
+        return np.zeros(n + 1, np.int64), empty, empty, empty
     lists = _column(table, "pauses")
     if lists.null_count:
         lists = pc.if_else(pc.is_valid(lists), lists, pa.scalar([], lists.type))
@@ -573,7 +564,7 @@ def _pauses(
     offsets -= offsets[0]
     flat = lists.flatten()
     if len(flat) == 0:
-        return np.zeros(n + 1, np.int64), empty, empty, empty, 0
+        return np.zeros(n + 1, np.int64), empty, empty, empty
 
     def row(k: int) -> int:
         return int(np.searchsorted(offsets, k, side="right") - 1)
@@ -612,7 +603,6 @@ def _pauses(
         np.ascontiguousarray(start, np.int64),
         np.ascontiguousarray(end, np.int64),
         np.ascontiguousarray(bits, np.int64),
-        int(np.diff(offsets).max()),
     )
 
 
@@ -633,35 +623,35 @@ def _results(
     policy_list: list[Policy],
     specs: _Specs,
     calendars: CalendarSet,
-    out: dict[str, np.ndarray],
+    out: _evaluate.ResultBuffers,
     now_rows: np.ndarray,
     per_ticket: bool,
 ) -> pa.Table:
-    spec = out["spec"]
+    spec = out.spec
     rule_global = specs.spec_rule[spec]
     target = specs.target[spec]
-    not_breached = out["status"] != STATUSES.index("BREACHED")
+    not_breached = out.status != STATUSES.index("BREACHED")
     cal_names = [c.name for c in calendars.calendars]
     columns = [
-        pc.take(ticket_ids, pa.array(out["ticket"])),
-        _dictionary(out["metric"], list(METRICS), pa.int8()),
+        pc.take(ticket_ids, pa.array(out.ticket)),
+        _dictionary(out.metric, list(METRICS), pa.int8()),
         _dictionary(specs.rule_policy[rule_global], [p.name for p in policy_list], pa.int32()),
         pa.array(specs.rule_local[rule_global], pa.int32()),
         pa.array(target, pa.int64()),
         _dictionary(specs.cal[spec].astype(np.int32), cal_names, pa.int32()),
-        _masked(out["deadline"], INSTANT),
-        pa.array(out["elapsed"], pa.int64()),
-        pa.array(target - out["elapsed"], pa.int64()),
-        _dictionary(out["status"], list(STATUSES), pa.int8()),
-        _masked(out["stopped"], INSTANT),
-        _masked(out["deadline"], INSTANT, not_breached),
-        _masked(out["breach"], pa.int64(), not_breached),
-        pa.array(out["level"], pa.int32()),
+        _masked(out.deadline, INSTANT),
+        pa.array(out.elapsed, pa.int64()),
+        pa.array(target - out.elapsed, pa.int64()),
+        _dictionary(out.status, list(STATUSES), pa.int8()),
+        _masked(out.stopped, INSTANT),
+        _masked(out.deadline, INSTANT, not_breached),
+        _masked(out.breach, pa.int64(), not_breached),
+        pa.array(out.level, pa.int32()),
         pa.DictionaryArray.from_arrays(
-            _masked(out["notify"], pa.int32(), out["notify"] < 0),
+            _masked(out.notify, pa.int32(), out.notify < 0),
             pa.array(specs.notify or [""], pa.string()),
         ),
-        _masked(out["next"], INSTANT),
+        _masked(out.next, INSTANT),
     ]
     schema = SLA_RESULTS.with_metadata(
         {
