@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 
 from effigate_engine import WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.contracts import (
+from effigate_engine.errors import BatchError
+from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard.classify import _string_buffers
+from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
     Contract,
@@ -24,9 +27,6 @@ from effigate_engine.billing.contracts import (
     RecurringTerms,
     Scope,
 )
-from effigate_engine.errors import BatchError
-from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import _string_buffers
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from effigate_engine.ratecard.rejections import rejected_logs
 from tests.billing.reference import Conditions
@@ -83,7 +83,7 @@ def test_a_log_id_repeated_in_a_batch_is_refused_naming_both_rows(contract_type,
     if contract_type == "BUCKET":
         extra["bucket"] = BucketTerms(size_seconds=10 * HOUR)
     if contract_type == "FIXED_PRICE":
-        from effigate_engine.billing.contracts import Milestone
+        from effigate_engine.ratecard.contracts import Milestone
 
         extra["milestones"] = (Milestone("M1", "all", 100_000),)
     contract = Contract(

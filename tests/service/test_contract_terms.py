@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from effigate_engine.billing.contracts import BaseTiming, ContractType
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import currency
-from effigate_engine.billing.periods import Period
+from effigate_engine.errors import ConfigurationError
+from effigate_engine.money import currency
+from effigate_engine.ratecard.contracts import BaseTiming, ContractType
 from effigate_engine.ratecard.model import Condition, RateCard, normalise_priority
+from effigate_engine.ratecard.periods import Period
 from effigate_engine.service import FailedPrecondition, contracts, invoicing
 from effigate_engine.service.terms import (
     _terms_objects,

@@ -8,10 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from effigate_engine.billing.contracts import ContractStatus, ContractType
-from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.calendar import Calendar
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import ConfigurationError, EffigateError
+from effigate_engine.ratecard.contracts import ContractStatus, ContractType
 from effigate_engine.ratecard.model import RateCard
 from effigate_engine.service import (
     FailedPrecondition,

@@ -33,7 +33,7 @@ import pyarrow as pa
 from numba import njit
 
 from effigate_engine import parallel
-from effigate_engine.billing.errors import BillingError
+from effigate_engine.errors import BillingError
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import Classification, _string_buffers, _string_column
 

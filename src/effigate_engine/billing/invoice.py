@@ -37,19 +37,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate_engine.billing.contracts import BaseTiming, Contract, ContractType
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.money import (
+from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
+from effigate_engine.billing.units import UnitCount, unit_timelines
+from effigate_engine.errors import BillingError
+from effigate_engine.money import (
     PARTS_PER_MILLION,
     apply_basis_points,
     apply_ppm,
     currency,
 )
-from effigate_engine.billing.periods import Period, anchored_date, prorate
-from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
-from effigate_engine.billing.units import UnitCount, unit_timelines
 from effigate_engine.ratecard.classify import Classification
+from effigate_engine.ratecard.contracts import BaseTiming, Contract, ContractType
 from effigate_engine.ratecard.model import normalise_priority
+from effigate_engine.ratecard.periods import Period, anchored_date, prorate
 
 
 class LineKind(StrEnum):
@@ -263,7 +263,7 @@ def _hours(seconds: np.ndarray) -> pa.StringArray:
 
 def time_descriptions(lines: pa.Table) -> pa.StringArray:
     """The description of each time line of ``lines`` (rows of
-    :data:`~effigate_engine.billing.schemas.TIME_LINES`), e.g.
+    :data:`~effigate_engine.ratecard.schemas.TIME_LINES`), e.g.
     ``"After hours L2/support (3h × 180.00/h)"``: condition, level/job, billed duration and
     rate in the line's currency. Whole columns at once: each distinct (condition, level, job),
     duration and (currency, rate) is formatted once."""

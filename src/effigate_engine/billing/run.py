@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine import parallel
-from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.evidence import line_log_ids
 from effigate_engine.billing.invoice import (
     Invoice,
@@ -48,9 +47,10 @@ from effigate_engine.billing.invoice import (
     term_lines,
     time_descriptions,
 )
-from effigate_engine.billing.periods import BillingCycle, Period
 from effigate_engine.billing.schemas import INVOICE_LINES, RUN_INVOICES, RUN_LINES
+from effigate_engine.errors import BillingError
 from effigate_engine.ratecard.classify import Classification, ContractBook
+from effigate_engine.ratecard.periods import BillingCycle, Period
 
 
 @dataclass(frozen=True, slots=True)

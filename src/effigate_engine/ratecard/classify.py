@@ -33,17 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine import _clock, clock
-from effigate_engine.billing.contracts import Contract, ContractType, OutOfScope
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import SECONDS_PER_HOUR
-from effigate_engine.billing.periods import Period, local_midnight
-from effigate_engine.billing.schemas import TIME_LINES, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import CalendarSet, Horizon
-from effigate_engine.errors import BatchError
+from effigate_engine.errors import BatchError, ConfigurationError
 from effigate_engine.instants import to_column
+from effigate_engine.money import SECONDS_PER_HOUR
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard import part_results
 from effigate_engine.ratecard.calendars import condition_calendars, precedence_calendars
+from effigate_engine.ratecard.contracts import Contract, ContractType, OutOfScope
 from effigate_engine.ratecard.model import (
     PRECEDENCE_DEFAULT,
     PRIORITIES,
@@ -53,6 +50,8 @@ from effigate_engine.ratecard.model import (
     RateCard,
     normalise_priority,
 )
+from effigate_engine.ratecard.periods import Period, local_midnight
+from effigate_engine.ratecard.schemas import TIME_LINES, TIME_LOGS_REQUIRED
 
 _FOREVER = np.iinfo(np.int64).max
 #: Largest dense line array (entries of int64 seconds); larger key spaces use the hash table.
@@ -858,7 +857,7 @@ class Classification:
 
     @property
     def results(self) -> pa.Table:
-        """The per-part result batch (:data:`~effigate_engine.billing.schemas.LOG_RESULTS`),
+        """The per-part result batch (:data:`~effigate_engine.ratecard.schemas.LOG_RESULTS`),
         built on first access, single-threaded (:meth:`build_results` takes threads)."""
         if self._results is None:
             self._results = self.build_results()
@@ -983,7 +982,7 @@ def classify(
     reuse: Classification | None = None,
 ) -> Classification:
     """Classify, price and aggregate a batch of time logs (schema
-    :data:`~effigate_engine.billing.schemas.TIME_LOGS`) under ``book``'s contracts.
+    :data:`~effigate_engine.ratecard.schemas.TIME_LOGS`) under ``book``'s contracts.
 
     Single-threaded. ``evidence=True`` also returns each part's line keys so invoice lines can
     cite their log ids. ``reuse=`` a previous classification that is no longer needed recycles

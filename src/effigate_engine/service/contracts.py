@@ -15,12 +15,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from effigate_engine.billing.contracts import Contract, ContractType
-from effigate_engine.billing.errors import BillingError, ConfigurationError
-from effigate_engine.billing.periods import local_midnight
 from effigate_engine.calendar import Calendar
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import BillingError, ConfigurationError, EffigateError
+from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
+from effigate_engine.ratecard.periods import local_midnight
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.errors import FailedPrecondition, NotFound

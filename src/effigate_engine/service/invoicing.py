@@ -29,9 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.contracts import Contract, ContractType
 from effigate_engine.billing.credit_notes import CreditNote, credit_note
-from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.invoice import (
     CREDIT_KINDS,
     Invoice,
@@ -40,17 +38,19 @@ from effigate_engine.billing.invoice import (
     TaxLine,
     assemble_invoice,
 )
-from effigate_engine.billing.periods import Period, local_midnight
-from effigate_engine.billing.schemas import BREACH_RECORDS, TIME_LOGS, TIME_LOGS_REQUIRED
+from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.calendar_set import Horizon
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import BillingError, EffigateError
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import (
     Classification,
     ContractBook,
     classify,
 )
+from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import Condition
+from effigate_engine.ratecard.periods import Period, local_midnight
+from effigate_engine.ratecard.schemas import TIME_LOGS, TIME_LOGS_REQUIRED
 from effigate_engine.service.context import Principal, Store
 from effigate_engine.service.contracts import (
     audit,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from effigate_engine.billing.money import currency as _currency
+from effigate_engine.money import currency as _currency
 from effigate_engine.store.bulk import IngestResult
 
 
