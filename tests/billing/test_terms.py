@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from effigate_engine import WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
 from effigate_engine.errors import BatchError
-from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import _string_buffers
 from effigate_engine.ratecard.contracts import (
     Amendment,
@@ -27,6 +26,7 @@ from effigate_engine.ratecard.contracts import (
     RecurringTerms,
     Scope,
 )
+from effigate_engine.ratecard.log_ids import repeated_id
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from effigate_engine.ratecard.rejections import rejected_logs
 from tests.billing.reference import Conditions
@@ -115,7 +115,7 @@ def test_repeated_id_kernel_finds_a_repeat_exactly_when_there_is_one(ids, data) 
         ids = [*ids, data.draw(st.sampled_from(ids))]
     offsets, raw = _string_buffers(pa.array(ids, pa.string()))
     n = len(ids)
-    first, again = K.repeated_id(
+    first, again = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
     )
     if len(set(ids)) == n:
@@ -130,7 +130,7 @@ def test_repeated_id_kernel_over_many_partitions() -> None:
     ids = [f"log-{i}" for i in range(n)]
     ids[150_001] = "log-7"
     offsets, raw = _string_buffers(pa.array(ids))
-    found = K.repeated_id(
+    found = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
     )
     assert found == (7, 150_001)

@@ -41,6 +41,8 @@ from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard import part_results
 from effigate_engine.ratecard.calendars import condition_calendars, precedence_calendars
 from effigate_engine.ratecard.contracts import Contract, ContractType, OutOfScope
+from effigate_engine.ratecard.drawdown import draw_down
+from effigate_engine.ratecard.log_ids import repeated_id
 from effigate_engine.ratecard.model import (
     PRECEDENCE_DEFAULT,
     PRIORITIES,
@@ -50,7 +52,9 @@ from effigate_engine.ratecard.model import (
     RateCard,
     normalise_priority,
 )
+from effigate_engine.ratecard.period_split import split_parts
 from effigate_engine.ratecard.periods import Period, local_midnight
+from effigate_engine.ratecard.pricing import billed_parts, price_parts
 from effigate_engine.ratecard.schemas import TIME_LINES, TIME_LOGS_REQUIRED
 
 _FOREVER = np.iinfo(np.int64).max
@@ -753,7 +757,7 @@ class PartArrays(Mapping[str, np.ndarray]):
     def _billed(self) -> np.ndarray:
         t = self._tables
         billed = np.empty((self.size, 4), np.int32)
-        K.billed_parts(
+        billed_parts(
             self._stored["actual"],
             self._stored["part_version"],
             t["increment"],
@@ -997,7 +1001,7 @@ def classify(
     if n == 0:
         raise BatchError("logs", 0, 0, "is an empty batch")
     id_offsets, id_data = _string_buffers(_string_column(logs, "log_id"))
-    first, again = K.repeated_id(
+    first, again = repeated_id(
         id_offsets,
         id_data,
         buffers.get("id_hashes", (n,), np.uint64),
@@ -1052,6 +1056,9 @@ def classify(
     log_job = np.ascontiguousarray(job_codes, np.int32)
     if len(levels) >= 1 << K.KEY_BITS[2] or len(jobs) >= 1 << K.KEY_BITS[3]:
         raise BatchError("support_level", 0, len(levels), "too many distinct levels or jobs")
+    log_columns = K.LogColumns(
+        log_contract, start, end, log_level, log_job, log_priority, log_billable, log_approved
+    )
 
     # 1. Period split, version choice and seconds per condition: cumulative open seconds of
     # the condition calendars, measured by the clock at slot bounds (the book's condition
@@ -1065,7 +1072,11 @@ def classify(
     until = _utc_date(latest + 2 * 86_400)
     periods, b_first, b_last, bounds = book.periods(until)
     hint, hint_origin, hint_shift = book.period_hints(until)
-    origin, condition_days, profiles = book.conditions(int(start.min()), latest)
+    conditions = K.ConditionTables(*book.conditions(int(start.min()), latest))
+    period_index = K.PeriodIndex(b_first, b_last, bounds, hint, hint_origin, hint_shift)
+    versions = K.VersionIndex(
+        book.ver_first, book.ver_last, book.ver_starts, book.version_triple, book.version_contract
+    )
     extra_cap = n // 16 + 64
     while True:
         capacity = n + extra_cap
@@ -1081,33 +1092,15 @@ def classify(
         deferred = buffers.get("deferred", (capacity,), np.int32)
         deferred_start = buffers.get("deferred_start", (capacity,), np.int64)
         deferred_end = buffers.get("deferred_end", (capacity,), np.int64)
-        bad, m, late = K.split_parts(
-            log_contract,
-            start,
-            end,
-            b_first,
-            b_last,
-            bounds,
-            hint,
-            hint_origin,
-            hint_shift,
-            book.ver_first,
-            book.ver_last,
-            book.ver_starts,
-            book.version_triple,
-            condition_days,
-            profiles,
-            origin,
-            part_period,
-            part_version,
-            actual,
-            extra_log,
-            extra_no,
-            extra_start,
-            extra_end,
-            deferred,
-            deferred_start,
-            deferred_end,
+        bad, m, late = split_parts(
+            log_columns,
+            period_index,
+            versions,
+            conditions,
+            K.PartBuffers(
+                part_period, part_version, actual, extra_log, extra_no, extra_start, extra_end
+            ),
+            K.DeferredParts(deferred, deferred_start, deferred_end),
         )
         if bad <= -2:
             row = -2 - bad
@@ -1122,6 +1115,9 @@ def classify(
     part_period, part_version, actual = part_period[:m], part_version[:m], actual[:m]
     extra_log, extra_no = extra_log[: m - n], extra_no[: m - n]
     extra_start, extra_end = extra_start[: m - n], extra_end[: m - n]
+    parts_out = K.PartBuffers(
+        part_period, part_version, actual, extra_log, extra_no, extra_start, extra_end
+    )
     if late:
         todo = deferred[:late]
         a, z, v = deferred_start[:late], deferred_end[:late], part_version[todo]
@@ -1174,33 +1170,17 @@ def classify(
     if t["high"].shape[1] > K.INFO_CODES - K.INFO_HIGH:
         raise ConfigurationError("priorities", t["high"].shape[1], "too many priority codes")
     rows = book.pricing_rows(t, vp_offset, n_levels, n_jobs, bool(dense.size))
-    table, bad, count = K.price_parts(
-        extra_log,
-        extra_start,
-        part_period,
-        part_version,
-        start,
-        log_level,
-        log_job,
-        log_priority,
-        log_billable,
-        log_approved,
-        rows,
+    draws = K.Draws(draw_part, draw_contract, draw_start, draw_prefix, draw_need)
+    lines_sink = K.LineSink(dense, used, vp_offset, n_levels, n_jobs, slot_keys)
+    table, bad, count = price_parts(
+        log_columns,
+        parts_out,
         book.version_contract,
-        actual,
+        K.PricingTables(rows, book.burn),
         flags,
-        book.burn,
-        draw_part,
-        draw_contract,
-        draw_start,
-        draw_prefix,
-        draw_need,
+        draws,
         table,
-        used,
-        dense,
-        n_levels,
-        n_jobs,
-        slot_keys,
+        lines_sink,
     )
     if bad >= 0:
         i = bad if bad < n else int(extra_log[bad - n])
@@ -1217,36 +1197,21 @@ def classify(
     seg_got = buffers.get("seg_got", (count,), np.int32)
     if count:
         g_first, g_last, g_from, g_until, g_left, g_capped, g_cap = book.grants(periods)
-        table, duplicate = K.draw_down(
-            draw_part[:count],
-            draw_contract[:count],
-            draw_start[:count],
-            draw_prefix[:count],
-            draw_need[:count],
+        table, duplicate = draw_down(
+            K.Draws(*(column[:count] for column in draws)),
             n,
-            extra_log,
-            extra_no,
-            id_offsets,
-            id_data,
-            g_first,
-            g_last,
-            g_from,
-            g_until,
-            g_left.copy(),
-            g_capped,
-            g_cap,
+            parts_out,
+            K.LogIds(id_offsets, id_data),
+            K.Grants(g_first, g_last, g_from, g_until, g_left.copy(), g_capped, g_cap),
             table,
-            used,
-            dense,
-            vp_offset,
-            n_levels,
-            n_jobs,
-            slot_keys,
-            seg_part,
-            buffers.get("seg_start", (count,), np.int64),
-            buffers.get("seg_prefix", (count,), np.int64),
-            seg_need,
-            seg_got,
+            lines_sink,
+            K.Segments(
+                seg_part,
+                buffers.get("seg_start", (count,), np.int64),
+                buffers.get("seg_prefix", (count,), np.int64),
+                seg_need,
+                seg_got,
+            ),
         )
         if duplicate >= 0:
             ids = _string_column(logs, "log_id")
