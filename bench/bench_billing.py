@@ -34,11 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from effigate_engine import Calendar, HolidayRegion, Horizon, WeeklyEntry  # noqa: E402
-from effigate_engine.ratecard.classify import (  # noqa: E402
-    Classification,
-    ContractBook,
-    classify,
-)
+from effigate_engine.ratecard.book import ContractBook  # noqa: E402
+from effigate_engine.ratecard.classification import Classification  # noqa: E402
+from effigate_engine.ratecard.classify import classify  # noqa: E402
 from effigate_engine.ratecard.contracts import (  # noqa: E402
     Amendment,
     BucketTerms,

@@ -48,7 +48,8 @@ from effigate_engine.billing.invoice import (  # noqa: E402
 )
 from effigate_engine.billing.run import InvoiceInputs, billing_run  # noqa: E402
 from effigate_engine.billing.schemas import BREACH_RECORDS  # noqa: E402
-from effigate_engine.ratecard.classify import ContractBook, classify  # noqa: E402
+from effigate_engine.ratecard.book import ContractBook  # noqa: E402
+from effigate_engine.ratecard.classify import classify  # noqa: E402
 from effigate_engine.ratecard.contracts import (  # noqa: E402
     Contract,
     ContractType,

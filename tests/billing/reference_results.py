@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import Classification, PartArrays
+from effigate_engine.ratecard.classification import Classification, PartArrays
 from effigate_engine.ratecard.model import Condition
 from effigate_engine.ratecard.schemas import LOG_RESULTS
 

@@ -10,7 +10,8 @@ import pytest
 from effigate_engine import Calendar, WeeklyEntry
 from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.errors import BatchError
-from effigate_engine.ratecard.classify import ContractBook, classify
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from effigate_engine import Calendar, LocalRange, WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.ratecard.classify import ContractBook, classify
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import (
     BURN_CONDITIONS,
     Amendment,

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from effigate_engine.ratecard import part_results
-from effigate_engine.ratecard.classify import Classification, ContractBook, PartArrays, classify
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification, PartArrays
+from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import (
     BucketTerms,
     Contract,

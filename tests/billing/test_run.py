@@ -29,7 +29,8 @@ from effigate_engine.billing.invoice import Invoice, TaxComponent, assemble_invo
 from effigate_engine.billing.run import BillingRun, InvoiceInputs, billing_run
 from effigate_engine.billing.schemas import BREACH_RECORDS, RUN_INVOICES, RUN_LINES
 from effigate_engine.errors import BillingError
-from effigate_engine.ratecard.classify import ContractBook, classify
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import (
     BaseTiming,
     Contract,

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from effigate_engine import WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
 from effigate_engine.errors import BatchError
-from effigate_engine.ratecard.classify import _string_buffers
 from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
@@ -29,6 +28,7 @@ from effigate_engine.ratecard.contracts import (
 from effigate_engine.ratecard.log_ids import repeated_id
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from effigate_engine.ratecard.rejections import rejected_logs
+from effigate_engine.ratecard.time_logs import string_buffers
 from tests.billing.reference import Conditions
 from tests.billing.support import (
     HOUR,
@@ -113,7 +113,7 @@ def test_repeated_id_kernel_finds_a_repeat_exactly_when_there_is_one(ids, data) 
     and the pair it reports holds equal ids in row order."""
     if ids and data.draw(st.booleans()):
         ids = [*ids, data.draw(st.sampled_from(ids))]
-    offsets, raw = _string_buffers(pa.array(ids, pa.string()))
+    offsets, raw = string_buffers(pa.array(ids, pa.string()))
     n = len(ids)
     first, again = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
@@ -129,7 +129,7 @@ def test_repeated_id_kernel_over_many_partitions() -> None:
     n = 200_000
     ids = [f"log-{i}" for i in range(n)]
     ids[150_001] = "log-7"
-    offsets, raw = _string_buffers(pa.array(ids))
+    offsets, raw = string_buffers(pa.array(ids))
     found = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
     )

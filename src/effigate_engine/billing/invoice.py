@@ -46,7 +46,7 @@ from effigate_engine.money import (
     apply_ppm,
     currency,
 )
-from effigate_engine.ratecard.classify import Classification
+from effigate_engine.ratecard.classification import Classification
 from effigate_engine.ratecard.contracts import BaseTiming, Contract, ContractType
 from effigate_engine.ratecard.model import normalise_priority
 from effigate_engine.ratecard.periods import Period, anchored_date, prorate

@@ -49,7 +49,8 @@ from effigate_engine.billing.invoice import (
 )
 from effigate_engine.billing.schemas import INVOICE_LINES, RUN_INVOICES, RUN_LINES
 from effigate_engine.errors import BillingError
-from effigate_engine.ratecard.classify import Classification, ContractBook
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification
 from effigate_engine.ratecard.periods import BillingCycle, Period
 
 

@@ -224,7 +224,7 @@ def part_columns(
     threads: int = 1,
 ) -> PartColumns:
     """Compute the per-part columns from the kernels' stored arrays (the ``stored`` mapping of
-    :class:`~effigate_engine.ratecard.classify.PartArrays`), the batch's log ends (epoch
+    :class:`~effigate_engine.ratecard.classification.PartArrays`), the batch's log ends (epoch
     seconds) and the rate tables of its vocabularies."""
     m = int(stored["part_version"].size)
     pricing = np.stack(

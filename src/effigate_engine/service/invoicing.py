@@ -42,11 +42,9 @@ from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import BillingError, EffigateError
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import (
-    Classification,
-    ContractBook,
-    classify,
-)
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification
+from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import Condition
 from effigate_engine.ratecard.periods import Period, local_midnight
