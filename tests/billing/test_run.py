@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from effigate_engine.billing import evidence
+from effigate_engine.billing.assembly import assemble_invoice
 from effigate_engine.billing.evidence import line_log_ids
-from effigate_engine.billing.invoice import Invoice, TaxComponent, assemble_invoice
+from effigate_engine.billing.invoice import Invoice, TaxComponent
 from effigate_engine.billing.run import BillingRun, InvoiceInputs, billing_run
 from effigate_engine.billing.schemas import BREACH_RECORDS, RUN_INVOICES, RUN_LINES
 from effigate_engine.errors import BillingError

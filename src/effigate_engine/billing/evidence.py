@@ -23,7 +23,7 @@ own share of every bucket) and the buckets are split into slices. The big buffer
 Arrow's memory pool, which keeps freed memory for the next run.
 
 Per line the ids equal ``tuple(sorted(set(ids)))``, what
-:func:`~effigate_engine.billing.invoice.time_lines` cites one contract at a time.
+:func:`~effigate_engine.billing.time_lines.time_lines` cites one contract at a time.
 """
 
 from __future__ import annotations

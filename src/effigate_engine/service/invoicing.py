@@ -28,16 +28,10 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 
+from effigate_engine.billing.assembly import assemble_invoice
 from effigate_engine.billing.buckets import bucket_statement
 from effigate_engine.billing.credit_notes import CreditNote, credit_note
-from effigate_engine.billing.invoice import (
-    CREDIT_KINDS,
-    Invoice,
-    InvoiceLine,
-    LineKind,
-    TaxLine,
-    assemble_invoice,
-)
+from effigate_engine.billing.invoice import CREDIT_KINDS, Invoice, InvoiceLine, LineKind, TaxLine
 from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import BillingError, EffigateError
