@@ -128,6 +128,33 @@ class ContractBook:
             if c.id in self.index:
                 raise ConfigurationError(f"contracts[{i}].id", c.id, "appears twice")
             self.index[c.id] = i
+        self._index_versions()
+        self._compile_calendars()
+        self._winners: dict[tuple, np.ndarray] = {}
+        #: Per version: its condition triple (holiday, non-working, regular calendars).
+        self.version_triple = self.cal_holiday // 3
+        self._conditions: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        self.mode = np.array([_mode(c) for c in self.contracts], np.int8)
+        #: Burn factors (basis points) per contract: columns 0..3 per time condition, 4..7 the
+        #: same for a high-priority log (the higher of the condition's and the priority's).
+        self.burn = np.full((len(self.contracts), 2 * K.N_TIME), 10_000, np.int64)
+        for i, c in enumerate(self.contracts):
+            if c.bucket is not None and c.type == ContractType.BUCKET:
+                for cond in TIME_CONDITIONS:
+                    self.burn[i, cond] = c.bucket.burn(cond)
+                    self.burn[i, K.N_TIME + cond] = c.bucket.priority_burn(cond)
+        self._card_cache: dict[tuple, dict[str, _CardTables]] = {}
+        self._grants: tuple[list[list[Period]], tuple[np.ndarray, ...]] | None = None
+        self._periods: dict[
+            date, tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]
+        ] = {}
+        self._hints: tuple[np.ndarray, tuple[np.ndarray, int, int]] | None = None
+        self._period_seconds = 0
+        self._rows: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    def _index_versions(self) -> None:
+        """Every contract's frozen rate-card versions, flattened: CSR by contract, each with its
+        start (epoch seconds), contract and number."""
         self.versions: list[_VersionRef] = []
         self.ver_first = np.zeros(len(self.contracts), np.int64)
         self.ver_last = np.zeros(len(self.contracts), np.int64)
@@ -147,6 +174,10 @@ class ContractBook:
         self.contract_rank = np.argsort(np.array(by_id, np.int64))
         if len(self.versions) >= 1 << K.KEY_BITS[0]:
             raise ConfigurationError("contracts", len(self.versions), "too many card versions")
+
+    def _compile_calendars(self) -> None:
+        """The condition calendars (one triple per distinct calendar and weekend days) and,
+        for cards with a non-default precedence, two more per pair; one CalendarSet."""
         # Condition calendars, one triple per distinct (calendar, weekend days).
         triples: dict[tuple[str, tuple[int, ...]], int] = {}
         calendars = []
@@ -181,28 +212,7 @@ class ContractBook:
                 pairs[key] = len(calendars)
                 calendars += [extra.holiday_weekend, extra.open_days]
             self.cal_precedence[g] = (pairs[key], pairs[key] + 1)
-        self._winners: dict[tuple, np.ndarray] = {}
-        #: Per version: its condition triple (holiday, non-working, regular calendars).
-        self.version_triple = self.cal_holiday // 3
         self.calendar_set = CalendarSet(calendars, self.horizon)
-        self._conditions: tuple[int, int, np.ndarray, np.ndarray] | None = None
-        self.mode = np.array([_mode(c) for c in self.contracts], np.int8)
-        #: Burn factors (basis points) per contract: columns 0..3 per time condition, 4..7 the
-        #: same for a high-priority log (the higher of the condition's and the priority's).
-        self.burn = np.full((len(self.contracts), 2 * K.N_TIME), 10_000, np.int64)
-        for i, c in enumerate(self.contracts):
-            if c.bucket is not None and c.type == ContractType.BUCKET:
-                for cond in TIME_CONDITIONS:
-                    self.burn[i, cond] = c.bucket.burn(cond)
-                    self.burn[i, K.N_TIME + cond] = c.bucket.priority_burn(cond)
-        self._card_cache: dict[tuple, dict[str, _CardTables]] = {}
-        self._grants: tuple[list[list[Period]], tuple[np.ndarray, ...]] | None = None
-        self._periods: dict[
-            date, tuple[list[list[Period]], np.ndarray, np.ndarray, np.ndarray]
-        ] = {}
-        self._hints: tuple[np.ndarray, tuple[np.ndarray, int, int]] | None = None
-        self._period_seconds = 0
-        self._rows: tuple[tuple[int, ...], np.ndarray] | None = None
 
     # Periods --------------------------------------------------------------------------------
 
