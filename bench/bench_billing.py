@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from effigate_engine import Calendar, HolidayRegion, Horizon, WeeklyEntry  # noqa: E402
-from effigate_engine.billing.contracts import (  # noqa: E402
+from effigate_engine.ratecard.book import ContractBook  # noqa: E402
+from effigate_engine.ratecard.classification import Classification  # noqa: E402
+from effigate_engine.ratecard.classify import classify  # noqa: E402
+from effigate_engine.ratecard.contracts import (  # noqa: E402
     Amendment,
     BucketTerms,
     Contract,
@@ -42,11 +45,6 @@ from effigate_engine.billing.contracts import (  # noqa: E402
     RecurringTerms,
     Scope,
     split_milestones,
-)
-from effigate_engine.ratecard.classify import (  # noqa: E402
-    Classification,
-    ContractBook,
-    classify,
 )
 from effigate_engine.ratecard.model import Condition, RateCard, Rule  # noqa: E402
 

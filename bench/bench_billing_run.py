@@ -40,21 +40,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_billing  # noqa: E402
 
-from effigate_engine.billing.contracts import (  # noqa: E402
+from effigate_engine.billing.assembly import assemble_invoice  # noqa: E402
+from effigate_engine.billing.evidence import line_log_ids  # noqa: E402
+from effigate_engine.billing.invoice import TaxComponent  # noqa: E402
+from effigate_engine.billing.run import InvoiceInputs, billing_run  # noqa: E402
+from effigate_engine.billing.schemas import BREACH_RECORDS  # noqa: E402
+from effigate_engine.billing.time_lines import time_descriptions  # noqa: E402
+from effigate_engine.ratecard.book import ContractBook  # noqa: E402
+from effigate_engine.ratecard.classify import classify  # noqa: E402
+from effigate_engine.ratecard.contracts import (  # noqa: E402
     Contract,
     ContractType,
     SlaCreditTerms,
 )
-from effigate_engine.billing.evidence import line_log_ids  # noqa: E402
-from effigate_engine.billing.invoice import (  # noqa: E402
-    TaxComponent,
-    assemble_invoice,
-    time_descriptions,
-)
-from effigate_engine.billing.periods import local_midnight  # noqa: E402
-from effigate_engine.billing.run import InvoiceInputs, billing_run  # noqa: E402
-from effigate_engine.billing.schemas import BREACH_RECORDS  # noqa: E402
-from effigate_engine.ratecard.classify import ContractBook, classify  # noqa: E402
+from effigate_engine.ratecard.periods import local_midnight  # noqa: E402
 
 T = TypeVar("T")
 RUN_DATE = date(2026, 3, 31)

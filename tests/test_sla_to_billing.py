@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 
 from effigate_engine import Calendar, CalendarSet, WeeklyEntry, sla
-from effigate_engine.billing.contracts import Contract, ContractType, SlaCreditTerms
-from effigate_engine.billing.invoice import TaxComponent, assemble_invoice
+from effigate_engine.billing.assembly import assemble_invoice
+from effigate_engine.billing.invoice import TaxComponent
+from effigate_engine.ratecard.contracts import Contract, ContractType, SlaCreditTerms
 from effigate_engine.ratecard.model import RateCard
 
 H = 3600

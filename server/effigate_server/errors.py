@@ -13,8 +13,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from effigate_engine.billing.errors import LifecycleError
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import EffigateError, LifecycleError
 from effigate_engine.service.errors import (
     AlreadyExists,
     FailedPrecondition,

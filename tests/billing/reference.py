@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine.billing.contracts import Contract
+from effigate_engine.ratecard.contracts import Contract
 from effigate_engine.ratecard.model import RateCard
 from effigate_engine.zone import zone as bundled_zone
 from tests.reference_clock import ReferenceClock

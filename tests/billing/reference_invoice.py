@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from effigate_engine.billing.contracts import Contract
+from effigate_engine.ratecard.contracts import Contract
 from effigate_engine.zone import zone as bundled_zone
 
 ALIASES = {"P1": "CRITICAL", "P2": "HIGH", "P3": "MEDIUM", "P4": "LOW"}

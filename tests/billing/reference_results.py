@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine.billing.schemas import LOG_RESULTS
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import Classification, PartArrays
+from effigate_engine.ratecard.classification import Classification, PartArrays
 from effigate_engine.ratecard.model import Condition
+from effigate_engine.ratecard.schemas import LOG_RESULTS
 
 STATUS_NAMES = ("PRICED", "UNAPPROVED", "REJECTED")
 BILLABLE_NAMES = ("BILLABLE", "NON_BILLABLE", "WARRANTY")

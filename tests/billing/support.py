@@ -9,8 +9,10 @@ from datetime import date, datetime
 import pyarrow as pa
 
 from effigate_engine import Calendar, Horizon, WeeklyEntry
-from effigate_engine.billing.contracts import Contract, ContractType
-from effigate_engine.ratecard.classify import Classification, ContractBook, classify
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from effigate_engine.zone import zone as bundled_zone
 from tests.billing.reference import Conditions, Reference, price_reference

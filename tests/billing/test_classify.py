@@ -8,7 +8,11 @@ import pyarrow as pa
 import pytest
 
 from effigate_engine import Calendar, WeeklyEntry
-from effigate_engine.billing.contracts import (
+from effigate_engine.billing.schemas import BREACH_RECORDS
+from effigate_engine.errors import BatchError
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
     Contract,
@@ -16,10 +20,8 @@ from effigate_engine.billing.contracts import (
     OutOfScope,
     Scope,
 )
-from effigate_engine.billing.schemas import BREACH_RECORDS, LOG_RESULTS, TIME_LINES
-from effigate_engine.errors import BatchError
-from effigate_engine.ratecard.classify import ContractBook, classify
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
+from effigate_engine.ratecard.schemas import LOG_RESULTS, TIME_LINES
 from tests.billing.support import (
     HORIZON,
     HOUR,
@@ -477,7 +479,7 @@ def test_invalid_logs_are_refused_with_their_position(row: dict, field: str) -> 
 
 
 def test_a_log_id_twice_in_a_batch_is_refused() -> None:
-    from effigate_engine.billing.contracts import BucketTerms as Terms
+    from effigate_engine.ratecard.contracts import BucketTerms as Terms
 
     rc = RateCard("USD", {("*", "*"): 10_000})
     c = Contract(

@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from effigate_engine.billing.contracts import (
+from effigate_engine.errors import ConfigurationError, LifecycleError
+from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
     Contract,
@@ -15,9 +16,8 @@ from effigate_engine.billing.contracts import (
     Milestone,
     split_milestones,
 )
-from effigate_engine.billing.errors import ConfigurationError, LifecycleError
-from effigate_engine.billing.periods import BillingCycle, local_midnight, prorate
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
+from effigate_engine.ratecard.periods import BillingCycle, local_midnight, prorate
 from effigate_engine.zone import zone as bundled_zone
 from tests.billing.support import HOUR, business_hours
 

@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 
 from effigate_engine import Calendar, LocalRange, WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.contracts import (
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import (
     BURN_CONDITIONS,
     Amendment,
     BucketTerms,
@@ -34,7 +36,6 @@ from effigate_engine.billing.contracts import (
     RecurringTerms,
     Scope,
 )
-from effigate_engine.ratecard.classify import ContractBook, classify
 from effigate_engine.ratecard.model import RULE_CONDITIONS, RateCard, Rule
 from tests.billing.reference import Conditions
 from tests.billing.support import (

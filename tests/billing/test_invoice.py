@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from effigate_engine.billing.assembly import assemble_invoice
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.contracts import (
+from effigate_engine.billing.credit_notes import credit_note, creditable
+from effigate_engine.billing.invoice import LineKind, TaxComponent
+from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
+from effigate_engine.errors import LifecycleError
+from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
     Contract,
@@ -21,10 +26,6 @@ from effigate_engine.billing.contracts import (
     SlaCreditTerms,
     split_milestones,
 )
-from effigate_engine.billing.credit_notes import credit_note, creditable
-from effigate_engine.billing.errors import LifecycleError
-from effigate_engine.billing.invoice import LineKind, TaxComponent, assemble_invoice
-from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from tests.billing.support import HOUR, at, business_hours, run
 

@@ -19,25 +19,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from effigate_engine import Calendar, WeeklyEntry
-from effigate_engine.billing.contracts import (
+from effigate_engine.billing.assembly import assemble_invoice
+from effigate_engine.billing.invoice import Invoice, LineKind
+from effigate_engine.billing.recurring import cycle_covered_fee, recurring_lines
+from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
+from effigate_engine.billing.sla_credits import sla_credit_lines
+from effigate_engine.errors import BillingError, ConfigurationError
+from effigate_engine.ratecard.contracts import (
     BaseTiming,
     Contract,
     ContractType,
     RecurringTerms,
     SlaCreditTerms,
 )
-from effigate_engine.billing.errors import BillingError, ConfigurationError
-from effigate_engine.billing.invoice import (
-    Invoice,
-    LineKind,
-    assemble_invoice,
-    cycle_covered_fee,
-    recurring_lines,
-    sla_credit_lines,
-)
-from effigate_engine.billing.periods import Period
-from effigate_engine.billing.schemas import BREACH_RECORDS, INVOICE_LINES
 from effigate_engine.ratecard.model import RateCard
+from effigate_engine.ratecard.periods import Period
 from tests.billing.reference_invoice import RefLine, RefTerms, reference_terms
 from tests.billing.support import log_batch, run
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import (
+from effigate_engine.errors import ConfigurationError
+from effigate_engine.money import (
     apply_basis_points,
     apply_ppm,
     currency,

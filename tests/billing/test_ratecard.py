@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.errors import ConfigurationError
 from effigate_engine.ratecard.model import Condition, RateCard, Rule, Stacking
 
 W = Condition.WEEKEND

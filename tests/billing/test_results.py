@@ -13,7 +13,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from effigate_engine.billing.contracts import (
+from effigate_engine.ratecard import part_results
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification, PartArrays
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import (
     BucketTerms,
     Contract,
     ContractType,
@@ -21,10 +25,8 @@ from effigate_engine.billing.contracts import (
     OutOfScope,
     Scope,
 )
-from effigate_engine.billing.schemas import LOG_RESULTS
-from effigate_engine.ratecard import part_results
-from effigate_engine.ratecard.classify import Classification, ContractBook, PartArrays, classify
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
+from effigate_engine.ratecard.schemas import LOG_RESULTS
 from tests.billing.reference_results import amount_numerators, rate_columns, reference_results
 from tests.billing.support import HORIZON, HOUR, at, business_hours, card, hourly, log_batch, run
 from tests.billing.test_generated import ALL_KINDS, EXAMPLES, scenarios

@@ -24,7 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from effigate_engine.billing import evidence
-from effigate_engine.billing.contracts import (
+from effigate_engine.billing.assembly import assemble_invoice
+from effigate_engine.billing.evidence import line_log_ids
+from effigate_engine.billing.invoice import Invoice, TaxComponent
+from effigate_engine.billing.run import BillingRun, InvoiceInputs, billing_run
+from effigate_engine.billing.schemas import BREACH_RECORDS, RUN_INVOICES, RUN_LINES
+from effigate_engine.errors import BillingError
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import (
     BaseTiming,
     Contract,
     ContractType,
@@ -33,13 +41,7 @@ from effigate_engine.billing.contracts import (
     RecurringTerms,
     SlaCreditTerms,
 )
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.evidence import line_log_ids
-from effigate_engine.billing.invoice import Invoice, TaxComponent, assemble_invoice
-from effigate_engine.billing.periods import Period
-from effigate_engine.billing.run import BillingRun, InvoiceInputs, billing_run
-from effigate_engine.billing.schemas import BREACH_RECORDS, RUN_INVOICES, RUN_LINES
-from effigate_engine.ratecard.classify import ContractBook, classify
+from effigate_engine.ratecard.periods import Period
 from tests.billing.support import HORIZON, business_hours, card, hourly, log_batch
 from tests.billing.test_generated import contracts, generated_logs
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from effigate_engine import WeeklyEntry
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.contracts import (
+from effigate_engine.errors import BatchError
+from effigate_engine.ratecard.contracts import (
     Amendment,
     BucketTerms,
     Contract,
@@ -24,11 +25,10 @@ from effigate_engine.billing.contracts import (
     RecurringTerms,
     Scope,
 )
-from effigate_engine.errors import BatchError
-from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import _string_buffers
+from effigate_engine.ratecard.log_ids import repeated_id
 from effigate_engine.ratecard.model import Condition, RateCard, Rule
 from effigate_engine.ratecard.rejections import rejected_logs
+from effigate_engine.ratecard.time_logs import string_buffers
 from tests.billing.reference import Conditions
 from tests.billing.support import (
     HOUR,
@@ -83,7 +83,7 @@ def test_a_log_id_repeated_in_a_batch_is_refused_naming_both_rows(contract_type,
     if contract_type == "BUCKET":
         extra["bucket"] = BucketTerms(size_seconds=10 * HOUR)
     if contract_type == "FIXED_PRICE":
-        from effigate_engine.billing.contracts import Milestone
+        from effigate_engine.ratecard.contracts import Milestone
 
         extra["milestones"] = (Milestone("M1", "all", 100_000),)
     contract = Contract(
@@ -113,9 +113,9 @@ def test_repeated_id_kernel_finds_a_repeat_exactly_when_there_is_one(ids, data) 
     and the pair it reports holds equal ids in row order."""
     if ids and data.draw(st.booleans()):
         ids = [*ids, data.draw(st.sampled_from(ids))]
-    offsets, raw = _string_buffers(pa.array(ids, pa.string()))
+    offsets, raw = string_buffers(pa.array(ids, pa.string()))
     n = len(ids)
-    first, again = K.repeated_id(
+    first, again = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
     )
     if len(set(ids)) == n:
@@ -129,8 +129,8 @@ def test_repeated_id_kernel_over_many_partitions() -> None:
     n = 200_000
     ids = [f"log-{i}" for i in range(n)]
     ids[150_001] = "log-7"
-    offsets, raw = _string_buffers(pa.array(ids))
-    found = K.repeated_id(
+    offsets, raw = string_buffers(pa.array(ids))
+    found = repeated_id(
         offsets, raw, np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n, np.int32)
     )
     assert found == (7, 150_001)

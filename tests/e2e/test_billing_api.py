@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from effigate_client import Client, billing_pb2, catalog_pb2, sla_pb2, tickets_pb2, to_timestamp
 from effigate_client.client import ipc_bytes, ipc_table
-from effigate_engine.billing.schemas import LOG_RESULTS
+from effigate_engine.ratecard.schemas import LOG_RESULTS
 from tests.e2e.support import at, refused
 
 MARCH = "2026-03-01"

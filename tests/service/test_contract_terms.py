@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from effigate_engine.billing.contracts import BaseTiming, ContractType
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import currency
-from effigate_engine.billing.periods import Period
 from effigate_engine.billing.rate_card_json import amendment_rate_card, rate_card_from_json
 from effigate_engine.billing.terms_json import _terms_objects, validate_terms
+from effigate_engine.errors import ConfigurationError
+from effigate_engine.money import currency
 from effigate_engine.priority import normalise_priority
+from effigate_engine.ratecard.contracts import BaseTiming, ContractType
 from effigate_engine.ratecard.model import Condition, RateCard
+from effigate_engine.ratecard.periods import Period
 from effigate_engine.service import FailedPrecondition, contracts, invoice_evidence, invoicing
 from tests.service.support import open_store
 from tests.service.test_invoicing import MARCH, SEED_CARD, fetch_all, new_contract, run, setup

@@ -8,11 +8,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from effigate_engine.billing.contracts import ContractStatus, ContractType
-from effigate_engine.billing.errors import ConfigurationError
 from effigate_engine.billing.terms_json import build_contract, validate_terms
 from effigate_engine.calendar import Calendar
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import ConfigurationError, EffigateError
+from effigate_engine.ratecard.contracts import ContractStatus, ContractType
 from effigate_engine.ratecard.model import RateCard
 from effigate_engine.service import (
     FailedPrecondition,

@@ -21,15 +21,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from effigate_engine.billing.contracts import Contract, ContractType
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.periods import local_midnight
-from effigate_engine.ratecard.classify import (
-    GRANT_PERIOD,
-    GRANT_PURCHASE,
-    Classification,
-    contract_grants,
-)
+from effigate_engine.errors import BillingError
+from effigate_engine.ratecard.classification import Classification
+from effigate_engine.ratecard.contracts import Contract, ContractType
+from effigate_engine.ratecard.grants import GRANT_PERIOD, GRANT_PURCHASE, contract_grants
+from effigate_engine.ratecard.periods import local_midnight
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from effigate_engine.billing.errors import LifecycleError
 from effigate_engine.billing.invoice import CREDIT_KINDS, Invoice, TaxLine
-from effigate_engine.billing.money import apply_ppm
+from effigate_engine.errors import LifecycleError
+from effigate_engine.money import apply_ppm
 
 
 @dataclass(frozen=True)

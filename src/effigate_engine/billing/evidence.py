@@ -23,7 +23,7 @@ own share of every bucket) and the buckets are split into slices. The big buffer
 Arrow's memory pool, which keeps freed memory for the next run.
 
 Per line the ids equal ``tuple(sorted(set(ids)))``, what
-:func:`~effigate_engine.billing.invoice.time_lines` cites one contract at a time.
+:func:`~effigate_engine.billing.time_lines.time_lines` cites one contract at a time.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import pyarrow as pa
 from numba import njit
 
 from effigate_engine import parallel
-from effigate_engine.billing.errors import BillingError
+from effigate_engine.errors import BillingError
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import Classification, _string_buffers, _string_column
+from effigate_engine.ratecard.classification import Classification
+from effigate_engine.ratecard.time_logs import string_buffers, string_column
 
 #: Chosen lines per bucket (whole contracts are kept together): a bucket's slots, ids and
 #: lookup table then fit in a core's cache.
@@ -91,7 +92,7 @@ def line_log_ids(
     bucket_of_version = np.ascontiguousarray(bucket_of_contract[book.version_contract])
     period_of_version = np.ascontiguousarray(only[book.version_contract])
 
-    offsets, data = _string_buffers(_string_column(classification.logs, "log_id"))
+    offsets, data = string_buffers(string_column(classification.logs, "log_id"))
     part_log = np.ascontiguousarray(classification.parts["part_log"], np.int32)
     buckets = cuts.size
     # Slices of parts (counted and copied on their own threads, each into its own share of

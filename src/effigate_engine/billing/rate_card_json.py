@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.errors import ConfigurationError
 from effigate_engine.priority import PriorityError, normalise_priority
 from effigate_engine.ratecard.model import (
     MAX_ROUNDING_SECONDS,

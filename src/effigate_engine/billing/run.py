@@ -2,13 +2,13 @@
 
 A month-end run bills all the contracts of a :class:`ContractBook` from one classification of
 their logs (made with ``evidence=True``). Each invoice equals what
-:func:`~effigate_engine.billing.invoice.assemble_invoice` gives for its contract alone, but
+:func:`~effigate_engine.billing.assembly.assemble_invoice` gives for its contract alone, but
 the work is linear in logs + lines instead of invoices × batch:
 
 * time lines: the classification's line table is already sorted by contract id, then period,
   so one vectorised selection (the invoiced period of each line's contract) gives every
   invoice's time lines in invoice order; their descriptions come from
-  :func:`~effigate_engine.billing.invoice.time_descriptions` and their log ids from one pass
+  :func:`~effigate_engine.billing.time_lines.time_descriptions` and their log ids from one pass
   over the evidence (:func:`~effigate_engine.billing.evidence.line_log_ids`);
 * the lines of contract terms (items, recurring fees, SLA credits, credit balance) and the
   totals come from the same functions as ``assemble_invoice`` (``term_lines``, ``line_sums``,
@@ -33,24 +33,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine import parallel
-from effigate_engine.billing.errors import BillingError
+from effigate_engine.billing.assembly import invoice_totals, line_sums, term_lines
 from effigate_engine.billing.evidence import line_log_ids
 from effigate_engine.billing.invoice import (
     Invoice,
     LineKind,
     TaxComponent,
     TaxLine,
-    breach_records,
-    invoice_totals,
     line_from_row,
-    line_sums,
     line_values,
-    term_lines,
-    time_descriptions,
 )
-from effigate_engine.billing.periods import BillingCycle, Period
 from effigate_engine.billing.schemas import INVOICE_LINES, RUN_INVOICES, RUN_LINES
-from effigate_engine.ratecard.classify import Classification, ContractBook
+from effigate_engine.billing.sla_credits import breach_records
+from effigate_engine.billing.time_lines import time_descriptions
+from effigate_engine.errors import BillingError
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classification import Classification
+from effigate_engine.ratecard.periods import BillingCycle, Period
 
 
 @dataclass(frozen=True, slots=True)

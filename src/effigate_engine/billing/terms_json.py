@@ -1,5 +1,5 @@
 """The contract-terms JSON codec (``docs/contract-terms.md``) and the stored-row → domain
-:class:`~effigate_engine.billing.contracts.Contract` builder.
+:class:`~effigate_engine.ratecard.contracts.Contract` builder.
 
 Money in terms is a decimal string in major units (``"200.00"``), as in the rate-card JSON, or
 an integer of minor units under the same name with ``_minor`` appended; durations are hours
@@ -18,7 +18,20 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from effigate_engine.billing.contracts import (
+from effigate_engine.billing.invoice import TaxComponent
+from effigate_engine.billing.rate_card_json import (
+    decimal_number,
+    json_object,
+    known_keys,
+    priority_key,
+    whole_number,
+)
+from effigate_engine.calendar import Calendar
+from effigate_engine.errors import ConfigurationError, EffigateError
+from effigate_engine.money import BASIS_POINTS, PARTS_PER_MILLION, Currency
+from effigate_engine.money import currency as currency_of
+from effigate_engine.priority import PriorityError
+from effigate_engine.ratecard.contracts import (
     BURN_CONDITIONS,
     Amendment,
     BaseTiming,
@@ -34,20 +47,6 @@ from effigate_engine.billing.contracts import (
     Scope,
     SlaCreditTerms,
 )
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.invoice import TaxComponent
-from effigate_engine.billing.money import BASIS_POINTS, PARTS_PER_MILLION, Currency
-from effigate_engine.billing.money import currency as currency_of
-from effigate_engine.billing.rate_card_json import (
-    decimal_number,
-    json_object,
-    known_keys,
-    priority_key,
-    whole_number,
-)
-from effigate_engine.calendar import Calendar
-from effigate_engine.errors import EffigateError
-from effigate_engine.priority import PriorityError
 from effigate_engine.ratecard.model import Condition, RateCard
 from effigate_engine.zone import zone as bundled_zone
 

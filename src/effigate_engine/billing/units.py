@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from effigate_engine.billing.errors import BillingError
+from effigate_engine.errors import BillingError
 
 #: What callers pass per unit type: a count, or ``(date from which it holds, count)`` pairs.
 UnitCount = int | Sequence[tuple[date, int]]

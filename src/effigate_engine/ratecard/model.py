@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import BASIS_POINTS, Currency, currency, round_half_up
+from effigate_engine.errors import ConfigurationError
+from effigate_engine.money import BASIS_POINTS, Currency, currency, round_half_up
 from effigate_engine.priority import normalise_priority
 
 WILDCARD = "*"

@@ -1,5 +1,5 @@
 """The per-part result batch of a classification
-(:data:`~effigate_engine.billing.schemas.LOG_RESULTS`), built from the kernels' own arrays.
+(:data:`~effigate_engine.ratecard.schemas.LOG_RESULTS`), built from the kernels' own arrays.
 
 One Numba pass over the parts writes every computed column into two blocks of contiguous rows
 (int64 and int32), each row a column's Arrow data buffer: billed seconds (the pricing pass's
@@ -26,8 +26,8 @@ import pyarrow as pa
 from numba import njit
 
 from effigate_engine import parallel
-from effigate_engine.billing.schemas import LOG_RESULTS, SECONDS, UTC_SECONDS
 from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard.schemas import LOG_RESULTS, SECONDS, UTC_SECONDS
 
 #: Rows of the int64 block: actual and billed seconds per time condition, billed total, rates
 #: per time condition, covered and overage seconds, amount numerator, part end.
@@ -224,7 +224,7 @@ def part_columns(
     threads: int = 1,
 ) -> PartColumns:
     """Compute the per-part columns from the kernels' stored arrays (the ``stored`` mapping of
-    :class:`~effigate_engine.ratecard.classify.PartArrays`), the batch's log ends (epoch
+    :class:`~effigate_engine.ratecard.classification.PartArrays`), the batch's log ends (epoch
     seconds) and the rate tables of its vocabularies."""
     m = int(stored["part_version"].size)
     pricing = np.stack(

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from effigate_engine.ratecard import kernels as K
-from effigate_engine.ratecard.classify import Classification
+from effigate_engine.ratecard.classification import Classification
 
 #: One row per rejected log.
 REJECTED_LOGS = pa.schema(

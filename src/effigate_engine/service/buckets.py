@@ -14,12 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from effigate_engine.billing.buckets import bucket_statement
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.periods import local_midnight
-from effigate_engine.billing.schemas import TIME_LOGS, TIME_LOGS_REQUIRED
 from effigate_engine.calendar_set import Horizon
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import BillingError, EffigateError
 from effigate_engine.ratecard.classify import ContractBook, classify
+from effigate_engine.ratecard.periods import local_midnight
+from effigate_engine.ratecard.schemas import TIME_LOGS, TIME_LOGS_REQUIRED
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import load_stored
 from effigate_engine.service.errors import FailedPrecondition

@@ -12,9 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from effigate_engine.billing.contracts import Contract, ContractType
-from effigate_engine.billing.errors import BillingError, ConfigurationError
-from effigate_engine.billing.periods import local_midnight
 from effigate_engine.billing.rate_card_json import amendment_rate_card, rate_card_from_json
 from effigate_engine.billing.terms_json import (
     AMENDMENT_KINDS,
@@ -22,8 +19,10 @@ from effigate_engine.billing.terms_json import (
     validate_terms,
 )
 from effigate_engine.calendar import Calendar
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import BillingError, ConfigurationError, EffigateError
+from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import RateCard, canonical_json, content_sha256
+from effigate_engine.ratecard.periods import local_midnight
 from effigate_engine.service.catalog import fetch_calendar, fetch_policy
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound

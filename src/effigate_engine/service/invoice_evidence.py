@@ -22,22 +22,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine.billing.contracts import Contract, ContractType
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.invoice import (
-    CREDIT_KINDS,
-    Invoice,
-    InvoiceLine,
-    LineKind,
-    assemble_invoice,
-)
-from effigate_engine.billing.periods import Period
+from effigate_engine.billing.assembly import assemble_invoice
+from effigate_engine.billing.invoice import CREDIT_KINDS, Invoice, InvoiceLine, LineKind
 from effigate_engine.billing.schemas import BREACH_RECORDS
 from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.calendar_set import Horizon
+from effigate_engine.errors import BillingError
 from effigate_engine.ratecard import kernels as K
 from effigate_engine.ratecard.classify import Classification, ContractBook, classify
+from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import Condition
+from effigate_engine.ratecard.periods import Period
 from effigate_engine.store.contracts import StoredContract, loads
 
 _TIME_LABELS = {int(c) for c in Condition if c <= Condition.HIGH_PRIORITY}

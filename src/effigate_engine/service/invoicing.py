@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from effigate_engine.billing.contracts import ContractType
-from effigate_engine.billing.errors import BillingError
 from effigate_engine.billing.invoice import Invoice
-from effigate_engine.billing.periods import Period, local_midnight
+from effigate_engine.errors import BillingError
+from effigate_engine.ratecard.contracts import ContractType
+from effigate_engine.ratecard.periods import Period, local_midnight
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, check_visible, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from effigate_engine.billing.credit_notes import CreditNote, credit_note
-from effigate_engine.billing.errors import BillingError
+from effigate_engine.errors import BillingError
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit
 from effigate_engine.service.errors import FailedPrecondition, NotFound

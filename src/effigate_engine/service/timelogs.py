@@ -3,7 +3,7 @@
 Logs are keyed by the caller's id (the idempotency key). Logs overlapping a closed period of
 their contract, or on an issued invoice, are read-only: the database refuses the change and it
 comes out as :class:`~effigate_engine.service.errors.FailedPrecondition` naming the field.
-Periods are the contract's billing cycle (``billing/periods.py``): local dates ``[start, end)``
+Periods are the contract's billing cycle (``ratecard/periods.py``): local dates ``[start, end)``
 in the contract's zone, stored as the instants of their local midnights.
 """
 
@@ -17,9 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from effigate_engine.billing.errors import BillingError
-from effigate_engine.billing.periods import Period
-from effigate_engine.errors import EffigateError
+from effigate_engine.errors import BillingError, EffigateError
+from effigate_engine.ratecard.periods import Period
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound

@@ -6,6 +6,11 @@ dictionary codes says which values a rule accepts) and counts its result rows;
 `evaluate_tickets` then evaluates each ticket's metrics into rows at the ticket's offset. Both
 work on any slice of the tickets, so the caller splits a batch across threads.
 
+Their arguments come grouped by meaning: the policies' rules (`RuleTable`) and metric promises
+(`SpecTable`), built once per policy list; the tickets' matched fields (`MatchColumns`) and
+evaluation inputs (`TicketColumns`); the result rows (`ResultBuffers`). Each group checks its
+columns' lengths against each other when built, so the kernels index them unchecked.
+
 Per metric (a "spec": calendar, target T and warning threshold W in business seconds, a bitmask
 of the pause statuses that pause it, an escalation ladder) of a ticket with created instant C,
 stop instant S (or none) and pauses (CSR, in any order). Semantics: docs/sla.md,
@@ -22,6 +27,8 @@ The business-time arithmetic is the clock's (inline kernels cimported from `_clo
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
+
+import numpy as np
 
 from effigate_engine._clock cimport (
     NO_INSTANT,
@@ -87,25 +94,97 @@ cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int
     return PAST_HORIZON if t == NO_INSTANT else t
 
 
-def match_rules(
-    const int64_t[::1] ticket_policy,
-    const int64_t[::1] priority, const int64_t[::1] support_level, const int64_t[::1] job_type,
-    const int64_t[::1] client, const int8_t[::1] after_hours,
-    const int64_t[::1] rule_first, const int64_t[::1] rule_count,
-    const uint8_t[:, ::1] priority_ok, const uint8_t[:, ::1] level_ok,
-    const uint8_t[:, ::1] job_ok, const uint8_t[:, ::1] client_ok,
-    const int8_t[::1] after_required, const int64_t[:, ::1] spec_grid,
-    int64_t[::1] out_rule, int64_t[::1] out_rows,
-):
-    """out_rule[t] = global index of the first rule of the ticket's policy that matches it
-    (-1: none), out_rows[t] = how many metrics that rule defines.
+cdef class RuleTable:
+    """Every rule of the policies evaluated, flattened: which rules each policy owns, which
+    field values each rule accepts and which spec each of its metrics uses.
 
-    Field codes are dictionary codes (-1 = null); table column code + 1 says whether the rule
-    accepts that value (column 0: null). after_required is -1 (any), 0 or 1; after_hours is
-    -1 (null), 0 or 1.
+    Per policy p: its rules are ``rule_first[p] .. rule_first[p] + rule_count[p] - 1``. Per
+    rule g and matched field, ``*_ok[g, code + 1]`` says whether the rule accepts the value of
+    dictionary code ``code`` (column 0: null); ``after_required[g]`` is -1 (any), 0 or 1;
+    ``spec_grid[g, m]`` is the spec of metric m (-1: the rule does not define it).
     """
-    cdef Py_ssize_t n = out_rule.shape[0], t, g, m
+
+    cdef const int64_t[::1] rule_first
+    cdef const int64_t[::1] rule_count
+    cdef const uint8_t[:, ::1] priority_ok
+    cdef const uint8_t[:, ::1] level_ok
+    cdef const uint8_t[:, ::1] job_ok
+    cdef const uint8_t[:, ::1] client_ok
+    cdef const int8_t[::1] after_required
+    cdef const int64_t[:, ::1] spec_grid
+
+    def __init__(self, rule_first, rule_count, priority_ok, level_ok, job_ok, client_ok,
+                 after_required, spec_grid):
+        self.rule_first = rule_first
+        self.rule_count = rule_count
+        self.priority_ok = priority_ok
+        self.level_ok = level_ok
+        self.job_ok = job_ok
+        self.client_ok = client_ok
+        self.after_required = after_required
+        self.spec_grid = spec_grid
+        if self.rule_first.shape[0] != self.rule_count.shape[0]:
+            raise ValueError("rule_first and rule_count must have one entry per policy")
+        if self.spec_grid.shape[1] != METRICS:
+            raise ValueError("spec_grid must have one column per metric")
+        for table in (priority_ok, level_ok, job_ok, client_ok):
+            if len(table) != self.spec_grid.shape[0]:
+                raise ValueError("every acceptance table must have one row per rule")
+        if self.after_required.shape[0] != self.spec_grid.shape[0]:
+            raise ValueError("after_required must have one entry per rule")
+
+
+cdef class MatchColumns:
+    """The ticket fields rules match on, one entry per ticket: the policy index (-2: a policy
+    not among those given), the dictionary codes of priority, support level, job type and
+    client (-1: null or a value no rule mentions) and the after-hours flag (-1 null, 0, 1)."""
+
+    cdef const int64_t[::1] policy
+    cdef const int64_t[::1] priority
+    cdef const int64_t[::1] support_level
+    cdef const int64_t[::1] job_type
+    cdef const int64_t[::1] client
+    cdef const int8_t[::1] after_hours
+
+    def __init__(self, policy, priority, support_level, job_type, client, after_hours):
+        self.policy = policy
+        self.priority = priority
+        self.support_level = support_level
+        self.job_type = job_type
+        self.client = client
+        self.after_hours = after_hours
+        n = self.policy.shape[0]
+        for column in (priority, support_level, job_type, client):
+            if len(column) != n:
+                raise ValueError("every match column must have one entry per ticket")
+        if self.after_hours.shape[0] != n:
+            raise ValueError("after_hours must have one entry per ticket")
+
+
+def match_rules(MatchColumns tickets, RuleTable rules):
+    """Per ticket t: (rule[t], rows[t]), two int64 arrays: the global index of the first rule
+    of the ticket's policy that matches it (-1: none) and how many metrics that rule defines.
+    """
+    cdef Py_ssize_t n = tickets.policy.shape[0], t, g, m
     cdef int64_t p, found, rows
+    cdef const int64_t[::1] ticket_policy = tickets.policy
+    cdef const int64_t[::1] priority = tickets.priority
+    cdef const int64_t[::1] support_level = tickets.support_level
+    cdef const int64_t[::1] job_type = tickets.job_type
+    cdef const int64_t[::1] client = tickets.client
+    cdef const int8_t[::1] after_hours = tickets.after_hours
+    cdef const int64_t[::1] rule_first = rules.rule_first
+    cdef const int64_t[::1] rule_count = rules.rule_count
+    cdef const uint8_t[:, ::1] priority_ok = rules.priority_ok
+    cdef const uint8_t[:, ::1] level_ok = rules.level_ok
+    cdef const uint8_t[:, ::1] job_ok = rules.job_ok
+    cdef const uint8_t[:, ::1] client_ok = rules.client_ok
+    cdef const int8_t[::1] after_required = rules.after_required
+    cdef const int64_t[:, ::1] spec_grid = rules.spec_grid
+    rule_array = np.empty(n, np.int64)
+    rows_array = np.empty(n, np.int64)
+    cdef int64_t[::1] out_rule = rule_array
+    cdef int64_t[::1] out_rows = rows_array
     with nogil:
         for t in range(n):
             p = ticket_policy[t]
@@ -123,60 +202,216 @@ def match_rules(
                     rows += spec_grid[found, m] >= 0
             out_rule[t] = found
             out_rows[t] = rows
+    return rule_array, rows_array
 
 
-cdef struct Buffers:
-    int64_t* ps
-    int64_t* pe
-    int64_t* f_ps
-    int64_t* f_pe
-    int64_t* raw_start
-    int64_t* raw_end
+cdef class SpecTable:
+    """Every metric promise (spec) of the policies and their escalation ladders.
+
+    Per spec: calendar index, target and warning threshold (business seconds), the bitmask of
+    pause-status bits that pause it, its ladder (-1: none) and its rule's spec grid row (see
+    :class:`RuleTable`). Ladder L's steps are ``ladder_offsets[L] .. ladder_offsets[L + 1] - 1``;
+    step k is a fraction step (``step_offset[k] < 0``) of ``step_numerator[k] /
+    step_denominator[k]`` of the target, or fires ``step_offset[k]`` seconds after the deadline.
+    ``resolved_status`` is the status bit of a resolution (-1: none).
+    """
+
+    cdef const int64_t[:, ::1] grid
+    cdef const int64_t[::1] cal
+    cdef const int64_t[::1] target
+    cdef const int64_t[::1] warning
+    cdef const uint64_t[::1] mask
+    cdef const int64_t[::1] ladder
+    cdef const int64_t[::1] ladder_offsets
+    cdef const int64_t[::1] step_numerator
+    cdef const int64_t[::1] step_denominator
+    cdef const int64_t[::1] step_offset
+    cdef readonly int64_t resolved_status
+
+    def __init__(self, grid, cal, target, warning, mask, ladder, ladder_offsets,
+                 step_numerator, step_denominator, step_offset, int64_t resolved_status):
+        self.grid = grid
+        self.cal = cal
+        self.target = target
+        self.warning = warning
+        self.mask = mask
+        self.ladder = ladder
+        self.ladder_offsets = ladder_offsets
+        self.step_numerator = step_numerator
+        self.step_denominator = step_denominator
+        self.step_offset = step_offset
+        self.resolved_status = resolved_status
+        n = self.cal.shape[0]
+        for column in (target, warning, ladder):
+            if len(column) != n:
+                raise ValueError("every spec column must have one entry per spec")
+        if self.mask.shape[0] != n:
+            raise ValueError("mask must have one entry per spec")
+        steps = self.step_offset.shape[0]
+        if self.step_numerator.shape[0] != steps or self.step_denominator.shape[0] != steps:
+            raise ValueError("every step column must have one entry per ladder step")
+
+
+cdef class TicketColumns:
+    """The tickets of one slice as the evaluation reads them, one entry per ticket (instants
+    in epoch seconds, NO_INSTANT for none): created, the three metrics' stops, the matched
+    rule (-1: none), the offset of its first result row, and its pauses as CSR
+    (``pause_offsets`` has one entry more than the tickets; start, end (NO_INSTANT: open) and
+    status bit per pause). ``max_pauses`` is the largest count of pauses on one ticket
+    (computed from the offsets).
+    """
+
+    cdef const int64_t[::1] created
+    cdef const int64_t[::1] stop_first_response
+    cdef const int64_t[::1] stop_resolution_plan
+    cdef const int64_t[::1] stop_resolution
+    cdef const int64_t[::1] rule
+    cdef const int64_t[::1] row_offset
+    cdef const int64_t[::1] pause_offsets
+    cdef const int64_t[::1] pause_start
+    cdef const int64_t[::1] pause_end
+    cdef const int64_t[::1] pause_status
+    cdef readonly Py_ssize_t max_pauses
+
+    def __init__(self, created, stop_first_response, stop_resolution_plan, stop_resolution,
+                 rule, row_offset, pause_offsets, pause_start, pause_end, pause_status):
+        self.created = created
+        self.stop_first_response = stop_first_response
+        self.stop_resolution_plan = stop_resolution_plan
+        self.stop_resolution = stop_resolution
+        self.rule = rule
+        self.row_offset = row_offset
+        self.pause_offsets = pause_offsets
+        self.pause_start = pause_start
+        self.pause_end = pause_end
+        self.pause_status = pause_status
+        n = self.created.shape[0]
+        for column in (stop_first_response, stop_resolution_plan, stop_resolution, rule,
+                       row_offset):
+            if len(column) != n:
+                raise ValueError("every ticket column must have one entry per ticket")
+        if self.pause_offsets.shape[0] != n + 1:
+            raise ValueError("pause_offsets must have one entry per ticket, plus one")
+        pauses = self.pause_start.shape[0]
+        if self.pause_end.shape[0] != pauses or self.pause_status.shape[0] != pauses:
+            raise ValueError("every pause column must have one entry per pause")
+        cdef Py_ssize_t t, most = 0
+        for t in range(n):
+            if self.pause_offsets[t + 1] - self.pause_offsets[t] > most:
+                most = self.pause_offsets[t + 1] - self.pause_offsets[t]
+            if self.pause_offsets[t] < 0 or self.pause_offsets[t + 1] > pauses:
+                raise ValueError("pause_offsets must lie within the pause columns")
+        self.max_pauses = most
+
+
+cdef class ResultBuffers:
+    """The result rows the evaluation writes, one entry per (ticket, metric) row: ticket
+    position, spec, metric, stop, deadline (epoch seconds, NO_INSTANT: none), active elapsed
+    (business seconds), status code, breach seconds, escalation level (1-based, 0: none), the
+    global index of the step notified (-1: none) and the next escalation instant."""
+
+    cdef readonly object ticket, spec, metric, stopped, deadline, elapsed, status, breach
+    cdef readonly object level, notify, next
+    cdef int64_t[::1] _ticket
+    cdef int32_t[::1] _spec
+    cdef int8_t[::1] _metric
+    cdef int64_t[::1] _stopped
+    cdef int64_t[::1] _deadline
+    cdef int64_t[::1] _elapsed
+    cdef int8_t[::1] _status
+    cdef int64_t[::1] _breach
+    cdef int32_t[::1] _level
+    cdef int32_t[::1] _notify
+    cdef int64_t[::1] _next
+
+    def __init__(self, Py_ssize_t rows):
+        self.ticket = np.empty(rows, np.int64)
+        self.spec = np.empty(rows, np.int32)
+        self.metric = np.empty(rows, np.int8)
+        self.stopped = np.empty(rows, np.int64)
+        self.deadline = np.empty(rows, np.int64)
+        self.elapsed = np.empty(rows, np.int64)
+        self.status = np.empty(rows, np.int8)
+        self.breach = np.empty(rows, np.int64)
+        self.level = np.empty(rows, np.int32)
+        self.notify = np.empty(rows, np.int32)
+        self.next = np.empty(rows, np.int64)
+        self._ticket = self.ticket
+        self._spec = self.spec
+        self._metric = self.metric
+        self._stopped = self.stopped
+        self._deadline = self.deadline
+        self._elapsed = self.elapsed
+        self._status = self.status
+        self._breach = self.breach
+        self._level = self.level
+        self._notify = self.notify
+        self._next = self.next
+
+    @property
+    def rows(self) -> int:
+        return self._ticket.shape[0]
 
 
 def evaluate_tickets(
-    PackedClock clock, const int64_t[::1] now_rows, bint now_per_ticket, int64_t resolved_status,
-    Py_ssize_t max_pauses,
-    # per ticket
-    const int64_t[::1] created, const int64_t[::1] stop_first_response,
-    const int64_t[::1] stop_resolution_plan, const int64_t[::1] stop_resolution,
-    const int64_t[::1] rule, const int64_t[::1] row_offset,
-    const int64_t[::1] pause_offsets, const int64_t[::1] pause_start,
-    const int64_t[::1] pause_end, const int64_t[::1] pause_status,
-    # per rule / spec / ladder step
-    const int64_t[:, ::1] spec_grid, const int64_t[::1] spec_cal, const int64_t[::1] spec_target,
-    const int64_t[::1] spec_warning, const uint64_t[::1] spec_mask,
-    const int64_t[::1] spec_ladder, const int64_t[::1] ladder_offsets,
-    const int64_t[::1] step_numerator, const int64_t[::1] step_denominator,
-    const int64_t[::1] step_offset,
-    # per row
-    int64_t[::1] out_ticket, int32_t[::1] out_spec, int8_t[::1] out_metric,
-    int64_t[::1] out_stopped, int64_t[::1] out_deadline, int64_t[::1] out_elapsed,
-    int8_t[::1] out_status, int64_t[::1] out_breach_seconds, int32_t[::1] out_level,
-    int32_t[::1] out_notify, int64_t[::1] out_next,
-    Py_ssize_t ticket_base,
+    PackedClock clock, const int64_t[::1] now_rows, bint now_per_ticket,
+    TicketColumns tickets, SpecTable specs, ResultBuffers out, Py_ssize_t ticket_base,
 ):
     """Evaluate every metric of tickets 0..n-1 of this slice into rows row_offset[t]...;
-    out_ticket holds ticket_base + t. Returns (first bad ticket of the slice or -1, code).
+    out.ticket holds ticket_base + t. Returns (first bad ticket of the slice or -1, code).
 
     Each ticket is evaluated as known at its `now` (now_rows[t] when now_per_ticket, else
     now_rows[0]): stops after it are not known yet, pauses starting after it are ignored, a
     pause still running at it is open, and a resolution followed by a reopening after `now`
-    (a pause of status `resolved_status` running at `now`; -1: none) is the RESOLUTION
+    (a pause of status `specs.resolved_status` running at `now`; -1: none) is the RESOLUTION
     metric's stop at the pause's start.
 
     Step k of ladder L is a fraction step (step_offset[k] < 0) firing when elapsed reaches
     ceil(numerator × T / denominator), or an offset step firing at deadline + step_offset[k].
     A step fires when its instant is <= now, or < S for a stopped metric (a stop at the same
-    instant as a step wins). out_level is the 1-based index of the highest step fired and
-    out_notify its global step index (-1: none).
+    instant as a step wins). out.level is the 1-based index of the highest step fired and
+    out.notify its global step index (-1: none).
     """
+    # The columns as local memoryviews: the loop below reads them as plain C arrays.
+    cdef const int64_t[::1] created = tickets.created
+    cdef const int64_t[::1] stop_first_response = tickets.stop_first_response
+    cdef const int64_t[::1] stop_resolution_plan = tickets.stop_resolution_plan
+    cdef const int64_t[::1] stop_resolution = tickets.stop_resolution
+    cdef const int64_t[::1] rule = tickets.rule
+    cdef const int64_t[::1] row_offset = tickets.row_offset
+    cdef const int64_t[::1] pause_offsets = tickets.pause_offsets
+    cdef const int64_t[::1] pause_start = tickets.pause_start
+    cdef const int64_t[::1] pause_end = tickets.pause_end
+    cdef const int64_t[::1] pause_status = tickets.pause_status
+    cdef Py_ssize_t max_pauses = tickets.max_pauses
+    cdef const int64_t[:, ::1] spec_grid = specs.grid
+    cdef const int64_t[::1] spec_cal = specs.cal
+    cdef const int64_t[::1] spec_target = specs.target
+    cdef const int64_t[::1] spec_warning = specs.warning
+    cdef const uint64_t[::1] spec_mask = specs.mask
+    cdef const int64_t[::1] spec_ladder = specs.ladder
+    cdef const int64_t[::1] ladder_offsets = specs.ladder_offsets
+    cdef const int64_t[::1] step_numerator = specs.step_numerator
+    cdef const int64_t[::1] step_denominator = specs.step_denominator
+    cdef const int64_t[::1] step_offset = specs.step_offset
+    cdef int64_t resolved_status = specs.resolved_status
+    cdef int64_t[::1] out_ticket = out._ticket
+    cdef int32_t[::1] out_spec = out._spec
+    cdef int8_t[::1] out_metric = out._metric
+    cdef int64_t[::1] out_stopped = out._stopped
+    cdef int64_t[::1] out_deadline = out._deadline
+    cdef int64_t[::1] out_elapsed = out._elapsed
+    cdef int8_t[::1] out_status = out._status
+    cdef int64_t[::1] out_breach_seconds = out._breach
+    cdef int32_t[::1] out_level = out._level
+    cdef int32_t[::1] out_notify = out._notify
+    cdef int64_t[::1] out_next = out._next
     cdef const ClockView* v = &clock.view
     cdef Py_ssize_t n = created.shape[0], t, m, q, k, npause, r, width = max_pauses + 1, j, cnt
     cdef Py_ssize_t bad = -1
     cdef int code = 0
     cdef int64_t spec, cal, c, s, end, target, f_c, f_end, elapsed, covered, a, b, deadline
-    cdef int64_t fire, next_fire, step_target, ladder, now = now_rows[0]
+    cdef int64_t fire, next_fire, step_target, ladder, now = 0
     cdef uint64_t mask
     cdef bint stopped, paused
     cdef int32_t level, notify
@@ -187,6 +422,9 @@ def evaluate_tickets(
     cdef int64_t* f_pe = buf + 3 * width
     cdef int64_t* raw_start = buf + 4 * width
     cdef int64_t* raw_end = buf + 5 * width
+    if buf != NULL and now_rows.shape[0] < (created.shape[0] if now_per_ticket else 1):
+        free(buf)
+        raise ValueError("now_rows must have one instant, or one per ticket")
     if buf == NULL:
         return 0, ERR_MEMORY
     with nogil:

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine.priority import priority_name
-from effigate_engine.sla.evaluation import Evaluation, _codes, _column
+from effigate_engine.sla.evaluation import Evaluation
 from effigate_engine.sla.schemas import BREACH_RECORDS
+from effigate_engine.sla.ticket_columns import dictionary_codes, ticket_column
 
 SEVERITIES = ("MINOR", "MAJOR", "SEVERE")
 #: Breach duration / target below which a breach is MINOR; below 1 it is MAJOR.
@@ -42,7 +43,8 @@ def breach_records(evaluation: Evaluation) -> pa.Table:
     tickets = pa.array(evaluation.row_ticket[rows])
     ticket_ids = pc.take(results.column("ticket_id"), take)
     metric = pc.cast(pc.take(results.column("metric"), take), pa.string())
-    codes, values = _codes(_column(evaluation.tickets, "priority"), priority_name)
+    priorities = ticket_column(evaluation.tickets, "priority")
+    codes, values = dictionary_codes(priorities, priority_name)
     normalized = pc.take(
         pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket[rows]])
     )
@@ -54,8 +56,8 @@ def breach_records(evaluation: Evaluation) -> pa.Table:
     columns = [
         pc.binary_join_element_wise(pc.cast(ticket_ids, pa.string()), metric, ":"),
         ticket_ids,
-        pc.take(_column(evaluation.tickets, "contract_id").cast(pa.string()), tickets),
-        pc.take(_column(evaluation.tickets, "client_id").cast(pa.string()), tickets),
+        pc.take(ticket_column(evaluation.tickets, "contract_id").cast(pa.string()), tickets),
+        pc.take(ticket_column(evaluation.tickets, "client_id").cast(pa.string()), tickets),
         metric,
         normalized,
         pc.take(results.column("breached_at"), take),

@@ -25,8 +25,9 @@ import pyarrow.compute as pc
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.priority import priority_name
-from effigate_engine.sla.evaluation import Evaluation, _codes, _column, evaluate
+from effigate_engine.sla.evaluation import Evaluation, evaluate
 from effigate_engine.sla.policy import Policy
+from effigate_engine.sla.ticket_columns import dictionary_codes, ticket_column
 
 GROUP_COLUMNS = ("priority", "client_id", "contract_id", "assignee", "job_type", "support_level")
 PERIODS = ("day", "week", "month")
@@ -36,14 +37,15 @@ def report_frame(evaluation: Evaluation) -> pa.Table:
     """The results with the ticket attributes reports group by (priority normalised)."""
     results = evaluation.results
     rows = pa.array(evaluation.row_ticket)
-    codes, values = _codes(_column(evaluation.tickets, "priority"), priority_name)
+    priorities = ticket_column(evaluation.tickets, "priority")
+    codes, values = dictionary_codes(priorities, priority_name)
     columns = {name: results.column(name) for name in results.column_names}
     columns["priority"] = pc.take(
         pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket])
     )
     for name in GROUP_COLUMNS[1:]:
-        columns[name] = pc.take(_column(evaluation.tickets, name).cast(pa.string()), rows)
-    created = _column(evaluation.tickets, "created_at")
+        columns[name] = pc.take(ticket_column(evaluation.tickets, name).cast(pa.string()), rows)
+    created = ticket_column(evaluation.tickets, "created_at")
     columns["created_at"] = pc.take(created.cast(pa.timestamp("s", tz="UTC"), safe=False), rows)
     columns["status"] = pc.cast(columns["status"], pa.string())
     columns["metric"] = pc.cast(columns["metric"], pa.string())
@@ -117,7 +119,7 @@ def _grouped_quantiles(
     group_codes = []
     uniques = []
     for k in keys:
-        codes, vals = _codes(frame.column(k).combine_chunks())
+        codes, vals = dictionary_codes(frame.column(k).combine_chunks())
         group_codes.append(codes)
         uniques.append(vals)
     composite = np.zeros(frame.num_rows, np.int64)

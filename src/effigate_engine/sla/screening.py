@@ -28,20 +28,17 @@ from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
 from effigate_engine.instants import NO_INSTANT, to_column
 from effigate_engine.priority import ACCEPTED, PRIORITIES, priority_name
-from effigate_engine.sla.evaluation import (
-    Evaluation,
-    TicketError,
-    _codes,
-    _column,
-    _instants,
-    _now_rows,
-    _read,
-    evaluate,
-)
+from effigate_engine.sla.evaluation import Evaluation, TicketError, _now_rows, evaluate
 from effigate_engine.sla.policy import (
     METRICS,
     STOP_FIELDS,
     Policy,
+)
+from effigate_engine.sla.ticket_columns import (
+    dictionary_codes,
+    instant_column,
+    read_tickets,
+    ticket_column,
 )
 
 #: One row per ticket set aside: ``row`` is its position in the batch given.
@@ -110,7 +107,7 @@ def _screen(table: pa.Table, calendars: CalendarSet, now: np.ndarray, out: _Reje
     horizon, a stop known at ``now`` outside the horizon or before creation, a pause without
     a start or ending before it starts."""
     horizon = calendars.horizon
-    created, created_nulls = _instants(table, "created_at")
+    created, created_nulls = instant_column(table, "created_at")
     if created_nulls is not None:
         out.mask(created_nulls, "created_at", "is required", None)
     outside = (created != NO_INSTANT) & ((created < horizon.start) | (created > horizon.end))
@@ -119,21 +116,22 @@ def _screen(table: pa.Table, calendars: CalendarSet, now: np.ndarray, out: _Reje
         name = STOP_FIELDS[metric]
         if name not in table.column_names:
             continue
-        stop, _ = _instants(table, name)
+        stop, _ = instant_column(table, name)
         known = (stop != NO_INSTANT) & (stop <= now)
         beyond = known & ((stop < horizon.start) | (stop > horizon.end))
         out.mask(beyond, name, f"is outside the calendars' horizon {horizon}", stop)
         before = known & (created != NO_INSTANT) & (stop < created)
         out.mask(before, name, "is before created_at", stop)
     if "pauses" in table.column_names:
-        _screen_pauses(_column(table, "pauses"), out)
+        _screen_pauses(ticket_column(table, "pauses"), out)
 
 
 def _screen_priorities(table: pa.Table, out: _Rejections) -> None:
     """Add the rows whose priority is missing or not one of :data:`PRIORITIES` (or P1–P4)."""
-    codes, values = _codes(_column(table, "priority").cast(pa.string()), priority_name)
+    priorities = ticket_column(table, "priority").cast(pa.string())
+    codes, values = dictionary_codes(priorities, priority_name)
     known = np.array([v in PRIORITIES for v in values] + [False], bool)
-    raw = _column(table, "priority").cast(pa.string())
+    raw = ticket_column(table, "priority").cast(pa.string())
     for k in np.flatnonzero(~known[codes]):
         ticket = out.ids[int(k)].as_py()
         value = raw[int(k)].as_py()
@@ -190,13 +188,13 @@ def evaluate_rows(
     missing or not one of :data:`PRIORITIES` (or P1–P4) is rejected too, instead of being left
     to whichever rule matches any priority.
     """
-    table = _read(tickets)
+    table = read_tickets(tickets)
     for required in ("ticket_id", "priority", "created_at"):
         if required not in table.column_names:
             raise EffigateError(f"tickets: column {required!r} is required")
     now_rows, per_ticket = _now_rows(now, table.num_rows)
     horizon = calendars.horizon
-    ids = _column(table, "ticket_id")
+    ids = ticket_column(table, "ticket_id")
     rejections = _Rejections(ids)
     if not per_ticket:
         t = int(now_rows[0])
@@ -260,7 +258,7 @@ def unmatched_rows(screened: Screened) -> pa.Table:
     covered[evaluation.row_ticket] = True
     missing = np.flatnonzero(~covered)
     if len(missing) != unmatched.num_rows:  # a rule without metrics: find them by id
-        ids = _column(evaluation.tickets, "ticket_id").cast(pa.string())
+        ids = ticket_column(evaluation.tickets, "ticket_id").cast(pa.string())
         found = pc.index_in(unmatched.column("ticket_id").cast(pa.string()), value_set=ids)
         missing = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     messages = [

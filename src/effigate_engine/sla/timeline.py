@@ -81,7 +81,7 @@ def ticket_timeline(
             for r in rows
         }
 
-    events = sorted({int(x) for x in bounds.tolist()} | _instants(segments))
+    events = sorted({int(x) for x in bounds.tolist()} | instant_column(segments))
     out: list[tuple[int, str, tuple]] = []
     t = max(created, int(bounds[0]))
     previous: dict[str, tuple] = {}
@@ -148,7 +148,7 @@ def _first_change(
     return b
 
 
-def _instants(segments: pa.Table) -> set[int]:
+def instant_column(segments: pa.Table) -> set[int]:
     """Every instant a segment's history names: stops, pause starts and ends."""
     out: set[int] = set()
     for row in segments.to_pylist():

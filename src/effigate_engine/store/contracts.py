@@ -4,7 +4,7 @@ card), amendments, milestones and deliverables, unit counts, and the audit log.
 :func:`load_contract` reads a contract's whole aggregate in one round trip (the row, its
 calendar, amendments, milestones, deliverables, unit counts and the tenant's default tax) and
 hands back the stored :class:`ContractRecord` and the domain
-:class:`~effigate_engine.billing.contracts.Contract` together. Rows of another tenant are never
+:class:`~effigate_engine.ratecard.contracts.Contract` together. Rows of another tenant are never
 seen (row-level security); a missing row comes back as ``None`` for the caller to name.
 Money is integer minor units; dates are local dates of the contract's zone, stored as the
 instant of their local midnight where the column is a ``timestamptz``.
@@ -22,9 +22,9 @@ from uuid import UUID
 
 import asyncpg
 
-from effigate_engine.billing.contracts import Contract
 from effigate_engine.billing.terms_json import build_contract
 from effigate_engine.calendar import Calendar
+from effigate_engine.ratecard.contracts import Contract
 
 CONTRACT_COLUMNS = (
     "id, client_id, contract_type, status, currency, time_zone, starts_on, ends_on, calendar_id,"

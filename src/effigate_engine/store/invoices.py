@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from effigate_engine.billing.invoice import CREDIT_KINDS, Invoice, InvoiceLine, LineKind, TaxLine
-from effigate_engine.billing.periods import Period
+from effigate_engine.ratecard.periods import Period
 from effigate_engine.store.contracts import audit_detail, loads
 from effigate_engine.zone import zone as bundled_zone
 

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
-from effigate_engine.billing.periods import Period
+from effigate_engine.ratecard.periods import Period
 
 _PERIOD_COLUMNS = "id, status, starts_at, ends_at, closed_at"
 

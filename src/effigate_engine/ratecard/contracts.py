@@ -19,12 +19,12 @@ from datetime import date
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from effigate_engine.billing.errors import ConfigurationError, LifecycleError
-from effigate_engine.billing.money import BASIS_POINTS, largest_remainder
-from effigate_engine.billing.periods import BillingCycle, local_midnight
 from effigate_engine.calendar import Calendar
+from effigate_engine.errors import ConfigurationError, LifecycleError
+from effigate_engine.money import BASIS_POINTS, largest_remainder
 from effigate_engine.priority import normalise_priority
 from effigate_engine.ratecard.model import Condition, RateCard
+from effigate_engine.ratecard.periods import BillingCycle, local_midnight
 
 #: Conditions a bucket burn factor may name: the time conditions and ``HIGH_PRIORITY``.
 BURN_CONDITIONS = (

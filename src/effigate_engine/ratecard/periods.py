@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from effigate_engine.billing.errors import ConfigurationError
-from effigate_engine.billing.money import round_half_up
+from effigate_engine.errors import ConfigurationError
+from effigate_engine.money import round_half_up
 
 
 def anchored_date(year: int, month: int, anchor_day: int) -> date:

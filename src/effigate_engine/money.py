@@ -17,7 +17,7 @@ from functools import cache
 
 from babel.numbers import get_currency_precision, list_currencies
 
-from effigate_engine.billing.errors import ConfigurationError
+from effigate_engine.errors import ConfigurationError
 
 #: Seconds in an hour: rates are per hour, durations in seconds.
 SECONDS_PER_HOUR = 3_600
