@@ -57,5 +57,5 @@ def next_open(clock: PackedClock, cal: _I64, t: _I64, out: _I64) -> int:
 def next_close(clock: PackedClock, cal: _I64, t: _I64, out: _I64) -> int:
     """out[k] = earliest instant >= t[k] at which cal[k] is closed (NO_INSTANT: none)."""
 
-def business_before_batch(clock: PackedClock, cal: _I64, t: _I64, out: _I64) -> int:
+def open_seconds_before_batch(clock: PackedClock, cal: _I64, t: _I64, out: _I64) -> int:
     """out[k] = open seconds of cal[k] from the horizon start to t[k]."""
