@@ -1,60 +1,49 @@
-"""Import directions of the engine's domain packages: ``clock`` ← ``sla``; ``ratecard`` ←
-``billing``. A module may import from its own layer or a lower one, never a higher one."""
+"""The code's directions, checked on every test run (``make lint`` runs the same contract).
+
+The layers and their allowed exceptions are one contract, the import-linter configuration in
+``pyproject.toml`` (``docs/architecture.md``): the CLI on top, then the server, the service,
+the store, the billing and rating domain, the SLA engine, the clock. This test runs that
+contract, and checks the rule the contract cannot: SQL text lives in ``store/`` only.
+"""
 
 from __future__ import annotations
 
-import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "effigate_engine"
-CLOCK_LEVEL = ["clock", "calendar", "calendar_set", "zone", "intervals", "instants"]
-SHARED = ["errors", "money", "parallel"]
-HIGHER = ["sla", "ratecard", "billing", "service", "store", "cli", "cli_failures"]
-
-#: module or package -> the engine packages it must not import
-FORBIDDEN = {
-    **{name: HIGHER for name in CLOCK_LEVEL + SHARED},
-    "sla": ["ratecard", "billing", "service", "store", "cli", "cli_failures"],
-    "ratecard": ["sla", "billing", "service", "store", "cli", "cli_failures"],
-    "billing": ["service", "store", "cli", "cli_failures"],
-}
+ROOT = Path(__file__).resolve().parent.parent
+#: A string literal that starts an SQL statement (what a query passed to a driver looks like).
+SQL = re.compile(
+    r"""["'](?:SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|WITH \w+ AS|COPY \w+|CREATE |ALTER |"""
+    r"""LOCK TABLE|BEGIN|COMMIT|ROLLBACK)\b"""
+)
 
 
-def _sources(name: str) -> list[Path]:
-    package = PACKAGE / name
-    return sorted(package.rglob("*.py")) if package.is_dir() else [PACKAGE / f"{name}.py"]
+def test_the_import_contract_holds() -> None:
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
-def _imported(path: Path) -> set[str]:
-    """The engine modules ``path`` imports (absolute or relative), as dotted names below
-    ``effigate_engine``."""
-    package = path.relative_to(PACKAGE).parent.parts
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = list(package[: len(package) - node.level + 1])
-                module = ".".join(["effigate_engine", *base, *filter(None, [node.module])])
-            else:
-                module = node.module or ""
-            names = [module] + [f"{module}.{a.name}" for a in node.names]
-        else:
-            continue
-        found |= {n.removeprefix("effigate_engine.") for n in names
-                  if n.startswith("effigate_engine.")}
-    return found
+def test_no_sql_outside_the_store() -> None:
+    store = ROOT / "src" / "effigate_engine" / "store"
+    found = []
+    for folder in (ROOT / "src", ROOT / "server"):
+        for path in sorted(folder.rglob("*.py")):
+            if store in path.parents:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if SQL.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_layer_imports_nothing_above_it(layer: str) -> None:
-    offending = [
-        f"{path.relative_to(PACKAGE)} imports effigate_engine.{module}"
-        for path in _sources(layer)
-        for module in sorted(_imported(path))
-        if module.split(".")[0] in FORBIDDEN[layer]
-    ]
-    assert offending == []
+def test_the_sql_check_sees_a_query() -> None:
+    """The pattern above recognises the statements the store sends."""
+    text = (ROOT / "src" / "effigate_engine" / "store" / "catalog.py").read_text()
+    assert SQL.search(text)
