@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from effigate_server.billing import (
 )
 from effigate_server.catalog import CatalogServicer
 from effigate_server.fields import LIMITS
-from effigate_server.interceptors import AuthInterceptor
+from effigate_server.interceptors import AuthInterceptor, Calls
 from effigate_server.sla import ReportServicer, SlaServicer
 from effigate_server.tickets import TicketServicer
 
@@ -103,14 +104,16 @@ class Server:
     store: Store
     port: int
     health: Any
+    calls: Calls
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def start(cls, store: Store, address: str = "127.0.0.1:50051") -> Server:
         """Build and start a server on ``address`` (port 0: a free port) over ``store``."""
         cache = RulesetCache()
+        calls = Calls()
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(TokenResolver(store))],
+            interceptors=[AuthInterceptor(TokenResolver(store), calls)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -145,15 +148,22 @@ class Server:
         await server.start()
         for name in ["", *names]:
             await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return cls(server, store, port, checks)
+        return cls(server, store, port, checks, calls)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close."""
+        """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
+
+        New API calls are refused with ``UNAVAILABLE`` from the first moment (health turns
+        ``NOT_SERVING``); the server's transport is stopped only once the calls in flight are
+        done or ``grace`` has passed, so a caller never sees its new call merely cut off."""
         if self.stopped.is_set():
             return
         self.stopped.set()
+        self.calls.drain()
         await self.health.enter_graceful_shutdown()
-        await self.grpc_server.stop(grace)
+        started = time.monotonic()
+        await self.calls.idle(grace)
+        await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
         await self.store.close()
 
 

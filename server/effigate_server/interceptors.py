@@ -6,6 +6,7 @@ context variable set around each call's handler. Health checks and reflection ne
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -95,15 +96,53 @@ async def _decoded(messages: Any, context: grpc.aio.ServicerContext) -> Any:
         yield message
 
 
+class Calls:
+    """The API calls in flight, and whether the server is draining: once :meth:`drain` is
+    called, new calls are refused with ``UNAVAILABLE`` (a client retries them elsewhere) while
+    the calls already running finish (:meth:`idle`)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.running += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self._idle.set()
+
+    def drain(self) -> None:
+        """Refuse new calls from now on."""
+        self.draining = True
+
+    async def idle(self, timeout: float) -> bool:
+        """Wait until no call is running (at most ``timeout`` seconds); whether none is."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+#: What a call refused while the server drains is told.
+DRAINING = "the server is shutting down: retry the call (on another server)"
+
+
 def _code_of(context: grpc.aio.ServicerContext) -> str:
     code = context.code()
     return "OK" if code is None else code.name
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler, method: str, principal: Principal | None
+    handler: grpc.RpcMethodHandler, method: str, principal: Principal | None, calls: Calls
 ) -> grpc.RpcMethodHandler:
-    """The same handler with the principal set, and timing/logging around the call."""
+    """The same handler with the principal set, counted in ``calls`` while it runs, and
+    timing/logging around the call."""
 
     def done(started: float, context: grpc.aio.ServicerContext, failed: str | None) -> None:
         elapsed = time.perf_counter() - started
@@ -127,6 +166,7 @@ def _wrap(
             token = _principal.set(principal)
             started = time.perf_counter()
             failed: str | None = None
+            calls.enter()
             try:
                 if unary_request:
                     await _refuse_if(request, context)
@@ -137,6 +177,7 @@ def _wrap(
                 failed = _code_of(context) if context.code() else type(exc).__name__
                 raise
             finally:
+                calls.leave()
                 _principal.reset(token)
                 done(started, context, failed)
 
@@ -147,6 +188,7 @@ def _wrap(
             token = _principal.set(principal)
             started = time.perf_counter()
             failed: str | None = None
+            calls.enter()
             try:
                 if unary_request:
                     await _refuse_if(request, context)
@@ -158,6 +200,7 @@ def _wrap(
                 failed = _code_of(context) if context.code() else type(exc).__name__
                 raise
             finally:
+                calls.leave()
                 _principal.reset(token)
                 done(started, context, failed)
 
@@ -209,8 +252,9 @@ def _refusal(
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Resolves ``authorization: Bearer <token>`` to a principal for every API call."""
 
-    def __init__(self, resolver: TokenResolver) -> None:
+    def __init__(self, resolver: TokenResolver, calls: Calls | None = None) -> None:
         self._resolver = resolver
+        self.calls = calls or Calls()
 
     async def intercept_service(
         self,
@@ -221,6 +265,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
+        if self.calls.draining:
+            return _refusal(handler, grpc.StatusCode.UNAVAILABLE, DRAINING)
         try:
             principal = await self._resolver.resolve(
                 _bearer(handler_call_details.invocation_metadata)
@@ -232,4 +278,4 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("internal error resolving a token", exc_info=exc)
             return _refusal(handler, code, message)
-        return _wrap(handler, method.rsplit("/", 1)[-1], principal)
+        return _wrap(handler, method.rsplit("/", 1)[-1], principal, self.calls)
