@@ -26,7 +26,8 @@ CHANNEL = "effigate_catalog"
 FIRST_RETRY_SECONDS = 0.05
 LONGEST_RETRY_SECONDS = 2.0
 
-log = logging.getLogger(__name__)
+#: Under the service's logger ("effigate"), so its lines are the service's JSON lines.
+log = logging.getLogger("effigate.store.catalog_changes")
 
 Subscriber = Callable[[UUID | None], None]
 
