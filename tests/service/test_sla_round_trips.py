@@ -12,6 +12,8 @@ each call reads the versions (one statement) until it is back.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ import pytest
 from effigate_engine import sla
 from effigate_engine.service import NotFound, catalog, evaluations, tickets
 from effigate_engine.service.context import Principal
+from effigate_engine.store.catalog_changes import CHECK_EVERY_SECONDS
 from effigate_engine.store.database import Store
 from effigate_engine.store.errors import TokenRefused
 from tests.service.support import new_tenant
@@ -357,5 +360,52 @@ def test_the_use_case_functions_are_the_service_roles_only(db: Database) -> None
             ("effigate_policy_versions", False, True, False),
             ("effigate_ticket_status_inputs", False, True, False),
         ]
+
+    asyncio.run(scenario())
+
+
+def test_a_listener_that_stops_answering_is_replaced(db: Database) -> None:
+    """A connection that dies without a reset (here: its backend stopped with SIGSTOP) is
+    found mute by the listener's check and replaced; meanwhile every call checks."""
+
+    async def scenario() -> None:
+        async with counted_store(db) as (store, counter):
+            changes = store.catalog_changes
+            changes.check_every_seconds = 0.2
+            changes.check_timeout_seconds = 0.3
+            changes.first_retry_seconds = 1.0  # room to observe the fallback
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            listening = changes.epoch
+            admin = await asyncpg.connect(db.admin)
+            try:
+                pid = await listener_pid(db, admin)
+            finally:
+                await admin.close()
+            assert pid is not None
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (PermissionError, ProcessLookupError):
+                pytest.skip("the database server's processes are not this machine's to signal")
+            try:
+
+                async def down() -> bool:
+                    return changes.epoch is None
+
+                # the check already under way waits the default interval first
+                await until(down, within=CHECK_EVERY_SECONDS + 5)
+                mark = len(counter.queries)
+                assert await target_of(store, cache, principal, policy_id) == 4 * 3600
+                assert len(counter.since(mark)) == 1
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def back() -> bool:
+                return changes.epoch is not None
+
+            await until(back, within=10)
+            assert changes.epoch != listening
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
 
     asyncio.run(scenario())

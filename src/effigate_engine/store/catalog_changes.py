@@ -7,6 +7,7 @@ connection per server process listening on that channel and calls its subscriber
 tenant id. While the connection is down it says so (:attr:`CatalogChanges.epoch` is
 ``None``) and reconnects in the background; each new connection is a new epoch, so whatever
 was known valid in an earlier one (when notifications may have been missed) is not any more.
+A connection that stops answering is replaced as one that was lost.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ CHANNEL = "effigate_catalog"
 #: Reconnection delays (seconds): the first retry, and the longest wait between two.
 FIRST_RETRY_SECONDS = 0.05
 LONGEST_RETRY_SECONDS = 2.0
+
+#: A listening connection that has said nothing for this long (seconds) is asked ``SELECT 1``
+#: and, without an answer within :data:`CHECK_TIMEOUT_SECONDS`, replaced: a connection that
+#: died silently (no reset ever came) would otherwise hide every change from then on.
+CHECK_EVERY_SECONDS = 5.0
+CHECK_TIMEOUT_SECONDS = 2.0
 
 #: Under the service's logger ("effigate"), so its lines are the service's JSON lines.
 log = logging.getLogger("effigate.store.catalog_changes")
@@ -45,16 +52,20 @@ class CatalogChanges:
         self._epoch: int | None = None
         self._epochs = 0
         self._subscribers: list[Subscriber] = []
-        self._reconnecting: asyncio.Task[None] | None = None
-        self._closed = False
+        self._lost = asyncio.Event()
+        self._watching: asyncio.Task[None] | None = None
         #: the first reconnection delay (seconds); doubled after each failure
         self.first_retry_seconds = FIRST_RETRY_SECONDS
+        #: seconds between the checks of a quiet connection, and the wait for its answer
+        self.check_every_seconds = CHECK_EVERY_SECONDS
+        self.check_timeout_seconds = CHECK_TIMEOUT_SECONDS
 
     @classmethod
     async def open(cls, dsn: str) -> CatalogChanges:
         """Listen at ``dsn`` (the service role's); a first failure to connect is raised."""
         changes = cls(dsn)
         await changes._listen()
+        changes._watching = asyncio.get_running_loop().create_task(changes._watch())
         return changes
 
     @property
@@ -76,14 +87,13 @@ class CatalogChanges:
 
     async def close(self) -> None:
         """Stop listening (and reconnecting)."""
-        self._closed = True
         self._epoch = None
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            watching.cancel()
             # it stops here, whatever it was doing
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reconnecting
-            self._reconnecting = None
+                await watching
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -100,8 +110,9 @@ class CatalogChanges:
             raise
         conn.add_termination_listener(self._terminated)
         self._conn = conn
+        self._lost.clear()
         self._epochs += 1
-        # what was validated before may have missed notifications while nobody listened
+        # what was found current before may have missed notifications while nobody listened
         self.changed(None)
         self._epoch = self._epochs
 
@@ -114,19 +125,22 @@ class CatalogChanges:
         self.changed(tenant_id)
 
     def _terminated(self, conn: object) -> None:
+        """The connection ``conn`` ended (asyncpg's termination callback, or a check that
+        found it mute): stop vouching at once; :meth:`_watch` reconnects."""
         if self._conn is not conn:
             return
         self._conn = None
         self._epoch = None
         self.changed(None)
-        if not self._closed and self._reconnecting is None:
-            log.warning("catalog change listener lost its connection; reconnecting")
-            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+        self._lost.set()
+        log.warning("catalog change listener lost its connection; reconnecting")
 
-    async def _reconnect(self) -> None:
+    async def _watch(self) -> None:
+        """Reconnect a lost connection (with backoff), and check a quiet one."""
         delay = self.first_retry_seconds
-        try:
-            while not self._closed:
+        while True:
+            conn = self._conn
+            if conn is None:
                 await asyncio.sleep(delay)
                 try:
                     await self._listen()
@@ -135,6 +149,16 @@ class CatalogChanges:
                     delay = min(delay * 2, LONGEST_RETRY_SECONDS)
                     continue
                 log.info("catalog change listener listening again")
-                return
-        finally:
-            self._reconnecting = None
+                delay = self.first_retry_seconds
+                continue
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout=self.check_every_seconds)
+                continue
+            except TimeoutError:
+                pass
+            try:
+                await conn.fetchval("SELECT 1", timeout=self.check_timeout_seconds)
+            except Exception as exc:  # no answer, or a broken connection: replace it
+                log.warning("catalog change listener does not answer", extra={"error": str(exc)})
+                self._terminated(conn)
+                conn.terminate()
