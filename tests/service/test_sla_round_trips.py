@@ -1,15 +1,21 @@
 """SQL round trips of the warm SLA reads, counted on the store's one pooled connection.
 
 A warm ``GetTicketStatus`` (token resolved, policy and calendars compiled and cached) is one
-statement, a warm ``Evaluate`` of inline tickets at most one: the statement binds the tenant
-itself (migration 0010), so the binding's guarantees are checked here too: it lasts only that
-statement, a revoked token reads nothing, a portal token sees only its client's tickets.
+statement: the statement binds the tenant itself (migration 0010), so the binding's guarantees
+are checked here too: it lasts only that statement, a revoked token reads nothing, a portal
+token sees only its client's tickets. A warm ``Evaluate`` of inline tickets makes none while
+the store's catalog-change listener listens (migration 0011): a change committed through
+another server is used once its notification arrives; with the listener's connection lost,
+each call reads the versions (one statement) until it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,6 +28,7 @@ import pytest
 from effigate_engine import sla
 from effigate_engine.service import NotFound, catalog, evaluations, tickets
 from effigate_engine.service.context import Principal
+from effigate_engine.store.catalog_changes import CHECK_EVERY_SECONDS
 from effigate_engine.store.database import Store
 from effigate_engine.store.errors import TokenRefused
 from tests.service.support import new_tenant
@@ -99,21 +106,177 @@ def test_warm_ticket_status_is_one_round_trip(db: Database) -> None:
     asyncio.run(scenario())
 
 
-def test_warm_evaluate_is_at_most_one_round_trip(db: Database) -> None:
+INLINE = pa.Table.from_pylist(
+    [{"ticket_id": "X", "priority": "P2", "created_at": CREATED}], schema=sla.TICKETS
+)
+#: How long a notification may take to arrive (seconds; generous for a loaded machine).
+NOTIFIED_WITHIN = 2.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = NOTIFIED_WITHIN) -> None:
+    """Wait until ``check()`` holds, failing after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        await asyncio.sleep(0.01)
+
+
+async def target_of(store: Store, cache: Any, principal: Principal, policy_id: int) -> int:
+    """The FIRST_RESPONSE target (seconds) an inline evaluation of ticket X uses."""
+    result = await evaluations.evaluate_inline(store, cache, principal, policy_id, INLINE, AT)
+    return result.results["target_seconds"].to_pylist()[0]
+
+
+async def untouched_call(
+    store: Store, cache: Any, principal: Principal, policy_id: int, counter: Counter
+) -> bool:
+    """Whether an inline evaluation went without any statement."""
+    mark = len(counter.queries)
+    await evaluations.evaluate_inline(store, cache, principal, policy_id, INLINE, AT)
+    return not counter.since(mark)
+
+
+def longer_policy(target: str) -> dict:
+    return {"rules": [{"match": {}, "metrics": {"FIRST_RESPONSE": {"target": target,
+                                                                   "calendar": "nine"}}}]}
+
+
+def test_warm_evaluate_makes_no_round_trip_while_listening(db: Database) -> None:
     async def scenario() -> None:
         async with counted_store(db) as (store, counter):
             principal, policy_id, _ = await stocked(store, db)
             cache = evaluations.RulesetCache()
-            inline = pa.Table.from_pylist(
-                [{"ticket_id": "X", "priority": "P2", "created_at": CREATED}], schema=sla.TICKETS
-            )
-            await evaluations.evaluate_inline(store, cache, principal, policy_id, inline, AT)
+            assert store.catalog_changes.epoch is not None
+            # the notifications of the stocking may still arrive (each withdraws the trust)
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            for _ in range(20):
+                mark = len(counter.queries)
+                warm = await evaluations.evaluate_inline(
+                    store, cache, principal, policy_id, INLINE, AT
+                )
+                assert counter.since(mark) == []
+                assert warm.results.num_rows == 1
+                assert evaluations.stamped_versions(warm.results)[:2] == (policy_id, 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_change_through_another_server_is_used_once_notified(db: Database) -> None:
+    async def scenario() -> None:
+        async with (
+            counted_store(db) as (store, counter),
+            await Store.open(db.app, pool_size=1, adbc_connections=0) as other,
+        ):
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            assert await target_of(store, cache, principal, policy_id) == 4 * 3600
+
+            # a new policy version, written by the other server (whose own caches this one
+            # does not share): used once its notification arrived
+            await catalog.update_policy(other, principal, "standard", None, longer_policy("8h"))
+
+            async def eight_hours() -> bool:
+                return await target_of(store, cache, principal, policy_id) == 8 * 3600
+
+            await until(eight_hours)
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+
+            # a new calendar version: a 4 h target from 06:00 ends 4 h after it opens
+            early = {**NINE_TO_FIVE, "weekly": [
+                {"weekday": d, "start": "07:00", "end": "17:00"} for d in ("mon", "tue")
+            ]}
+            await catalog.update_calendar(other, principal, "nine", early)
+
+            async def calendar_two() -> bool:
+                result = await evaluations.evaluate_inline(
+                    store, cache, principal, policy_id, INLINE, AT
+                )
+                return evaluations.stamped_versions(result.results)[2] == {"nine": 2}
+
+            await until(calendar_two)
+
+            # a deletion: refused once notified
+            await catalog.delete_policy(other, principal, policy_id)
+
+            async def gone() -> bool:
+                try:
+                    await target_of(store, cache, principal, policy_id)
+                except NotFound:
+                    return True
+                return False
+
+            await until(gone)
+
+    asyncio.run(scenario())
+
+
+async def listener_pid(db: Database, admin: asyncpg.Connection) -> int | None:
+    return await admin.fetchval(
+        """SELECT pid FROM pg_stat_activity
+           WHERE datname = current_database() AND query = 'LISTEN "effigate_catalog"'"""
+    )
+
+
+def test_without_the_listener_each_call_checks_and_trust_resumes_after(db: Database) -> None:
+    async def scenario() -> None:
+        async with (
+            counted_store(db) as (store, counter),
+            await Store.open(db.app, pool_size=1, adbc_connections=0) as other,
+        ):
+            changes = store.catalog_changes
+            changes.first_retry_seconds = 1.0  # room to observe the fallback
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            listening = changes.epoch
+            admin = await asyncpg.connect(db.admin)
+            try:
+                # two listeners (this store's and the other's): kill this store's only
+                pids = await admin.fetch(
+                    """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                           AND query = 'LISTEN "effigate_catalog"'"""
+                )
+                assert len(pids) == 2
+                for row in pids:
+                    await admin.execute("SELECT pg_terminate_backend($1)", row["pid"])
+            finally:
+                await admin.close()
+
+            async def down() -> bool:
+                return changes.epoch is None
+
+            await until(down)
+            # not listening: every call reads the versions, and so sees a change at once
+            for target in ("8h", "9h"):
+                await catalog.update_policy(
+                    other, principal, "standard", None, longer_policy(target)
+                )
+                mark = len(counter.queries)
+                assert await target_of(store, cache, principal, policy_id) == int(
+                    target[0]
+                ) * 3600
+                sent = counter.since(mark)
+                assert any("effigate_policy_versions" in q for q in sent), sent
+            assert changes.epoch is None, "the listener came back too soon to tell"
+
+            async def back() -> bool:
+                return changes.epoch is not None
+
+            await until(back, within=10)
+            assert changes.epoch != listening
+            # whatever was trusted before was dropped: the first call checks again
             mark = len(counter.queries)
-            warm = await evaluations.evaluate_inline(
-                store, cache, principal, policy_id, inline, AT
-            )
-            assert len(counter.since(mark)) <= 1, counter.since(mark)
-            assert warm.results.num_rows == 1
+            assert await target_of(store, cache, principal, policy_id) == 9 * 3600
+            assert len(counter.since(mark)) == 1
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            # and changes are heard of again
+            await catalog.update_policy(other, principal, "standard", None, longer_policy("2h"))
+
+            async def two_hours() -> bool:
+                return await target_of(store, cache, principal, policy_id) == 2 * 3600
+
+            await until(two_hours)
 
     asyncio.run(scenario())
 
@@ -197,5 +360,52 @@ def test_the_use_case_functions_are_the_service_roles_only(db: Database) -> None
             ("effigate_policy_versions", False, True, False),
             ("effigate_ticket_status_inputs", False, True, False),
         ]
+
+    asyncio.run(scenario())
+
+
+def test_a_listener_that_stops_answering_is_replaced(db: Database) -> None:
+    """A connection that dies without a reset (here: its backend stopped with SIGSTOP) is
+    found mute by the listener's check and replaced; meanwhile every call checks."""
+
+    async def scenario() -> None:
+        async with counted_store(db) as (store, counter):
+            changes = store.catalog_changes
+            changes.check_every_seconds = 0.2
+            changes.check_timeout_seconds = 0.3
+            changes.first_retry_seconds = 1.0  # room to observe the fallback
+            principal, policy_id, _ = await stocked(store, db)
+            cache = evaluations.RulesetCache()
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
+            listening = changes.epoch
+            admin = await asyncpg.connect(db.admin)
+            try:
+                pid = await listener_pid(db, admin)
+            finally:
+                await admin.close()
+            assert pid is not None
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (PermissionError, ProcessLookupError):
+                pytest.skip("the database server's processes are not this machine's to signal")
+            try:
+
+                async def down() -> bool:
+                    return changes.epoch is None
+
+                # the check already under way waits the default interval first
+                await until(down, within=CHECK_EVERY_SECONDS + 5)
+                mark = len(counter.queries)
+                assert await target_of(store, cache, principal, policy_id) == 4 * 3600
+                assert len(counter.since(mark)) == 1
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def back() -> bool:
+                return changes.epoch is not None
+
+            await until(back, within=10)
+            assert changes.epoch != listening
+            await until(lambda: untouched_call(store, cache, principal, policy_id, counter))
 
     asyncio.run(scenario())

@@ -7,6 +7,8 @@ it: it leaves every list and lookup, keeps its history, and frees its name.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -21,6 +23,18 @@ from effigate_engine.store.catalog import CalendarRecord, PolicyRecord
 from effigate_engine.store.database import Store
 
 __all__ = ["CalendarRecord", "PolicyRecord"]
+
+
+@asynccontextmanager
+async def _catalog_write(store: Store, principal: Principal) -> AsyncIterator[Any]:
+    """A transaction writing the tenant's calendars or policies; once it ended (committed, or
+    not: a connection lost at the commit leaves it unknown) this process's caches hear of the
+    change at once, not only when the database's notification arrives."""
+    try:
+        async with store.transaction(principal) as conn:
+            yield conn
+    finally:
+        store.catalog_changes.changed(principal.tenant_id)
 
 
 async def create_client(store: Store, principal: Principal, name: str) -> int:
@@ -44,7 +58,7 @@ async def create_calendar(
     one live calendar per name, so of two racing creates exactly one wins)."""
     principal.require_staff("create calendars")
     checked = _calendar_body(name, body)
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         calendar_id = await stored.insert_calendar(conn, name, checked)
         if calendar_id is None:
             existing = await stored.live_calendar_id(conn, name)
@@ -65,7 +79,7 @@ async def update_calendar(
     a re-sent update never adds a version)."""
     principal.require_staff("update calendars")
     checked = _calendar_body(name, body)
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         updated = await stored.update_calendar(conn, name, checked)
     if updated is None:
         raise NotFound("name", name, "is not a calendar of this tenant; create it first")
@@ -77,7 +91,7 @@ async def delete_calendar(store: Store, principal: Principal, calendar_id: int) 
     set, its history is kept and its name may be used again. Refused (by the database, whatever
     runs concurrently) while a policy or a contract uses it, naming them."""
     principal.require_staff("delete calendars")
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         retired = await stored.retire_calendar(conn, calendar_id)
     if not retired:
         raise NotFound("calendar_id", calendar_id, "is not a calendar of this tenant")
@@ -144,7 +158,7 @@ async def create_policy(
     """
     principal.require_staff("create SLA policies")
     checked = _policy_body(name, body)
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         await fetch_calendar(conn, calendar_id)
         policy_id = await stored.insert_policy(conn, name, calendar_id, checked)
         if policy_id is None:
@@ -170,7 +184,7 @@ async def update_policy(
     stores nothing and returns that version."""
     principal.require_staff("update SLA policies")
     checked = _policy_body(name, body)
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         if calendar_id is not None:
             await fetch_calendar(conn, calendar_id)
         updated = await stored.update_policy(conn, name, calendar_id, checked)
@@ -183,7 +197,7 @@ async def delete_policy(store: Store, principal: Principal, policy_id: int) -> N
     """Retire the SLA policy ``policy_id`` (see :func:`delete_calendar`); refused while a
     contract uses it, naming the contracts."""
     principal.require_staff("delete SLA policies")
-    async with store.transaction(principal) as conn:
+    async with _catalog_write(store, principal) as conn:
         retired = await stored.retire_policy(conn, policy_id)
     if not retired:
         raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")

@@ -48,10 +48,19 @@ from effigate_engine.sla.screening import Screened, evaluate_rows
 from effigate_engine.store import catalog as stored
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.breaches import BreachRow, insert_breaches
+from effigate_engine.store.catalog_changes import CatalogChanges
 from effigate_engine.store.database import Store
 
 #: Failures listed in a response; their total is always given.
 MAX_LISTED_FAILURES = 100
+
+#: Inline evaluations of fewer tickets than this run on the event loop, not in a thread: a
+#: thread hop (tens of microseconds, more under load) costs more than evaluating them.
+INLINE_EVALUATION_TICKETS = 2_000
+
+#: Where a tenant's catalog changes stood when a ruleset was found current: the listener
+#: (its identity and connection epoch), the resets and the tenant's changes heard of.
+Mark = tuple[int, int, int, int]
 
 
 class Unevaluable(FailedPrecondition):
@@ -140,15 +149,59 @@ class RulesetCache:
 
     A stored version is immutable (an update is a new version), so what is cached is keyed by
     versions: the calendar set by the ids and versions of the tenant's live calendars, a
-    ruleset by its policy's id and version and the calendar set it was checked against. Each
-    use reads the current versions (part of the call's one statement on the warm paths), so a
-    new version or a deletion, made through any server process, is used from the next call on.
+    ruleset by its policy's id and version and the calendar set it was checked against.
+
+    Whether a cached ruleset is still current is either read from the database (the current
+    versions, part of the call's one statement on the warm paths) or known from the store's
+    catalog-change listener (:class:`~effigate_engine.store.catalog_changes.CatalogChanges`):
+    a ruleset found current while the listener listened stays *trusted* until a change of its
+    tenant is notified (or written by this process), or the listener's connection is lost;
+    a trusted ruleset is used without asking the database (:func:`ruleset_for`).
     """
 
     def __init__(self) -> None:
         self._sets: dict[UUID, tuple[str, CalendarSet, dict[str, int]]] = {}
         self._rules: dict[tuple[UUID, int], tuple[tuple[int, str], Ruleset]] = {}
         self._lock = asyncio.Lock()
+        # trust: per (tenant, policy), the mark under which its ruleset was found current
+        self._trusted: dict[tuple[UUID, int], tuple[Mark, Ruleset]] = {}
+        self._changes_seen: dict[UUID, int] = {}  # catalog changes heard of, per tenant
+        self._resets = 0  # times every tenant had to be assumed changed
+        self._following: list[CatalogChanges] = []
+
+    def follow(self, changes: CatalogChanges) -> None:
+        """Hear of catalog changes from ``changes`` (once per listener)."""
+        if not any(f is changes for f in self._following):
+            self._following.append(changes)
+            changes.subscribe(self._changed)
+
+    def _changed(self, tenant_id: UUID | None) -> None:
+        if tenant_id is None:
+            self._resets += 1
+            self._trusted.clear()
+        else:
+            self._changes_seen[tenant_id] = self._changes_seen.get(tenant_id, 0) + 1
+
+    def mark(self, changes: CatalogChanges, tenant_id: UUID) -> Mark | None:
+        """Where the catalog changes of ``tenant_id`` stand now (``None``: nobody listens,
+        nothing can be trusted); taken before the versions are read, so that a change
+        notified while they are read withholds the trust."""
+        epoch = changes.epoch
+        if epoch is None:
+            return None
+        return (id(changes), epoch, self._resets, self._changes_seen.get(tenant_id, 0))
+
+    def trusted(self, tenant_id: UUID, policy_id: int, mark: Mark) -> Ruleset | None:
+        """The ruleset found current under ``mark`` (no change heard of since), if any."""
+        hit = self._trusted.get((tenant_id, policy_id))
+        if hit is not None and hit[0] == mark:
+            return hit[1]
+        return None
+
+    def trust(self, tenant_id: UUID, policy_id: int, mark: Mark, rules: Ruleset) -> None:
+        """Remember ``rules`` as current under ``mark`` (taken before its versions were
+        read)."""
+        self._trusted[(tenant_id, policy_id)] = (mark, rules)
 
     async def calendars(self, conn: asyncpg.Connection, tenant_id: UUID) -> CalendarSet:
         """The compiled set of every live calendar of the transaction's tenant."""
@@ -220,20 +273,34 @@ async def ruleset(
 async def ruleset_for(
     store: Store, cache: RulesetCache, principal: Principal, policy_id: int
 ) -> Ruleset:
-    """:func:`ruleset` without a transaction of the caller's: when this process has the
-    current versions compiled, one statement (the versions, read with the tenant's binding);
-    otherwise a transaction that loads and compiles them."""
+    """:func:`ruleset` without a transaction of the caller's. When this process found the
+    policy and calendars current while the store's catalog-change listener listened, and no
+    change of the tenant was heard of since: no database round trip at all (a change made
+    through any server process is used once its notification arrives, within milliseconds
+    of its commit). Otherwise (not listening, or a change heard of), when this process has
+    the current versions compiled, one statement (the versions, read with the tenant's
+    binding); else a transaction that loads and compiles them."""
+    changes = store.catalog_changes
+    cache.follow(changes)
+    tenant_id = principal.tenant_id
+    mark = cache.mark(changes, tenant_id)
+    if mark is not None:
+        hit = cache.trusted(tenant_id, policy_id, mark)
+        if hit is not None:
+            return hit
     async with store.connection() as conn:
         version, calendars_key = await stored.load_policy_versions_bound(
             conn, principal.key, policy_id
         )
     if version is None:
         raise NotFound("policy_id", policy_id, "is not an SLA policy of this tenant")
-    hit = cache.cached(principal.tenant_id, policy_id, version, calendars_key)
-    if hit is not None:
-        return hit
-    async with store.transaction(principal) as conn:
-        return await ruleset(conn, cache, principal, policy_id)
+    rules = cache.cached(tenant_id, policy_id, version, calendars_key)
+    if rules is None:
+        async with store.transaction(principal) as conn:
+            rules = await ruleset(conn, cache, principal, policy_id)
+    if mark is not None:
+        cache.trust(tenant_id, policy_id, mark, rules)
+    return rules
 
 
 async def deadline(
@@ -269,10 +336,17 @@ async def evaluate_inline(
     now: datetime | None = None,
 ) -> Evaluation:
     """Evaluate tickets given by the caller (the ``sla.TICKETS`` columns) under a stored policy;
-    nothing is stored. Runs in a worker thread (the kernels release the GIL)."""
+    nothing is stored. Fewer than :data:`INLINE_EVALUATION_TICKETS` tickets are evaluated on
+    the event loop (handing them to a thread costs more than evaluating them), more in a
+    worker thread (the kernels release the GIL)."""
     rules = await ruleset_for(store, cache, principal, policy_id)
     at = _now(now)
-    evaluation = await asyncio.to_thread(sla.evaluate, tickets, rules.policy, rules.calendars, at)
+    if tickets.num_rows < INLINE_EVALUATION_TICKETS:
+        evaluation = sla.evaluate(tickets, rules.policy, rules.calendars, at)
+    else:
+        evaluation = await asyncio.to_thread(
+            sla.evaluate, tickets, rules.policy, rules.calendars, at
+        )
     return rules.stamp(evaluation)
 
 

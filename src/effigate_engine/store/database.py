@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from effigate_engine.store.bulk import through
+from effigate_engine.store.catalog_changes import CatalogChanges
 from effigate_engine.store.errors import (
     ConnectionLost,
     TokenRefused,
@@ -48,7 +49,9 @@ class Store:
     """The database of one service: an asyncpg pool and ADBC connections, both logging in as
     the service role (``effigate_app``: row-level security binds it, it owns nothing and may
     not lock, truncate or alter anything). The owner's DSN, when given, is used to migrate
-    at start and to create tenants (the demo); serving never needs it.
+    at start and to create tenants (the demo); serving never needs it. One more connection
+    of the service role listens for changes of the tenants' catalogs
+    (:class:`~effigate_engine.store.catalog_changes.CatalogChanges`).
 
     Use :meth:`open` / :meth:`close`, or ``async with await Store.open(dsn)``.
     """
@@ -57,6 +60,7 @@ class Store:
     pool: asyncpg.Pool
     _adbc: asyncio.Queue[_AdbcSlot]
     _adbc_all: list[_AdbcSlot]
+    catalog_changes: CatalogChanges
     admin_dsn: str | None = None
 
     @classmethod
@@ -82,20 +86,27 @@ class Store:
             async with pool.acquire() as conn:
                 await require_service_role(conn)
                 await require_current_schema(conn)
+            changes = await CatalogChanges.open(app_dsn)
         except BaseException:
             await pool.close()
             raise
-        slots = [
-            _AdbcSlot(await asyncio.to_thread(connect_adbc, app_dsn))
-            for _ in range(adbc_connections)
-        ]
+        try:
+            slots = [
+                _AdbcSlot(await asyncio.to_thread(connect_adbc, app_dsn))
+                for _ in range(adbc_connections)
+            ]
+        except BaseException:
+            await changes.close()
+            await pool.close()
+            raise
         queue: asyncio.Queue[_AdbcSlot] = asyncio.Queue()
         for slot in slots:
             queue.put_nowait(slot)
-        return cls(app_dsn, pool, queue, slots, admin_dsn)
+        return cls(app_dsn, pool, queue, slots, changes, admin_dsn)
 
     async def close(self) -> None:
         """Close every connection."""
+        await self.catalog_changes.close()
         await self.pool.close()
         for slot in self._adbc_all:
             if slot.conn is not None:
