@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 
 import grpc
@@ -36,8 +37,15 @@ def test_metrics_and_json_logs(db, tenant, tmp_path) -> None:
                 client.catalog.GetCalendar,
                 catalog_pb2.GetCalendarRequest(calendar_id=424242),
             )
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            metrics = reply.read().decode()
+        # a call is counted as it ends, which may be just after its caller had the answer
+        wanted = 'effigate_requests_total{code="NOT_FOUND",method="GetCalendar"} 1.0'
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                metrics = reply.read().decode()
+            if wanted in metrics or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         assert service.stop() == 0
     assert 'effigate_requests_total{code="OK",method="CreateClient"} 1.0' in metrics
