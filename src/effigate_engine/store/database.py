@@ -130,37 +130,20 @@ class Store:
         A connection that breaks midway (the database restarted or crashed) comes out as
         :class:`~effigate_engine.store.errors.ConnectionLost`: the transaction is then either
         committed whole or not at all, and the pool replaces the connection."""
-        try:
-            async with (
-                self.pool.acquire() as conn,
-                _confused(conn),
-                tenant_transaction(conn, key_of(caller)),
-            ):
-                yield conn
-        except asyncpg.PostgresError as exc:
-            raise translated(exc) from exc
-        except asyncpg.InterfaceError as exc:
-            if _broken(exc):
-                raise lost(str(exc)) from exc
-            raise
-        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
-            raise lost(str(exc)) from exc
+        async with (
+            _translated(),
+            self.pool.acquire() as conn,
+            _confused(conn),
+            tenant_transaction(conn, key_of(caller)),
+        ):
+            yield conn
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection bound to no tenant (token resolution), with the database's
         errors translated as in :meth:`transaction`."""
-        try:
-            async with self.pool.acquire() as conn, _confused(conn):
-                yield conn
-        except asyncpg.PostgresError as exc:
-            raise translated(exc) from exc
-        except asyncpg.InterfaceError as exc:
-            if _broken(exc):
-                raise lost(str(exc)) from exc
-            raise
-        except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
-            raise lost(str(exc)) from exc
+        async with _translated(), self.pool.acquire() as conn, _confused(conn):
+            yield conn
 
     @asynccontextmanager
     async def adbc(self) -> AsyncIterator[Any]:
@@ -236,6 +219,23 @@ def _close_quietly(conn: Any) -> None:
         conn.close()
     except Exception:  # a broken connection may fail to say goodbye
         return
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    """The database's refusals as :class:`~effigate_engine.store.errors.StoreError` (naming
+    the field), a broken connection as :class:`~effigate_engine.store.errors.ConnectionLost`;
+    around a pooled connection's whole use, its release included."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        raise translated(exc) from exc
+    except asyncpg.InterfaceError as exc:
+        if _broken(exc):
+            raise lost(str(exc)) from exc
+        raise
+    except asyncpg.InternalClientError as exc:  # resetting it for the pool failed
+        raise lost(str(exc)) from exc
 
 
 @asynccontextmanager
