@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -121,26 +123,40 @@ class Ruleset:
     policy_version: int = 0
     calendar_versions: dict[str, int] = field(default_factory=dict)
 
+    @functools.cached_property
+    def stamp_metadata(self) -> dict[bytes, bytes]:
+        """The schema metadata :meth:`stamp` adds (encoded once per ruleset: a ruleset is
+        immutable, and unary calls pay for every microsecond)."""
+        return {
+            POLICY_ID_KEY: str(self.policy_id).encode(),
+            POLICY_VERSION_KEY: str(self.policy_version).encode(),
+            CALENDAR_VERSIONS_KEY: json.dumps(self.calendar_versions).encode(),
+        }
+
     def stamp(self, evaluation: Evaluation) -> Evaluation:
         """``evaluation`` with its results' schema metadata naming the policy id and version
         and the version of every calendar (``{"name": version}``) they were computed with."""
         results = evaluation.results
-        metadata = dict(results.schema.metadata or {})
-        metadata[POLICY_ID_KEY] = str(self.policy_id).encode()
-        metadata[POLICY_VERSION_KEY] = str(self.policy_version).encode()
-        metadata[CALENDAR_VERSIONS_KEY] = json.dumps(self.calendar_versions).encode()
+        metadata = {**(results.schema.metadata or {}), **self.stamp_metadata}
         return dataclasses.replace(evaluation, results=results.replace_schema_metadata(metadata))
 
 
-def stamped_versions(results: pa.Table) -> tuple[int, int, dict[str, int]]:
+def stamped_versions(results: pa.Table) -> tuple[int, int, Mapping[str, int]]:
     """The policy id, policy version and calendar versions :meth:`Ruleset.stamp` recorded
     (zeros and ``{}`` for unstamped results)."""
     metadata = results.schema.metadata or {}
     return (
         int(metadata.get(POLICY_ID_KEY, b"0")),
         int(metadata.get(POLICY_VERSION_KEY, b"0")),
-        json.loads(metadata.get(CALENDAR_VERSIONS_KEY, b"{}")),
+        _calendar_versions(metadata.get(CALENDAR_VERSIONS_KEY, b"{}")),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _calendar_versions(encoded: bytes) -> Mapping[str, int]:
+    """The calendar versions of stamped metadata, read-only (the same few rulesets stamp
+    every result, so one parsed mapping serves them all)."""
+    return types.MappingProxyType(json.loads(encoded))
 
 
 class RulesetCache:
