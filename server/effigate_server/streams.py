@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from effigate.v1 import common_pb2
 from effigate_engine.errors import EffigateError
+from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.service import IngestResult
 from effigate_server.convert import read_ipc
 
@@ -31,7 +32,7 @@ async def gather_stream(chunks: AsyncIterator[common_pb2.ArrowChunk]) -> tuple[p
         raise EffigateError("stream: carried no chunk")
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except ARROW_INPUT_ERRORS as exc:
         raise EffigateError(
             f"chunk[1..{len(tables) - 1}].arrow_ipc: the chunks' columns do not agree ({exc})"
         ) from exc

@@ -19,6 +19,14 @@ import pyarrow as pa
 
 from effigate_engine.errors import BatchError
 
+#: What Arrow raises when a caller's column cannot be cast to the type asked for, or a caller's
+#: batches cannot be combined: the caller's input is at fault, never the engine.
+ARROW_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+)
+
 NO_INSTANT = np.iinfo(np.int64).min
 _UNIT_SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 

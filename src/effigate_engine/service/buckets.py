@@ -16,6 +16,7 @@ import pyarrow as pa
 from effigate_engine.billing.buckets import bucket_statement
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import BillingError, EffigateError
+from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.ratecard.classify import ContractBook, classify
 from effigate_engine.ratecard.periods import local_midnight
 from effigate_engine.ratecard.schemas import TIME_LOGS, TIME_LOGS_REQUIRED
@@ -139,7 +140,7 @@ def caller_logs(logs: pa.Table) -> pa.Table:
         column = logs.column(spec.name)
         try:
             column = column.cast(spec.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        except ARROW_INPUT_ERRORS as exc:
             raise EffigateError(
                 f"logs.{spec.name}: {column.type} is not {spec.type} ({exc})"
             ) from exc

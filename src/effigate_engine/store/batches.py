@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine.clock import HORIZON, outside_horizon
+from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.store.errors import StoreError
 from effigate_engine.store.tenant import tenant_text
 
@@ -313,7 +314,7 @@ def _checked_rows(
         if data.type != col.arrow_type:
             try:
                 data = data.cast(col.arrow_type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            except ARROW_INPUT_ERRORS as exc:
                 raise StoreError(name, str(data.type), f"cannot be read as {col.arrow_type}")\
                     from exc
         arrays.append(data)
