@@ -550,7 +550,9 @@ def write_demo_env(path: Path, values: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# The demo MSP of `effigate serve --demo`, rewritten by each run. Holds a token: keep\n"
-        "# it private (mode 0600). Use it with `source " + str(path) + "`.\n"
+        "# it private (mode 0600). Use it with `source "
+        + str(path)
+        + "`.\n"
         + "".join(f"export {name}={value}\n" for name, value in values.items())
     )
     temporary = path.with_suffix(".tmp")

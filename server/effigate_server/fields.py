@@ -111,6 +111,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "business_seconds": (0, _SPAN),
     "amount_minor": (-(10**15), 10**15),
     "rate_card_version": (0, 2**31 - 1),
+    "capacity": (0, 1_000_000),
+    "proposed_version": (0, 2**31 - 1),
 }
 
 # C0 controls and DEL; free text may carry tab, line feed and carriage return.

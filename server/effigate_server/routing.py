@@ -20,8 +20,8 @@ from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.sla.policy import SUPPORT_LEVELS
 from effigate_server.convert import body, optional_datetime, read_ipc, timestamp, write_ipc
 from effigate_server.errors import guarded
-from effigate_server.sla_results import ticket_failures
 from effigate_server.interceptors import current_principal
+from effigate_server.sla_results import ticket_failures
 
 
 def _queue_json(q: pb.Queue) -> dict[str, Any]:
@@ -216,9 +216,7 @@ class RoutingServicer(rpc.RoutingServiceServicer):
     ) -> pb.QueueDepthResponse:
         rows = await service.queue_depth(self.store, current_principal())
         return pb.QueueDepthResponse(
-            queues=[
-                pb.QueueDepthRow(queue=q, open_tickets=n, unassigned=u) for q, n, u in rows
-            ]
+            queues=[pb.QueueDepthRow(queue=q, open_tickets=n, unassigned=u) for q, n, u in rows]
         )
 
     @guarded

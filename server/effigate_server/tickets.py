@@ -147,9 +147,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
         table, skip = await gather_stream(request_iterator)
-        return ingest_summary(
-            await tickets.ingest_rows(self.store, principal, kind, table, skip)
-        )
+        return ingest_summary(await tickets.ingest_rows(self.store, principal, kind, table, skip))
 
     @guarded
     async def IngestTickets(

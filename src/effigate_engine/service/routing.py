@@ -139,7 +139,9 @@ async def put_queues(store: Store, principal: Principal, queues: Sequence[Queue]
         if name in names[:i]:
             raise EffigateError(f"queues[{i}].name: {name!r} is given twice")
     async with store.transaction(principal) as conn:
-        await _check_calendars(conn, [(f"queues[{i}].calendar", q.calendar) for i, q in enumerate(queues)])
+        await _check_calendars(
+            conn, [(f"queues[{i}].calendar", q.calendar) for i, q in enumerate(queues)]
+        )
         known = {q.name for q in await stored.load_queues(conn)} | set(names)
         for i, q in enumerate(queues):
             if q.escalation_queue is not None and q.escalation_queue not in known:
@@ -168,7 +170,9 @@ async def put_agents(store: Store, principal: Principal, agents: Sequence[Agent]
         if agent_id in ids[:i]:
             raise EffigateError(f"agents[{i}].id: {agent_id!r} is given twice")
     async with store.transaction(principal) as conn:
-        await _check_calendars(conn, [(f"agents[{i}].calendar", a.calendar) for i, a in enumerate(agents)])
+        await _check_calendars(
+            conn, [(f"agents[{i}].calendar", a.calendar) for i, a in enumerate(agents)]
+        )
         known = {q.name for q in await stored.load_queues(conn)}
         for i, agent in enumerate(agents):
             for name in sorted(agent.queues):
@@ -290,9 +294,7 @@ async def sla_states(
     rulesets = {}
     for policy_id in sorted({int(t["sla_policy_id"]) for t in with_policy}):
         rulesets[policy_id] = await evaluations.ruleset(conn, cache, principal, policy_id)
-    histories = await stored_tickets.load_histories(
-        conn, ticket_ids=[t["id"] for t in with_policy]
-    )
+    histories = await stored_tickets.load_histories(conn, ticket_ids=[t["id"] for t in with_policy])
     policy_of = {t["id"]: int(t["sla_policy_id"]) for t in with_policy}
     table = timelines_table(histories)
     names = [rulesets[policy_of[h.ticket.id]].policy.name for h in histories]
@@ -379,7 +381,10 @@ async def route(
                 conn,
                 principal,
                 row.ticket_id,
-                [(f"route:{hid}:{kind.lower()}", kind, when, detail) for kind, detail in events[row.ticket_id]],
+                [
+                    (f"route:{hid}:{kind.lower()}", kind, when, detail)
+                    for kind, detail in events[row.ticket_id]
+                ],
             )
     return rules_row.version, outcomes
 
@@ -426,8 +431,14 @@ def _route_changes(
             )
         outcomes.append(
             RouteOutcome(
-                t["id"], r["rule"], r["queue"], t["queue"], r["priority"], r["support_level"],
-                tags, bool(changes),
+                t["id"],
+                r["rule"],
+                r["queue"],
+                t["queue"],
+                r["priority"],
+                r["support_level"],
+                tags,
+                bool(changes),
             )
         )
     return outcomes, history, events
@@ -528,9 +539,7 @@ async def assign(
         await stored.lock_queues(conn, sorted(involved))
         agents = await stored.lock_agents(conn, sorted(involved))
         if queue:
-            ids = await stored.unassigned_ticket_ids(
-                conn, queue, limit or DEFAULT_ASSIGN_LIMIT
-            )
+            ids = await stored.unassigned_ticket_ids(conn, queue, limit or DEFAULT_ASSIGN_LIMIT)
         tickets = await _tickets(conn, ids)
         return await _assign_locked(
             conn, cache, principal, tickets, list(queues.values()), agents, when
@@ -550,7 +559,9 @@ async def _assign_locked(
     todo = []
     for t in tickets:
         if t["status"] == "RESOLVED":
-            left[t["id"]] = AssignOutcome(t["id"], t["queue"], t["assignee"], False, RESOLVED, 0, False)
+            left[t["id"]] = AssignOutcome(
+                t["id"], t["queue"], t["assignee"], False, RESOLVED, 0, False
+            )
         elif t["assignee"] is not None:
             left[t["id"]] = AssignOutcome(
                 t["id"], t["queue"], t["assignee"], False, ALREADY_ASSIGNED, 0, False
@@ -563,9 +574,7 @@ async def _assign_locked(
         states, _ = await sla_states(conn, cache, principal, [*todo, *held], at)
         state = await _workload(conn, held, states)
         calendars = await _calendar_set(conn, cache, principal, queues, agents)
-        table = routing_table(
-            todo, assign_at=[at] * len(todo), **_sla_columns(todo, states)
-        )
+        table = routing_table(todo, assign_at=[at] * len(todo), **_sla_columns(todo, states))
         results, _ = routing.assign(
             table, [_queue(q) for q in queues], [_agent(a) for a in agents], calendars, state
         )
@@ -578,7 +587,9 @@ async def _workload(
 ) -> routing.Workload:
     """The agents' workload at the call: open count and weighted load of their open assigned
     tickets, and their order of latest assignment in the history (-1: never)."""
-    table = routing_table(held, assignee=[t["assignee"] for t in held], **_sla_columns(held, states))
+    table = routing_table(
+        held, assignee=[t["assignee"] for t in held], **_sla_columns(held, states)
+    )
     loads = routing.workload(table)
     latest = await stored.last_assigned(conn)
     ranked = sorted(latest, key=lambda a: latest[a])
@@ -619,7 +630,11 @@ async def _record_assignments(
         if record:
             history.append(
                 HistoryRow(
-                    t["id"], final, agent, reason, escalated=r["escalated"],
+                    t["id"],
+                    final,
+                    agent,
+                    reason,
+                    escalated=r["escalated"],
                     weight=r["weight"] if agent is not None else None,
                 )
             )
@@ -679,7 +694,9 @@ async def agent_workload(
         agents = {a.id: a for a in await stored.load_agents(conn)}
         held = await stored.open_assigned_tickets(conn)
         states, failures = await sla_states(conn, cache, principal, held, at)
-    table = routing_table(held, assignee=[t["assignee"] for t in held], **_sla_columns(held, states))
+    table = routing_table(
+        held, assignee=[t["assignee"] for t in held], **_sla_columns(held, states)
+    )
     loads = routing.workload(table)
     risk: dict[str, list[int]] = {}
     for t in held:
@@ -747,7 +764,9 @@ async def replay_routing(
     from and to queue."""
     _staff(principal, "replay routing")
     if (body is None) == (version is None):
-        raise EffigateError("proposed_rules_json: give proposed rules or a stored version, not both")
+        raise EffigateError(
+            "proposed_rules_json: give proposed rules or a stored version, not both"
+        )
     if start is not None and end is not None and end < start:
         raise EffigateError(f"end: {end.isoformat()!r} is before start ({start.isoformat()})")
     async with store.transaction(principal) as conn:

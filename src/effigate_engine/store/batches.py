@@ -63,7 +63,6 @@ class BatchRefused(StoreError):
         self.args = (text,)
 
 
-
 @dataclass(frozen=True)
 class Column:
     """One ingested column: Arrow type, SQL type and whether nulls are allowed."""
@@ -160,7 +159,7 @@ class BulkTable:
         tenant = tenant_text(tenant_id)
         return (
             f"SELECT EXISTS (SELECT 1 FROM {self.name} t,"
-            f" (SELECT min(id COLLATE \"C\") AS lo, max(id COLLATE \"C\") AS hi"
+            f' (SELECT min(id COLLATE "C") AS lo, max(id COLLATE "C") AS hi'
             f" FROM {self.staging}) b"
             f" WHERE t.tenant_id = '{tenant}'::uuid AND t.id >= b.lo AND t.id <= b.hi)"
         )
@@ -315,8 +314,9 @@ def _checked_rows(
             try:
                 data = data.cast(col.arrow_type)
             except ARROW_INPUT_ERRORS as exc:
-                raise StoreError(name, str(data.type), f"cannot be read as {col.arrow_type}")\
-                    from exc
+                raise StoreError(
+                    name, str(data.type), f"cannot be read as {col.arrow_type}"
+                ) from exc
         arrays.append(data)
     loose = pa.schema([pa.field(c.name, c.arrow_type) for c in spec.columns])
     prepared = pa.Table.from_arrays(arrays, schema=loose)

@@ -105,7 +105,7 @@ async def upsert_queues(conn: asyncpg.Connection, queues: Sequence[QueueRow]) ->
 async def load_queues(conn: asyncpg.Connection) -> list[QueueRow]:
     """Every queue of the tenant, by name."""
     rows = await conn.fetch(
-        "SELECT name, calendar, escalation_queue FROM queues ORDER BY name COLLATE \"C\""
+        'SELECT name, calendar, escalation_queue FROM queues ORDER BY name COLLATE "C"'
     )
     return [_queue(r) for r in rows]
 
@@ -220,7 +220,9 @@ async def current_rules_version(conn: asyncpg.Connection) -> int | None:
 _TICKET_COLUMNS = """t.id, t.client_id, t.contract_id, t.priority, t.status, t.created_at,
     t.support_level, t.job_type, t.after_hours, t.channel, t.subject, t.requester, t.queue,
     t.assignee, t.tags, c.sla_policy_id"""
-_TICKET_FROM = "tickets t LEFT JOIN contracts c ON c.tenant_id = t.tenant_id AND c.id = t.contract_id"
+_TICKET_FROM = (
+    "tickets t LEFT JOIN contracts c ON c.tenant_id = t.tenant_id AND c.id = t.contract_id"
+)
 
 
 async def load_tickets(conn: asyncpg.Connection, ticket_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -245,9 +247,7 @@ async def load_ticket_queues(
     return {r["id"]: r["queue"] for r in rows}
 
 
-async def unassigned_ticket_ids(
-    conn: asyncpg.Connection, queue: str, limit: int
-) -> list[str]:
+async def unassigned_ticket_ids(conn: asyncpg.Connection, queue: str, limit: int) -> list[str]:
     """Up to ``limit`` open, unassigned tickets of ``queue``, oldest first (then by id)."""
     rows = await conn.fetch(
         """SELECT id FROM tickets WHERE queue = $1 AND assignee IS NULL

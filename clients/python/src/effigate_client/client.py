@@ -19,6 +19,7 @@ from effigate.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
+    routing_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     tickets_pb2_grpc,
@@ -63,6 +64,23 @@ IDEMPOTENT = {
     "effigate.v1.ReportService": ["Compliance", "Percentiles", "RecommendedTargets", "Replay"],
     "effigate.v1.ContractService": ["GetContract", "ListContracts"],
     "effigate.v1.TimeLogService": ["IngestTimeLogs", "IngestTimeLogStream", "ApproveTimeLogs"],
+    # puts replace by name or id (the rules: a body equal to the current version stores
+    # nothing); Route and Assign record nothing for a ticket already where they would put it
+    "effigate.v1.RoutingService": [
+        "PutQueues",
+        "ListQueues",
+        "PutAgents",
+        "ListAgents",
+        "PutRoutingRules",
+        "GetRoutingRules",
+        "Route",
+        "RouteBatch",
+        "Assign",
+        "QueueDepth",
+        "AgentWorkload",
+        "OldestUnassigned",
+        "ReplayRouting",
+    ],
     "effigate.v1.BillingService": [
         "Classify",
         "PreviewInvoice",
@@ -176,7 +194,17 @@ def ingest_chunks(
         yield message
 
 
-STUBS = ("catalog", "tickets", "sla", "reports", "rate_cards", "contracts", "time_logs", "billing")
+STUBS = (
+    "catalog",
+    "tickets",
+    "sla",
+    "reports",
+    "rate_cards",
+    "contracts",
+    "time_logs",
+    "billing",
+    "routing",
+)
 
 
 def evaluate_requests(
@@ -214,6 +242,7 @@ class _Stubs:
         self.contracts = billing_pb2_grpc.ContractServiceStub(channel)
         self.time_logs = billing_pb2_grpc.TimeLogServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingServiceStub(channel)
+        self.routing = routing_pb2_grpc.RoutingServiceStub(channel)
         for name in STUBS:
             setattr(self, name, _Authed(getattr(self, name), token, timeout))
 
