@@ -5,8 +5,8 @@ One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.serve`), ``token`` (:mod:`effigate_cli.tokens`), ``demo``
 (:mod:`effigate_cli.demo`), and the client commands ``status``, ``sla``, ``bill`` and
 ``replay`` (:mod:`effigate_cli.client`), and the routing commands ``queues``, ``workload``,
-``route``, ``assign`` and ``routing-rules`` (:mod:`effigate_cli.routing`). A failure is one line on standard error and an exit
-code (:mod:`effigate_cli.failures`).
+``route``, ``assign`` and ``routing-rules`` (:mod:`effigate_cli.routing`). A failure is one
+line on standard error and an exit code (:mod:`effigate_cli.failures`).
 """
 
 from __future__ import annotations
