@@ -144,7 +144,10 @@ class RoutingServicer(rpc.RoutingServiceServicer):
         if not request.ticket_ids:
             raise EffigateError("ticket_ids: is empty (name the tickets to route)")
         version, outcomes = await service.route(
-            self.store, current_principal(), list(request.ticket_ids)
+            self.store,
+            current_principal(),
+            list(request.ticket_ids),
+            optional_datetime(request, "at"),
         )
         return pb.RouteResponse(
             rule_version=version,

@@ -283,8 +283,8 @@ async def sla_states(
     now: datetime,
 ) -> tuple[dict[str, SlaState], pa.Table]:
     """The :class:`SlaState` of each ticket whose contract has an SLA policy and that has an
-    open metric, from the SLA evaluation of the stored tickets at ``now`` under their
-    contracts' policies; and the tickets the engine could not evaluate
+    open metric, from the SLA evaluation of the stored tickets as known at ``now`` (their
+    events up to it) under their contracts' policies; and the tickets the engine could not evaluate
     (``sla.screening.REJECTED_ROWS``). A ticket without a policy, or whose metrics all
     stopped, has no state (no SLA: urgency 1)."""
     with_policy = [t for t in tickets if t["sla_policy_id"] is not None]
