@@ -247,7 +247,8 @@ async def _live_rules(conn: asyncpg.Connection) -> RulesRow:
 
 def routing_table(tickets: Sequence[Mapping[str, Any]], **extra: Sequence[Any]) -> pa.Table:
     """Stored tickets (rows of :mod:`effigate_engine.store.routing`) as a
-    ``routing.ROUTING_TICKETS`` batch; ``extra`` adds columns of that schema."""
+    ``routing.ROUTING_TICKETS`` batch; ``extra`` adds columns (of that schema, or text columns
+    such as ``assignee``)."""
     schema = routing.ROUTING_TICKETS
     columns: dict[str, Any] = {
         "ticket_id": [t["id"] for t in tickets],
@@ -263,7 +264,12 @@ def routing_table(tickets: Sequence[Mapping[str, Any]], **extra: Sequence[Any]) 
         "tags": [list(t["tags"] or ()) for t in tickets],
         **extra,
     }
-    return pa.table({k: pa.array(v, schema.field(k).type) for k, v in columns.items()})
+    return pa.table(
+        {
+            k: pa.array(v, schema.field(k).type if k in schema.names else pa.string())
+            for k, v in columns.items()
+        }
+    )
 
 
 @dataclass(frozen=True)
