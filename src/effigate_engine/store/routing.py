@@ -373,6 +373,7 @@ async def oldest_unassigned(
                count(*) OVER (PARTITION BY queue) AS waiting
            FROM tickets WHERE queue IS NOT NULL AND assignee IS NULL
                AND status <> 'RESOLVED'
-           ORDER BY queue COLLATE "C", created_at, id COLLATE "C\""""
+           ORDER BY queue, created_at, id COLLATE "C\""""
     )
+    rows = sorted(rows, key=lambda r: r["queue"].encode())
     return [(r["queue"], r["id"], r["created_at"], r["waiting"]) for r in rows]
