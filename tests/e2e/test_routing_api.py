@@ -394,16 +394,19 @@ def test_two_assignments_racing_never_exceed_an_agents_capacity(
             agents=[routing_pb2.Agent(id="solo", queues=["desk", "field"], capacity=5)]
         )
     )
-    for i in range(24):
+    rules = {"fallback_queue": "field", "rules": [{"match": {"priority": "HIGH"}, "queue": "desk"}]}
+    client.routing.PutRoutingRules(routing_pb2.PutRoutingRulesRequest(body_json=json.dumps(rules)))
+    ids = [f"R-{i:02d}" for i in range(24)]
+    for i, ticket_id in enumerate(ids):
         client.tickets.CreateTicket(
             tickets_pb2.CreateTicketRequest(
-                id=f"R-{i:02d}",
+                id=ticket_id,
                 client_id=acme,
-                priority="MEDIUM",
+                priority="HIGH" if i % 2 else "MEDIUM",
                 created_at=to_timestamp(MONDAY + timedelta(minutes=i)),
-                queue="desk" if i % 2 else "field",
             )
         )
+    client.routing.Route(routing_pb2.RouteRequest(ticket_ids=ids))
     with ThreadPoolExecutor(4) as pool:
         clients = [Client(service.address, tenant.token, timeout=60) for _ in range(4)]
         try:
