@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -46,6 +50,7 @@ NYC = "nyc-business-hours"
 #: Monday 2 March 2026, New York: tickets arrive from 09:00, assignment runs at 11:00.
 MONDAY = at("2026-03-02T09:00:00-05:00")
 ASSIGN_AT = at("2026-03-02T11:00:00-05:00")
+EFFIGATE = str(Path(sys.executable).with_name("effigate"))
 
 
 def _queues() -> list[routing_pb2.Queue]:
@@ -420,7 +425,9 @@ def test_two_assignments_racing_never_exceed_an_agents_capacity(
         finally:
             for c in clients:
                 c.close()
-    assigned = [r.ticket_id for reply in replies for r in reply.results if r.assignee]
+    assigned = [
+        r.ticket_id for reply in replies for r in reply.results if r.recorded and r.assignee
+    ]
     assert len(assigned) == len(set(assigned)) == 5
     rows = fetch(
         tenant,
@@ -450,3 +457,62 @@ def test_a_tenant_sees_only_its_own_queues_and_agents(
             theirs.routing.Assign,
             routing_pb2.AssignRequest(queue="mine"),
         )
+
+
+def test_the_routing_commands(
+    client: Client, tenant: Tenant, service: ServiceProcess, tmp_path: Path
+) -> None:
+    acme = client.catalog.CreateClient(catalog_pb2.CreateClientRequest(name="Acme")).id
+    client.routing.PutQueues(
+        routing_pb2.PutQueuesRequest(
+            queues=[routing_pb2.Queue(name="desk"), routing_pb2.Queue(name="major")]
+        )
+    )
+    client.routing.PutAgents(
+        routing_pb2.PutAgentsRequest(
+            agents=[
+                routing_pb2.Agent(id="ana", name="Ana", queues=["desk"], capacity=1),
+                routing_pb2.Agent(id="bo", name="Bo", queues=["desk", "major"], capacity=5),
+            ]
+        )
+    )
+    for i, priority in enumerate(("CRITICAL", "LOW", "LOW")):
+        client.tickets.CreateTicket(
+            tickets_pb2.CreateTicketRequest(
+                id=f"CLI-{i}",
+                client_id=acme,
+                priority=priority,
+                created_at=to_timestamp(MONDAY + timedelta(minutes=i)),
+            )
+        )
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        json.dumps(
+            {"fallback_queue": "desk", "rules": [{"match": {"priority": "P1"}, "queue": "major"}]}
+        )
+    )
+    env = {"EFFIGATE_ADDRESS": service.address, "EFFIGATE_TOKEN": tenant.token}
+    assert "routing rules version 1" in effigate("routing-rules", "put", str(rules), env=env)
+    shown = effigate("routing-rules", "get", env=env)
+    assert json.loads(shown.split("\n", 1)[1])["rules"][0]["queue"] == "major"
+    routed = effigate("route", "CLI-0", "CLI-1", "CLI-2", env=env)
+    assert "- -> major" in routed and "rule 0" in routed and "fallback" in routed
+    assigned = effigate("assign", "--queue", "desk", env=env)
+    assert "2 of 2 tickets assigned" in assigned
+    assert "1 of 1 tickets assigned" in effigate("assign", "--tickets", "CLI-0", env=env)
+    queues = effigate("queues", env=env).splitlines()
+    assert queues[1].split()[:3] == ["desk", "2", "0"]
+    assert queues[2].split()[:3] == ["major", "1", "0"]
+    workload = {
+        line.split()[0]: line.split() for line in effigate("workload", env=env).splitlines()[1:]
+    }
+    assert workload["ana"][2:4] == ["1", "1"] and workload["bo"][2:4] == ["2", "5"]
+
+
+def effigate(*args: str, env: dict[str, str]) -> str:
+    """``effigate`` run with ``env`` added; its standard output (a failure fails the test)."""
+    done = subprocess.run(
+        [EFFIGATE, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
