@@ -22,6 +22,7 @@ from effigate_client import (
     Client,
     billing_pb2,
     catalog_pb2,
+    common_pb2,
     routing_pb2,
     tickets_pb2,
     to_timestamp,
@@ -516,3 +517,51 @@ def effigate(*args: str, env: dict[str, str]) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_route_batch_streams_routes_equal_to_the_engine_in_process(
+    client: Client, tenant: Tenant
+) -> None:
+    import random
+
+    import pyarrow as pa
+
+    from effigate_engine import routing
+
+    assert "(none stored)" in refused(
+        grpc.StatusCode.NOT_FOUND,
+        client.routing.PutQueues,
+        routing_pb2.PutQueuesRequest(queues=_queues()),
+    )
+    names = [routing_pb2.Queue(name=q.name) for q in _queues()]
+    client.routing.PutQueues(routing_pb2.PutQueuesRequest(queues=names))
+    client.routing.PutRoutingRules(routing_pb2.PutRoutingRulesRequest(body_json=json.dumps(RULES)))
+    rng = random.Random(7)
+    n = 20_000
+    tickets = pa.table(
+        {
+            "ticket_id": [f"B-{i}" for i in range(n)],
+            "priority": [rng.choice(["P1", "HIGH", "MEDIUM", "LOW"]) for _ in range(n)],
+            "support_level": [rng.choice(["L1", "L2", "L3", None]) for _ in range(n)],
+            "job_type": [rng.choice(["network", "endpoint", None]) for _ in range(n)],
+            "requester": [
+                rng.choice(["a@legal-firm-a.com", "b@it.legal-firm-a.com", "c@x.org", None])
+                for _ in range(n)
+            ],
+            "subject": [rng.choice(["Outage!", "printer", None]) for _ in range(n)],
+        }
+    )
+    routes = client.route_arrow(tickets, chunk_rows=6_000)
+    expected = routing.route(tickets, routing.RoutingRules.from_json(RULES))
+    assert routes.num_rows == n
+    for name in ("ticket_id", "rule", "queue", "priority", "support_level", "tags"):
+        assert routes[name].to_pylist() == expected[name].to_pylist(), name
+    assert set(routes["queue"].to_pylist()) == {"oncall", "network", "endpoint", "triage"}
+    # a chunk that is not Arrow is named
+    message = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: list(
+            client.routing.RouteBatch(iter([common_pb2.ArrowChunk(arrow_ipc=b"not arrow")]))
+        ),
+    )
+    assert message.startswith("chunk[0].arrow_ipc"), message

@@ -124,9 +124,8 @@ async def _check_calendars(
     live = {c.name for c in await stored_catalog.load_calendars(conn)}
     for path, name in wanted:
         if name not in live:
-            raise NotFound(
-                path, name, f"is not a calendar of this tenant ({', '.join(sorted(live))})"
-            )
+            known = ", ".join(sorted(live)) or "none stored"
+            raise NotFound(path, name, f"is not a calendar of this tenant ({known})")
 
 
 async def put_queues(store: Store, principal: Principal, queues: Sequence[Queue]) -> list[QueueRow]:

@@ -383,6 +383,17 @@ class Client(_Stubs):
             billing_pb2.PeriodRequest(contract_id=contract_id, period_start=period_start)
         )
 
+    def route_arrow(self, tickets: pa.Table | str | Path, chunk_rows: int = CHUNK_ROWS) -> pa.Table:
+        """Route a table (or Parquet file) of tickets (``routing.ROUTING_TICKETS`` columns)
+        with the tenant's current routing rules through the ``RouteBatch`` stream; nothing is
+        stored. The ``routing.ROUTES`` table, in input order."""
+        chunks = (
+            common_pb2.ArrowChunk(arrow_ipc=ipc_bytes(chunk))
+            for chunk in _chunks(_table(tickets), chunk_rows)
+        )
+        parts = [ipc_table(reply.arrow_ipc) for reply in self.routing.RouteBatch(chunks)]
+        return pa.concat_tables(parts) if parts else pa.table({})
+
     def report(self, response: common_pb2.ReportTable) -> pa.Table:
         """The Arrow table of a report response."""
         return ipc_table(response.arrow_ipc)
