@@ -88,15 +88,7 @@ def _i64(n: int) -> np.ndarray:
 def test_ticket_columns_refuse_columns_of_other_lengths() -> None:
     with pytest.raises(ValueError, match="one entry per ticket"):
         _evaluate.TicketColumns(
-            _i64(3),
-            _i64(3),
-            _i64(2),
-            _i64(3),
-            _i64(3),
-            _i64(3),
-            _i64(4),
-            _i64(0),
-            _i64(0),
+            _i64(3), _i64(3), _i64(2), _i64(3), _i64(3), _i64(3), _i64(4), _i64(0), _i64(0),
             _i64(0),
         )
     with pytest.raises(ValueError, match="pause_offsets"):
