@@ -150,7 +150,8 @@ def _state(rng: random.Random, agents: list[Agent]) -> tuple[Workload, dict, int
     loads = {}
     for a in agents:
         if rng.random() < 0.5:
-            loads[a.id] = AgentLoad(rng.randint(0, 3), rng.randint(0, 30), rng.randint(-1, 40))
+            # Few distinct loads, so ties (broken by recency, then id) are common.
+            loads[a.id] = AgentLoad(rng.randint(0, 3), rng.choice([0, 2, 4]), rng.randint(-1, 40))
     sequence = max([x.last_assigned for x in loads.values()], default=-1) + 1
     sequence += rng.randint(0, 3)
     plain = {k: (v.open_count, v.load, v.last_assigned) for k, v in loads.items()}
