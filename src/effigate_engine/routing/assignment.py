@@ -212,10 +212,17 @@ def _assign_instants(table: pa.Table, calendars: CalendarSet | None) -> np.ndarr
             raise BatchError(
                 "assign_at",
                 row,
-                datetime.fromtimestamp(int(at[row]), UTC).isoformat(),
+                _iso(int(at[row])),
                 f"is outside the calendars' horizon {calendars.horizon}",
             )
     return np.ascontiguousarray(at, np.int64)
+
+
+def _iso(t: int) -> str:
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{t} s since the epoch"
 
 
 __all__ = ["AT_RISK", "assign"]

@@ -147,20 +147,22 @@ def _subject_hits(table: pa.Table, compiled: RouteTables) -> dict[str, np.ndarra
 
 
 def _domain_hits(table: pa.Table, compiled: RouteTables) -> dict[str, np.ndarray]:
+    """Per domain, whether each requester's domain (after its last ``@``, casefolded) is it or
+    a subdomain of it. A domain holds no ``@``, so that is: the casefolded address ends with
+    ``@domain`` or ``.domain`` and has an ``@`` (looked for only where the end matched)."""
     patterns = {d for ds in compiled.domain_patterns if ds is not None for d in ds}
     if not patterns:
         return {}
-    requester = string_column(table, "requester")
-    encoded = pc.dictionary_encode(requester)
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    distinct = encoded.dictionary
-    has_at = pc.match_substring(distinct, "@")
-    domain = casefolded(pc.replace_substring_regex(distinct, "^.*@", ""))
+    folded = casefolded(string_column(table, "requester"))
     hits = {}
     for d in patterns:
-        hit = pc.and_(has_at, pc.or_(pc.equal(domain, d), pc.ends_with(domain, "." + d)))
-        per_value = np.append(hit.to_numpy(zero_copy_only=False), False)  # code -1 reads False
-        hits[d] = per_value[codes]
+        ends = pc.or_(pc.ends_with(folded, "@" + d), pc.ends_with(folded, "." + d))
+        hit = ends.fill_null(False).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(hit)
+        if rows.size:
+            has_at = pc.match_substring(pc.take(folded, pa.array(rows)), "@")
+            hit[rows[~has_at.to_numpy(zero_copy_only=False)]] = False
+        hits[d] = hit
     return hits
 
 
@@ -190,12 +192,19 @@ def _tags(table: pa.Table, compiled: RouteTables, action: np.ndarray) -> pa.Arra
     tag_set = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     sets = [s.split(_TAG_SEPARATOR) if s else [] for s in encoded.dictionary.to_pylist()]
     sets.append([])  # code -1 (null list)
-    key = (tag_set % (len(sets))) * len(compiled.tags) + action
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # One result per (tag set, action) pair that occurs: a small key space, so a lookup table
+    # numbers the pairs without sorting the rows.
+    actions = len(compiled.tags)
+    key = (tag_set % len(sets)) * actions + action
+    seen = np.zeros(len(sets) * actions, bool)
+    seen[key] = True
+    pairs = np.flatnonzero(seen)
+    number = np.empty(seen.size, np.int32)
+    number[pairs] = np.arange(pairs.size, dtype=np.int32)
     results = [
-        sorted(set(sets[int(tag_set[i])]) | set(compiled.tags[int(action[i])])) for i in first
+        sorted(set(sets[int(k // actions)]) | set(compiled.tags[int(k % actions)])) for k in pairs
     ]
-    return pc.take(pa.array(results, pa.list_(pa.string())), pa.array(inverse.ravel()))
+    return pc.take(pa.array(results, pa.list_(pa.string())), pa.array(number[key]))
 
 
 def routed(tickets: pa.Table | pa.RecordBatch | str | Path, routes: pa.Table) -> pa.Table:
