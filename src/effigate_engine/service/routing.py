@@ -355,6 +355,14 @@ class RouteOutcome:
     changed: bool
 
 
+def event_id(history_id: int, kind: str) -> str:
+    """The id of the event of ``kind`` recorded with history row ``history_id``:
+    ``routing:<history id, 19 digits>:<kind>``. Events of one kind at one instant fold in id
+    order, so a later change (a later history row) wins over an earlier one at the same
+    instant, routing or assignment alike."""
+    return f"routing:{history_id:019d}:{kind.lower()}"
+
+
 def _event_instant(ticket: Mapping[str, Any], at: datetime) -> datetime:
     """An event's instant: ``at``, or the ticket's creation when that is later (an event
     never precedes its ticket)."""
@@ -387,7 +395,7 @@ async def route(
                 principal,
                 row.ticket_id,
                 [
-                    (f"route:{hid}:{kind.lower()}", kind, when, detail)
+                    (event_id(hid, kind), kind, when, detail)
                     for kind, detail in events[row.ticket_id]
                 ],
             )
@@ -656,7 +664,7 @@ async def _record_assignments(
                 conn,
                 principal,
                 row.ticket_id,
-                [(f"assign:{hid}:{kind.lower()}", kind, when, detail) for kind, detail in changes],
+                [(event_id(hid, kind), kind, when, detail) for kind, detail in changes],
             )
     return outcomes
 
@@ -765,12 +773,14 @@ async def replay_routing(
     end: datetime | None = None,
 ) -> RoutingReplay:
     """Route the stored tickets created in ``[start, end)`` with proposed rules (a JSON
-    ``body``, or a stored ``version``); nothing is stored. Moves by count (most first), then
-    from and to queue."""
+    ``body``, or a stored ``version``) and with the tenant's current rules; nothing is
+    stored. A ticket *moves* when the two send it to different queues (without current
+    rules: when the proposed ones send it elsewhere than its stored queue). Moves by count
+    (most first), then from and to queue (bytewise)."""
     _staff(principal, "replay routing")
     if (body is None) == (version is None):
         raise EffigateError(
-            "proposed_rules_json: give proposed rules or a stored version, not both"
+            "proposed_rules_json: give proposed rules or a stored version (one of them)"
         )
     if start is not None and end is not None and end < start:
         raise EffigateError(f"end: {end.isoformat()!r} is before start ({start.isoformat()})")
@@ -780,15 +790,22 @@ async def replay_routing(
             if row is None:
                 raise NotFound("proposed_version", version, "is not a version of the routing rules")
             body = row.body
-        rules = parse_rules(body)
+        proposed = parse_rules(body)
+        current = await stored.load_rules(conn)
         tickets = await stored.tickets_created_between(conn, start, end)
     if not tickets:
         return RoutingReplay(0, 0, [])
-    routes = routing.route(routing_table(tickets), rules)
+    table = routing_table(tickets)
+    to_queues = pc.cast(routing.route(table, proposed)["queue"], pa.string()).to_pylist()
+    if current is None:
+        from_queues = [t["queue"] for t in tickets]
+    else:
+        routes = routing.route(table, parse_rules(current.body))
+        from_queues = pc.cast(routes["queue"], pa.string()).to_pylist()
     counts: dict[tuple[str | None, str], int] = {}
-    for t, to in zip(tickets, pc.cast(routes["queue"], pa.string()).to_pylist(), strict=True):
-        if to != t["queue"]:
-            counts[(t["queue"], to)] = counts.get((t["queue"], to), 0) + 1
+    for source, to in zip(from_queues, to_queues, strict=True):
+        if to != source:
+            counts[(source, to)] = counts.get((source, to), 0) + 1
     moves = sorted(
         ((f, to, n) for (f, to), n in counts.items()),
         key=lambda m: (-m[2], (m[0] or "").encode(), m[1].encode()),
