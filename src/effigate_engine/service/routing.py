@@ -4,7 +4,8 @@ The tenant's queues, agents and routing rules (numbered immutable versions) are 
 routing and assignment run the engine's kernels (:mod:`effigate_engine.routing`) over the
 stored tickets and record what changed: the ticket's events (``QUEUE_CHANGED``,
 ``PRIORITY_CHANGED``, ``SUPPORT_LEVEL_CHANGED``, ``TAGS_CHANGED``, ``ASSIGNED``) through
-:func:`effigate_engine.service.tickets.apply_events`, and one row of the append-only
+:func:`~effigate_engine.service.ticket_changes.apply_changes` (``apply_events`` of many
+tickets in a few statements), and one row of the append-only
 assignment history per changed ticket. Nothing is recorded for a ticket that stays as it was,
 so re-sending a call never duplicates history.
 
@@ -38,7 +39,8 @@ from effigate_engine.service import evaluations
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.evaluations import RulesetCache
-from effigate_engine.service.tickets import apply_events, timelines_table
+from effigate_engine.service.ticket_changes import apply_changes
+from effigate_engine.service.tickets import timelines_table
 from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import catalog as stored_catalog
 from effigate_engine.store import routing as stored
@@ -387,18 +389,18 @@ async def route(
         routes = routing.route(routing_table(tickets), rules)
         outcomes, history, events = _route_changes(tickets, routes, rules_row.version)
         hids = await stored.insert_history(conn, history, at, principal.actor)
-        for hid, row in zip(hids, history, strict=True):
-            ticket = next(t for t in tickets if t["id"] == row.ticket_id)
-            when = _event_instant(ticket, at)
-            await apply_events(
-                conn,
-                principal,
-                row.ticket_id,
-                [
-                    (event_id(hid, kind), kind, when, detail)
+        by_id = {t["id"]: t for t in tickets}
+        await apply_changes(
+            conn,
+            principal,
+            {
+                row.ticket_id: [
+                    (event_id(hid, kind), kind, _event_instant(by_id[row.ticket_id], at), detail)
                     for kind, detail in events[row.ticket_id]
-                ],
-            )
+                ]
+                for hid, row in zip(hids, history, strict=True)
+            },
+        )
     return rules_row.version, outcomes
 
 
@@ -656,16 +658,18 @@ async def _record_assignments(
             t["id"], final, agent, r["escalated"], reason, r["weight"], record
         )
     hids = await stored.insert_history(conn, history, at, principal.actor)
-    for hid, row in zip(hids, history, strict=True):
-        changes = events[row.ticket_id]
-        if changes:
-            when = _event_instant(by_id[row.ticket_id], at)
-            await apply_events(
-                conn,
-                principal,
-                row.ticket_id,
-                [(event_id(hid, kind), kind, when, detail) for kind, detail in changes],
-            )
+    await apply_changes(
+        conn,
+        principal,
+        {
+            row.ticket_id: [
+                (event_id(hid, kind), kind, _event_instant(by_id[row.ticket_id], at), detail)
+                for kind, detail in events[row.ticket_id]
+            ]
+            for hid, row in zip(hids, history, strict=True)
+            if events[row.ticket_id]
+        },
+    )
     return outcomes
 
 
