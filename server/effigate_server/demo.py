@@ -82,8 +82,12 @@ TICKET_SCHEMA = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("first_response_at", pa.timestamp("us", tz="UTC")),
         ("resolved_at", pa.timestamp("us", tz="UTC")),
+        ("support_level", pa.string()),
+        ("job_type", pa.string()),
+        ("channel", pa.string()),
     ]
 )
+CHANNELS = (("EMAIL", 0.4), ("PORTAL", 0.25), ("PHONE", 0.2), ("MONITORING", 0.1), ("CHAT", 0.05))
 EVENT_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -319,6 +323,9 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
     tickets: dict[str, list[Any]] = {n: [] for n in TICKET_SCHEMA.names}
     events: dict[str, list[Any]] = {n: [] for n in EVENT_SCHEMA.names}
     logs: dict[str, list[Any]] = {n: [] for n in LOG_SCHEMA.names}
+    # the tickets' descriptive fields draw from their own sequence, so the events and logs
+    # (and every figure computed from them) are those of the same seed without them
+    described = random.Random(f"demo-ticket-fields-{n_tickets}")
 
     def event(ticket: str, kind: str, at: datetime, detail: str | None = None) -> None:
         events["id"].append(f"{ticket}:{len(events['id'])}")
@@ -393,6 +400,13 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
         tickets["created_at"].append(created)
         tickets["first_response_at"].append(first_response)
         tickets["resolved_at"].append(resolved)
+        if kind == "SCOPE":  # within the contract's scope: L2/L3/SA project work
+            level, job = described.choice(("L2", "L3", "SA")), "project"
+        else:
+            level, job = _pick(described, LEVELS), described.choice(JOBS)
+        tickets["support_level"].append(level)
+        tickets["job_type"].append(job)
+        tickets["channel"].append(_pick(described, CHANNELS))
         for _ in range(rng.choices([0, 1, 2], [0.55, 0.37, 0.08])[0]):
             start = _instant(rng, created, min(created + timedelta(days=3), MONTH_END))
             if rng.random() < 0.15:  # an evening or weekend call-out

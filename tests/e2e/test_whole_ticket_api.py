@@ -569,3 +569,54 @@ def test_ticket_commands_round_trip_through_the_cli(service, client: Client, ten
         "L3",
         ["outage", "vip"],
     )
+
+
+def test_a_portal_token_raises_tickets_but_does_not_route_or_assign_them(
+    service, client: Client, tenant
+) -> None:
+    _, acme = _setup(client)
+    with Client(service.address, tenant.portal_token(acme), timeout=60) as portal:
+        created = portal.tickets.CreateTicket(
+            K.CreateTicketRequest(
+                id="P-1",
+                client_id=acme,
+                priority="LOW",
+                created_at=to_timestamp(NOW),
+                support_level="L1",
+                job_type="endpoint",
+                channel="PORTAL",
+                requester="bo@acme.example",
+            )
+        )
+        assert (created.support_level, created.channel) == ("L1", "PORTAL")
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        message = refused(
+            denied,
+            portal.tickets.CreateTicket,
+            K.CreateTicketRequest(
+                id="P-2", client_id=acme, priority="LOW", created_at=to_timestamp(NOW), queue="vip"
+            ),
+        )
+        assert message.endswith("may not set a ticket's queue or assignee")
+        for kind, extra in ((K.ASSIGNED, {"assignee": "me"}), (K.QUEUE_CHANGED, {"queue": "vip"})):
+            refused(
+                denied,
+                portal.tickets.RecordEvent,
+                K.RecordEventRequest(
+                    event_id=f"P-1/{kind}",
+                    ticket_id="P-1",
+                    kind=kind,
+                    occurred_at=to_timestamp(NOW + timedelta(minutes=5)),
+                    **extra,
+                ),
+            )
+        tagged = portal.tickets.RecordEvent(
+            K.RecordEventRequest(
+                event_id="P-1/tags",
+                ticket_id="P-1",
+                kind=K.TAGS_CHANGED,
+                occurred_at=to_timestamp(NOW + timedelta(minutes=5)),
+                tags=["printer"],
+            )
+        )
+        assert list(tagged.tags) == ["printer"]

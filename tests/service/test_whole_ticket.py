@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog, contracts, tickets
@@ -342,3 +344,60 @@ def test_apply_events_records_and_refolds_inside_the_callers_transaction(db: Dat
             assert (await tickets.get_ticket(store, principal, "R-1")).assignee is None
 
     asyncio.run(go())
+
+
+_VALUE_KINDS = {
+    "SUPPORT_LEVEL_CHANGED": ("support_level", ["L1", "L2", "L3", "SA"]),
+    "JOB_TYPE_CHANGED": ("job_type", ["network", "database"]),
+    "ASSIGNED": ("assignee", ["a1", "a2", None]),
+    "QUEUE_CHANGED": ("queue", ["q1", "q2", None]),
+    "PRIORITY_CHANGED": ("priority", ["LOW", "HIGH"]),
+}
+
+
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_VALUE_KINDS)),
+            st.integers(0, 20),  # minutes after creation: ties are common
+            st.integers(0, 5),  # which value
+            st.text("abc", min_size=1, max_size=3),  # event id
+        ),
+        max_size=25,
+        unique_by=lambda e: e[3],
+    ),
+    cut=st.integers(0, 21),
+    initial_level=st.sampled_from([None, "L1", "SA"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_fold_takes_the_latest_event_of_each_kind_known_then(
+    events: list, cut: int, initial_level: str | None
+) -> None:
+    """Whatever the order events arrive in, the fold of those known at an instant gives, for
+    each field, the value of the latest (by time, then id) event of its kind, else the initial
+    value the CREATED event carries."""
+    record = tickets.TicketRecord("H-1", 1, None, "LOW", "OPEN", T0, None, None)
+    created = (
+        "H-1:created",
+        "CREATED",
+        T0,
+        tickets.created_detail("MEDIUM", initial_level, "endpoint", None, "a0"),
+    )
+    sent = [created]
+    for kind, minutes, which, event_id in events:
+        values = _VALUE_KINDS[kind][1]
+        sent.append((event_id, kind, T0 + timedelta(minutes=minutes), values[which % len(values)]))
+    known = [e for e in sent if e[2] <= T0 + timedelta(minutes=cut)]
+    line = tickets.fold(reversed(known), record)
+    expected = {
+        "priority": "MEDIUM",
+        "support_level": initial_level,
+        "job_type": "endpoint",
+        "assignee": "a0",
+        "queue": None,
+    }
+    for kind, (name, _) in _VALUE_KINDS.items():
+        mine = [e for e in known if e[1] == kind]
+        if mine:
+            expected[name] = max(mine, key=lambda e: (e[2], e[0]))[3]
+    assert {name: getattr(line, name) for name in expected} == expected

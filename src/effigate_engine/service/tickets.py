@@ -138,13 +138,15 @@ async def create_ticket(
     resend with another client, contract, creation time, after-hours flag, channel, subject,
     requester or asset is refused). ``fields`` are in normal form (:func:`ticket_fields_of`).
     A support level or job type outside the contract's scope is refused (FAILED_PRECONDITION).
-    A portal token may raise tickets for its client."""
+    A portal token may raise tickets for its client, without a queue or assignee."""
     if not ticket_id:
         raise EffigateError("ticket_id: '' is empty")
     principal.require_client(client_id, "client_id")
     first = normalise_priority(priority)
     _aware("created_at", created_at)
     fields = fields or TicketFields()
+    if fields.queue is not None or fields.assignee is not None:
+        principal.require_staff("set a ticket's queue or assignee")
     detail = created_detail(
         first, fields.support_level, fields.job_type, fields.queue, fields.assignee, fields.tags
     )
@@ -238,6 +240,10 @@ def _check_kind(kind: str, field: str = "kind") -> None:
         raise EffigateError(f"{field}: {kind!r} is not one of {', '.join(EVENT_KINDS[1:])}")
 
 
+#: Events only staff record: where a ticket is worked and by whom is the desk's decision.
+STAFF_EVENTS = frozenset({"ASSIGNED", "QUEUE_CHANGED"})
+
+
 async def record_event(
     store: Store,
     principal: Principal,
@@ -257,9 +263,12 @@ async def record_event(
 ) -> TicketRecord:
     """Record one event (idempotent by ``event_id``: a resend with the same ticket, kind, time
     and detail returns the ticket; another is refused) and refold the ticket's stored state.
+    ``ASSIGNED`` and ``QUEUE_CHANGED`` are staff's (a portal token: PERMISSION_DENIED).
     ``SUPPORT_LEVEL_CHANGED`` / ``JOB_TYPE_CHANGED`` outside the contract's scope are refused
     (FAILED_PRECONDITION)."""
     _check_kind(kind)
+    if kind in STAFF_EVENTS:
+        principal.require_staff(f"record {kind} events")
     detail = event_detail(
         kind,
         status=status,
@@ -298,6 +307,8 @@ async def apply_events(
     prepared = []
     for i, (event_id, kind, occurred_at, detail) in enumerate(events):
         _check_kind(kind, f"events[{i}].kind")
+        if kind in STAFF_EVENTS:
+            principal.require_staff(f"record {kind} events")
         text = detail or ""
         prepared.append(
             (
