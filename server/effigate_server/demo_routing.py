@@ -40,7 +40,9 @@ def agents() -> list[routing_pb2.Agent]:
     return [
         agent("ana", "Ana Silva", ["service-desk"], 40, support_levels=["L1", "L2"]),
         agent("ben", "Ben Okafor", ["service-desk"], 40, support_levels=["L1", "L2"]),
-        agent("chloe", "Chloe Martin", ["noc"], 30),
+        agent(
+            "chloe", "Chloe Martin", ["noc"], 30, skills=routing_pb2.Skills(job_types=["security"])
+        ),
         agent("dev", "Dev Patel", ["noc", "major-incident"], 30),
         agent("emeka", "Emeka Eze", ["major-incident"], 20, support_levels=["L3", "SA"]),
         agent("fatima", "Fatima Khan", ["tailspin-desk"], 60),
@@ -50,14 +52,15 @@ def agents() -> list[routing_pb2.Agent]:
 
 
 def rules(tailspin_client: int) -> dict[str, Any]:
-    """Critical tickets to major incidents, Tailspin's to its desk, high ones to the NOC, the
-    rest to the service desk."""
+    """Critical tickets to major incidents, Tailspin's to its desk, high ones and security work
+    to the NOC, the rest to the service desk."""
     return {
         "fallback_queue": "service-desk",
         "rules": [
             {"name": "critical", "match": {"priority": "CRITICAL"}, "queue": "major-incident"},
             {"name": "tailspin", "match": {"client": [tailspin_client]}, "queue": "tailspin-desk"},
             {"name": "high", "match": {"priority": "HIGH"}, "queue": "noc"},
+            {"name": "security", "match": {"job_type": "security"}, "queue": "noc"},
         ],
     }
 
