@@ -401,6 +401,13 @@ def test_routing_is_staff_only_and_bad_rules_are_named_by_their_path(
             agents=[routing_pb2.Agent(id="a", queues=["nope"], capacity=1)]
         ),
     )
+    assert "queues[1].name: 'q' is given twice" in refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.routing.PutQueues,
+        routing_pb2.PutQueuesRequest(
+            queues=[routing_pb2.Queue(name="q"), routing_pb2.Queue(name="q", calendar="x")]
+        ),
+    )
     assert "routing rules" in refused(
         grpc.StatusCode.FAILED_PRECONDITION,
         client.routing.Route,

@@ -41,6 +41,7 @@ from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.service.ticket_changes import apply_changes
 from effigate_engine.service.tickets import timelines_table
+from effigate_engine.sla.policy import SUPPORT_LEVELS
 from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import catalog as stored_catalog
 from effigate_engine.store import routing as stored
@@ -84,8 +85,6 @@ def queue_row(queue: Queue) -> QueueRow:
 
 def agent_row(agent: Agent) -> AgentRow:
     """The stored form of an agent (sets sorted)."""
-    from effigate_engine.sla.policy import SUPPORT_LEVELS
-
     return AgentRow(
         agent.id,
         agent.name,
@@ -115,6 +114,15 @@ def _agent(row: AgentRow) -> Agent:
     )
 
 
+def _refuse_repeats(path: str, field: str, keys: Sequence[str]) -> None:
+    """Refuse a key given twice in one call, naming its second position."""
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise EffigateError(f"{path}[{i}].{field}: {key!r} is given twice")
+        seen.add(key)
+
+
 async def _check_calendars(
     conn: asyncpg.Connection, named: Sequence[tuple[str, str | None]]
 ) -> None:
@@ -136,9 +144,7 @@ async def put_queues(store: Store, principal: Principal, queues: Sequence[Queue]
     live calendar of the tenant."""
     _staff(principal, "change queues")
     names = [q.name for q in queues]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise EffigateError(f"queues[{i}].name: {name!r} is given twice")
+    _refuse_repeats("queues", "name", names)
     async with store.transaction(principal) as conn:
         await _check_calendars(
             conn, [(f"queues[{i}].calendar", q.calendar) for i, q in enumerate(queues)]
@@ -166,10 +172,7 @@ async def put_agents(store: Store, principal: Principal, agents: Sequence[Agent]
     """Create or replace ``agents`` by id in one transaction; every agent of the tenant
     afterwards. Their queues must be stored queues, their calendars live calendars."""
     _staff(principal, "change agents")
-    ids = [a.id for a in agents]
-    for i, agent_id in enumerate(ids):
-        if agent_id in ids[:i]:
-            raise EffigateError(f"agents[{i}].id: {agent_id!r} is given twice")
+    _refuse_repeats("agents", "id", [a.id for a in agents])
     async with store.transaction(principal) as conn:
         await _check_calendars(
             conn, [(f"agents[{i}].calendar", a.calendar) for i, a in enumerate(agents)]
