@@ -70,4 +70,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         print(f"effigate: {failure[0]}", file=sys.stderr)
         return failure[1]
-
