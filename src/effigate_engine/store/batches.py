@@ -491,10 +491,13 @@ def _ticket_fields(prepared: pa.Table, fault: Callable[..., None]) -> pa.Table:
         prepared = prepared.set_column(index, name, normal)
     if "tags" in prepared.column_names:
         tags = prepared.column("tags")
+        if isinstance(tags, pa.ChunkedArray):
+            tags = tags.combine_chunks()
         lengths = pc.fill_null(pc.list_value_length(tags), 0).to_numpy(zero_copy_only=False)
-        if lengths.any():
+        unsettled = _tags_not_normal(tags, lengths)
+        if unsettled.any():
             rows = tags.to_pylist()
-            for k in np.flatnonzero(lengths):
+            for k in np.flatnonzero(unsettled):
                 try:
                     rows[int(k)] = ticket_fields.tags(rows[int(k)])
                 except ticket_fields.FieldError as exc:
@@ -502,6 +505,37 @@ def _ticket_fields(prepared: pa.Table, fault: Callable[..., None]) -> pa.Table:
             index = prepared.column_names.index("tags")
             prepared = prepared.set_column(index, "tags", pa.array(rows, pa.list_(pa.string())))
     return prepared
+
+
+def _tags_not_normal(tags: pa.ListArray, lengths: np.ndarray) -> np.ndarray:
+    """Rows whose tags are not already in normal form (each trimmed, 1..64 characters, no
+    comma or control character, at most :data:`~effigate_engine.ticket_fields.MAX_TAGS`,
+    strictly ascending bytewise, the order of code points), found in vectorised passes."""
+    bad = lengths > ticket_fields.MAX_TAGS
+    if not lengths.any():
+        return bad
+    flat = pc.list_flatten(tags)
+    parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
+    ok = pc.and_(
+        pc.and_(
+            pc.equal(pc.utf8_trim_whitespace(flat), flat),
+            pc.less_equal(pc.utf8_length(flat), ticket_fields.TAG_CHARS),
+        ),
+        pc.and_(
+            pc.greater(pc.utf8_length(flat), 0),
+            pc.invert(pc.match_substring_regex(flat, "[,\\x00-\\x1f\\x7f]")),
+        ),
+    )
+    element_bad = ~pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+    if len(flat) > 1:
+        same = parents[:-1] == parents[1:]
+        ascending = pc.fill_null(
+            pc.less(flat.slice(0, len(flat) - 1), flat.slice(1)), False
+        ).to_numpy(zero_copy_only=False)
+        unordered = same & ~ascending
+        element_bad[1:] |= unordered
+    bad[parents[element_bad]] = True
+    return bad
 
 
 def ids_ascending(ids: pa.ChunkedArray | pa.Array) -> bool:

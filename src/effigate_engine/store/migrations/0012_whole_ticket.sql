@@ -10,21 +10,32 @@
 --
 -- Adding a column with a constant default rewrites no row; each check scans the table once.
 
--- A tag set in normal form: no null, each 1..64 characters without comma or surrounding space,
--- strictly ascending bytewise (sorted, no duplicates).
+-- A tag set in normal form: one dimension, at most 100, no null, each 1..64 characters without
+-- comma or surrounding space, strictly ascending bytewise (sorted, no duplicates). A loop in
+-- plpgsql: the same test as one SQL query over unnest() cost about 23 µs a row in a bulk insert
+-- (4.6 s of 200,000 rows), this one about 4 µs. No SET search_path (which costs as much again
+-- per call): it reads no table, and the built-in functions and operators it calls resolve in
+-- pg_catalog, searched first when the path does not name it.
 CREATE FUNCTION effigate_tags_normal(tags text[]) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    SELECT coalesce(bool_and(
-            u.tag IS NOT NULL
-            AND char_length(u.tag) BETWEEN 1 AND 64
-            AND u.tag = btrim(u.tag)
-            AND strpos(u.tag, ',') = 0
-            AND (u.previous IS NULL OR u.previous COLLATE "C" < u.tag COLLATE "C")), true)
-        AND coalesce(array_ndims(tags), 1) = 1
-        AND coalesce(cardinality(tags), 0) <= 100
-    FROM (SELECT t AS tag, lag(t) OVER (ORDER BY o) AS previous
-          FROM unnest(tags) WITH ORDINALITY AS x (t, o)) AS u
+DECLARE
+    tag text;
+    previous text;
+BEGIN
+    IF cardinality(tags) > 100 OR array_ndims(tags) > 1 THEN
+        RETURN false;
+    END IF;
+    FOREACH tag IN ARRAY tags LOOP
+        IF tag IS NULL OR char_length(tag) NOT BETWEEN 1 AND 64 OR tag <> btrim(tag)
+                OR strpos(tag, ',') > 0
+                OR (previous IS NOT NULL AND NOT previous COLLATE "C" < tag COLLATE "C") THEN
+            RETURN false;
+        END IF;
+        previous := tag;
+    END LOOP;
+    RETURN true;
+END
 $$;
 
 ALTER TABLE tickets
@@ -51,7 +62,8 @@ ALTER TABLE tickets
     ADD COLUMN asset text
         CONSTRAINT tickets_asset CHECK (char_length(asset) BETWEEN 1 AND 200),
     ADD COLUMN tags text[] NOT NULL DEFAULT '{}'
-        CONSTRAINT tickets_tags CHECK (effigate_tags_normal(tags));
+        -- most tickets have no tags: those skip the function (a check is evaluated as written)
+        CONSTRAINT tickets_tags CHECK (cardinality(tags) = 0 OR effigate_tags_normal(tags));
 
 -- A CREATED event now carries the ticket's initial values as a JSON object; until now its
 -- detail was the initial priority alone, and no ticket had any of the new values. Existing
