@@ -50,6 +50,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_clock.py
 	$(PY) bench/bench_sla.py
+	$(PY) bench/bench_routing.py
 	$(PY) bench/bench_billing.py
 	$(PY) bench/bench_billing_run.py
 	$(PY) bench/bench_store.py

@@ -173,7 +173,7 @@ def ticket_rows(client_id: int, prefix: str, n: int) -> pa.Table:
             "first_response_at": pa.array([None] * n, STORED_INSTANT),
             "resolved_at": pa.array([None] * n, STORED_INSTANT),
         },
-        schema=STORED_TICKETS.schema,
+        schema=STORED_TICKETS.required.schema,
     )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from effigate_engine import _clock
+from effigate_engine.routing import _assign, _route
 from effigate_engine.sla import _evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +45,12 @@ def _stub_names(tree: ast.Module) -> set[str]:
     return {n for n in names if not n.startswith("_")}
 
 
-@pytest.mark.parametrize("module", [_clock, _evaluate], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_clock, _evaluate, _route, _assign], ids=lambda m: m.__name__)
 def test_stub_lists_every_public_name_of_the_compiled_module(module: ModuleType) -> None:
     assert _stub_names(_stub(module)) == _public(module)
 
 
-@pytest.mark.parametrize("module", [_clock, _evaluate], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_clock, _evaluate, _route, _assign], ids=lambda m: m.__name__)
 def test_stub_functions_take_the_compiled_functions_parameters(module: ModuleType) -> None:
     for node in _stub(module).body:
         if isinstance(node, ast.FunctionDef):
@@ -57,7 +58,7 @@ def test_stub_functions_take_the_compiled_functions_parameters(module: ModuleTyp
             assert [a.arg for a in node.args.args] == list(compiled.parameters), node.name
 
 
-@pytest.mark.parametrize("module", [_clock, _evaluate], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_clock, _evaluate, _route, _assign], ids=lambda m: m.__name__)
 def test_stub_class_members_exist_on_the_compiled_classes(module: ModuleType) -> None:
     for node in _stub(module).body:
         if not isinstance(node, ast.ClassDef):
@@ -73,7 +74,7 @@ def test_stub_class_members_exist_on_the_compiled_classes(module: ModuleType) ->
 def test_stubs_and_marker_are_package_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package_data = config["tool"]["setuptools"]["package-data"]
-    for module in (_clock, _evaluate):
+    for module in (_clock, _evaluate, _route, _assign):
         package, _, name = module.__name__.rpartition(".")
         assert any(fnmatch(f"{name}.pyi", p) for p in package_data[package]), module.__name__
     assert "py.typed" in package_data["effigate_engine"]
@@ -115,3 +116,29 @@ def test_result_buffers_allocate_the_rows_asked_for() -> None:
     out = _evaluate.ResultBuffers(5)
     assert out.rows == 5
     assert out.ticket.dtype == np.int64 and out.notify.dtype == np.int32 and len(out.next) == 5
+
+
+def test_route_columns_refuse_columns_of_other_lengths() -> None:
+    codes = np.zeros(3, np.int32)
+    with pytest.raises(ValueError, match="one entry per ticket"):
+        _route.RouteColumns(
+            codes,
+            codes,
+            codes,
+            np.zeros(2, np.int32),
+            codes,
+            np.zeros(3, np.int8),
+            np.ones((0, 3), np.uint8),
+        )
+
+
+def test_roster_refuses_slots_the_queues_do_not_cover() -> None:
+    with pytest.raises(ValueError, match="slots"):
+        _assign.Roster(
+            np.array([0, 2], np.int64),
+            np.zeros(1, np.int32),
+            np.zeros(1, np.int32),
+            np.full(1, -1, np.int32),
+            np.zeros(1, np.uint8),
+            np.zeros(1, np.int64),
+        )

@@ -99,6 +99,8 @@ def _sample_call(env_file: Path, summary: Any) -> str:
         f"  source {_shown(env_file)}\n"
         f"  {effigate} status {summary.sample_ticket}\n"
         f"  {effigate} bill --contract $EFFIGATE_DEMO_CONTRACT --period {summary.period_start}\n"
+        f"  {effigate} queues\n"
+        f"  {effigate} workload\n"
         f"({_shown(env_file)}, mode 0600, sets EFFIGATE_ADDRESS, EFFIGATE_TOKEN and the demo's"
         f" ids: EFFIGATE_DEMO_CONTRACT={summary.sample_contract} (hourly),"
         f" EFFIGATE_DEMO_POLICY={summary.policy_id}. The token and ids stay the same on every"

@@ -3,9 +3,11 @@
 One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.calendar`), ``migrate`` (:mod:`effigate_cli.migrate`), ``serve``
 (:mod:`effigate_cli.serve`), ``token`` (:mod:`effigate_cli.tokens`), ``demo``
-(:mod:`effigate_cli.demo`), and the client commands ``status``, ``sla``, ``bill`` and
-``replay`` (:mod:`effigate_cli.client`). A failure is one line on standard error and an exit
-code (:mod:`effigate_cli.failures`).
+(:mod:`effigate_cli.demo`), the client commands ``status``, ``sla``, ``bill`` and
+``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
+routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
+(:mod:`effigate_cli.routing`). A failure is one line on standard error and an exit code
+(:mod:`effigate_cli.failures`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from effigate_cli import calendar, client, demo, migrate, serve, tokens
+from effigate_cli import calendar, client, demo, migrate, routing, serve, tickets, tokens
 from effigate_cli.failures import ENV_DEBUG, EXIT_BUG, debug_requested, describe
 
 
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_commands(commands)
     demo.add_commands(commands)
     client.add_commands(commands)
+    tickets.add_commands(commands)
+    routing.add_commands(commands)
     return parser
 
 
@@ -69,4 +73,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         print(f"effigate: {failure[0]}", file=sys.stderr)
         return failure[1]
-

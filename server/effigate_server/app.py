@@ -22,6 +22,8 @@ from effigate.v1 import (
     billing_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    routing_pb2,
+    routing_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     tickets_pb2,
@@ -39,6 +41,7 @@ from effigate_server.billing import (
 from effigate_server.catalog import CatalogServicer
 from effigate_server.fields import LIMITS
 from effigate_server.interceptors import AuthInterceptor, Calls
+from effigate_server.routing import RoutingServicer
 from effigate_server.sla import ReportServicer, SlaServicer
 from effigate_server.tickets import TicketServicer
 
@@ -61,6 +64,7 @@ SERVICES = (
     billing_pb2.DESCRIPTOR.services_by_name["ContractService"],
     billing_pb2.DESCRIPTOR.services_by_name["TimeLogService"],
     billing_pb2.DESCRIPTOR.services_by_name["BillingService"],
+    routing_pb2.DESCRIPTOR.services_by_name["RoutingService"],
 )
 
 
@@ -128,6 +132,7 @@ class Server:
         billing_pb2_grpc.add_ContractServiceServicer_to_server(ContractServicer(store), server)
         billing_pb2_grpc.add_TimeLogServiceServicer_to_server(TimeLogServicer(store), server)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(store), server)
+        routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store, cache), server)
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         names = [s.full_name for s in SERVICES]

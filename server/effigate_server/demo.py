@@ -4,7 +4,9 @@ Northwind Managed Services has four clients in three time zones (Sydney business
 York overnight NOC, a London 24x7 desk), contracts of all five types, a month (October 2026) of
 tickets with pauses, priority changes and reopenings, and time logs across business hours,
 evenings and weekends. The demo recomputes every ticket's SLA status, prints the compliance
-table, generates the month's invoices and prints one. Data is seeded, so runs agree.
+table, routes and assigns the open tickets to its queues and agents (``demo_routing``) and
+prints queue depth and workload, generates the month's invoices and prints one. Data is
+seeded, so runs agree.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2
 from effigate_client import AsyncClient, to_timestamp
 from effigate_client.client import ipc_bytes, ipc_table
+from effigate_server import demo_routing
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -79,8 +82,12 @@ TICKET_SCHEMA = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("first_response_at", pa.timestamp("us", tz="UTC")),
         ("resolved_at", pa.timestamp("us", tz="UTC")),
+        ("support_level", pa.string()),
+        ("job_type", pa.string()),
+        ("channel", pa.string()),
     ]
 )
+CHANNELS = (("EMAIL", 0.4), ("PORTAL", 0.25), ("PHONE", 0.2), ("MONITORING", 0.1), ("CHAT", 0.05))
 EVENT_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -121,6 +128,7 @@ class DemoSummary:
     policy_id: int = 0
     recompute: Any = None
     compliance: pa.Table | None = None
+    routing: demo_routing.RoutingSummary | None = None
     invoices: list[Any] = field(default_factory=list)
     sample_ticket: str = ""
     sample_contract: int = 0
@@ -144,6 +152,8 @@ class DemoSummary:
         if self.compliance is not None:
             out.append("\nSLA compliance by client and priority (October 2026):")
             out.append(format_table(self.compliance))
+        if self.routing is not None:
+            out.extend(self.routing.report())
         if self.invoices:
             out.append("\nInvoices for October 2026:")
             for inv in self.invoices:
@@ -313,6 +323,9 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
     tickets: dict[str, list[Any]] = {n: [] for n in TICKET_SCHEMA.names}
     events: dict[str, list[Any]] = {n: [] for n in EVENT_SCHEMA.names}
     logs: dict[str, list[Any]] = {n: [] for n in LOG_SCHEMA.names}
+    # the tickets' descriptive fields draw from their own sequence, so the events and logs
+    # (and every figure computed from them) are those of the same seed without them
+    described = random.Random(f"demo-ticket-fields-{n_tickets}")
 
     def event(ticket: str, kind: str, at: datetime, detail: str | None = None) -> None:
         events["id"].append(f"{ticket}:{len(events['id'])}")
@@ -387,6 +400,13 @@ def _work(rng: random.Random, n_tickets: int, contracts: dict[str, Any]) -> tupl
         tickets["created_at"].append(created)
         tickets["first_response_at"].append(first_response)
         tickets["resolved_at"].append(resolved)
+        if kind == "SCOPE":  # within the contract's scope: L2/L3/SA project work
+            level, job = described.choice(("L2", "L3", "SA")), "project"
+        else:
+            level, job = _pick(described, LEVELS), described.choice(JOBS)
+        tickets["support_level"].append(level)
+        tickets["job_type"].append(job)
+        tickets["channel"].append(_pick(described, CHANNELS))
         for _ in range(rng.choices([0, 1, 2], [0.55, 0.37, 0.08])[0]):
             start = _instant(rng, created, min(created + timedelta(days=3), MONTH_END))
             if rng.random() < 0.15:  # an evening or weekend call-out
@@ -457,6 +477,11 @@ async def load_demo_async(
         done("SLA recompute", f"{s.recompute.new_breaches:,} breach records")
         s.compliance = await _compliance(c, s.policy_id)
         done("compliance", f"{s.compliance.num_rows} rows")
+        await demo_routing.setup(c, setup["contracts"]["RECURRING"][1])
+        open_ids = tickets.filter(pc.equal(tickets["status"], "OPEN"))["id"].to_pylist()
+        assigned = await demo_routing.route_and_assign(c, open_ids, NOW)
+        s.routing = await demo_routing.summary(c, NOW)
+        done("routing", f"{len(open_ids):,} open tickets routed, {assigned:,} assigned")
         for kind in CONTRACT_KINDS:
             invoice = await c.billing.GenerateInvoice(
                 billing_pb2.PeriodRequest(contract_id=s.contracts[kind], period_start=PERIOD)
@@ -494,6 +519,7 @@ async def summarise_demo_async(address: str, token: str, counts: dict[str, int])
         policies = await c.catalog.ListPolicies(catalog_pb2.ListPoliciesRequest())
         s.policy_id = min(p.id for p in policies.policies if p.name == POLICY_NAME)
         s.compliance = await _compliance(c, s.policy_id)
+        s.routing = await demo_routing.summary(c, NOW)
         listed = await c.billing.ListInvoices(billing_pb2.ListInvoicesRequest())
         invoices = {i.contract_id: i for i in listed.invoices if i.period_start == PERIOD}
         for kind in CONTRACT_KINDS:
@@ -550,7 +576,9 @@ def write_demo_env(path: Path, values: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# The demo MSP of `effigate serve --demo`, rewritten by each run. Holds a token: keep\n"
-        "# it private (mode 0600). Use it with `source " + str(path) + "`.\n"
+        "# it private (mode 0600). Use it with `source "
+        + str(path)
+        + "`.\n"
         + "".join(f"export {name}={value}\n" for name, value in values.items())
     )
     temporary = path.with_suffix(".tmp")

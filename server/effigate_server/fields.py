@@ -94,9 +94,17 @@ LIMITS = Limits()
 
 #: Free-text fields: tabs and line breaks allowed, longer limit.
 NOTES = frozenset({"reason", "reference"})
+#: Text fields with their own length limit (characters): a ticket's subject and requester.
+FIELD_CHARS = {"subject": 1_000, "requester": 320}
 #: Per-field element limits of repeated fields (others: ``LIMITS.repeated``).
 #: ``log_ids``: approving a period's time logs names all of them (the message size bounds it).
-REPEATED = {"group_by": 16, "pauses": 1_000, "amounts": 1_000, "log_ids": 1_000_000}
+REPEATED = {
+    "group_by": 16,
+    "pauses": 1_000,
+    "amounts": 1_000,
+    "log_ids": 1_000_000,
+    "tags": 100,
+}
 #: Where bulk goes instead, for repeated fields of typed calls that have a streaming twin.
 BULK = {"tickets": "use EvaluateStream for bulk", "logs": "use IngestTimeLogStream for bulk"}
 #: Date fields (``YYYY-MM-DD`` text).
@@ -111,6 +119,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "business_seconds": (0, _SPAN),
     "amount_minor": (-(10**15), 10**15),
     "rate_card_version": (0, 2**31 - 1),
+    "capacity": (0, 1_000_000),
+    "proposed_version": (0, 2**31 - 1),
 }
 
 # C0 controls and DEL; free text may carry tab, line feed and carriage return.
@@ -135,7 +145,7 @@ def check_text(path: str, name: str, value: str) -> None:
     elif _is_id(name):
         limit, bad = LIMITS.id_chars, _CONTROL
     else:
-        limit, bad = LIMITS.text_chars, _CONTROL
+        limit, bad = FIELD_CHARS.get(name, LIMITS.text_chars), _CONTROL
     if len(value) > limit:
         raise EffigateError(f"{path}: {_shown(value)} is longer than {limit:,} characters")
     if not bad.isdisjoint(value):
@@ -263,7 +273,7 @@ def _predicate(field: FieldDescriptor) -> Callable[[Any], bool]:
         elif name in NOTES:
             limit, bad = LIMITS.note_chars, _NOTE_CONTROL_RE
         else:
-            limit = LIMITS.id_chars if _is_id(name) else LIMITS.text_chars
+            limit = LIMITS.id_chars if _is_id(name) else FIELD_CHARS.get(name, LIMITS.text_chars)
             bad = _CONTROL_RE
         if name in DATES:
             return lambda v: len(v) <= limit and not bad.search(v) and (not v or _valid_date(v))

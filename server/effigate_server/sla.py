@@ -18,13 +18,13 @@ from effigate.v1 import sla_pb2_grpc as rpc
 from effigate_engine import sla
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import Store, evaluations
-from effigate_engine.service.evaluations import MAX_LISTED_FAILURES, RulesetCache
+from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.sla.screening import evaluate_rows, unmatched_rows
 from effigate_server.convert import optional_datetime, read_ipc, timestamp, write_ipc
 from effigate_server.errors import guarded
 from effigate_server.interceptors import current_principal
 from effigate_server.metrics import TICKETS_EVALUATED
-from effigate_server.sla_results import metric_statuses
+from effigate_server.sla_results import metric_statuses, ticket_failures
 
 #: Result chunks of the Arrow stream travel uncompressed: measured on loopback, LZ4 cost more
 #: time than the bytes it saved (docs/service.md, *Arrow streams*). A compressed chunk sent by a
@@ -68,17 +68,6 @@ def tickets_table(inputs: list[pb.TicketInput]) -> pa.Table:
             }
         )
     return pa.Table.from_pylist(rows, schema=sla.TICKETS)
-
-
-def ticket_failures(failures: pa.Table) -> list[common_pb2.TicketFailure]:
-    """Typed messages of the first :data:`MAX_LISTED_FAILURES` stored tickets left out
-    (:data:`effigate_engine.sla.screening.REJECTED_ROWS`)."""
-    return [
-        common_pb2.TicketFailure(
-            ticket_id=r["ticket_id"] or "", field=r["field"], message=r["message"]
-        )
-        for r in failures.slice(0, MAX_LISTED_FAILURES).to_pylist()
-    ]
 
 
 def row_errors(rejected: pa.Table, offset: int = 0) -> list[common_pb2.RowError]:

@@ -1,12 +1,15 @@
 """SLA result rows (:data:`effigate_engine.sla.SLA_RESULTS`) as typed ``MetricStatus``
-messages: the answer of ``SlaService.Evaluate`` and ``TicketService.GetTicketStatus``."""
+messages (the answer of ``SlaService.Evaluate`` and ``TicketService.GetTicketStatus``), and
+the stored tickets a report left out as ``TicketFailure`` messages."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
+from effigate.v1 import common_pb2
 from effigate.v1 import sla_pb2 as pb
 from effigate_engine.service import evaluations
+from effigate_engine.service.evaluations import MAX_LISTED_FAILURES
 from effigate_server.convert import timestamp
 
 
@@ -37,3 +40,14 @@ def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
             message.breach_seconds = row["breach_seconds"]
         out.append(message)
     return out
+
+
+def ticket_failures(failures: pa.Table) -> list[common_pb2.TicketFailure]:
+    """Typed messages of the first :data:`MAX_LISTED_FAILURES` stored tickets left out
+    (:data:`effigate_engine.sla.screening.REJECTED_ROWS`)."""
+    return [
+        common_pb2.TicketFailure(
+            ticket_id=r["ticket_id"] or "", field=r["field"], message=r["message"]
+        )
+        for r in failures.slice(0, MAX_LISTED_FAILURES).to_pylist()
+    ]

@@ -35,7 +35,26 @@ def ticket_message(record: tickets.TicketRecord) -> pb.Ticket:
         message.first_response_at.CopyFrom(timestamp(record.first_response_at))
     if record.resolved_at is not None:
         message.resolved_at.CopyFrom(timestamp(record.resolved_at))
+    for name in _OPTIONAL_TEXT:
+        value = getattr(record, name)
+        if value is not None:
+            setattr(message, name, value)
+    message.after_hours = record.after_hours
+    message.tags.extend(record.tags)
     return message
+
+
+#: The ticket's optional text fields, named alike in the record and the message.
+_OPTIONAL_TEXT = (
+    "support_level",
+    "job_type",
+    "channel",
+    "subject",
+    "requester",
+    "queue",
+    "assignee",
+    "asset",
+)
 
 
 class TicketServicer(rpc.TicketServiceServicer):
@@ -55,6 +74,18 @@ class TicketServicer(rpc.TicketServiceServicer):
             request.priority,
             required_datetime(request, "created_at"),
             contract_id=request.contract_id if request.HasField("contract_id") else None,
+            fields=tickets.ticket_fields_of(
+                support_level=request.support_level,
+                job_type=request.job_type,
+                after_hours=request.after_hours,
+                channel=request.channel,
+                subject=request.subject,
+                requester=request.requester,
+                queue=request.queue,
+                assignee=request.assignee,
+                asset=request.asset,
+                tags=request.tags,
+            ),
         )
         return ticket_message(record)
 
@@ -74,6 +105,11 @@ class TicketServicer(rpc.TicketServiceServicer):
             status=request.status,
             priority=request.priority,
             actor=request.actor,
+            support_level=request.support_level,
+            job_type=request.job_type,
+            assignee=request.assignee,
+            queue=request.queue,
+            tags=request.tags,
         )
         return ticket_message(record)
 
@@ -147,9 +183,7 @@ class TicketServicer(rpc.TicketServiceServicer):
         principal = current_principal()
         principal.require_staff("bulk-ingest tickets")
         table, skip = await gather_stream(request_iterator)
-        return ingest_summary(
-            await tickets.ingest_rows(self.store, principal, kind, table, skip)
-        )
+        return ingest_summary(await tickets.ingest_rows(self.store, principal, kind, table, skip))
 
     @guarded
     async def IngestTickets(

@@ -71,6 +71,11 @@ cdef inline int64_t open_before(const ClockView* v, int64_t i, int64_t t) noexce
     return v.iv[i].cum
 
 
+cdef inline bint open_at(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
+    """Whether calendar `cal` is open at t (the horizon's last instant answers by open_at_end)."""
+    return v.iv[locate(v, cal, t)].open <= t or (t == v.end and v.open_at_end[cal])
+
+
 cdef inline int64_t open_seconds_before(const ClockView* v, int64_t cal, int64_t t) noexcept nogil:
     """F(t) of calendar `cal`."""
     return open_before(v, locate(v, cal, t), t)

@@ -155,8 +155,7 @@ def is_open(PackedClock clock, const int64_t[::1] cal, const int64_t[::1] t,
             if _bad_calendar(v, c) or _bad_instant(v, t[k]):
                 bad = k
                 break
-            out[k] = v.iv[locate(v, c, t[k])].open <= t[k] or (
-                t[k] == v.end and v.open_at_end[c])
+            out[k] = open_at(v, c, t[k])
     return bad
 
 

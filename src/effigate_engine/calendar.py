@@ -68,8 +68,12 @@ def format_time_of_day(seconds: int) -> str:
 
 _WEEKDAY_WORDS = {
     **{name: i for i, name in enumerate(WEEKDAY_NAMES)},
-    **{name: i for i, name in enumerate(
-        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))},
+    **{
+        name: i
+        for i, name in enumerate(
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        )
+    },
 }
 
 

@@ -144,8 +144,9 @@ def _run(
         bad = kernel(packed, *sliced, out[lo:hi])
         return -1 if bad < 0 else lo + bad
 
-    bads = [b for b in parallel.run(chunk, parallel.slices(n, threads, PARALLEL_MIN_BATCH))
-            if b >= 0]
+    bads = [
+        b for b in parallel.run(chunk, parallel.slices(n, threads, PARALLEL_MIN_BATCH)) if b >= 0
+    ]
     return min(bads) if bads else -1
 
 

@@ -72,6 +72,7 @@ def _load(name: str) -> ZoneInfo:
         # Missing file, a folder (``America``), or a file that is not TZif (``zone.tab``).
         raise UnknownZoneError(name) from None
 
+
 #: Offsets are sampled this often; tzdb never changes a zone's offset twice within it.
 SAMPLE_STEP_SECONDS = 6 * 3600
 

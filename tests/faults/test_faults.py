@@ -145,7 +145,7 @@ def ticket_batch(client_id: int, n: int, prefix: str) -> pa.Table:
             "first_response_at": pa.array([None] * n, STORED_INSTANT),
             "resolved_at": pa.array([None] * n, STORED_INSTANT),
         },
-        schema=STORED_TICKETS.schema,
+        schema=STORED_TICKETS.required.schema,
     )
 
 

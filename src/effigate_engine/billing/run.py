@@ -390,9 +390,7 @@ def _merge(
         source = np.empty(total, np.int64)
         source[time_at] = np.arange(time_at.size)
         source[term_at] = time_at.size + np.arange(term_at.size)
-        return pa.concat_arrays([pa.nulls(time_at.size, other.type), other]).take(
-            pa.array(source)
-        )
+        return pa.concat_arrays([pa.nulls(time_at.size, other.type), other]).take(pa.array(source))
 
     size = time_at.size
     no_ids = np.zeros(size, np.int64)

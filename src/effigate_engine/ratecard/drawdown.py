@@ -71,10 +71,7 @@ def _order_ties(
     for x in range(lo + 1, hi):
         y = o[x]
         z = x
-        while (
-            z > lo
-            and _compare_ids(seg[o[z - 1]], seg[y], n, parts, ids) > 0
-        ):
+        while z > lo and _compare_ids(seg[o[z - 1]], seg[y], n, parts, ids) > 0:
             o[z] = o[z - 1]
             z -= 1
         o[z] = y

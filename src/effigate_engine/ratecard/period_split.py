@@ -152,10 +152,7 @@ def split_parts(
                 v += 1
         part_period[i] = p - lo
         part_version[i] = v
-        if not (
-            tabled
-            and _measure(i, s, first_end, version_triple[v], conditions, actual)
-        ):
+        if not (tabled and _measure(i, s, first_end, version_triple[v], conditions, actual)):
             deferred[nq] = i
             deferred_start[nq] = s
             deferred_end[nq] = first_end
@@ -178,10 +175,7 @@ def split_parts(
                 extra_end[x] = z
                 part_period[k] = p + j - lo
                 part_version[k] = w
-                if not (
-                    tabled
-                    and _measure(k, a, z, version_triple[w], conditions, actual)
-                ):
+                if not (tabled and _measure(k, a, z, version_triple[w], conditions, actual)):
                     deferred[nq] = k
                     deferred_start[nq] = a
                     deferred_end[nq] = z

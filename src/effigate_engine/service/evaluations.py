@@ -106,6 +106,7 @@ class StoredReport:
     table: pa.Table
     failures: pa.Table
 
+
 #: Schema metadata of stamped results: the policy and calendar versions that produced them.
 POLICY_ID_KEY = b"effigate.policy_id"
 POLICY_VERSION_KEY = b"effigate.policy_version"

@@ -1,96 +1,58 @@
 """Tickets and their events.
 
-A ticket's state is a fold of its events in time order (ties by event id): the first
-``RESPONDED`` stops first response, the first ``PLAN_PROVIDED`` the resolution plan, each
-``PAUSED`` … ``RESUMED`` (or ``RESOLVED`` … ``REOPENED``) is a pause, the last ``RESOLVED`` not
-followed by a reopen stops resolution, and the latest ``PRIORITY_CHANGED`` gives the current
-priority (which re-targets the whole ticket). Creating a ticket records a ``CREATED`` event
-carrying its first priority, so the stored row is always recomputable from events and events
-may arrive in any order. Events are idempotent by id.
+A ticket's state is a fold of its events (:mod:`effigate_engine.service.ticket_fold`): pauses,
+stops, and the current priority, support level, job type, assignee, queue and tags. Creating a
+ticket records a ``CREATED`` event carrying its initial values, so the stored row is always
+recomputable from events, a fold as of an instant is exact, and events may arrive in any order.
+Events are idempotent by id. A ticket's support level and job type stay within its contract's
+scope (:mod:`effigate_engine.service.ticket_scope`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from effigate_engine import ticket_fields
 from effigate_engine.errors import EffigateError
 from effigate_engine.priority import normalise_priority
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
+from effigate_engine.service.ticket_fold import (
+    DEFAULT_PAUSE_STATUS,
+    EVENT_KINDS,
+    Timeline,
+    created_detail,
+    fold,
+)
+from effigate_engine.service.ticket_scope import (
+    event_rows_check,
+    require_in_scope,
+    ticket_rows_check,
+)
 from effigate_engine.sla import schemas as sla_schemas
+from effigate_engine.store import batches as stored_batches
 from effigate_engine.store import catalog
 from effigate_engine.store import tickets as stored
 from effigate_engine.store.batches import STORED_TICKET_EVENTS, STORED_TICKETS, IngestResult
 from effigate_engine.store.bulk import ingest
 from effigate_engine.store.database import Store
-from effigate_engine.store.tickets import Event, TicketHistory, TicketRecord
+from effigate_engine.store.tickets import Event, TicketFields, TicketHistory, TicketRecord
 
-__all__ = ["IngestResult", "TicketRecord"]
-
-EVENT_KINDS = (
-    "CREATED",
-    "RESPONDED",
-    "PLAN_PROVIDED",
-    "PAUSED",
-    "RESUMED",
-    "RESOLVED",
-    "REOPENED",
-    "PRIORITY_CHANGED",
-)
-DEFAULT_PAUSE_STATUS = "WAITING_ON_CLIENT"
-
-
-@dataclass
-class Timeline:
-    """A ticket's state folded from its events (see the module docstring)."""
-
-    priority: str
-    status: str = "OPEN"
-    first_response_at: datetime | None = None
-    resolution_plan_at: datetime | None = None
-    resolved_at: datetime | None = None
-    pauses: list[tuple[datetime, datetime | None, str]] = field(default_factory=list)
-
-
-def fold(events: Iterable[Event], priority: str) -> Timeline:
-    """Fold ``(event_id, kind, occurred_at, detail)`` events into a :class:`Timeline`.
-
-    ``priority`` is the ticket's priority before any ``CREATED``/``PRIORITY_CHANGED`` event.
-    """
-    line = Timeline(priority)
-    open_pause: tuple[datetime, str] | None = None
-    for _, kind, at, detail in sorted(events, key=lambda e: (e[2], e[0])):
-        if kind in ("CREATED", "PRIORITY_CHANGED") and detail:
-            line.priority = detail
-        elif kind == "RESPONDED":
-            line.first_response_at = line.first_response_at or at
-        elif kind == "PLAN_PROVIDED":
-            line.resolution_plan_at = line.resolution_plan_at or at
-        elif kind == "PAUSED" and open_pause is None and line.status != "RESOLVED":
-            open_pause = (at, detail or DEFAULT_PAUSE_STATUS)
-            line.status = open_pause[1]
-        elif kind == "RESUMED" and open_pause is not None and line.status != "RESOLVED":
-            line.pauses.append((open_pause[0], at, open_pause[1]))
-            open_pause = None
-            line.status = "OPEN"
-        elif kind == "RESOLVED" and line.status != "RESOLVED":
-            if open_pause is not None:
-                line.pauses.append((open_pause[0], at, open_pause[1]))
-                open_pause = None
-            line.resolved_at = at
-            line.status = "RESOLVED"
-        elif kind == "REOPENED" and line.status == "RESOLVED" and line.resolved_at is not None:
-            line.pauses.append((line.resolved_at, at, "RESOLVED"))
-            line.resolved_at = None
-            line.status = "OPEN"
-    if open_pause is not None:
-        line.pauses.append((open_pause[0], None, open_pause[1]))
-    return line
+__all__ = [
+    "DEFAULT_PAUSE_STATUS",
+    "EVENT_KINDS",
+    "IngestResult",
+    "TicketFields",
+    "TicketRecord",
+    "Timeline",
+    "apply_events",
+    "fold",
+]
 
 
 def _aware(name: str, value: datetime) -> datetime:
@@ -124,6 +86,44 @@ async def _require_client_contract(
         raise NotFound("contract_id", contract_id, "is not a contract of this tenant")
 
 
+def ticket_fields_of(
+    *,
+    support_level: str | None = None,
+    job_type: str | None = None,
+    after_hours: bool = False,
+    channel: str | None = None,
+    subject: str | None = None,
+    requester: str | None = None,
+    queue: str | None = None,
+    assignee: str | None = None,
+    asset: str | None = None,
+    tags: Iterable[str] = (),
+) -> TicketFields:
+    """The descriptive fields of a new ticket in normal form (:mod:`effigate_engine.
+    ticket_fields`; empty text is "not set"); a value without one is an input error naming
+    the field."""
+    return TicketFields(
+        ticket_fields.support_level(support_level),
+        ticket_fields.job_type(job_type),
+        bool(after_hours),
+        ticket_fields.channel(channel),
+        ticket_fields.subject(subject),
+        ticket_fields.requester(requester),
+        ticket_fields.name(queue, "queue"),
+        ticket_fields.name(assignee, "assignee"),
+        ticket_fields.asset(asset),
+        tuple(ticket_fields.tags(tags)),
+    )
+
+
+async def _scope_of_contract(
+    conn: asyncpg.Connection, contract_id: int | None
+) -> stored.Scope | None:
+    if contract_id is None:
+        return None
+    return (await stored.contract_scopes(conn, [contract_id])).get(contract_id)
+
+
 async def create_ticket(
     store: Store,
     principal: Principal,
@@ -132,30 +132,116 @@ async def create_ticket(
     priority: str,
     created_at: datetime,
     contract_id: int | None = None,
+    fields: TicketFields | None = None,
 ) -> TicketRecord:
     """Create a ticket (idempotent by id: an identical resend returns the stored ticket; a
-    resend with other content is refused). A portal token may raise tickets for its client."""
+    resend with another client, contract, creation time, after-hours flag, channel, subject,
+    requester or asset is refused). ``fields`` are in normal form (:func:`ticket_fields_of`).
+    A support level or job type outside the contract's scope is refused (FAILED_PRECONDITION).
+    A portal token may raise tickets for its client, without a queue or assignee."""
     if not ticket_id:
         raise EffigateError("ticket_id: '' is empty")
     principal.require_client(client_id, "client_id")
     first = normalise_priority(priority)
     _aware("created_at", created_at)
+    fields = fields or TicketFields()
+    if fields.queue is not None or fields.assignee is not None:
+        principal.require_staff("set a ticket's queue or assignee")
+    detail = created_detail(
+        first, fields.support_level, fields.job_type, fields.queue, fields.assignee, fields.tags
+    )
     async with store.transaction(principal) as conn:
         await _require_client_contract(conn, client_id, contract_id)
+        scope = await _scope_of_contract(conn, contract_id)
+        require_in_scope(scope, "support_level", fields.support_level)
+        require_in_scope(scope, "job_type", fields.job_type)
         created = await stored.insert_ticket(
-            conn, ticket_id, client_id, contract_id, first, created_at, principal.actor
+            conn,
+            ticket_id,
+            client_id,
+            contract_id,
+            first,
+            created_at,
+            principal.actor,
+            fields,
+            detail,
         )
         if created is not None:
             return created
         existing = await fetch_ticket(conn, principal, ticket_id)
-        sent = (client_id, contract_id, created_at)
-        if (existing.client_id, existing.contract_id, existing.created_at) != sent:
+        sent = (
+            client_id,
+            contract_id,
+            created_at,
+            fields.after_hours,
+            fields.channel,
+            fields.subject,
+            fields.requester,
+            fields.asset,
+        )
+        kept = (
+            existing.client_id,
+            existing.contract_id,
+            existing.created_at,
+            existing.after_hours,
+            existing.channel,
+            existing.subject,
+            existing.requester,
+            existing.asset,
+        )
+        if kept != sent:
             raise FailedPrecondition(
                 "ticket_id",
                 ticket_id,
-                "already exists with another client, contract or creation time",
+                "already exists with another client, contract, creation time, after-hours"
+                " flag, channel, subject, requester or asset",
             )
         return existing
+
+
+def event_detail(
+    kind: str,
+    *,
+    status: str = "",
+    priority: str = "",
+    support_level: str = "",
+    job_type: str = "",
+    assignee: str = "",
+    queue: str = "",
+    tags: Iterable[str] = (),
+) -> str | None:
+    """The stored detail of an event of ``kind`` from the request's fields (normal form); an
+    input error naming the field when a required one is missing or has no normal form."""
+    if kind == "PRIORITY_CHANGED":
+        return normalise_priority(priority)
+    if kind == "PAUSED":
+        return status or DEFAULT_PAUSE_STATUS
+    if kind == "SUPPORT_LEVEL_CHANGED":
+        level = ticket_fields.support_level(support_level)
+        if level is None:
+            raise EffigateError("support_level: is required for SUPPORT_LEVEL_CHANGED")
+        return level
+    if kind == "JOB_TYPE_CHANGED":
+        job = ticket_fields.job_type(job_type)
+        if job is None:
+            raise EffigateError("job_type: is required for JOB_TYPE_CHANGED")
+        return job
+    if kind == "ASSIGNED":
+        return ticket_fields.name(assignee, "assignee")
+    if kind == "QUEUE_CHANGED":
+        return ticket_fields.name(queue, "queue")
+    if kind == "TAGS_CHANGED":
+        return ticket_fields.tags_detail(ticket_fields.tags(tags)) or None
+    return None
+
+
+def _check_kind(kind: str, field: str = "kind") -> None:
+    if kind not in EVENT_KINDS or kind == "CREATED":
+        raise EffigateError(f"{field}: {kind!r} is not one of {', '.join(EVENT_KINDS[1:])}")
+
+
+#: Events only staff record: where a ticket is worked and by whom is the desk's decision.
+STAFF_EVENTS = frozenset({"ASSIGNED", "QUEUE_CHANGED"})
 
 
 async def record_event(
@@ -169,38 +255,119 @@ async def record_event(
     status: str = "",
     priority: str = "",
     actor: str = "",
+    support_level: str = "",
+    job_type: str = "",
+    assignee: str = "",
+    queue: str = "",
+    tags: Iterable[str] = (),
 ) -> TicketRecord:
-    """Record one event (idempotent by ``event_id``) and refold the ticket's stored state."""
-    if kind not in EVENT_KINDS or kind == "CREATED":
-        raise EffigateError(f"kind: {kind!r} is not one of {', '.join(EVENT_KINDS[1:])}")
-    if not event_id:
-        raise EffigateError("event_id: '' is empty")
-    _aware("occurred_at", occurred_at)
-    detail: str | None = None
-    if kind == "PRIORITY_CHANGED":
-        detail = normalise_priority(priority)
-    elif kind == "PAUSED":
-        detail = status or DEFAULT_PAUSE_STATUS
+    """Record one event (idempotent by ``event_id``: a resend with the same ticket, kind, time
+    and detail returns the ticket; another is refused) and refold the ticket's stored state.
+    ``ASSIGNED`` and ``QUEUE_CHANGED`` are staff's (a portal token: PERMISSION_DENIED).
+    ``SUPPORT_LEVEL_CHANGED`` / ``JOB_TYPE_CHANGED`` outside the contract's scope are refused
+    (FAILED_PRECONDITION)."""
+    _check_kind(kind)
+    if kind in STAFF_EVENTS:
+        principal.require_staff(f"record {kind} events")
+    detail = event_detail(
+        kind,
+        status=status,
+        priority=priority,
+        support_level=support_level,
+        job_type=job_type,
+        assignee=assignee,
+        queue=queue,
+        tags=tags,
+    )
     async with store.transaction(principal) as conn:
-        ticket = await fetch_ticket(conn, principal, ticket_id)
+        return await _record(
+            conn, principal, ticket_id, [(event_id, kind, occurred_at, detail)], actor
+        )
+
+
+async def apply_events(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    ticket_id: str,
+    events: Sequence[tuple[str, str, datetime, str | None]],
+) -> TicketRecord:
+    """Record ``(event_id, kind, occurred_at, detail)`` events of ticket ``ticket_id`` inside
+    the caller's tenant-bound transaction ``conn`` and refold the stored row; the stored
+    ticket.
+
+    For other services (routing, assignment): ``detail`` is as :func:`event_detail` stores it
+    (``QUEUE_CHANGED``: the queue; ``ASSIGNED``: the agent id, ``None`` or empty: unassigned;
+    ``PRIORITY_CHANGED``: a priority; ``SUPPORT_LEVEL_CHANGED``: a level; ``TAGS_CHANGED``:
+    the tags comma-joined) and is normalised here. Idempotent by event id (an event already
+    stored with the same ticket, kind, time and detail is skipped; another is refused with
+    :class:`FailedPrecondition`); a level or job type outside the contract's scope, an
+    unknown kind or an instant before the ticket's creation is refused and nothing of the
+    call is stored (the caller's transaction decides). The ticket row is locked until the
+    transaction ends."""
+    prepared = []
+    for i, (event_id, kind, occurred_at, detail) in enumerate(events):
+        _check_kind(kind, f"events[{i}].kind")
+        if kind in STAFF_EVENTS:
+            principal.require_staff(f"record {kind} events")
+        text = detail or ""
+        prepared.append(
+            (
+                event_id,
+                kind,
+                occurred_at,
+                event_detail(
+                    kind,
+                    status=text,
+                    priority=text,
+                    support_level=text,
+                    job_type=text,
+                    assignee=text,
+                    queue=text,
+                    tags=ticket_fields.tags_of_detail(detail),
+                ),
+            )
+        )
+    return await _record(conn, principal, ticket_id, prepared, "")
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    ticket_id: str,
+    events: Sequence[Event],
+    actor: str,
+) -> TicketRecord:
+    """Store ``events`` (details in normal form) of one ticket and refold it."""
+    ticket = visible(principal, ticket_id, await stored.lock_ticket(conn, ticket_id))
+    scope = await _scope_of_contract(conn, ticket.contract_id)
+    inserted_any = False
+    for event_id, kind, occurred_at, detail in events:
+        if not event_id:
+            raise EffigateError("event_id: '' is empty")
+        _aware("occurred_at", occurred_at)
         if occurred_at < ticket.created_at:
             raise EffigateError(
                 f"occurred_at: {occurred_at.isoformat()!r} is before the ticket was created"
                 f" ({ticket.created_at.isoformat()})"
             )
+        if kind == "SUPPORT_LEVEL_CHANGED":
+            require_in_scope(scope, "support_level", detail)
+        elif kind == "JOB_TYPE_CHANGED":
+            require_in_scope(scope, "job_type", detail)
         inserted = await stored.insert_event(
             conn, event_id, ticket_id, kind, occurred_at, actor or principal.actor, detail
         )
-        if not inserted:
-            if not await stored.same_event(conn, event_id, ticket_id, kind, occurred_at):
-                raise FailedPrecondition(
-                    "event_id", event_id, "already exists with another ticket, kind or time"
-                )
-            return ticket
-        line = fold(await stored.load_events(conn, ticket.id), ticket.priority)
-        return await stored.store_state(
-            conn, ticket.id, line.priority, line.status, line.first_response_at, line.resolved_at
-        )
+        if not inserted and not await stored.same_event(
+            conn, event_id, ticket_id, kind, occurred_at, detail
+        ):
+            raise FailedPrecondition(
+                "event_id", event_id, "already exists with another ticket, kind, time or detail"
+            )
+        inserted_any = inserted_any or inserted
+    if not inserted_any:
+        return ticket
+    line = fold(await stored.load_events(conn, ticket.id), ticket)
+    return await stored.store_state(conn, ticket.id, line.state())
 
 
 async def get_ticket(store: Store, principal: Principal, ticket_id: str) -> TicketRecord:
@@ -242,17 +409,23 @@ async def load_timelines(
 
 def timelines_table(histories: Iterable[TicketHistory]) -> pa.Table:
     """Tickets and their events folded into the SLA engine's
-    :data:`~effigate_engine.sla.schemas.TICKETS` batch (one row per ticket, in order)."""
+    :data:`~effigate_engine.sla.schemas.TICKETS` batch (one row per ticket, in order), with
+    every field SLA rules match: priority, support level, job type (as folded), after-hours
+    cover, client, and the assignee."""
     rows = []
     for history in histories:
         t = history.ticket
-        line = fold(history.events, t.priority)
+        line = fold(history.events, t)
         rows.append(
             {
                 "ticket_id": t.id,
                 "client_id": str(t.client_id),
                 "contract_id": None if t.contract_id is None else str(t.contract_id),
                 "priority": line.priority,
+                "support_level": line.support_level,
+                "job_type": line.job_type,
+                "after_hours": t.after_hours,
+                "assignee": line.assignee,
                 "created_at": t.created_at,
                 "first_response_at": line.first_response_at,
                 "resolution_plan_at": line.resolution_plan_at,
@@ -269,8 +442,48 @@ async def ingest_rows(
     """Store a batch of tickets (``kind`` ``"tickets"``) or ticket events (``"events"``), the
     columns of :data:`~effigate_engine.store.bulk.STORED_TICKETS` /
     :data:`~effigate_engine.store.bulk.STORED_TICKET_EVENTS`, upserted by id (staff only).
-    With ``skip_invalid_rows`` the rows that cannot be stored are returned, the rest stored."""
+    A ticket's support level or job type outside its contract's scope (a ticket row, or a
+    ``SUPPORT_LEVEL_CHANGED`` / ``JOB_TYPE_CHANGED`` event row) is an invalid row. With
+    ``skip_invalid_rows`` the rows that cannot be stored are returned, the rest stored."""
     principal.require_staff("bulk-ingest tickets")
     spec = STORED_TICKETS if kind == "tickets" else STORED_TICKET_EVENTS
+    check = await _bulk_check(store, principal, kind, table)
     async with store.adbc() as conn:
-        return await ingest(conn, spec, principal.key, table, skip_invalid_rows)
+        return await ingest(conn, spec, principal.key, table, skip_invalid_rows, check)
+
+
+async def _bulk_check(
+    store: Store, principal: Principal, kind: str, table: pa.Table
+) -> stored_batches.RowCheck | None:
+    """The contract-scope check of a bulk batch (``None`` when it cannot refuse any row)."""
+    if kind == "tickets":
+        if "contract_id" not in table.column_names or not (
+            {"support_level", "job_type"} & set(table.column_names)
+        ):
+            return None
+        ids = [c for c in _distinct(table, "contract_id") if isinstance(c, int)]
+        if not ids:
+            return None
+        async with store.transaction(principal) as conn:
+            scopes = await stored.contract_scopes(conn, ids)
+        return ticket_rows_check(scopes)
+    if not {"kind", "ticket_id", "detail"} <= set(table.column_names):
+        return None
+    kinds = table.column("kind")
+    if pa.types.is_string(kinds.type) or pa.types.is_large_string(kinds.type):
+        scoped = pc.is_in(kinds, value_set=pa.array(["SUPPORT_LEVEL_CHANGED", "JOB_TYPE_CHANGED"]))
+        if not pc.any(scoped).as_py():
+            return None
+        ticket_ids = _distinct(table.filter(pc.fill_null(scoped, False)), "ticket_id")
+    else:
+        return None
+    async with store.transaction(principal) as conn:
+        scopes = await stored.ticket_scopes(conn, [t for t in ticket_ids if isinstance(t, str)])
+    return event_rows_check(scopes)
+
+
+def _distinct(table: pa.Table, column: str) -> list[object]:
+    try:
+        return pc.unique(table.column(column)).to_pylist()
+    except pa.ArrowInvalid:
+        return []

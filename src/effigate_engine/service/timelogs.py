@@ -43,9 +43,7 @@ _READ_ONLY = ("closed billing period", "issued invoice", "is CLOSED")
 #: The time-log columns a caller submits: the store's, without the approval state (a new or
 #: changed log is ``PENDING``; an unchanged resend keeps its state, see
 #: :func:`ingest_time_logs`).
-SUBMITTED_TIME_LOGS = pa.schema(
-    [f for f in STORED_TIME_LOGS.schema if f.name != "approval_state"]
-)
+SUBMITTED_TIME_LOGS = pa.schema([f for f in STORED_TIME_LOGS.schema if f.name != "approval_state"])
 
 
 @asynccontextmanager

@@ -105,20 +105,30 @@ def unmatched_table(
         return UNMATCHED.empty_table()
     take = pa.array(missing)
     policy_index = ticket_policy[missing]
-    known = pc.take(pa.array([p.name for p in policy_list] + [None], pa.string()),
-                    pa.array(np.where(policy_index >= 0, policy_index, len(policy_list))))
-    given = (pc.take(ticket_column(table, "policy").cast(pa.string()), take) if named
-             else pa.nulls(len(missing), pa.string()))
+    known = pc.take(
+        pa.array([p.name for p in policy_list] + [None], pa.string()),
+        pa.array(np.where(policy_index >= 0, policy_index, len(policy_list))),
+    )
+    given = (
+        pc.take(ticket_column(table, "policy").cast(pa.string()), take)
+        if named
+        else pa.nulls(len(missing), pa.string())
+    )
     names = pc.if_else(pa.array(policy_index >= 0), known, given)
     parts: list[pa.Array | str] = ["no rule of policy ", _quoted(names), " matches "]
-    for i, field in enumerate(("priority", "support_level", "job_type", "client_id",
-                               "after_hours")):
+    for i, field in enumerate(
+        ("priority", "support_level", "job_type", "client_id", "after_hours")
+    ):
         column = ticket_column(table, field)
-        values = (pa.nulls(len(missing), pa.string()) if pa.types.is_null(column.type)
-                  else pc.take(column, take))
+        values = (
+            pa.nulls(len(missing), pa.string())
+            if pa.types.is_null(column.type)
+            else pc.take(column, take)
+        )
         parts += [("" if i == 0 else ", ") + f"{field}=", _quoted(values)]
     no_rule = pc.binary_join_element_wise(*parts, "")
-    unknown = pc.binary_join_element_wise("policy ", _quoted(given),
-                                          " is not among the policies given", "")
+    unknown = pc.binary_join_element_wise(
+        "policy ", _quoted(given), " is not among the policies given", ""
+    )
     reasons = pc.if_else(pa.array(policy_index >= 0), no_rule, unknown)
     return pa.Table.from_arrays([pc.take(ticket_ids, take), names, reasons], schema=UNMATCHED)

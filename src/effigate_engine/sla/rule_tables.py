@@ -158,8 +158,8 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
     np.cumsum(counts[:-1], out=first[1:])
     grid, targets = _promises(policy_list, rules, calendars)
     bit = _status_bits(targets)
-    ladder, ladder_offsets, step_numerator, step_denominator, step_offset, notify = (
-        _ladders(targets)
+    ladder, ladder_offsets, step_numerator, step_denominator, step_offset, notify = _ladders(
+        targets
     )
     match = _match_tables([rule for _, _, rule in rules])
     tables = match["match_tables"]

@@ -135,11 +135,7 @@ def _screen_priorities(table: pa.Table, out: _Rejections) -> None:
     for k in np.flatnonzero(~known[codes]):
         ticket = out.ids[int(k)].as_py()
         value = raw[int(k)].as_py()
-        problem = (
-            "is required"
-            if value is None
-            else ACCEPTED
-        )
+        problem = "is required" if value is None else ACCEPTED
         out.add(int(k), "priority", f"ticket {ticket!r}: priority {value!r} {problem}")
 
 
@@ -212,8 +208,9 @@ def evaluate_rows(
     def run(rows: np.ndarray) -> Evaluation:
         whole = len(rows) == table.num_rows  # nothing set aside: no copy of the batch
         part = table if whole else table.take(pa.array(rows, pa.int64()))
-        return evaluate(part, policies, calendars, row_now[rows] if per_ticket else now,
-                        threads=threads)
+        return evaluate(
+            part, policies, calendars, row_now[rows] if per_ticket else now, threads=threads
+        )
 
     kept = np.setdiff1d(np.arange(table.num_rows), np.fromiter(rejections.rows, np.int64))
     try:

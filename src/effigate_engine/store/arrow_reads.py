@@ -88,9 +88,7 @@ def read_arrow_adbc(
             else:
                 with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
                     futures = [
-                        pool.submit(
-                            _read_part, helper, spec, tenant, snapshot, contract_id, part
-                        )
+                        pool.submit(_read_part, helper, spec, tenant, snapshot, contract_id, part)
                         for helper, part in zip(helpers, ranges[1:], strict=False)
                     ]
                     cur.execute(spec.select_sql(contract_id, ranges[0]))

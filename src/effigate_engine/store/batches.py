@@ -14,6 +14,7 @@ the database; ids of the caller are strings.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from effigate_engine import ticket_fields
 from effigate_engine.clock import HORIZON, outside_horizon
 from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.store.errors import StoreError
@@ -63,7 +65,6 @@ class BatchRefused(StoreError):
         self.args = (text,)
 
 
-
 @dataclass(frozen=True)
 class Column:
     """One ingested column: Arrow type, SQL type and whether nulls are allowed."""
@@ -72,6 +73,12 @@ class Column:
     arrow_type: pa.DataType
     sql_type: str
     nullable: bool = False
+    #: A batch may leave the column out: its rows are then stored with the column's default
+    #: and an upsert leaves the stored value as it is.
+    optional: bool = False
+    #: The value a null in the batch stands for (``None``: a null is stored as null, or refused
+    #: when the column is not nullable).
+    null_means: Any = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,19 @@ class BulkTable:
     def column_names(self) -> list[str]:
         """Column names in order."""
         return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> BulkTable:
+        """This table with only the columns every batch must carry."""
+        return self.for_columns(())
+
+    def for_columns(self, names: Sequence[str]) -> BulkTable:
+        """This table restricted to the columns a batch with ``names`` carries: the optional
+        columns it leaves out are not staged, inserted or updated (itself when it has them
+        all)."""
+        present = set(names)
+        kept = tuple(c for c in self.columns if not c.optional or c.name in present)
+        return self if len(kept) == len(self.columns) else BulkTable(self.name, kept)
 
     @property
     def staging(self) -> str:
@@ -160,7 +180,7 @@ class BulkTable:
         tenant = tenant_text(tenant_id)
         return (
             f"SELECT EXISTS (SELECT 1 FROM {self.name} t,"
-            f" (SELECT min(id COLLATE \"C\") AS lo, max(id COLLATE \"C\") AS hi"
+            f' (SELECT min(id COLLATE "C") AS lo, max(id COLLATE "C") AS hi'
             f" FROM {self.staging}) b"
             f" WHERE t.tenant_id = '{tenant}'::uuid AND t.id >= b.lo AND t.id <= b.hi)"
         )
@@ -201,6 +221,10 @@ def _instant(name: str, nullable: bool = False) -> Column:
 
 def _int(name: str, nullable: bool = False) -> Column:
     return Column(name, pa.int64(), "bigint", nullable)
+
+
+def _optional_text(name: str) -> Column:
+    return Column(name, pa.string(), "text", True, optional=True)
 
 
 STORED_TIME_LOGS = BulkTable(
@@ -244,8 +268,22 @@ STORED_TICKETS = BulkTable(
         _instant("created_at"),
         _instant("first_response_at", True),
         _instant("resolved_at", True),
+        _optional_text("support_level"),
+        _optional_text("job_type"),
+        Column("after_hours", pa.bool_(), "boolean", optional=True, null_means=False),
+        _optional_text("channel"),
+        _optional_text("subject"),
+        _optional_text("requester"),
+        _optional_text("queue"),
+        _optional_text("assignee"),
+        _optional_text("asset"),
+        Column("tags", pa.list_(pa.string()), "text[]", optional=True, null_means=[]),
     ),
 )
+
+#: A batch row's own check beyond the columns' (the service's, e.g. contract scope): given the
+#: prepared batch, ``{row position: (column, value, problem)}`` for the rows it refuses.
+RowCheck = Callable[[pa.Table], dict[int, tuple[str, object, str]]]
 
 
 @dataclass(frozen=True)
@@ -264,31 +302,40 @@ class IngestResult:
         return self.received - self.inserted - self.updated - self.rejected.num_rows
 
 
-def prepare_batch(spec: BulkTable, batch: pa.Table | pa.RecordBatch) -> pa.Table:
-    """Check a batch against ``spec`` and return it in the schema's column order and types.
+def prepare_batch(
+    spec: BulkTable, batch: pa.Table | pa.RecordBatch, check: RowCheck | None = None
+) -> pa.Table:
+    """Check a batch against ``spec`` and return it in the schema's column order and types
+    (``spec`` restricted to the columns the batch has, :meth:`BulkTable.for_columns`).
 
     Raises :class:`StoreError` naming ``table.column[position]`` and the value for: a missing
     column, a naive (zone-less) timestamp, a duplicate id; and :class:`BatchRefused` naming
-    every bad row (:func:`split_batch`) when any row cannot be stored.
+    every bad row (:func:`split_batch`, ``check`` included) when any row cannot be stored.
     """
-    prepared, rejected, first_value = _checked_rows(spec, batch)
+    prepared, rejected, first_value = _checked_rows(spec, batch, check)
     if rejected.num_rows:
         raise BatchRefused(spec.name, rejected, first_value)
     return prepared
 
 
-def split_batch(spec: BulkTable, batch: pa.Table | pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+def split_batch(
+    spec: BulkTable, batch: pa.Table | pa.RecordBatch, check: RowCheck | None = None
+) -> tuple[pa.Table, pa.Table]:
     """The rows of ``batch`` that can be stored (prepared, as :func:`prepare_batch` returns
     them) and the others (:data:`REJECTED_ROWS`, by position in ``batch``): a null in a
-    required column, an instant outside :data:`effigate_engine.clock.HORIZON`, and for time
-    logs an end not after the start. Faults of the whole batch (a missing column, a naive
-    timestamp, a duplicate id) still raise :class:`StoreError`."""
-    prepared, rejected, _ = _checked_rows(spec, batch)
+    required column, an instant outside :data:`effigate_engine.clock.HORIZON`, for time
+    logs an end not after the start, for tickets a field that is not in its normal form
+    (:mod:`effigate_engine.ticket_fields`), and the rows ``check`` refuses. Faults of the whole
+    batch (a missing column, a naive timestamp, a duplicate id) still raise
+    :class:`StoreError`."""
+    prepared, rejected, _ = _checked_rows(spec, batch, check)
     if rejected.num_rows == 0:
         return prepared, rejected
     keep = np.ones(prepared.num_rows, bool)
     keep[rejected.column("row").to_numpy()] = False
-    return prepared.filter(pa.array(keep)).cast(spec.schema), rejected
+    return prepared.filter(pa.array(keep)).cast(
+        spec.for_columns(batch.schema.names).schema
+    ), rejected
 
 
 def _shown(value: object) -> str:
@@ -298,11 +345,13 @@ def _shown(value: object) -> str:
 
 
 def _checked_rows(
-    spec: BulkTable, batch: pa.Table | pa.RecordBatch
+    spec: BulkTable, batch: pa.Table | pa.RecordBatch, check: RowCheck | None = None
 ) -> tuple[pa.Table, pa.Table, object]:
-    """The batch in ``spec``'s schema, its bad rows (:data:`REJECTED_ROWS`, each named once,
-    by its first fault in column order) and the first bad row's offending value."""
+    """The batch in ``spec``'s schema (restricted to its columns), its bad rows
+    (:data:`REJECTED_ROWS`, each named once, by its first fault in column order) and the first
+    bad row's offending value."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    spec = spec.for_columns(table.column_names)
     arrays = []
     for col in spec.columns:
         name = f"{spec.name}.{col.name}"
@@ -315,8 +364,11 @@ def _checked_rows(
             try:
                 data = data.cast(col.arrow_type)
             except ARROW_INPUT_ERRORS as exc:
-                raise StoreError(name, str(data.type), f"cannot be read as {col.arrow_type}")\
-                    from exc
+                raise StoreError(
+                    name, str(data.type), f"cannot be read as {col.arrow_type}"
+                ) from exc
+        if col.null_means is not None and data.null_count:
+            data = pc.fill_null(data, pa.scalar(col.null_means, col.arrow_type))
         arrays.append(data)
     loose = pa.schema([pa.field(c.name, c.arrow_type) for c in spec.columns])
     prepared = pa.Table.from_arrays(arrays, schema=loose)
@@ -333,8 +385,10 @@ def _checked_rows(
     faults: dict[int, tuple[str, object, str]] = {}
 
     def fault(mask: np.ndarray, column: str, problem: Any) -> None:
+        """Rows ``mask`` (booleans, or positions) refused for ``problem`` in ``column``."""
         values = prepared.column(column)
-        for k in np.flatnonzero(mask):
+        rows = np.flatnonzero(mask) if mask.dtype == bool else mask
+        for k in rows:
             if int(k) not in faults:
                 value = values[int(k)].as_py()
                 faults[int(k)] = (column, value, problem(int(k)) if callable(problem) else problem)
@@ -345,7 +399,9 @@ def _checked_rows(
             fault(pc.is_null(data).to_numpy(zero_copy_only=False), col.name, "is required but null")
         if col.arrow_type == STORED_INSTANT and len(data):
             fault(outside_horizon(data), col.name, f"is outside the accepted range {HORIZON}")
-    if spec is STORED_TIME_LOGS and len(prepared):
+    if spec.name == STORED_TICKETS.name and len(prepared):
+        prepared = _ticket_fields(prepared, fault)
+    if spec.name == STORED_TIME_LOGS.name and len(prepared):
         started = prepared.column("started_at")
         bad = pc.fill_null(pc.less_equal(prepared.column("ended_at"), started), False)
         fault(
@@ -353,6 +409,9 @@ def _checked_rows(
             "ended_at",
             lambda k: f"is not after started_at {started[k].as_py()}",
         )
+    if check is not None and len(prepared):
+        for k, found in check(prepared).items():
+            faults.setdefault(k, found)
     if not faults:
         return prepared.cast(spec.schema), REJECTED_ROWS.empty_table(), None
     order = sorted(faults)
@@ -372,6 +431,111 @@ def _checked_rows(
         schema=REJECTED_ROWS,
     )
     return prepared, rejected, faults[order[0]][1]
+
+
+#: The ticket columns normalised in bulk: name -> the normaliser of one value (which names the
+#: problem of a value it refuses), the longest normal value and its vocabulary or pattern.
+_TICKET_TEXT: dict[str, tuple[Callable[[str], object], int, tuple[str, ...] | str | None]] = {
+    "support_level": (ticket_fields.support_level, 8, ticket_fields.SUPPORT_LEVELS),
+    "job_type": (ticket_fields.job_type, ticket_fields.JOB_TYPE_CHARS, None),
+    "channel": (ticket_fields.channel, 16, ticket_fields.CHANNELS),
+    "subject": (ticket_fields.subject, ticket_fields.SUBJECT_CHARS, None),
+    "requester": (
+        ticket_fields.requester,
+        ticket_fields.REQUESTER_CHARS,
+        ticket_fields.REQUESTER_PATTERN,
+    ),
+    "queue": (lambda v: ticket_fields.name(v, "queue"), ticket_fields.NAME_CHARS, None),
+    "assignee": (lambda v: ticket_fields.name(v, "assignee"), ticket_fields.NAME_CHARS, None),
+    "asset": (ticket_fields.asset, ticket_fields.ASSET_CHARS, None),
+}
+_UPPER = frozenset({"support_level", "channel"})
+_CONTROL_PATTERN = "[\\x00-\\x1f\\x7f]"
+
+
+def _ticket_fields(prepared: pa.Table, fault: Callable[..., None]) -> pa.Table:
+    """``prepared`` (tickets) with its descriptive columns in normal form
+    (:mod:`effigate_engine.ticket_fields`: trimmed, vocabularies upper-cased, empty text null,
+    tags sorted and distinct); a value that has none is a fault of its row, named by the
+    one-value normaliser. Text is checked in vectorised passes; tags row by row, only where
+    there are any."""
+    for name, (normalise, limit, allowed) in _TICKET_TEXT.items():
+        if name not in prepared.column_names:
+            continue
+        data = prepared.column(name)
+        if data.null_count == len(data):
+            continue
+        normal = pc.utf8_trim_whitespace(data)
+        if name in _UPPER:
+            normal = pc.utf8_upper(normal)
+        normal = pc.if_else(pc.equal(normal, ""), pa.scalar(None, pa.string()), normal)
+        valid = pc.and_(
+            pc.less_equal(pc.utf8_length(normal), limit),
+            pc.invert(pc.match_substring_regex(normal, _CONTROL_PATTERN)),
+        )
+        if isinstance(allowed, tuple):
+            valid = pc.and_(valid, pc.is_in(normal, value_set=pa.array(allowed, pa.string())))
+        elif isinstance(allowed, str):
+            valid = pc.and_(valid, pc.match_substring_regex(normal, allowed))
+        bad = pc.invert(pc.fill_null(valid, True)).to_numpy(zero_copy_only=False)
+        if bad.any():
+            values = data.to_pylist()
+            fixed = normal.to_pylist()
+            for k in np.flatnonzero(bad):
+                try:
+                    fixed[int(k)] = normalise(values[int(k)])
+                except ticket_fields.FieldError as exc:
+                    fault(np.array([k]), name, exc.problem)
+            normal = pa.array(fixed, pa.string())
+        index = prepared.column_names.index(name)
+        prepared = prepared.set_column(index, name, normal)
+    if "tags" in prepared.column_names:
+        tags = prepared.column("tags")
+        if isinstance(tags, pa.ChunkedArray):
+            tags = tags.combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(tags), 0).to_numpy(zero_copy_only=False)
+        unsettled = _tags_not_normal(tags, lengths)
+        if unsettled.any():
+            rows = tags.to_pylist()
+            for k in np.flatnonzero(unsettled):
+                try:
+                    rows[int(k)] = ticket_fields.tags(rows[int(k)])
+                except ticket_fields.FieldError as exc:
+                    fault(np.array([k]), "tags", f"{exc.field}: {exc.problem}")
+            index = prepared.column_names.index("tags")
+            prepared = prepared.set_column(index, "tags", pa.array(rows, pa.list_(pa.string())))
+    return prepared
+
+
+def _tags_not_normal(tags: pa.ListArray, lengths: np.ndarray) -> np.ndarray:
+    """Rows whose tags are not already in normal form (each trimmed, 1..64 characters, no
+    comma or control character, at most :data:`~effigate_engine.ticket_fields.MAX_TAGS`,
+    strictly ascending bytewise, the order of code points), found in vectorised passes."""
+    bad = lengths > ticket_fields.MAX_TAGS
+    if not lengths.any():
+        return bad
+    flat = pc.list_flatten(tags)
+    parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
+    ok = pc.and_(
+        pc.and_(
+            pc.equal(pc.utf8_trim_whitespace(flat), flat),
+            pc.less_equal(pc.utf8_length(flat), ticket_fields.TAG_CHARS),
+        ),
+        pc.and_(
+            pc.greater(pc.utf8_length(flat), 0),
+            pc.invert(pc.match_substring_regex(flat, "[,\\x00-\\x1f\\x7f]")),
+        ),
+    )
+    element_bad = ~pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+    if len(flat) > 1:
+        same = parents[:-1] == parents[1:]
+        ascending = pc.fill_null(
+            pc.less(flat.slice(0, len(flat) - 1), flat.slice(1)), False
+        ).to_numpy(zero_copy_only=False)
+        unordered = same & ~ascending
+        element_bad[1:] |= unordered
+    bad[parents[element_bad]] = True
+    return bad
 
 
 def ids_ascending(ids: pa.ChunkedArray | pa.Array) -> bool:

@@ -36,6 +36,7 @@ from effigate_engine.store.batches import (
     COPY_CHUNK_ROWS,
     BulkTable,
     IngestResult,
+    RowCheck,
     copy_stream,
     in_key_order,
     prepare_batch,
@@ -63,6 +64,7 @@ async def ingest_asyncpg(
     (checked by the database only).
     """
     if isinstance(rows, pa.Table):
+        spec = spec.for_columns(rows.column_names)
         records: Any = table_to_records(in_key_order(prepare_batch(spec, rows)))
     else:
         records = rows
@@ -112,6 +114,7 @@ def ingest_adbc(
     rows: pa.Table | pa.RecordBatchReader,
     steps: dict[str, float] | None = None,
     chunk_rows: int = COPY_CHUNK_ROWS,
+    check: RowCheck | None = None,
 ) -> IngestResult:
     """Upsert ``rows`` into ``spec``'s table for ``tenant`` in one transaction (ADBC).
 
@@ -120,14 +123,18 @@ def ingest_adbc(
     reader in ``spec.schema`` (streamed as it is; checked by the database only). When
     ``steps`` is given, the wall seconds of each step are added to it under the keys
     ``prepare``, ``copy``, ``lock``, ``probe``, ``analyze``, ``merge`` or ``insert`` and
-    ``commit``.
+    ``commit``. ``check`` refuses rows beyond the columns' own checks (:func:`prepare_batch`).
+    A table's optional columns that it leaves out are neither staged nor written
+    (:meth:`~effigate_engine.store.batches.BulkTable.for_columns`); a reader carries its own
+    schema's columns.
     """
     import adbc_driver_manager
 
     clock = _StepClock(steps)
+    spec = spec.for_columns(rows.schema.names)
     if isinstance(rows, pa.Table):
         data: pa.RecordBatchReader = copy_stream(
-            in_key_order(prepare_batch(spec, rows)), chunk_rows
+            in_key_order(prepare_batch(spec, rows, check)), chunk_rows
         )
     else:
         data = rows
@@ -191,25 +198,28 @@ async def ingest(
     tenant: TenantKey,
     rows: pa.Table | pa.RecordBatchReader,
     skip_invalid_rows: bool = False,
+    check: RowCheck | None = None,
 ) -> IngestResult:
     """The service's bulk ingest: ADBC (measured faster), run off the event loop.
 
     ``conn`` is an ADBC connection (:func:`connect_adbc`) used by one call at a time; the
     driver releases the GIL while it talks to the server. With ``skip_invalid_rows`` (``rows``
     a table), the rows :func:`split_batch` sets aside are not stored but returned in
-    ``IngestResult.rejected``, and the valid rows are stored as one batch.
+    ``IngestResult.rejected``, and the valid rows are stored as one batch. ``check`` refuses
+    rows beyond the columns' own checks (a table's rows only).
     """
     if not skip_invalid_rows or not isinstance(rows, pa.Table):
-        return await run_adbc(conn, ingest_adbc, spec, tenant, rows)
-    return await run_adbc(conn, ingest_valid_rows, spec, tenant, rows)
+        return await run_adbc(conn, ingest_adbc, spec, tenant, rows, None, COPY_CHUNK_ROWS, check)
+    return await run_adbc(conn, ingest_valid_rows, spec, tenant, rows, check)
 
 
 def ingest_valid_rows(
-    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table
+    conn: Any, spec: BulkTable, tenant: TenantKey, rows: pa.Table, check: RowCheck | None = None
 ) -> IngestResult:
     """:func:`ingest_adbc` of the rows of ``rows`` that can be stored; the others are in the
     result's ``rejected`` (and counted as received)."""
-    valid, rejected = split_batch(spec, rows)
+    spec = spec.for_columns(rows.column_names)
+    valid, rejected = split_batch(spec, rows, check)
     result = ingest_adbc(conn, spec, tenant, copy_stream(in_key_order(valid)))
     return IngestResult(
         result.received + rejected.num_rows, result.inserted, result.updated, rejected

@@ -91,18 +91,14 @@ async def contract_exists(conn: asyncpg.Connection, contract_id: int) -> bool:
 
 async def contract_policy_id(conn: asyncpg.Connection, contract_id: int) -> int | None:
     """The SLA policy of contract ``contract_id`` (``None``: none, or no such contract)."""
-    value = await conn.fetchval(
-        "SELECT sla_policy_id FROM contracts WHERE id = $1", contract_id
-    )
+    value = await conn.fetchval("SELECT sla_policy_id FROM contracts WHERE id = $1", contract_id)
     return None if value is None else int(value)
 
 
 # calendars ----------------------------------------------------------------------------------
 
 
-async def insert_calendar(
-    conn: asyncpg.Connection, name: str, body: dict[str, Any]
-) -> int | None:
+async def insert_calendar(conn: asyncpg.Connection, name: str, body: dict[str, Any]) -> int | None:
     """Store ``body`` as version 1 of a calendar named ``name``; its id, or ``None`` when a
     live calendar already has that name (the database keeps one per name, so of two racing
     inserts exactly one wins)."""
@@ -284,9 +280,7 @@ async def load_policies(conn: asyncpg.Connection) -> list[PolicyRecord]:
     return [_policy(r) for r in rows]
 
 
-async def load_policy_versions(
-    conn: asyncpg.Connection, policy_id: int
-) -> tuple[int, str] | None:
+async def load_policy_versions(conn: asyncpg.Connection, policy_id: int) -> tuple[int, str] | None:
     """The current version of the live policy ``policy_id`` and the tenant's calendars key
     (:data:`CALENDARS_KEY_SQL`), in one query; ``None`` if no such policy."""
     row = await conn.fetchrow(

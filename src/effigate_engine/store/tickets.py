@@ -7,6 +7,7 @@ any instant. Every function runs on a connection inside a tenant-bound transacti
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,48 @@ class TicketRecord:
     created_at: datetime
     first_response_at: datetime | None
     resolved_at: datetime | None
+    support_level: str | None = None
+    job_type: str | None = None
+    after_hours: bool = False
+    channel: str | None = None
+    subject: str | None = None
+    requester: str | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    asset: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TicketFields:
+    """What a new ticket is created with besides its id, client, contract, priority and creation
+    instant, in normal form (:mod:`effigate_engine.ticket_fields`)."""
+
+    support_level: str | None = None
+    job_type: str | None = None
+    after_hours: bool = False
+    channel: str | None = None
+    subject: str | None = None
+    requester: str | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    asset: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoldedState:
+    """A ticket's state as folded from its events: what :func:`store_state` writes."""
+
+    priority: str
+    status: str
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    support_level: str | None
+    job_type: str | None
+    queue: str | None
+    assignee: str | None
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -52,6 +95,16 @@ def ticket_record(row: asyncpg.Record) -> TicketRecord:
         row["created_at"],
         row["first_response_at"],
         row["resolved_at"],
+        row["support_level"],
+        row["job_type"],
+        row["after_hours"],
+        row["channel"],
+        row["subject"],
+        row["requester"],
+        row["queue"],
+        row["assignee"],
+        row["asset"],
+        tuple(row["tags"] or ()),
     )
 
 
@@ -69,18 +122,32 @@ async def insert_ticket(
     priority: str,
     created_at: datetime,
     actor: str,
+    fields: TicketFields = TicketFields(),
+    created_detail: str | None = None,
 ) -> TicketRecord | None:
-    """Store a new open ticket and its ``CREATED`` event (carrying ``priority``); ``None``
-    (and nothing stored) when the id is taken."""
+    """Store a new open ticket and its ``CREATED`` event (its detail ``created_detail``, by
+    default the plain ``priority``); ``None`` (and nothing stored) when the id is taken."""
     row = await conn.fetchrow(
-        """INSERT INTO tickets (id, client_id, contract_id, priority, status, created_at)
-           VALUES ($1, $2, $3, $4, 'OPEN', $5)
+        """INSERT INTO tickets (id, client_id, contract_id, priority, status, created_at,
+               support_level, job_type, after_hours, channel, subject, requester, queue,
+               assignee, asset, tags)
+           VALUES ($1, $2, $3, $4, 'OPEN', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
            ON CONFLICT (tenant_id, id) DO NOTHING RETURNING *""",
         ticket_id,
         client_id,
         contract_id,
         priority,
         created_at,
+        fields.support_level,
+        fields.job_type,
+        fields.after_hours,
+        fields.channel,
+        fields.subject,
+        fields.requester,
+        fields.queue,
+        fields.assignee,
+        fields.asset,
+        list(fields.tags),
     )
     if row is None:
         return None
@@ -91,7 +158,7 @@ async def insert_ticket(
         ticket_id,
         created_at,
         actor,
-        priority,
+        priority if created_detail is None else created_detail,
     )
     return ticket_record(row)
 
@@ -121,17 +188,23 @@ async def insert_event(
 
 
 async def same_event(
-    conn: asyncpg.Connection, event_id: str, ticket_id: str, kind: str, occurred_at: datetime
+    conn: asyncpg.Connection,
+    event_id: str,
+    ticket_id: str,
+    kind: str,
+    occurred_at: datetime,
+    detail: str | None,
 ) -> bool:
-    """Whether the stored event ``event_id`` has this ticket, kind and time."""
+    """Whether the stored event ``event_id`` has this ticket, kind, time and detail."""
     return bool(
         await conn.fetchval(
             "SELECT ticket_id = $2 AND kind = $3 AND occurred_at = $4"
-            " FROM ticket_events WHERE id = $1",
+            " AND detail IS NOT DISTINCT FROM $5 FROM ticket_events WHERE id = $1",
             event_id,
             ticket_id,
             kind,
             occurred_at,
+            detail,
         )
     )
 
@@ -157,25 +230,79 @@ async def event_instants(
     return [r["occurred_at"] for r in rows]
 
 
-async def store_state(
-    conn: asyncpg.Connection,
-    ticket_id: str,
-    priority: str,
-    status: str,
-    first_response_at: datetime | None,
-    resolved_at: datetime | None,
-) -> TicketRecord:
+async def store_state(conn: asyncpg.Connection, ticket_id: str, state: FoldedState) -> TicketRecord:
     """Write a ticket's folded state; the stored ticket."""
     row = await conn.fetchrow(
         """UPDATE tickets SET priority = $2, status = $3, first_response_at = $4,
-               resolved_at = $5 WHERE id = $1 RETURNING *""",
+               resolved_at = $5, support_level = $6, job_type = $7, queue = $8,
+               assignee = $9, tags = $10
+           WHERE id = $1 RETURNING *""",
         ticket_id,
-        priority,
-        status,
-        first_response_at,
-        resolved_at,
+        state.priority,
+        state.status,
+        state.first_response_at,
+        state.resolved_at,
+        state.support_level,
+        state.job_type,
+        state.queue,
+        state.assignee,
+        list(state.tags),
     )
     return ticket_record(row)
+
+
+async def lock_ticket(conn: asyncpg.Connection, ticket_id: str) -> TicketRecord | None:
+    """The stored ticket ``ticket_id``, locked until the transaction ends (events of one
+    ticket recorded concurrently are folded one after the other)."""
+    row = await conn.fetchrow("SELECT * FROM tickets WHERE id = $1 FOR UPDATE", ticket_id)
+    return None if row is None else ticket_record(row)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a contract's terms allow a ticket to carry (``None``: anything)."""
+
+    contract_id: int
+    support_levels: tuple[str, ...] | None
+    job_types: tuple[str, ...] | None
+
+
+async def contract_scopes(
+    conn: asyncpg.Connection, contract_ids: Sequence[int]
+) -> dict[int, Scope]:
+    """The scope (``terms.scope.support_levels`` / ``job_types``) of each of the tenant's
+    contracts among ``contract_ids``; contracts that are not the tenant's are left out."""
+    rows = await conn.fetch(
+        """SELECT id, terms -> 'scope' -> 'support_levels' AS levels,
+                  terms -> 'scope' -> 'job_types' AS job_types
+           FROM contracts WHERE id = ANY($1::bigint[])""",
+        list(contract_ids),
+    )
+    return {r["id"]: Scope(r["id"], _strings(r["levels"]), _strings(r["job_types"])) for r in rows}
+
+
+async def ticket_scopes(conn: asyncpg.Connection, ticket_ids: Sequence[str]) -> dict[str, Scope]:
+    """The contract scope of each of the tenant's tickets among ``ticket_ids`` that has a
+    contract (tickets without one are left out)."""
+    rows = await conn.fetch(
+        """SELECT t.id AS ticket_id, c.id, c.terms -> 'scope' -> 'support_levels' AS levels,
+                  c.terms -> 'scope' -> 'job_types' AS job_types
+           FROM tickets t JOIN contracts c ON c.tenant_id = t.tenant_id AND c.id = t.contract_id
+           WHERE t.id = ANY($1::text[])""",
+        list(ticket_ids),
+    )
+    return {
+        r["ticket_id"]: Scope(r["id"], _strings(r["levels"]), _strings(r["job_types"]))
+        for r in rows
+    }
+
+
+def _strings(value: str | None) -> tuple[str, ...] | None:
+    """A JSON list of strings (asyncpg returns ``jsonb`` as text); ``None`` when absent."""
+    if value is None:
+        return None
+    parsed = json.loads(value)
+    return None if parsed is None else tuple(str(v) for v in parsed)
 
 
 async def load_ticket_page(

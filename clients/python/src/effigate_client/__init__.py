@@ -7,7 +7,14 @@ retried with exponential backoff by gRPC's own retry policy; calls that would re
 (creating a client, issuing an invoice, recording a payment, …) are never retried.
 """
 
-from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2, tickets_pb2
+from effigate.v1 import (
+    billing_pb2,
+    catalog_pb2,
+    common_pb2,
+    routing_pb2,
+    sla_pb2,
+    tickets_pb2,
+)
 from effigate_client.client import AsyncClient, Client, to_timestamp
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "billing_pb2",
     "catalog_pb2",
     "common_pb2",
+    "routing_pb2",
     "sla_pb2",
     "tickets_pb2",
     "to_timestamp",
