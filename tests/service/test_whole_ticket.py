@@ -9,6 +9,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,6 +239,11 @@ def test_bulk_rows_outside_the_contract_scope_are_invalid_rows(db: Database) -> 
                 f"tickets.support_level[1] (id 'BK-1'): 'L3' is not allowed by contract"
                 f" {contract} (allowed: L1, L2)"
             )
+            # contract ids sent as text are read as the batch reads them
+            as_text = batch.set_column(2, "contract_id", pc.cast(batch["contract_id"], pa.string()))
+            with pytest.raises(BatchRefused) as refused:
+                await tickets.ingest_rows(store, principal, "tickets", as_text, False)
+            assert refused.value.rejected.num_rows == 2
             result = await tickets.ingest_rows(store, principal, "tickets", batch, True)
             assert (result.inserted, result.rejected.num_rows) == (2, 2)
             events = pa.table(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import pyarrow as pa
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 
 from effigate_engine import ticket_fields
 from effigate_engine.errors import EffigateError
+from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.priority import normalise_priority
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
@@ -455,35 +457,39 @@ async def ingest_rows(
 async def _bulk_check(
     store: Store, principal: Principal, kind: str, table: pa.Table
 ) -> stored_batches.RowCheck | None:
-    """The contract-scope check of a bulk batch (``None`` when it cannot refuse any row)."""
+    """The contract-scope check of a bulk batch (``None`` when it cannot refuse any row). A
+    column that cannot be read as its type is left to the batch's own checks, which refuse
+    the whole batch."""
+    names = set(table.column_names)
     if kind == "tickets":
-        if "contract_id" not in table.column_names or not (
-            {"support_level", "job_type"} & set(table.column_names)
-        ):
+        if "contract_id" not in names or not {"support_level", "job_type"} & names:
             return None
-        ids = [c for c in _distinct(table, "contract_id") if isinstance(c, int)]
+        ids = [c for c in _distinct(table, "contract_id", pa.int64()) if c is not None]
         if not ids:
             return None
         async with store.transaction(principal) as conn:
             scopes = await stored.contract_scopes(conn, ids)
         return ticket_rows_check(scopes)
-    if not {"kind", "ticket_id", "detail"} <= set(table.column_names):
+    if not {"kind", "ticket_id", "detail"} <= names:
         return None
-    kinds = table.column("kind")
-    if pa.types.is_string(kinds.type) or pa.types.is_large_string(kinds.type):
-        scoped = pc.is_in(kinds, value_set=pa.array(["SUPPORT_LEVEL_CHANGED", "JOB_TYPE_CHANGED"]))
-        if not pc.any(scoped).as_py():
-            return None
-        ticket_ids = _distinct(table.filter(pc.fill_null(scoped, False)), "ticket_id")
-    else:
+    try:
+        kinds = pc.cast(table.column("kind"), pa.string())
+    except ARROW_INPUT_ERRORS:
         return None
+    scoped = pc.fill_null(
+        pc.is_in(kinds, value_set=pa.array(["SUPPORT_LEVEL_CHANGED", "JOB_TYPE_CHANGED"])), False
+    )
+    if not pc.any(scoped).as_py():
+        return None
+    ticket_ids = _distinct(table.filter(scoped), "ticket_id", pa.string())
     async with store.transaction(principal) as conn:
-        scopes = await stored.ticket_scopes(conn, [t for t in ticket_ids if isinstance(t, str)])
+        scopes = await stored.ticket_scopes(conn, [t for t in ticket_ids if t is not None])
     return event_rows_check(scopes)
 
 
-def _distinct(table: pa.Table, column: str) -> list[object]:
+def _distinct(table: pa.Table, column: str, kind: pa.DataType) -> list[Any]:
+    """The distinct values of ``column`` read as ``kind`` (none when it cannot be)."""
     try:
-        return pc.unique(table.column(column)).to_pylist()
-    except pa.ArrowInvalid:
+        return pc.unique(pc.cast(table.column(column), kind)).to_pylist()
+    except ARROW_INPUT_ERRORS:
         return []
