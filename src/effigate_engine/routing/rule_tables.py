@@ -15,6 +15,7 @@ from effigate_engine.priority import PRIORITIES
 from effigate_engine.routing import _route
 from effigate_engine.routing.rules import CHANNELS, RouteMatch, RoutingRules
 from effigate_engine.sla.policy import SUPPORT_LEVELS
+from effigate_engine.sla.rule_tables import accepts_table
 
 #: The fields matched through value codes: (field, the rule's accepted values, the fixed
 #: vocabulary of the field or ``None`` when the values the rules mention are the vocabulary).
@@ -60,19 +61,6 @@ def route_tables(rules: RoutingRules) -> RouteTables:
         return compiled
 
 
-def _accepts(
-    rules: Sequence[Any], values: Sequence[str], pick: Callable[[RouteMatch], Any]
-) -> np.ndarray:
-    """(rules, values + 1) table: does rule g accept value code c (column c + 1; 0 = null)?"""
-    table = np.ones((len(rules), len(values) + 1), np.uint8)
-    for g, rule in enumerate(rules):
-        allowed = pick(rule.match)
-        if allowed is not None:
-            table[g, 0] = 0
-            table[g, 1:] = [v in allowed for v in values]
-    return table
-
-
 def _compile(rules: RoutingRules) -> RouteTables:
     all_rules = rules.rules
     values: dict[str, list[str]] = {}
@@ -84,7 +72,7 @@ def _compile(rules: RoutingRules) -> RouteTables:
             else sorted({v for r in all_rules if pick(r.match) is not None for v in pick(r.match)})
         )
         values[name] = mentioned
-        tables[name] = _accepts(all_rules, mentioned, pick)
+        tables[name] = accepts_table(all_rules, mentioned, pick)
     after_required = np.array(
         [-1 if r.match.after_hours is None else int(r.match.after_hours) for r in all_rules],
         np.int8,

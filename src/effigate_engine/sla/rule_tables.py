@@ -4,6 +4,7 @@ rule matching reads, the escalation ladders, remembered per calendar set."""
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -231,7 +232,7 @@ def _match_tables(all_rules: list[Any]) -> dict[str, Any]:
         )
         values[name] = mentioned
         tables[name] = (
-            _accepts(all_rules, mentioned, pick)
+            accepts_table(all_rules, mentioned, pick)
             if mentioned
             else np.ones((len(all_rules), 1), np.uint8)
         )
@@ -242,8 +243,11 @@ def _match_tables(all_rules: list[Any]) -> dict[str, Any]:
     return {"match_values": values, "match_tables": tables, "after_required": after_required}
 
 
-def _accepts(rules: list[Any], values: list[Any], pick: Any) -> np.ndarray:
-    """(rules, values + 1) table: does rule g accept value code c (column c + 1; 0 = null)?"""
+def accepts_table(rules: Sequence[Any], values: Sequence[Any], pick: Any) -> np.ndarray:
+    """(rules, values + 1) table: does rule g accept value code c (column c + 1; 0 = null)?
+
+    ``pick`` gives a rule's ``match`` the allowed values (``None``: any, null included).
+    Shared by every first-match rule table (SLA policies, routing rules)."""
     table = np.ones((len(rules), len(values) + 1), np.uint8)
     for g, rule in enumerate(rules):
         allowed = pick(rule.match)
