@@ -14,6 +14,7 @@ from effigate.v1 import (
     routing_pb2,
     sla_pb2,
     tickets_pb2,
+    webhooks_pb2,
 )
 from effigate_client.client import AsyncClient, Client, to_timestamp
 
@@ -27,4 +28,5 @@ __all__ = [
     "sla_pb2",
     "tickets_pb2",
     "to_timestamp",
+    "webhooks_pb2",
 ]

@@ -23,6 +23,7 @@ from effigate.v1 import (
     sla_pb2,
     sla_pb2_grpc,
     tickets_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 #: Arrow streams carry large messages: 256 MiB each way (the server's limit too).
@@ -80,6 +81,12 @@ IDEMPOTENT = {
         "AgentWorkload",
         "OldestUnassigned",
         "ReplayRouting",
+    ],
+    # an update sets the same fields to the same values again
+    "effigate.v1.WebhookService": [
+        "ListWebhookEndpoints",
+        "UpdateWebhookEndpoint",
+        "ListWebhookDeliveries",
     ],
     "effigate.v1.BillingService": [
         "Classify",
@@ -204,6 +211,7 @@ STUBS = (
     "time_logs",
     "billing",
     "routing",
+    "webhooks",
 )
 
 
@@ -243,6 +251,7 @@ class _Stubs:
         self.time_logs = billing_pb2_grpc.TimeLogServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingServiceStub(channel)
         self.routing = routing_pb2_grpc.RoutingServiceStub(channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
         for name in STUBS:
             setattr(self, name, _Authed(getattr(self, name), token, timeout))
 
