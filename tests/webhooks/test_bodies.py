@@ -63,8 +63,11 @@ def test_a_slack_body_is_text_and_blocks_with_the_evidence_as_fields() -> None:
     header, section, context = body["blocks"]
     assert header == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "SLA breached: INC-100000 (resolution)",
-                 "emoji": True},
+        "text": {
+            "type": "plain_text",
+            "text": "SLA breached: INC-100000 (resolution)",
+            "emoji": True,
+        },
     }
     fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in section["fields"]}
     assert all(f["type"] == "mrkdwn" for f in section["fields"])
@@ -103,8 +106,12 @@ def test_a_teams_body_is_a_message_with_one_adaptive_card() -> None:
     assert facts["Ticket id"] == "INC-100000"
     assert facts["Target seconds"] == "14400"
     assert all(isinstance(v, str) for v in facts.values())
-    assert len(json.loads(render("TEAMS", ESCALATION))["attachments"][0]["content"]["body"][2][
-        "facts"]) == 20
+    assert (
+        len(
+            json.loads(render("TEAMS", ESCALATION))["attachments"][0]["content"]["body"][2]["facts"]
+        )
+        == 20
+    )
 
 
 @pytest.mark.parametrize("fmt", ["STANDARD", "SLACK", "TEAMS"])

@@ -209,10 +209,8 @@ async def rotate_secret(
 
 async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: int) -> bool:
     """Delete an endpoint and its deliveries; whether it existed."""
-    deleted = await conn.fetchval(
-        "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", endpoint_id
-    )
-    return deleted is not None
+    deleted: bool = await conn.fetchval("SELECT effigate_delete_webhook_endpoint($1)", endpoint_id)
+    return deleted
 
 
 async def list_deliveries(

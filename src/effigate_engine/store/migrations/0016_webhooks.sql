@@ -99,9 +99,10 @@ CREATE TRIGGER assign_id BEFORE INSERT ON webhook_deliveries
     FOR EACH ROW EXECUTE FUNCTION effigate_assign_id();
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (tenant_id, endpoint_id, id);
 CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (tenant_id, event_id);
--- The worker's queue spans tenants (read only by the functions of section 4, as the owner):
--- the one index that does not lead with tenant_id.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+-- The worker's queue: pending rows only (few: those due, leased or waiting to be retried), so
+-- the worker's search across tenants reads this small index whole, and it still leads with
+-- tenant_id as every index does.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (tenant_id, next_attempt_at)
     WHERE state = 'PENDING';
 
 -- 3. A delivery for every matching active endpoint, in the event's transaction -------------
@@ -225,6 +226,21 @@ CREATE FUNCTION effigate_next_webhook_due() RETURNS timestamptz
     WHERE d.state = 'PENDING' AND w.active
 $$;
 
+-- Delete an endpoint of the bound tenant and its deliveries (the service role has no DELETE
+-- on any table); whether it existed.
+CREATE FUNCTION effigate_delete_webhook_endpoint(endpoint bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    tenant uuid := public.effigate_current_tenant();
+BEGIN
+    DELETE FROM public.webhook_endpoints w WHERE w.tenant_id = tenant AND w.id = endpoint;
+    RETURN FOUND;
+END
+$$;
+
+REVOKE ALL ON FUNCTION effigate_delete_webhook_endpoint(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION effigate_delete_webhook_endpoint(bigint) TO effigate_app;
 REVOKE ALL ON FUNCTION effigate_events_webhook_deliveries() FROM PUBLIC;
 REVOKE ALL ON FUNCTION effigate_claim_webhook_deliveries(integer, double precision) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION effigate_claim_webhook_deliveries(integer, double precision)
@@ -262,7 +278,6 @@ GRANT INSERT (tenant_id, url, secret, format, event_types, client_id, descriptio
     max_attempts) ON webhook_endpoints TO effigate_app;
 GRANT UPDATE (url, secret, previous_expires_at, format, event_types, client_id, description,
     active, max_attempts) ON webhook_endpoints TO effigate_app;
-GRANT DELETE ON webhook_endpoints TO effigate_app;
 -- Deliveries: created by the trigger, advanced by the worker's functions; the service role
 -- only reads them and puts one back in the queue (redeliver).
 GRANT SELECT ON webhook_deliveries TO effigate_app;
