@@ -553,3 +553,47 @@ def test_private_addresses_are_refused_unless_the_server_allows_them(service, te
                 pb.CreateWebhookEndpointRequest(url=url),
             )
             assert "EFFIGATE_WEBHOOK_ALLOW_PRIVATE=1" in details
+
+
+def test_the_webhooks_commands_add_list_show_deliveries_and_redeliver(
+    hooks: tuple[Database, ServiceProcess], receiver: Receiver
+) -> None:
+    from tests.e2e.test_cli import effigate
+
+    db, running = hooks
+    tenant = new_tenant(db)
+    env = {"EFFIGATE_ADDRESS": running.address, "EFFIGATE_TOKEN": tenant.token}
+    added = effigate(
+        "webhooks",
+        "add",
+        receiver.url("/cli"),
+        "--format",
+        "SLACK",
+        "--type",
+        "SLA_BREACHED",
+        "--max-attempts",
+        "1",
+        env=env,
+    ).stdout
+    endpoint_id = added.split()[0]
+    secret = next(w for w in added.split() if w.startswith("whsec_"))
+    assert "SLACK" in added and "SLA_BREACHED / all clients" in added
+    receiver.expect("/cli", [secret], [500])
+    listed = effigate("webhooks", "list", env=env).stdout
+    assert endpoint_id in listed and "whsec_" not in listed
+    (event_id,) = append(tenant, [event("SLA_BREACHED", "INC-CLI")])
+    receiver.wait_for(lambda: receiver.received("/cli"), what="the one attempt")
+
+    def dead() -> str:
+        return effigate("webhooks", "deliveries", "--state", "DEAD", env=env).stdout
+
+    receiver.wait_for(lambda: event_id in dead(), what="DEAD")
+    line = dead().strip()
+    assert "attempts 1" in line and "last 500" in line
+    again = effigate("webhooks", "redeliver", line.split()[0], env=env).stdout
+    assert "PENDING" in again
+    receiver.wait_for(lambda: receiver.processed("/cli") == [event_id], what="redelivered")
+    off = effigate("webhooks", "disable", endpoint_id, env=env).stdout
+    assert "inactive" in off
+    assert "removed" in effigate("webhooks", "remove", endpoint_id, env=env).stdout
+    assert effigate("webhooks", "list", env=env).stdout.strip() == ""
