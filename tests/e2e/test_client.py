@@ -12,6 +12,7 @@ from pathlib import Path
 from effigate.v1 import (
     billing_pb2,
     catalog_pb2,
+    events_pb2,
     routing_pb2,
     sla_pb2,
     tickets_pb2,
@@ -33,6 +34,7 @@ MODULES = {
     "BillingService": billing_pb2,
     "RoutingService": routing_pb2,
     "WebhookService": webhooks_pb2,
+    "EventService": events_pb2,
 }
 #: Calls that repeat an effect if sent twice: never retried.
 EFFECTFUL = {
