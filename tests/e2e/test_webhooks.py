@@ -597,3 +597,21 @@ def test_the_webhooks_commands_add_list_show_deliveries_and_redeliver(
     assert "inactive" in off
     assert "removed" in effigate("webhooks", "remove", endpoint_id, env=env).stdout
     assert effigate("webhooks", "list", env=env).stdout.strip() == ""
+
+
+def test_an_attempt_without_an_answer_in_time_fails_and_counts(
+    staff: tuple[Tenant, Client], receiver: Receiver
+) -> None:
+    tenant, client = staff
+    endpoint = add_endpoint(client, receiver, "/slow", [HANG], max_attempts=1).endpoint
+    append(tenant, [event("SLA_BREACHED", "INC-SLOW")])
+    receiver.wait_for(
+        lambda: (
+            [d.state for d in deliveries(client, endpoint_id=endpoint.id)]
+            == [STATE.WEBHOOK_DELIVERY_STATE_DEAD]
+        ),
+        what="DEAD after the timeout",
+    )
+    (dead,) = deliveries(client, endpoint_id=endpoint.id)
+    assert dead.last_error == "no answer within 2 s" and not dead.HasField("last_status")
+    receiver.release()

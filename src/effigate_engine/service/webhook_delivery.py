@@ -190,12 +190,13 @@ class DeliveryWorker:
                 if claimed:
                     continue
                 await self._sleep(await self._until_due())
-            if self._attempts:
-                await asyncio.wait(self._attempts)
 
     async def _claim(self) -> list[ClaimedDelivery]:
         # claim no more than there are free slots: a claimed row's lease runs meanwhile
         await self._slots.acquire()
+        if self._stopping.is_set():  # shutdown began while it waited for room
+            self._slots.release()
+            return []
         free = 1
         while free < self.settings.concurrency and not self._slots.locked():
             await self._slots.acquire()
@@ -292,13 +293,31 @@ class DeliveryWorker:
             )
             headers["content-type"] = "application/json"
             headers["user-agent"] = USER_AGENT
-            answer = await http.post(delivery.url, content=body, headers=headers)
+            # the whole attempt, not each read: a receiver dripping bytes cannot outlast it
+            async with asyncio.timeout(self.settings.timeout_seconds):
+                return await _send(http, delivery.url, body, headers)
         except DestinationRefused as exc:
             return None, f"refused: {exc}"
+        except TimeoutError:
+            return None, f"no answer within {self.settings.timeout_seconds:g} s"
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+            return None, f"{type(exc).__name__}: {exc}"[:1000]
         except ValueError as exc:  # a body that cannot be rendered
             return None, f"cannot render: {exc}"[:1000]
+
+
+async def _send(
+    http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, str | None]:
+    """POST ``body``; the status and, unless 2xx, the error with the start of the answer (at
+    most :data:`ERROR_BODY_CHARS` bytes read, however large the answer)."""
+    async with http.stream("POST", url, content=body, headers=headers) as answer:
         if 200 <= answer.status_code < 300:
             return answer.status_code, None
-        return answer.status_code, f"HTTP {answer.status_code}: {answer.text[:ERROR_BODY_CHARS]}"
+        head = b""
+        async for chunk in answer.aiter_bytes():
+            head += chunk
+            if len(head) >= ERROR_BODY_CHARS:
+                break
+        text = head[:ERROR_BODY_CHARS].decode("utf-8", "replace")
+        return answer.status_code, f"HTTP {answer.status_code}: {text}"
