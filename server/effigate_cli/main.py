@@ -6,8 +6,8 @@ One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.demo`), the client commands ``status``, ``sla``, ``bill`` and
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
-(:mod:`effigate_cli.routing`), and ``webhooks`` (:mod:`effigate_cli.webhooks`). A failure is one
-line on standard error and an exit code
+(:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`) and ``webhooks``
+(:mod:`effigate_cli.webhooks`). A failure is one line on standard error and an exit code
 (:mod:`effigate_cli.failures`).
 """
 
@@ -22,6 +22,7 @@ from effigate_cli import (
     calendar,
     client,
     demo,
+    events,
     migrate,
     routing,
     serve,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets.add_commands(commands)
     routing.add_commands(commands)
     webhooks.add_commands(commands)
+    events.add_commands(commands)
     return parser
 
 
