@@ -6,7 +6,8 @@ One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.demo`), the client commands ``status``, ``sla``, ``bill`` and
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
-(:mod:`effigate_cli.routing`). A failure is one line on standard error and an exit code
+(:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`) and ``webhooks``
+(:mod:`effigate_cli.webhooks`). A failure is one line on standard error and an exit code
 (:mod:`effigate_cli.failures`).
 """
 
@@ -17,7 +18,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from effigate_cli import calendar, client, demo, migrate, routing, serve, tickets, tokens
+from effigate_cli import (
+    calendar,
+    client,
+    demo,
+    events,
+    migrate,
+    routing,
+    serve,
+    tickets,
+    tokens,
+    webhooks,
+)
 from effigate_cli.failures import ENV_DEBUG, EXIT_BUG, debug_requested, describe
 
 
@@ -37,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_commands(commands)
     tickets.add_commands(commands)
     routing.add_commands(commands)
+    webhooks.add_commands(commands)
+    events.add_commands(commands)
     return parser
 
 

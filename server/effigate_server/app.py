@@ -22,16 +22,21 @@ from effigate.v1 import (
     billing_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     routing_pb2,
     routing_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     tickets_pb2,
     tickets_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 from effigate_engine.service import Store
 from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.service.tokens import TokenResolver
+from effigate_engine.service.webhook_delivery import DeliverySettings, DeliveryWorker
 from effigate_server.billing import (
     BillingServicer,
     ContractServicer,
@@ -39,11 +44,13 @@ from effigate_server.billing import (
     TimeLogServicer,
 )
 from effigate_server.catalog import CatalogServicer
+from effigate_server.events import EventServicer
 from effigate_server.fields import LIMITS
 from effigate_server.interceptors import AuthInterceptor, Calls
 from effigate_server.routing import RoutingServicer
 from effigate_server.sla import ReportServicer, SlaServicer
 from effigate_server.tickets import TicketServicer
+from effigate_server.webhooks import WebhookServicer
 
 log = logging.getLogger("effigate.server")
 
@@ -65,6 +72,8 @@ SERVICES = (
     billing_pb2.DESCRIPTOR.services_by_name["TimeLogService"],
     billing_pb2.DESCRIPTOR.services_by_name["BillingService"],
     routing_pb2.DESCRIPTOR.services_by_name["RoutingService"],
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
+    events_pb2.DESCRIPTOR.services_by_name["EventService"],
 )
 
 
@@ -109,11 +118,20 @@ class Server:
     port: int
     health: Any
     calls: Calls
+    webhooks: DeliveryWorker
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def start(cls, store: Store, address: str = "127.0.0.1:50051") -> Server:
-        """Build and start a server on ``address`` (port 0: a free port) over ``store``."""
+    async def start(
+        cls,
+        store: Store,
+        address: str = "127.0.0.1:50051",
+        webhooks: DeliverySettings | None = None,
+    ) -> Server:
+        """Build and start a server on ``address`` (port 0: a free port) over ``store``, with
+        its webhook delivery worker (``webhooks``: its settings; default: the environment's
+        ``EFFIGATE_WEBHOOK_*``)."""
+        settings = webhooks or DeliverySettings.from_environ()
         cache = RulesetCache()
         calls = Calls()
         server = grpc.aio.server(
@@ -133,6 +151,12 @@ class Server:
         billing_pb2_grpc.add_TimeLogServiceServicer_to_server(TimeLogServicer(store), server)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(store), server)
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store, cache), server)
+        webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(store, allow_private=settings.allow_private), server
+        )
+        events_pb2_grpc.add_EventServiceServicer_to_server(
+            EventServicer(store, calls.stopping), server
+        )
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         names = [s.full_name for s in SERVICES]
@@ -151,9 +175,11 @@ class Server:
         if port == 0:
             raise AddressUnavailable(address_problem(address) or f"cannot listen on {address}")
         await server.start()
+        worker = DeliveryWorker(store, settings)
+        await worker.start()
         for name in ["", *names]:
             await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return cls(server, store, port, checks, calls)
+        return cls(server, store, port, checks, calls, worker)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
@@ -167,7 +193,9 @@ class Server:
         self.calls.drain()
         await self.health.enter_graceful_shutdown()
         started = time.monotonic()
-        await self.calls.idle(grace)
+        # webhook attempts in flight finish and are recorded meanwhile (the worker claims no
+        # more); any cut off are tried again, with the same webhook-id, once their lease ends
+        await asyncio.gather(self.calls.idle(grace), self.webhooks.stop(grace))
         await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
         await self.store.close()
 

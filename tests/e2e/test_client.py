@@ -9,7 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from effigate.v1 import billing_pb2, catalog_pb2, routing_pb2, sla_pb2, tickets_pb2
+from effigate.v1 import (
+    billing_pb2,
+    catalog_pb2,
+    events_pb2,
+    routing_pb2,
+    sla_pb2,
+    tickets_pb2,
+    webhooks_pb2,
+)
 from effigate_client import AsyncClient, Client
 from effigate_client.client import IDEMPOTENT, service_config
 from tests.e2e.support import standard_setup
@@ -25,6 +33,8 @@ MODULES = {
     "TimeLogService": billing_pb2,
     "BillingService": billing_pb2,
     "RoutingService": routing_pb2,
+    "WebhookService": webhooks_pb2,
+    "EventService": events_pb2,
 }
 #: Calls that repeat an effect if sent twice: never retried.
 EFFECTFUL = {
@@ -42,6 +52,10 @@ EFFECTFUL = {
     "VoidInvoice",
     "RecordPayment",
     "CreateCreditNote",
+    "CreateWebhookEndpoint",
+    "DeleteWebhookEndpoint",
+    "RotateWebhookSecret",
+    "RedeliverWebhook",
 }
 
 

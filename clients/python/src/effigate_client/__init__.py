@@ -11,9 +11,11 @@ from effigate.v1 import (
     billing_pb2,
     catalog_pb2,
     common_pb2,
+    events_pb2,
     routing_pb2,
     sla_pb2,
     tickets_pb2,
+    webhooks_pb2,
 )
 from effigate_client.client import AsyncClient, Client, to_timestamp
 
@@ -23,8 +25,10 @@ __all__ = [
     "billing_pb2",
     "catalog_pb2",
     "common_pb2",
+    "events_pb2",
     "routing_pb2",
     "sla_pb2",
     "tickets_pb2",
     "to_timestamp",
+    "webhooks_pb2",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,13 @@ from effigate.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
+    events_pb2,
+    events_pb2_grpc,
     routing_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
     tickets_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 #: Arrow streams carry large messages: 256 MiB each way (the server's limit too).
@@ -34,7 +39,9 @@ CHUNK_ROWS = 65_536
 STREAM_COMPRESSION = None
 
 #: Calls that are safe to repeat: reads, and writes idempotent by a caller-chosen key
-#: (ticket, event and time-log ids; one invoice per contract and period). gRPC retries a
+#: (ticket, event and time-log ids; one invoice per contract and period). ``WatchEvents`` is
+#: not among them: a watch that ends ``UNAVAILABLE`` is resumed from its last cursor by
+#: ``watch_events``, and a watch ended by a server shutting down must end at once. gRPC retries a
 #: streaming call only while what was sent fits its retry buffer (256 KiB) and no answer has
 #: arrived; a larger ingest stream that fails with UNAVAILABLE is the caller's to resend
 #: (resending never duplicates a row).
@@ -80,6 +87,12 @@ IDEMPOTENT = {
         "AgentWorkload",
         "OldestUnassigned",
         "ReplayRouting",
+    ],
+    # an update sets the same fields to the same values again
+    "effigate.v1.WebhookService": [
+        "ListWebhookEndpoints",
+        "UpdateWebhookEndpoint",
+        "ListWebhookDeliveries",
     ],
     "effigate.v1.BillingService": [
         "Classify",
@@ -204,7 +217,68 @@ STUBS = (
     "time_logs",
     "billing",
     "routing",
+    "webhooks",
+    "events",
 )
+
+#: Seconds :meth:`Client.watch_events` waits before reconnecting after ``UNAVAILABLE``: the
+#: first wait, doubled up to the last.
+RECONNECT_FIRST_SECONDS = 0.25
+RECONNECT_LONGEST_SECONDS = 5.0
+#: Seconds of failed reconnections after which a watch gives up (raises ``UNAVAILABLE``).
+RECONNECT_GIVE_UP_SECONDS = 120.0
+#: How a server that shuts down ends a watch (the start of its ``UNAVAILABLE`` message).
+SHUTTING_DOWN = "the server is shutting down"
+
+
+class _Reconnect:
+    """When a watch answered ``UNAVAILABLE`` reconnects: only a watch that was served (an
+    event arrived, or the server said it shuts down) and for at most
+    :data:`RECONNECT_GIVE_UP_SECONDS` of failures in a row, waiting 0.25 s doubling to 5 s.
+    A watch that never reached a server fails at once (the address is wrong, or it is
+    down)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.served = False
+        self.wait = RECONNECT_FIRST_SECONDS
+        self.failing_since: float | None = None
+
+    def event(self) -> None:
+        self.served = True
+        self.wait = RECONNECT_FIRST_SECONDS
+        self.failing_since = None
+
+    def after(self, exc: grpc.RpcError) -> float:
+        """Seconds to wait before reconnecting after ``exc``; raises it when not to."""
+        if not self.enabled or exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise exc
+        if (exc.details() or "").startswith(SHUTTING_DOWN):
+            self.served = True
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        if not self.served or now - self.failing_since > RECONNECT_GIVE_UP_SECONDS:
+            raise exc
+        wait, self.wait = self.wait, min(self.wait * 2, RECONNECT_LONGEST_SECONDS)
+        return wait
+
+
+def watch_request(
+    after_cursor: str,
+    types: Iterable[str | int],
+    client_id: int | None,
+    from_now: bool,
+) -> events_pb2.WatchEventsRequest:
+    """A ``WatchEventsRequest``; ``types`` by name (``"SLA_BREACHED"``) or number."""
+    request = events_pb2.WatchEventsRequest(
+        after_cursor=after_cursor,
+        types=[t if isinstance(t, int) else events_pb2.EventType.Value(t.upper()) for t in types],
+        from_now=from_now and not after_cursor,
+    )
+    if client_id is not None:
+        request.client_id = client_id
+    return request
 
 
 def evaluate_requests(
@@ -243,6 +317,8 @@ class _Stubs:
         self.time_logs = billing_pb2_grpc.TimeLogServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingServiceStub(channel)
         self.routing = routing_pb2_grpc.RoutingServiceStub(channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
+        self.events = events_pb2_grpc.EventServiceStub(channel)
         for name in STUBS:
             setattr(self, name, _Authed(getattr(self, name), token, timeout))
 
@@ -394,6 +470,39 @@ class Client(_Stubs):
         parts = [ipc_table(reply.arrow_ipc) for reply in self.routing.RouteBatch(chunks)]
         return pa.concat_tables(parts) if parts else pa.table({})
 
+    def watch_events(
+        self,
+        after_cursor: str = "",
+        types: Iterable[str | int] = (),
+        client_id: int | None = None,
+        from_now: bool = False,
+        reconnect: bool = True,
+    ) -> Iterator[events_pb2.Event]:
+        """The caller's events after ``after_cursor`` (or only new ones: ``from_now``), then
+        each new one live, without end: stop iterating to stop (the call is cancelled).
+        ``types`` by name; ``client_id`` filters (a portal token sees its client only). When
+        a watch that was served is answered ``UNAVAILABLE`` (the server shuts down, or cannot
+        reach its database) it reconnects from the last cursor received (``reconnect``, see
+        :class:`_Reconnect`), so no event is lost or repeated; a ``from_now`` watch that
+        received nothing yet reconnects ``from_now`` again (events of the gap are missed)."""
+        cursor = after_cursor
+        again = _Reconnect(reconnect)
+        while True:
+            call = self.events.WatchEvents(
+                watch_request(cursor, types, client_id, from_now), timeout=None
+            )
+            try:
+                for event in call:
+                    cursor = event.cursor
+                    again.event()
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                wait = again.after(exc)
+            finally:
+                call.cancel()
+            time.sleep(wait)
+
     def report(self, response: common_pb2.ReportTable) -> pa.Table:
         """The Arrow table of a report response."""
         return ipc_table(response.arrow_ipc)
@@ -475,6 +584,33 @@ class AsyncClient(_Stubs):
             if progress is not None:
                 progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
+
+    async def watch_events(
+        self,
+        after_cursor: str = "",
+        types: Iterable[str | int] = (),
+        client_id: int | None = None,
+        from_now: bool = False,
+        reconnect: bool = True,
+    ) -> AsyncIterator[events_pb2.Event]:
+        """Async :meth:`Client.watch_events`."""
+        cursor = after_cursor
+        again = _Reconnect(reconnect)
+        while True:
+            call = self.events.WatchEvents(
+                watch_request(cursor, types, client_id, from_now), timeout=None
+            )
+            try:
+                async for event in call:
+                    cursor = event.cursor
+                    again.event()
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                wait = again.after(exc)
+            finally:
+                call.cancel()
+            await asyncio.sleep(wait)
 
     async def save_calendar(self, name: str, body_json: str) -> catalog_pb2.CalendarInfo:
         """Async :meth:`Client.save_calendar`."""
