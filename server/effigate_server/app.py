@@ -29,8 +29,9 @@ from effigate.v1 import (
     tickets_pb2,
     tickets_pb2_grpc,
 )
-from effigate_engine.service import Store
+from effigate_engine.service import Store, wall_clock
 from effigate_engine.service.evaluations import RulesetCache
+from effigate_engine.service.sla_firing import SlaFiring
 from effigate_engine.service.tokens import TokenResolver
 from effigate_server.billing import (
     BillingServicer,
@@ -109,11 +110,20 @@ class Server:
     port: int
     health: Any
     calls: Calls
+    firing: SlaFiring | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def start(cls, store: Store, address: str = "127.0.0.1:50051") -> Server:
-        """Build and start a server on ``address`` (port 0: a free port) over ``store``."""
+    async def start(
+        cls,
+        store: Store,
+        address: str = "127.0.0.1:50051",
+        *,
+        clock: wall_clock.WallClock | None = None,
+        fire_sla: bool = True,
+    ) -> Server:
+        """Build and start a server on ``address`` (port 0: a free port) over ``store``, with
+        its SLA firing loop (``fire_sla``) reading ``clock`` (default: the process's)."""
         cache = RulesetCache()
         calls = Calls()
         server = grpc.aio.server(
@@ -153,7 +163,11 @@ class Server:
         await server.start()
         for name in ["", *names]:
             await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return cls(server, store, port, checks, calls)
+        firing = None
+        if fire_sla:
+            firing = SlaFiring(store, clock)
+            await firing.start()
+        return cls(server, store, port, checks, calls, firing)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
@@ -169,6 +183,8 @@ class Server:
         started = time.monotonic()
         await self.calls.idle(grace)
         await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
+        if self.firing is not None:
+            await self.firing.stop()
         await self.store.close()
 
 

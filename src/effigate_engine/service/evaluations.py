@@ -521,6 +521,9 @@ async def recompute(
     )
     breaches = sla.breach_records(evaluation)
     new = await store_breaches(store, principal, breaches, results)
+    from effigate_engine.service import sla_schedule
+
+    await sla_schedule.reschedule_in_chunks(store, principal, None, cache)
     return Recomputation(
         evaluation.tickets.num_rows, counts, new, at, evaluation, screened.rejected
     )

@@ -169,6 +169,7 @@ async def create_ticket(
             detail,
         )
         if created is not None:
+            await _reschedule(conn, principal, [created.id])
             return created
         existing = await fetch_ticket(conn, principal, ticket_id)
         sent = (
@@ -369,7 +370,16 @@ async def _record(
     if not inserted_any:
         return ticket
     line = fold(await stored.load_events(conn, ticket.id), ticket)
-    return await stored.store_state(conn, ticket.id, line.state())
+    record = await stored.store_state(conn, ticket.id, line.state())
+    await _reschedule(conn, principal, [ticket.id])
+    return record
+
+
+async def _reschedule(conn: asyncpg.Connection, principal: Principal, ids: list[str]) -> None:
+    """Move the SLA transitions of tickets ``ids`` in the caller's transaction."""
+    from effigate_engine.service import sla_schedule, wall_clock
+
+    await sla_schedule.reschedule(conn, principal.tenant_id, ids, wall_clock.now())
 
 
 async def get_ticket(store: Store, principal: Principal, ticket_id: str) -> TicketRecord:
@@ -451,7 +461,18 @@ async def ingest_rows(
     spec = STORED_TICKETS if kind == "tickets" else STORED_TICKET_EVENTS
     check = await _bulk_check(store, principal, kind, table)
     async with store.adbc() as conn:
-        return await ingest(conn, spec, principal.key, table, skip_invalid_rows, check)
+        result = await ingest(conn, spec, principal.key, table, skip_invalid_rows, check)
+    from effigate_engine.service import sla_schedule
+
+    # the SLA schedule of the tickets stored, in transactions of their own right after
+    # (docs/events-scheduler.md: the bulk path is the one that is not one transaction)
+    ids = pc.unique(pc.cast(table.column(_ID_COLUMN[kind]), pa.string())).to_pylist()
+    await sla_schedule.reschedule_in_chunks(store, principal, [i for i in ids if i])
+    return result
+
+
+#: The column naming the ticket of a bulk row.
+_ID_COLUMN = {"tickets": "id", "events": "ticket_id"}
 
 
 async def _bulk_check(

@@ -20,6 +20,8 @@ CREATE TABLE sla_schedule (
     -- the 1-based ladder step of an ESCALATION
     step integer CHECK (step >= 1),
     fired_through timestamptz,
+    -- the metric was running (not stopped) when last scheduled: its stop is announced (SLA_MET)
+    running boolean NOT NULL DEFAULT true,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, ticket_id, metric),
     FOREIGN KEY (tenant_id, ticket_id) REFERENCES tickets (tenant_id, id),
@@ -38,9 +40,9 @@ CREATE POLICY tenant_isolation ON sla_schedule
     WITH CHECK (tenant_id = (SELECT effigate_current_tenant()));
 REVOKE ALL ON sla_schedule FROM effigate_app;
 GRANT SELECT ON sla_schedule TO effigate_app;
-GRANT INSERT (tenant_id, ticket_id, metric, next_at, next_kind, step, fired_through, updated_at)
-    ON sla_schedule TO effigate_app;
-GRANT UPDATE (next_at, next_kind, step, fired_through, updated_at) ON sla_schedule
+GRANT INSERT (tenant_id, ticket_id, metric, next_at, next_kind, step, fired_through, running,
+    updated_at) ON sla_schedule TO effigate_app;
+GRANT UPDATE (next_at, next_kind, step, fired_through, running, updated_at) ON sla_schedule
     TO effigate_app;
 -- no DELETE: a metric the ticket's policy no longer defines keeps its row, with nothing pending
 
