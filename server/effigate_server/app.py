@@ -22,6 +22,8 @@ from effigate.v1 import (
     billing_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     routing_pb2,
     routing_pb2_grpc,
     sla_pb2,
@@ -40,6 +42,7 @@ from effigate_server.billing import (
     TimeLogServicer,
 )
 from effigate_server.catalog import CatalogServicer
+from effigate_server.events import EventServicer
 from effigate_server.fields import LIMITS
 from effigate_server.interceptors import AuthInterceptor, Calls
 from effigate_server.routing import RoutingServicer
@@ -66,6 +69,7 @@ SERVICES = (
     billing_pb2.DESCRIPTOR.services_by_name["TimeLogService"],
     billing_pb2.DESCRIPTOR.services_by_name["BillingService"],
     routing_pb2.DESCRIPTOR.services_by_name["RoutingService"],
+    events_pb2.DESCRIPTOR.services_by_name["EventService"],
 )
 
 
@@ -143,6 +147,9 @@ class Server:
         billing_pb2_grpc.add_TimeLogServiceServicer_to_server(TimeLogServicer(store), server)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(store), server)
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store, cache), server)
+        events_pb2_grpc.add_EventServiceServicer_to_server(
+            EventServicer(store, calls.stopping), server
+        )
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         names = [s.full_name for s in SERVICES]

@@ -104,6 +104,8 @@ REPEATED = {
     "amounts": 1_000,
     "log_ids": 1_000_000,
     "tags": 100,
+    # event types to watch: each of the nine at most once or twice
+    "types": 32,
 }
 #: Where bulk goes instead, for repeated fields of typed calls that have a streaming twin.
 BULK = {"tickets": "use EvaluateStream for bulk", "logs": "use IngestTimeLogStream for bulk"}

@@ -104,6 +104,8 @@ class Calls:
     def __init__(self) -> None:
         self.running = 0
         self.draining = False
+        #: set by :meth:`drain`: calls that would wait indefinitely (event watches) end then
+        self.stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -117,8 +119,9 @@ class Calls:
             self._idle.set()
 
     def drain(self) -> None:
-        """Refuse new calls from now on."""
+        """Refuse new calls from now on, and end the calls that wait for news."""
         self.draining = True
+        self.stopping.set()
 
     async def idle(self, timeout: float) -> bool:
         """Wait until no call is running (at most ``timeout`` seconds); whether none is."""

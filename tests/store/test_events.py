@@ -363,6 +363,8 @@ def test_horizon_starts_after_what_is_already_delivered(db: Database) -> None:
             seed = await seed_tenant(admin)
             async with tenant_transaction(app, seed.key):
                 await append_events(app, [event("invoice:1:ISSUED")])
+            # once deliverable, an event is before every later horizon
+            assert len(await read_all(app, seed, expect=1)) == 1
             async with tenant_transaction(app, seed.key):
                 now = await horizon(app)
             async with tenant_transaction(app, seed.key):

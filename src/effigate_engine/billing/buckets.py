@@ -9,7 +9,9 @@ rollover window let lapse; zero for a one-off bucket).
 
 A low-balance threshold *T* fires when a draw takes the balance from above *T* to at or below
 *T*: it re-arms whenever the balance rises above *T* again (a top-up, a new period's grant, a
-rollover) and never fires for a draw that started at or below *T*. At each period start a
+rollover) and never fires for a draw that started at or below *T*. The bucket is *exhausted*
+the same way at 0: a draw that takes the balance from above 0 to 0 (work beyond it is
+overage). At each period start a
 per-period bucket's rollover cap expires what the earlier periods' grants carry in beyond it,
 oldest first.
 """
@@ -51,6 +53,8 @@ class BucketStatement:
     expired_seconds: int
     overage_seconds: int
     alerts: tuple[BucketAlert, ...]
+    #: draws that took the balance from above 0 to 0 (``threshold_seconds`` 0), in order
+    exhaustions: tuple[BucketAlert, ...] = ()
 
     @property
     def used_hours(self) -> float:
@@ -102,6 +106,7 @@ def bucket_statement(
     pool = _Pool(sorted(contract_grants(contract, periods)), contract.bucket.rollover_cap_seconds)
     thresholds = sorted(contract.bucket.low_balance_seconds, reverse=True)
     alerts: list[BucketAlert] = []
+    exhaustions: list[BucketAlert] = []
     overage = 0
     for t, log_id, _, need, covered in drawing:
         pool.cap_until(t)
@@ -115,6 +120,8 @@ def bucket_statement(
         alerts.extend(
             BucketAlert(th, after, t, log_id) for th in thresholds if after <= th < before
         )
+        if after <= 0 < before:
+            exhaustions.append(BucketAlert(0, after, t, log_id))
     pool.cap_until(at)
     grants, left = pool.grants, pool.left
     zone = contract.zone
@@ -128,6 +135,7 @@ def bucket_statement(
         sum(x for g, x in zip(grants, left, strict=True) if g[1] <= at) + sum(pool.capped),
         overage,
         tuple(alerts),
+        tuple(exhaustions),
     )
 
 

@@ -14,12 +14,14 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from effigate_engine.errors import EffigateError
+
 _TEXT = re.compile(r"^([0-9]{1,20})\.([0-9]{1,19})$")
 _MAX_XID: Final = 2**64 - 1
 _MAX_SEQ: Final = 2**63 - 1
 
 
-class CursorError(ValueError):
+class CursorError(EffigateError):
     """A cursor text that is not ``<xid>.<seq>`` (two non-negative decimal integers)."""
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from effigate_engine.billing.buckets import bucket_statement
+from effigate_engine.billing.buckets import BucketStatement, bucket_statement
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import BillingError, EffigateError
 from effigate_engine.instants import ARROW_INPUT_ERRORS
@@ -26,6 +27,7 @@ from effigate_engine.service.errors import FailedPrecondition
 from effigate_engine.service.invoice_evidence import horizon
 from effigate_engine.store import invoices as invoice_store
 from effigate_engine.store import timelogs as log_store
+from effigate_engine.store.contracts import StoredContract
 from effigate_engine.store.database import Store
 
 
@@ -90,19 +92,13 @@ async def bucket_balance(
         if row.status == "DRAFT":
             raise FailedPrecondition("contract.status", "DRAFT", "is not activated yet")
         contract = stored.contract
-        start_bound = local_midnight(contract.start, contract.zone)
-        logs = await log_store.bucket_logs(conn, contract_id, at, start_bound)
+        logs = await drawing_logs(conn, stored, at)
         drawn = await invoice_store.bucket_drawn(conn, contract_id)
-    instant = int(at.timestamp())
 
     def compute() -> BucketBalance:
         assert contract.bucket is not None
         thresholds = tuple(sorted(contract.bucket.low_balance_seconds))
-        classification = None
-        if logs is not None:
-            book = ContractBook([contract], horizon(contract, at.date(), logs))
-            classification = classify(book, logs)
-        st = bucket_statement(contract, classification, instant)
+        st = statement(stored, logs, at)
         return BucketBalance(
             contract_id,
             at,
@@ -121,6 +117,25 @@ async def bucket_balance(
         )
 
     return await asyncio.to_thread(compute)
+
+
+async def drawing_logs(conn: Any, stored: StoredContract, before: datetime) -> pa.Table | None:
+    """The approved billable logs of a bucket contract that started before ``before``, in
+    work order (what its bucket burned by then); ``None`` when there are none."""
+    contract = stored.contract
+    start_bound = local_midnight(contract.start, contract.zone)
+    return await log_store.bucket_logs(conn, stored.record.id, before, start_bound)
+
+
+def statement(stored: StoredContract, logs: pa.Table | None, at: datetime) -> BucketStatement:
+    """The bucket statement of a stored ``BUCKET`` contract at ``at`` from its drawing
+    ``logs`` (:func:`drawing_logs`): CPU work, run it in a worker thread."""
+    contract = stored.contract
+    classification = None
+    if logs is not None:
+        book = ContractBook([contract], horizon(contract, at.date(), logs))
+        classification = classify(book, logs)
+    return bucket_statement(contract, classification, int(at.timestamp()))
 
 
 def caller_logs(logs: pa.Table) -> pa.Table:

@@ -19,6 +19,7 @@ from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import BillingError
 from effigate_engine.ratecard.contracts import ContractType
 from effigate_engine.ratecard.periods import Period, local_midnight
+from effigate_engine.service import invoice_events
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, check_visible, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound
@@ -110,18 +111,40 @@ async def lock_invoice(conn: Any, invoice_id: int) -> Any:
 
 async def get_invoice(store: Store, principal: Principal, invoice_id: int) -> InvoiceRecord:
     """The stored invoice with its lines and each line's time-log ids. A portal principal
-    sees only its own client's invoices: another client's id is :class:`NotFound`."""
+    sees only its own client's invoices: another client's id is :class:`NotFound`. An
+    ``ISSUED`` invoice found past due and unsettled becomes ``OVERDUE`` in this transaction,
+    with its ``INVOICE_OVERDUE`` event (``invoice_events``)."""
     async with store.transaction(principal) as conn:
-        return await fetch_invoice(conn, invoice_id, principal)
+        record = await fetch_invoice(conn, invoice_id, principal)
+        if _due(record):
+            await invoice_events.mark_overdue(conn, datetime.now(UTC), [invoice_id])
+            record = await fetch_invoice(conn, invoice_id, principal)
+        return record
 
 
 async def list_invoices(
     store: Store, principal: Principal, contract_id: int | None = None
 ) -> list[InvoiceRecord]:
     """The tenant's invoices by id (of one contract when given); a portal principal gets only
-    its own client's."""
+    its own client's. Those found past due and unsettled become ``OVERDUE``, as in
+    :func:`get_invoice`."""
     async with store.transaction(principal) as conn:
-        return await invoice_store.list_invoices(conn, contract_id, principal.client_id)
+        records = await invoice_store.list_invoices(conn, contract_id, principal.client_id)
+        due = [r.id for r in records if _due(r)]
+        if not due:
+            return records
+        marked = {r.id: r for r in await invoice_events.mark_overdue(conn, datetime.now(UTC), due)}
+        return [marked.get(r.id, r) for r in records]
+
+
+def _due(record: InvoiceRecord) -> bool:
+    """Whether ``record`` is ``ISSUED``, past its due instant and not settled (so overdue)."""
+    return (
+        record.status == "ISSUED"
+        and record.due_at is not None
+        and record.due_at < datetime.now(UTC)
+        and record.balance_due_minor > 0
+    )
 
 
 # Operations ---------------------------------------------------------------------------------
@@ -257,6 +280,7 @@ async def issue_invoice(
             await invoice_store.record_drawdown(conn, invoice_id, row["contract_id"])
         record = await fetch_invoice(conn, invoice_id)
         await _set_items(conn, record, "INVOICED", "INVOICED")
+        await invoice_events.issued(conn, record)
         await audit(
             conn,
             principal,
@@ -302,18 +326,19 @@ async def mark_overdue(
 ) -> list[InvoiceRecord]:
     """Move every ``ISSUED`` invoice whose due instant is before ``as_of`` (default now) and
     that payments and credit notes have not settled to ``OVERDUE``; returns those invoices.
-    Running it again changes nothing (an ``OVERDUE`` invoice stays so until it is paid)."""
+    Running it again changes nothing (an ``OVERDUE`` invoice stays so until it is paid).
+    Each invoice moved gets its ``INVOICE_OVERDUE`` event in the same transaction."""
     principal.require_staff("mark invoices overdue")
     at = as_of or datetime.now(UTC)
     if at.tzinfo is None:
         raise BillingError("as_of", at.isoformat(), "is naive; give an instant")
     async with store.transaction(principal) as conn:
-        ids = await invoice_store.mark_overdue(conn, at)
-        if not ids:
+        records = await invoice_events.mark_overdue(conn, at)
+        if not records:
             return []
-        entries = [(i, {"as_of": at}) for i in ids]
+        entries = [(r.id, {"as_of": at}) for r in records]
         await contract_store.audit_many(conn, principal.actor, "overdue", "invoice", entries)
-        return await invoice_store.list_invoices(conn, ids=ids)
+        return records
 
 
 __all__ = [

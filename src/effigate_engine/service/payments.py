@@ -12,6 +12,7 @@ from datetime import datetime
 
 from effigate_engine.billing.credit_notes import CreditNote, credit_note
 from effigate_engine.errors import BillingError
+from effigate_engine.service import invoice_events
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit
 from effigate_engine.service.errors import FailedPrecondition, NotFound
@@ -55,6 +56,8 @@ async def record_payment(
         )
         if amount_minor == due:
             await invoice_store.set_status(conn, invoice_id, "PAID")
+            record = await fetch_invoice(conn, invoice_id)
+            await invoice_events.paid(conn, record, payment_id, amount_minor, received_at)
         await audit(
             conn,
             principal,

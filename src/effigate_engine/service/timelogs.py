@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from effigate_engine.errors import BillingError, EffigateError
 from effigate_engine.ratecard.periods import Period
+from effigate_engine.service import bucket_events
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import audit, load_stored
 from effigate_engine.service.errors import FailedPrecondition, NotFound
@@ -83,6 +84,22 @@ async def ingest_time_logs(
             result = await run_adbc(conn, log_store.ingest_keeping_approval, principal.key, batch)
         else:
             result = await ingest(conn, STORED_TIME_LOGS, principal.key, batch)
+    if not keep:
+        # logs stored already APPROVED drew their buckets down; the bulk COPY ran on its own
+        # connection, so their crossings are announced in the next transaction (once each
+        # by their keys; an approval of the contract's logs announces any left over)
+        approved = [
+            log_id
+            for log_id, state in zip(
+                batch.column("id").to_pylist(),
+                batch.column("approval_state").to_pylist(),
+                strict=True,
+            )
+            if state == "APPROVED"
+        ]
+        if approved:
+            async with store.transaction(principal) as tx:
+                await bucket_events.announce_for_logs(tx, approved, datetime.now(UTC))
     if not skip_invalid_rows:
         return result
     return IngestResult(
@@ -120,6 +137,9 @@ async def set_approval(
             if log_id not in found:
                 raise NotFound(f"log_ids[{i}]", log_id, "is not a time log of this tenant")
         changed = await log_store.set_approval(conn, ids, state)
+        if changed and state == "APPROVED":
+            # approved logs draw the bucket down: its crossings are announced with them
+            await bucket_events.announce_for_logs(conn, changed, datetime.now(UTC))
         if changed:
             await audit(
                 conn,

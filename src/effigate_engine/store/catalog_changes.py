@@ -8,6 +8,9 @@ tenant id. While the connection is down it says so (:attr:`CatalogChanges.epoch`
 ``None``) and reconnects in the background; each new connection is a new epoch, so whatever
 was known valid in an earlier one (when notifications may have been missed) is not any more.
 A connection that stops answering is replaced as one that was lost.
+
+The same listener serves any channel whose payload is a tenant id (``channel``): the event
+outbox's ``effigate_events`` (migration 0014) wakes the event watchers this way.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class CatalogChanges:
     every tenant must be assumed changed (the listener reconnected, or closed).
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, channel: str = CHANNEL) -> None:
         self._dsn = dsn
+        self.channel = channel
         self._conn: asyncpg.Connection | None = None
         self._epoch: int | None = None
         self._epochs = 0
@@ -61,9 +65,10 @@ class CatalogChanges:
         self.check_timeout_seconds = CHECK_TIMEOUT_SECONDS
 
     @classmethod
-    async def open(cls, dsn: str) -> CatalogChanges:
-        """Listen at ``dsn`` (the service role's); a first failure to connect is raised."""
-        changes = cls(dsn)
+    async def open(cls, dsn: str, channel: str = CHANNEL) -> CatalogChanges:
+        """Listen on ``channel`` at ``dsn`` (the service role's); a first failure to connect
+        is raised."""
+        changes = cls(dsn, channel)
         await changes._listen()
         changes._watching = asyncio.get_running_loop().create_task(changes._watch())
         return changes
@@ -77,6 +82,11 @@ class CatalogChanges:
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call ``subscriber`` with each changed tenant's id (``None``: every tenant)."""
         self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop calling ``subscriber`` (one that was subscribed)."""
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(subscriber)
 
     def changed(self, tenant_id: UUID | None) -> None:
         """Tell the subscribers that ``tenant_id``'s catalog changed (``None``: every
@@ -104,7 +114,7 @@ class CatalogChanges:
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:
-            await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(self.channel, self._notified)
         except BaseException:
             conn.terminate()
             raise

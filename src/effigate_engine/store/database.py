@@ -62,6 +62,9 @@ class Store:
     _adbc_all: list[_AdbcSlot]
     catalog_changes: CatalogChanges
     admin_dsn: str | None = None
+    #: listeners on other channels, opened on first use (:meth:`listener`)
+    _listeners: dict[str, CatalogChanges] = field(default_factory=dict)
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def open(
@@ -104,9 +107,23 @@ class Store:
             queue.put_nowait(slot)
         return cls(app_dsn, pool, queue, slots, changes, admin_dsn)
 
+    async def listener(self, channel: str) -> CatalogChanges:
+        """The process's listener on ``channel`` (a channel whose payload is a tenant id, such
+        as the event outbox's), opened on first use on a connection of its own and closed with
+        the store; reconnects by itself like the catalog listener."""
+        async with self._opening:
+            listening = self._listeners.get(channel)
+            if listening is None:
+                listening = await CatalogChanges.open(self.app_dsn, channel)
+                self._listeners[channel] = listening
+            return listening
+
     async def close(self) -> None:
         """Close every connection."""
         await self.catalog_changes.close()
+        listeners, self._listeners = list(self._listeners.values()), {}
+        for listening in listeners:
+            await listening.close()
         await self.pool.close()
         for slot in self._adbc_all:
             if slot.conn is not None:

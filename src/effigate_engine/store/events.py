@@ -151,3 +151,17 @@ async def events_by_key(conn: asyncpg.Connection, dedupe_keys: Sequence[str]) ->
         list(dedupe_keys),
     )
     return [_stored(row) for row in rows]
+
+
+async def waiting_events(conn: asyncpg.Connection, after_cursor: Cursor = START) -> bool:
+    """Whether the tenant has committed events after ``after_cursor`` that are not deliverable
+    yet (a transaction older than theirs is still running somewhere on the server)."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM events
+                   WHERE (xid, seq) > ($1::text::xid8, $2::bigint)
+                     AND xid >= pg_snapshot_xmin(pg_current_snapshot()))""",
+            str(after_cursor.xid),
+            after_cursor.seq,
+        )
+    )

@@ -512,13 +512,17 @@ async def discard_draft(conn: asyncpg.Connection, invoice_id: int) -> None:
     await conn.execute("SELECT effigate_discard_draft_invoice($1)", invoice_id)
 
 
-async def mark_overdue(conn: asyncpg.Connection, at: datetime) -> list[int]:
-    """Set ``OVERDUE`` every ``ISSUED`` invoice due before ``at`` and not settled; returns
-    their ids in order."""
+async def mark_overdue(
+    conn: asyncpg.Connection, at: datetime, ids: Sequence[int] | None = None
+) -> list[int]:
+    """Set ``OVERDUE`` every ``ISSUED`` invoice due before ``at`` and not settled (of ``ids``
+    only, when given); returns their ids in order."""
     rows = await conn.fetch(
         "UPDATE invoices i SET status = 'OVERDUE' WHERE i.status = 'ISSUED' AND i.due_at < $1"
-        " AND i.total_minor > i.paid_minor + i.credited_minor RETURNING i.id",
+        " AND i.total_minor > i.paid_minor + i.credited_minor"
+        " AND ($2::bigint[] IS NULL OR i.id = ANY($2::bigint[])) RETURNING i.id",
         at,
+        None if ids is None else list(ids),
     )
     return sorted(r["id"] for r in rows)
 

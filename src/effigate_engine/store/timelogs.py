@@ -189,3 +189,22 @@ async def bucket_logs(
         not_before,
     )
     return logs_table(rows, str(contract_id)) if rows else None
+
+
+async def bucket_contracts_of(conn: asyncpg.Connection, log_ids: Sequence[str]) -> list[int]:
+    """The ``BUCKET`` contracts the given time logs belong to, by id."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT l.contract_id FROM time_logs l JOIN contracts c ON c.id = l.contract_id"
+        " WHERE l.id = ANY($1::text[]) AND c.contract_type = 'BUCKET' ORDER BY l.contract_id",
+        list(log_ids),
+    )
+    return [r["contract_id"] for r in rows]
+
+
+async def last_log_start(conn: asyncpg.Connection, contract_id: int) -> datetime | None:
+    """When the contract's latest approved billable log starts (``None``: none)."""
+    return await conn.fetchval(
+        "SELECT max(started_at) FROM time_logs WHERE contract_id = $1"
+        " AND approval_state = 'APPROVED' AND billable_type = 'BILLABLE'",
+        contract_id,
+    )

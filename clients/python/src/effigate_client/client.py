@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from effigate.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
+    events_pb2,
+    events_pb2_grpc,
     routing_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
@@ -90,6 +94,9 @@ IDEMPOTENT = {
         "GetBucketBalance",
         "MarkOverdue",
     ],
+    # a read; gRPC retries a server stream only until its first event arrived (then
+    # Client.watch_events resumes from the last cursor)
+    "effigate.v1.EventService": ["WatchEvents"],
 }
 
 
@@ -204,7 +211,30 @@ STUBS = (
     "time_logs",
     "billing",
     "routing",
+    "events",
 )
+
+#: Seconds :meth:`Client.watch_events` waits before reconnecting after ``UNAVAILABLE``: the
+#: first wait, doubled up to the last.
+RECONNECT_FIRST_SECONDS = 0.25
+RECONNECT_LONGEST_SECONDS = 5.0
+
+
+def watch_request(
+    after_cursor: str,
+    types: Iterable[str | int],
+    client_id: int | None,
+    from_now: bool,
+) -> events_pb2.WatchEventsRequest:
+    """A ``WatchEventsRequest``; ``types`` by name (``"SLA_BREACHED"``) or number."""
+    request = events_pb2.WatchEventsRequest(
+        after_cursor=after_cursor,
+        types=[t if isinstance(t, int) else events_pb2.EventType.Value(t.upper()) for t in types],
+        from_now=from_now and not after_cursor,
+    )
+    if client_id is not None:
+        request.client_id = client_id
+    return request
 
 
 def evaluate_requests(
@@ -243,6 +273,7 @@ class _Stubs:
         self.time_logs = billing_pb2_grpc.TimeLogServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingServiceStub(channel)
         self.routing = routing_pb2_grpc.RoutingServiceStub(channel)
+        self.events = events_pb2_grpc.EventServiceStub(channel)
         for name in STUBS:
             setattr(self, name, _Authed(getattr(self, name), token, timeout))
 
@@ -394,6 +425,41 @@ class Client(_Stubs):
         parts = [ipc_table(reply.arrow_ipc) for reply in self.routing.RouteBatch(chunks)]
         return pa.concat_tables(parts) if parts else pa.table({})
 
+    def watch_events(
+        self,
+        after_cursor: str = "",
+        types: Iterable[str | int] = (),
+        client_id: int | None = None,
+        from_now: bool = False,
+        reconnect: bool = True,
+    ) -> Iterator[events_pb2.Event]:
+        """The caller's events after ``after_cursor`` (or only new ones: ``from_now``), then
+        each new one live, without end: stop iterating to stop (the call is cancelled).
+        ``types`` by name; ``client_id`` filters (a portal token sees its client only). When
+        the server answers ``UNAVAILABLE`` (it shuts down, or cannot reach its database) the
+        watch reconnects from the last cursor received (``reconnect``), with backoff, so no
+        event is lost or repeated; a ``from_now`` watch that received nothing yet reconnects
+        ``from_now`` again."""
+        cursor = after_cursor
+        wait = RECONNECT_FIRST_SECONDS
+        while True:
+            call = self.events.WatchEvents(
+                watch_request(cursor, types, client_id, from_now), timeout=None
+            )
+            try:
+                for event in call:
+                    cursor = event.cursor
+                    wait = RECONNECT_FIRST_SECONDS
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            finally:
+                call.cancel()
+            time.sleep(wait)
+            wait = min(wait * 2, RECONNECT_LONGEST_SECONDS)
+
     def report(self, response: common_pb2.ReportTable) -> pa.Table:
         """The Arrow table of a report response."""
         return ipc_table(response.arrow_ipc)
@@ -475,6 +541,35 @@ class AsyncClient(_Stubs):
             if progress is not None:
                 progress(sizes[reply.sequence])
         return pa.concat_tables(parts) if parts else pa.table({})
+
+    async def watch_events(
+        self,
+        after_cursor: str = "",
+        types: Iterable[str | int] = (),
+        client_id: int | None = None,
+        from_now: bool = False,
+        reconnect: bool = True,
+    ) -> AsyncIterator[events_pb2.Event]:
+        """Async :meth:`Client.watch_events`."""
+        cursor = after_cursor
+        wait = RECONNECT_FIRST_SECONDS
+        while True:
+            call = self.events.WatchEvents(
+                watch_request(cursor, types, client_id, from_now), timeout=None
+            )
+            try:
+                async for event in call:
+                    cursor = event.cursor
+                    wait = RECONNECT_FIRST_SECONDS
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            finally:
+                call.cancel()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RECONNECT_LONGEST_SECONDS)
 
     async def save_calendar(self, name: str, body_json: str) -> catalog_pb2.CalendarInfo:
         """Async :meth:`Client.save_calendar`."""
