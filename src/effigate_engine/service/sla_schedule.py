@@ -148,21 +148,22 @@ async def reschedule(
 ) -> int:
     """Write the next transition of every metric of ``ticket_ids`` as known at ``now``, in the
     caller's transaction (bound to ``tenant_id``); a metric stopped since it was last
-    scheduled, and met, gets its ``SLA_MET``. A transition already reached at ``now`` but not
-    announced yet is scheduled at ``now`` (the loop announces it at once). Returns the rows
-    written."""
+    scheduled, and met, gets its ``SLA_MET``. A transition of an already scheduled metric
+    reached at ``now`` but not announced yet is scheduled at ``now`` (the loop announces it
+    at once); a metric scheduled for the first time is announced from ``now`` on (a ticket
+    imported past its deadline does not raise a late breach). Returns the rows written."""
     at = _epoch(now)
     evaluated = await _evaluate(conn, tenant_id, [(t, at) for t in ticket_ids], cache)
     if not evaluated:
         return 0
-    running = await stored.running_metrics(conn, ticket_ids)
+    known_rows = await stored.scheduled_metrics(conn, ticket_ids)
     rows: list[stored.ScheduleRow] = []
     met: list[NewEvent] = []
     pending: dict[tuple[str, str], list[tuple[str, tr.Transition]]] = {}
     for e in evaluated:
         if e.row.get("stopped_at") is not None:
             rows.append(stored.ScheduleRow(e.ticket_id, e.metric, None, None, None, False))
-            if (e.ticket_id, e.metric) in running and e.row["status"] == "MET":
+            if known_rows.get((e.ticket_id, e.metric)) and e.row["status"] == "MET":
                 met.append(
                     NewEvent(
                         SLA_MET,
@@ -174,7 +175,10 @@ async def reschedule(
                     )
                 )
             continue
-        reached = tr.reached(e.row, e.spec, at)
+        # a metric seen for the first time (a ticket created or imported) is announced from
+        # now on; one already scheduled gets what it reached and was not told yet (a policy
+        # change that moved a deadline into the past, a transition due while the loop was down)
+        reached = tr.reached(e.row, e.spec, at) if (e.ticket_id, e.metric) in known_rows else []
         if reached:
             pending[(e.ticket_id, e.metric)] = [
                 (tr.dedupe_key(e.ticket_id, e.metric, r), r) for r in reached

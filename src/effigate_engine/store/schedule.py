@@ -77,15 +77,16 @@ async def write_schedule(
     )
 
 
-async def running_metrics(
+async def scheduled_metrics(
     conn: asyncpg.Connection, ticket_ids: Sequence[str]
-) -> set[tuple[str, str]]:
-    """The (ticket, metric) pairs of ``ticket_ids`` last scheduled as running."""
+) -> dict[tuple[str, str], bool]:
+    """The (ticket, metric) pairs of ``ticket_ids`` the schedule has, and whether each was
+    running when last scheduled."""
     rows = await conn.fetch(
-        "SELECT ticket_id, metric FROM sla_schedule WHERE ticket_id = ANY($1::text[]) AND running",
+        "SELECT ticket_id, metric, running FROM sla_schedule WHERE ticket_id = ANY($1::text[])",
         list(ticket_ids),
     )
-    return {(r["ticket_id"], r["metric"]) for r in rows}
+    return {(r["ticket_id"], r["metric"]): bool(r["running"]) for r in rows}
 
 
 async def open_ticket_ids(conn: asyncpg.Connection) -> list[str]:
