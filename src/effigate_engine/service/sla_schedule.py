@@ -32,7 +32,6 @@ from effigate_engine.service.tickets import timelines_table
 from effigate_engine.sla.policy import MetricTarget
 from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import schedule as stored
-from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.database import Store
 from effigate_engine.store.events import NewEvent, append_events
 
@@ -78,7 +77,7 @@ async def _evaluate(
     if not ids:
         return []
     owners = await stored.ticket_policies(conn, ids)
-    histories = await stored_tickets.load_histories(conn, ticket_ids=ids)
+    histories = await stored.load_histories_by_ids(conn, ids)
     table = timelines_table(histories)
     position = {t: i for i, t in enumerate(table.column("ticket_id").to_pylist())}
     by_policy: dict[int, list[tuple[str, int]]] = defaultdict(list)

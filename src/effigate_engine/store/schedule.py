@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from effigate_engine.store.tenant import TenantKey, verify_bound
+from effigate_engine.store.tickets import Event, TicketHistory, ticket_record
 
 #: The channel migration 0015's triggers notify (payload: the tenant id) when rows change.
 CHANNEL = "effigate_sla_schedule"
@@ -83,7 +84,9 @@ async def scheduled_metrics(
     """The (ticket, metric) pairs of ``ticket_ids`` the schedule has, and whether each was
     running when last scheduled."""
     rows = await conn.fetch(
-        "SELECT ticket_id, metric, running FROM sla_schedule WHERE ticket_id = ANY($1::text[])",
+        """SELECT s.ticket_id, s.metric, s.running FROM unnest($1::text[]) AS i(id)
+           JOIN sla_schedule s ON s.tenant_id = (SELECT effigate_current_tenant())
+                AND s.ticket_id = i.id""",
         list(ticket_ids),
     )
     return {(r["ticket_id"], r["metric"]): bool(r["running"]) for r in rows}
@@ -109,9 +112,9 @@ async def ticket_policies(
 ) -> dict[str, tuple[int, int | None]]:
     """Per ticket: its client and the SLA policy of its contract (``None``: none)."""
     rows = await conn.fetch(
-        """SELECT t.id, t.client_id, c.sla_policy_id FROM tickets t
-           LEFT JOIN contracts c ON c.tenant_id = t.tenant_id AND c.id = t.contract_id
-           WHERE t.id = ANY($1::text[])""",
+        """SELECT t.id, t.client_id, c.sla_policy_id FROM unnest($1::text[]) AS i(id)
+           JOIN tickets t ON t.tenant_id = (SELECT effigate_current_tenant()) AND t.id = i.id
+           LEFT JOIN contracts c ON c.tenant_id = t.tenant_id AND c.id = t.contract_id""",
         list(ticket_ids),
     )
     return {
@@ -128,7 +131,10 @@ async def known_keys(conn: asyncpg.Connection, dedupe_keys: Sequence[str]) -> se
     if not dedupe_keys:
         return set()
     rows = await conn.fetch(
-        "SELECT dedupe_key FROM events WHERE dedupe_key = ANY($1::text[])", list(dedupe_keys)
+        """SELECT e.dedupe_key FROM unnest($1::text[]) AS k(key)
+           JOIN events e ON e.tenant_id = (SELECT effigate_current_tenant())
+                AND e.dedupe_key = k.key""",
+        list(dedupe_keys),
     )
     return {r["dedupe_key"] for r in rows}
 
@@ -179,3 +185,31 @@ async def listen(dsn: str, on_change: Callable[[str], None]) -> asyncpg.Connecti
     conn = await asyncpg.connect(dsn)
     await conn.add_listener(CHANNEL, lambda *args: on_change(str(args[-1])))
     return conn
+
+
+async def load_histories_by_ids(
+    conn: asyncpg.Connection, ticket_ids: Sequence[str]
+) -> list[TicketHistory]:
+    """The tickets ``ticket_ids`` (those that exist), by id, with all their events: two
+    statements that look each id up by its key (thousands of ids at once stay index lookups,
+    where a list compared row by row would scan every ticket)."""
+    ids = sorted(set(ticket_ids))
+    tickets = await conn.fetch(
+        """SELECT t.* FROM unnest($1::text[]) AS i(id)
+           JOIN tickets t ON t.tenant_id = (SELECT effigate_current_tenant()) AND t.id = i.id
+           ORDER BY t.id""",
+        ids,
+    )
+    events = await conn.fetch(
+        """SELECT e.ticket_id, e.id, e.kind, e.occurred_at, e.detail
+           FROM unnest($1::text[]) AS i(id)
+           JOIN ticket_events e ON e.tenant_id = (SELECT effigate_current_tenant())
+                AND e.ticket_id = i.id""",
+        ids,
+    )
+    by_ticket: dict[str, list[Event]] = {}
+    for e in events:
+        by_ticket.setdefault(e["ticket_id"], []).append(
+            (e["id"], e["kind"], e["occurred_at"], e["detail"])
+        )
+    return [TicketHistory(ticket_record(t), by_ticket.get(t["id"], [])) for t in tickets]
