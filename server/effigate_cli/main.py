@@ -6,7 +6,8 @@ One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.demo`), the client commands ``status``, ``sla``, ``bill`` and
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
-(:mod:`effigate_cli.routing`). A failure is one line on standard error and an exit code
+(:mod:`effigate_cli.routing`), and ``events tail`` (:mod:`effigate_cli.events`). A failure
+is one line on standard error and an exit code
 (:mod:`effigate_cli.failures`).
 """
 
@@ -17,7 +18,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from effigate_cli import calendar, client, demo, migrate, routing, serve, tickets, tokens
+from effigate_cli import (
+    calendar,
+    client,
+    demo,
+    events,
+    migrate,
+    routing,
+    serve,
+    tickets,
+    tokens,
+)
 from effigate_cli.failures import ENV_DEBUG, EXIT_BUG, debug_requested, describe
 
 
@@ -37,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_commands(commands)
     tickets.add_commands(commands)
     routing.add_commands(commands)
+    events.add_commands(commands)
     return parser
 
 

@@ -5,7 +5,8 @@ A watch reads pages of the outbox in ``(xid, seq)`` order in short transactions 
 (no connection is held while it waits), then waits for the outbox's notification of the
 caller's tenant (``effigate_events``, sent when events commit), with a poll as a safety net:
 every :data:`POLL_SECONDS`, or sooner while committed events are held back by an older
-transaction still running (:data:`HELD_BACK_POLL_SECONDS`, doubling). A portal principal
+transaction still running (:data:`HELD_BACK_POLL_SECONDS`, doubling up to
+:data:`HELD_BACK_LONGEST_SECONDS`: such a read is one indexed statement). A portal principal
 watches only its client's events; the database keeps tenants apart.
 """
 
@@ -20,7 +21,7 @@ from uuid import UUID
 
 from effigate_engine.errors import EffigateError
 from effigate_engine.events.cloudevent import cloudevent_json
-from effigate_engine.events.cursor import Cursor
+from effigate_engine.events.cursor import Cursor, CursorError
 from effigate_engine.events.types import EVENT_TYPES
 from effigate_engine.service.context import Principal
 from effigate_engine.store import events as outbox
@@ -32,8 +33,9 @@ PAGE = 500
 #: while the listener reconnected).
 POLL_SECONDS = 1.0
 #: While committed events wait for an older transaction to finish: the first wait before
-#: reading again (seconds), doubled up to :data:`POLL_SECONDS`.
-HELD_BACK_POLL_SECONDS = 0.02
+#: reading again (seconds), doubled up to :data:`HELD_BACK_LONGEST_SECONDS`.
+HELD_BACK_POLL_SECONDS = 0.01
+HELD_BACK_LONGEST_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,13 @@ def watch_filter(
         raise EffigateError(
             f"from_now: true with after_cursor {after_cursor!r}: give one or the other"
         )
-    after = None if from_now else Cursor.parse(after_cursor)
+    try:
+        after = None if from_now else Cursor.parse(after_cursor)
+    except CursorError as exc:
+        raise EffigateError(
+            f"after_cursor: {after_cursor!r} is not a cursor ('<xid>.<seq>', the cursor of an"
+            f" event received; empty: from the first event): {exc}"
+        ) from None
     if principal.client_id is not None:
         if client_id is not None:
             principal.require_client(client_id, "client_id")
@@ -154,7 +162,7 @@ async def watch_events(
                 continue
             if held_back:
                 wait = held_back_wait
-                held_back_wait = min(held_back_wait * 2, POLL_SECONDS)
+                held_back_wait = min(held_back_wait * 2, HELD_BACK_LONGEST_SECONDS)
             else:
                 wait = POLL_SECONDS
                 held_back_wait = HELD_BACK_POLL_SECONDS

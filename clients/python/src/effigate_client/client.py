@@ -38,7 +38,9 @@ CHUNK_ROWS = 65_536
 STREAM_COMPRESSION = None
 
 #: Calls that are safe to repeat: reads, and writes idempotent by a caller-chosen key
-#: (ticket, event and time-log ids; one invoice per contract and period). gRPC retries a
+#: (ticket, event and time-log ids; one invoice per contract and period). ``WatchEvents`` is
+#: not among them: a watch that ends ``UNAVAILABLE`` is resumed from its last cursor by
+#: ``watch_events``, and a watch ended by a server shutting down must end at once. gRPC retries a
 #: streaming call only while what was sent fits its retry buffer (256 KiB) and no answer has
 #: arrived; a larger ingest stream that fails with UNAVAILABLE is the caller's to resend
 #: (resending never duplicates a row).
@@ -94,9 +96,6 @@ IDEMPOTENT = {
         "GetBucketBalance",
         "MarkOverdue",
     ],
-    # a read; gRPC retries a server stream only until its first event arrived (then
-    # Client.watch_events resumes from the last cursor)
-    "effigate.v1.EventService": ["WatchEvents"],
 }
 
 
@@ -218,6 +217,43 @@ STUBS = (
 #: first wait, doubled up to the last.
 RECONNECT_FIRST_SECONDS = 0.25
 RECONNECT_LONGEST_SECONDS = 5.0
+#: Seconds of failed reconnections after which a watch gives up (raises ``UNAVAILABLE``).
+RECONNECT_GIVE_UP_SECONDS = 120.0
+#: How a server that shuts down ends a watch (the start of its ``UNAVAILABLE`` message).
+SHUTTING_DOWN = "the server is shutting down"
+
+
+class _Reconnect:
+    """When a watch answered ``UNAVAILABLE`` reconnects: only a watch that was served (an
+    event arrived, or the server said it shuts down) and for at most
+    :data:`RECONNECT_GIVE_UP_SECONDS` of failures in a row, waiting 0.25 s doubling to 5 s.
+    A watch that never reached a server fails at once (the address is wrong, or it is
+    down)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.served = False
+        self.wait = RECONNECT_FIRST_SECONDS
+        self.failing_since: float | None = None
+
+    def event(self) -> None:
+        self.served = True
+        self.wait = RECONNECT_FIRST_SECONDS
+        self.failing_since = None
+
+    def after(self, exc: grpc.RpcError) -> float:
+        """Seconds to wait before reconnecting after ``exc``; raises it when not to."""
+        if not self.enabled or exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise exc
+        if (exc.details() or "").startswith(SHUTTING_DOWN):
+            self.served = True
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        if not self.served or now - self.failing_since > RECONNECT_GIVE_UP_SECONDS:
+            raise exc
+        wait, self.wait = self.wait, min(self.wait * 2, RECONNECT_LONGEST_SECONDS)
+        return wait
 
 
 def watch_request(
@@ -436,12 +472,12 @@ class Client(_Stubs):
         """The caller's events after ``after_cursor`` (or only new ones: ``from_now``), then
         each new one live, without end: stop iterating to stop (the call is cancelled).
         ``types`` by name; ``client_id`` filters (a portal token sees its client only). When
-        the server answers ``UNAVAILABLE`` (it shuts down, or cannot reach its database) the
-        watch reconnects from the last cursor received (``reconnect``), with backoff, so no
-        event is lost or repeated; a ``from_now`` watch that received nothing yet reconnects
-        ``from_now`` again."""
+        a watch that was served is answered ``UNAVAILABLE`` (the server shuts down, or cannot
+        reach its database) it reconnects from the last cursor received (``reconnect``, see
+        :class:`_Reconnect`), so no event is lost or repeated; a ``from_now`` watch that
+        received nothing yet reconnects ``from_now`` again (events of the gap are missed)."""
         cursor = after_cursor
-        wait = RECONNECT_FIRST_SECONDS
+        again = _Reconnect(reconnect)
         while True:
             call = self.events.WatchEvents(
                 watch_request(cursor, types, client_id, from_now), timeout=None
@@ -449,16 +485,14 @@ class Client(_Stubs):
             try:
                 for event in call:
                     cursor = event.cursor
-                    wait = RECONNECT_FIRST_SECONDS
+                    again.event()
                     yield event
                 return
             except grpc.RpcError as exc:
-                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
+                wait = again.after(exc)
             finally:
                 call.cancel()
             time.sleep(wait)
-            wait = min(wait * 2, RECONNECT_LONGEST_SECONDS)
 
     def report(self, response: common_pb2.ReportTable) -> pa.Table:
         """The Arrow table of a report response."""
@@ -552,7 +586,7 @@ class AsyncClient(_Stubs):
     ) -> AsyncIterator[events_pb2.Event]:
         """Async :meth:`Client.watch_events`."""
         cursor = after_cursor
-        wait = RECONNECT_FIRST_SECONDS
+        again = _Reconnect(reconnect)
         while True:
             call = self.events.WatchEvents(
                 watch_request(cursor, types, client_id, from_now), timeout=None
@@ -560,16 +594,14 @@ class AsyncClient(_Stubs):
             try:
                 async for event in call:
                     cursor = event.cursor
-                    wait = RECONNECT_FIRST_SECONDS
+                    again.event()
                     yield event
                 return
             except grpc.RpcError as exc:
-                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
+                wait = again.after(exc)
             finally:
                 call.cancel()
             await asyncio.sleep(wait)
-            wait = min(wait * 2, RECONNECT_LONGEST_SECONDS)
 
     async def save_calendar(self, name: str, body_json: str) -> catalog_pb2.CalendarInfo:
         """Async :meth:`Client.save_calendar`."""
