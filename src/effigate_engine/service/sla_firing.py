@@ -11,6 +11,9 @@ next transitions, in one transaction. A restart reads the heap from the table ag
 transition whose transaction never committed is still due there: nothing is missed, and the
 dedupe keys make a transition that did commit impossible to announce twice.
 
+Every :data:`OVERDUE_SWEEP_SECONDS` the loop also sweeps the tenants with an issued invoice past
+due (``INVOICE_OVERDUE`` needs time to pass, not a call; docs/events.md).
+
 The clock is injected (:mod:`effigate_engine.service.wall_clock`): tests move it by hand and
 call :meth:`SlaFiring.wake`.
 """
@@ -27,7 +30,7 @@ from uuid import UUID
 
 import asyncpg
 
-from effigate_engine.service import sla_schedule, wall_clock
+from effigate_engine.service import invoice_events, sla_schedule, wall_clock
 from effigate_engine.store import schedule as stored
 from effigate_engine.store.database import Store
 from effigate_engine.store.errors import StoreError
@@ -42,6 +45,8 @@ HEAP_LIMIT = 10_000
 LONGEST_SLEEP_SECONDS = 0.25
 #: Rows fired per transaction; a tenant with more due goes round again at once.
 ROWS_PER_TRANSACTION = 2_000
+#: Seconds between two sweeps for invoices that became overdue (INVOICE_OVERDUE).
+OVERDUE_SWEEP_SECONDS = 60.0
 #: After a failure (the database away), wait this long (seconds) before trying again.
 RETRY_SECONDS = 1.0
 
@@ -71,6 +76,9 @@ class SlaFiring:
         self.events_appended = 0
         #: passes of the loop that found nothing due (tests wait for one after moving the clock)
         self.idle_passes = 0
+        self._swept_at: float | None = None
+        #: invoices the overdue sweep moved to OVERDUE since start
+        self.invoices_overdue = 0
 
     def now(self) -> datetime:
         return (self._clock or wall_clock).now()
@@ -137,6 +145,8 @@ class SlaFiring:
 
     async def _step(self) -> None:
         now = self.now()
+        if self._swept_at is None or time.monotonic() - self._swept_at >= OVERDUE_SWEEP_SECONDS:
+            await self._sweep_overdue(now)
         if self._stale or self._read_until is None or now >= self._read_until:
             await self._refill(now)
         due: set[UUID] = set()
@@ -159,6 +169,23 @@ class SlaFiring:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _sweep_overdue(self, now: datetime) -> None:
+        """Move every tenant's issued invoices past due to OVERDUE, with their events (the
+        reads and MarkOverdue do the same; the event's key keeps it once)."""
+        self._swept_at = time.monotonic()
+        async with self._store.connection() as conn:
+            tenants = await stored.overdue_tenants(conn, now)
+        for tenant in tenants:
+            if self._stopping:
+                return
+            async with self._store.connection() as conn, conn.transaction():
+                try:
+                    await stored.bind_scheduled(conn, tenant)
+                except asyncpg.InvalidAuthorizationSpecificationError:
+                    continue
+                moved = await invoice_events.mark_overdue(conn, now)
+            self.invoices_overdue += len(moved)
 
     async def _fire_tenant(self, tenant: UUID, now: datetime) -> None:
         while not self._stopping:

@@ -170,9 +170,14 @@ async def due_tenants(
     return [(r["tenant_id"], r["next_at"]) for r in rows]
 
 
+async def overdue_tenants(conn: asyncpg.Connection, at: datetime) -> list[UUID]:
+    """The tenants with an issued invoice past due at ``at`` and not settled (ids only)."""
+    return [r[0] for r in await conn.fetch("SELECT * FROM effigate_overdue_tenants($1)", at)]
+
+
 async def bind_scheduled(conn: asyncpg.Connection, tenant_id: UUID) -> UUID:
     """Bind the current transaction to ``tenant_id`` for the firing loop (only while the tenant
-    has a pending transition; SQLSTATE 28000 otherwise)."""
+    has a pending SLA transition or an overdue invoice; SQLSTATE 28000 otherwise)."""
     if not conn.is_in_transaction():
         raise RuntimeError("bind outside a transaction would not last; open one first")
     bound = await conn.fetchval("SELECT effigate_bind_scheduled($1::uuid)", str(tenant_id))

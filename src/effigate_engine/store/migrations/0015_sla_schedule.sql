@@ -79,17 +79,35 @@ CREATE FUNCTION effigate_sla_due(until timestamptz, max_rows integer)
 REVOKE ALL ON FUNCTION effigate_sla_due(timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION effigate_sla_due(timestamptz, integer) TO effigate_app;
 
+-- The tenants with an issued invoice past due at `at` and not settled (the overdue sweep's
+-- work list): tenant ids only.
+CREATE FUNCTION effigate_overdue_tenants(at timestamptz) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$
+        SELECT t.id FROM public.tenants t
+        WHERE EXISTS (SELECT 1 FROM public.invoices i
+                      WHERE i.tenant_id = t.id AND i.status = 'ISSUED' AND i.due_at < at
+                        AND i.total_minor > i.paid_minor + i.credited_minor)
+        ORDER BY t.id
+    $$;
+REVOKE ALL ON FUNCTION effigate_overdue_tenants(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION effigate_overdue_tenants(timestamptz) TO effigate_app;
+
 -- The firing loop's binding: the current transaction is bound to `tenant` only when the tenant
--- has a pending SLA transition (the work the loop does for it); otherwise SQLSTATE 28000 and
--- nothing is bound. Lasts until the transaction ends, like effigate_bind.
+-- has a pending SLA transition or an issued invoice past due and unsettled (the work the loop
+-- does for it); otherwise SQLSTATE 28000 and nothing is bound. Lasts until the transaction
+-- ends, like effigate_bind.
 CREATE FUNCTION effigate_bind_scheduled(tenant uuid) RETURNS uuid
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM public.sla_schedule s
-                   WHERE s.tenant_id = tenant AND s.next_at IS NOT NULL) THEN
+                   WHERE s.tenant_id = tenant AND s.next_at IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM public.invoices i
+                       WHERE i.tenant_id = tenant AND i.status = 'ISSUED' AND i.due_at < now()
+                         AND i.total_minor > i.paid_minor + i.credited_minor) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_authorization_specification',
-            MESSAGE = 'the tenant has no pending SLA transition: nothing is bound';
+            MESSAGE = 'the tenant has no pending SLA transition or overdue invoice: nothing is bound';
     END IF;
     PERFORM set_config('effigate.tenant_id', tenant::text, true),
         set_config('effigate.tenant_proof', effigate_private.binding_proof(tenant), true);
