@@ -53,7 +53,8 @@ class LiveTickets:
 
     def report(self) -> str:
         return (
-            f"Live SLA: {len(self.ids)} tickets of {CLIENT_NAME!r} warn, escalate and breach"
+            f"Live SLA: {len(self.ids)} tickets of {CLIENT_NAME!r} ({self.ids[0]} …"
+            f" {self.ids[-1]}) warn, escalate and breach"
             f" between now and {self.last_breach:%H:%M} UTC"
             f" (first breach {self.first_breach:%H:%M}); watch them: effigate events tail"
         )
