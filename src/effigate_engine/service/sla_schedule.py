@@ -27,8 +27,8 @@ from effigate_engine.events import sla_transitions as tr
 from effigate_engine.events.types import SLA_MET, sla_key
 from effigate_engine.service import wall_clock
 from effigate_engine.service.context import Principal
-from effigate_engine.service.evaluations import Ruleset, RulesetCache
-from effigate_engine.service.tickets import timelines_table
+from effigate_engine.service.rulesets import Ruleset, RulesetCache
+from effigate_engine.service.ticket_batches import timelines_table
 from effigate_engine.sla.policy import MetricTarget
 from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import schedule as stored
