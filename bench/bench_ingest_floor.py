@@ -136,8 +136,7 @@ async def floor_variants(admin_dsn: str, rows: int) -> list[tuple[str, Measured]
             )
             await admin.execute(f"VACUUM ANALYZE {BY_START}")
             return [
-                (v.label, await floor_insert(admin, dsn, v.ddl, v.insert))
-                for v in FLOOR_VARIANTS
+                (v.label, await floor_insert(admin, dsn, v.ddl, v.insert)) for v in FLOOR_VARIANTS
             ]
         finally:
             await admin.close()

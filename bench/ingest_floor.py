@@ -123,4 +123,3 @@ async def floor_insert(
     finally:
         await conn.close()
         await admin.execute(f"DROP TABLE IF EXISTS {TARGET}")
-

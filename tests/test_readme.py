@@ -249,6 +249,26 @@ def test_serve_demo_twice_keeps_its_tenant_token_and_ids(demo_runs: DemoRuns) ->
     assert works(second, demo_runs.home) == first.commands_output
 
 
+def test_every_demo_run_raises_live_sla_tickets(demo_runs: DemoRuns) -> None:
+    """Each run (loading or reusing the demo) raises five new live tickets whose SLA
+    transitions fall in the next minutes, and says which."""
+    from effigate_client import Client, tickets_pb2
+
+    runs = []
+    for run in (demo_runs.first, demo_runs.second):
+        assert "Live SLA: 5 tickets of 'Litware (live SLA)'" in run.printed()
+        runs.append(sorted(set(re.findall(r"LIVE-[0-9A-F]{6}-[1-5]", run.printed()))))
+        assert [i[-2:] for i in runs[-1]] == ["-1", "-5"]
+    assert runs[0][0] != runs[1][0]  # new tickets each run
+    settings = demo_runs.second.settings
+    with Client(settings["EFFIGATE_ADDRESS"], settings["EFFIGATE_TOKEN"]) as client:
+        status = client.tickets.GetTicketStatus(
+            tickets_pb2.GetTicketStatusRequest(ticket_id=runs[1][0]))
+    # its first response is due 10 minutes after it was raised
+    assert len(status.metrics) == 1
+    assert status.metrics[0].deadline.ToSeconds() == status.ticket.created_at.ToSeconds() + 600
+
+
 def test_readme_client_example_runs_twice_against_the_demo(demo_runs: DemoRuns) -> None:
     """The README's client example runs twice in a row against the demo tenant."""
     from effigate_client import Client, billing_pb2, catalog_pb2, tickets_pb2

@@ -69,6 +69,7 @@ async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
                 flush=True,
             )
             summary = await load_demo_async(address, demo.token, n_tickets)
+        live = await _live(address, demo.token)
         settings["EFFIGATE_DEMO_CONTRACT"] = str(summary.sample_contract)
         settings["EFFIGATE_DEMO_POLICY"] = str(summary.policy_id)
         write_demo_env(path, settings)
@@ -79,7 +80,17 @@ async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
         print(f"effigate: the demo did not load: {type(exc).__name__}: {exc}", flush=True)
         return
     print(summary.report(), flush=True)
+    print(live, flush=True)
     print(_sample_call(path, summary), flush=True)
+
+
+async def _live(address: str, token: str) -> str:
+    """Tickets whose SLA transitions fire in the next minutes; the line that says so."""
+    from effigate_client import AsyncClient
+    from effigate_server.demo_live import seed_live_tickets
+
+    async with AsyncClient(address, token, timeout=60) as c:
+        return (await seed_live_tickets(c)).report()
 
 
 def _shown(path: Path) -> str:

@@ -33,8 +33,9 @@ from effigate.v1 import (
     webhooks_pb2,
     webhooks_pb2_grpc,
 )
-from effigate_engine.service import Store
+from effigate_engine.service import Store, wall_clock
 from effigate_engine.service.evaluations import RulesetCache
+from effigate_engine.service.sla_firing import SlaFiring
 from effigate_engine.service.tokens import TokenResolver
 from effigate_engine.service.webhook_delivery import DeliverySettings, DeliveryWorker
 from effigate_server.billing import (
@@ -119,6 +120,7 @@ class Server:
     health: Any
     calls: Calls
     webhooks: DeliveryWorker
+    firing: SlaFiring | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -127,10 +129,14 @@ class Server:
         store: Store,
         address: str = "127.0.0.1:50051",
         webhooks: DeliverySettings | None = None,
+        *,
+        clock: wall_clock.WallClock | None = None,
+        fire_sla: bool = True,
     ) -> Server:
         """Build and start a server on ``address`` (port 0: a free port) over ``store``, with
         its webhook delivery worker (``webhooks``: its settings; default: the environment's
-        ``EFFIGATE_WEBHOOK_*``)."""
+        ``EFFIGATE_WEBHOOK_*``) and its SLA firing loop (``fire_sla``) reading ``clock``
+        (default: the process's)."""
         settings = webhooks or DeliverySettings.from_environ()
         cache = RulesetCache()
         calls = Calls()
@@ -179,7 +185,11 @@ class Server:
         await worker.start()
         for name in ["", *names]:
             await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return cls(server, store, port, checks, calls, worker)
+        firing = None
+        if fire_sla:
+            firing = SlaFiring(store, clock)
+            await firing.start()
+        return cls(server, store, port, checks, calls, worker, firing)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
@@ -197,6 +207,8 @@ class Server:
         # more); any cut off are tried again, with the same webhook-id, once their lease ends
         await asyncio.gather(self.calls.idle(grace), self.webhooks.stop(grace))
         await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
+        if self.firing is not None:
+            await self.firing.stop()
         await self.store.close()
 
 

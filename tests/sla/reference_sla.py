@@ -46,6 +46,7 @@ class Outcome:
     breach_seconds: int | None
     level: int
     next_escalation: int | None
+    warning_at: int | None
 
 
 def _ceil(fraction: Fraction, seconds: int) -> int:
@@ -113,6 +114,10 @@ def evaluate_metric(
 
     elapsed = active(end)
     deadline = reach(spec.target)
+    try:
+        warning_at = reach(_ceil(spec.warning, spec.target))
+    except OverflowError:
+        warning_at = None
     if stopped:
         status = "MET" if deadline is not None and stop <= deadline else "BREACHED"
     elif deadline is not None and now >= deadline:
@@ -146,6 +151,7 @@ def evaluate_metric(
         elapsed - spec.target if status == "BREACHED" else None,
         level,
         next_at,
+        warning_at,
     )
 
 

@@ -27,8 +27,13 @@ def test_kernel_refusals_are_found_per_row_and_the_rest_evaluated_as_evaluate_wo
     screened = evaluate_rows(table, policy, calendars, NOW)
     bad = sorted({i for i in range(300) if i % 7 == 3 or i % 11 == 5})
     assert screened.rejected.column("row").to_pylist() == bad
-    fields = dict(zip(screened.rejected.column("row").to_pylist(),
-                      screened.rejected.column("field").to_pylist(), strict=True))
+    fields = dict(
+        zip(
+            screened.rejected.column("row").to_pylist(),
+            screened.rejected.column("field").to_pylist(),
+            strict=True,
+        )
+    )
     assert fields[3] == "deadline" and fields[5] == "created_at"
     good = [i for i in range(300) if i not in set(bad)]
     assert screened.kept.tolist() == good

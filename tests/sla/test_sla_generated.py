@@ -208,6 +208,8 @@ def test_kernel_matches_reference(
             assert got["escalation_level"] == want.level, ctx
             nxt = got["next_escalation_at"]
             assert (None if nxt is None else int(nxt.timestamp())) == want.next_escalation, ctx
+            warn = got["warning_at"]
+            assert (None if warn is None else int(warn.timestamp())) == want.warning_at, ctx
     assert len(results) == expected_rows
     assert evaluation.unmatched.num_rows == sum(
         policy.rule_for(t["priority"]) is None for t in batch

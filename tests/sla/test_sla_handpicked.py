@@ -574,14 +574,21 @@ def test_breach_records_once_per_breach_with_severity(calendars, policy) -> None
 
 def test_any_timestamp_unit_and_zone_naive_refused(calendars, policy) -> None:
     created = datetime(2026, 11, 16, 9, 0, 0, 750_000, tzinfo=LONDON)
-    table = pa.table({
-        "ticket_id": ["T1"],
-        "priority": ["HIGH"],
-        "created_at": pa.array([created], pa.timestamp("ms", tz="America/Chicago")),
-    })
+    table = pa.table(
+        {
+            "ticket_id": ["T1"],
+            "priority": ["HIGH"],
+            "created_at": pa.array([created], pa.timestamp("ms", tz="America/Chicago")),
+        }
+    )
     out = sla.evaluate(table, policy, calendars, london("2026-11-16 10:00")).results.to_pylist()
     assert out[0]["elapsed_seconds"] == 3600  # 09:00:00.750 floors to 09:00:00
-    naive = pa.table({"ticket_id": ["T1"], "priority": ["HIGH"],
-                      "created_at": pa.array([datetime(2026, 11, 16, 9)], pa.timestamp("s"))})
+    naive = pa.table(
+        {
+            "ticket_id": ["T1"],
+            "priority": ["HIGH"],
+            "created_at": pa.array([datetime(2026, 11, 16, 9)], pa.timestamp("s")),
+        }
+    )
     with pytest.raises(EffigateError, match=r"created_at.*without a time zone"):
         sla.evaluate(naive, policy, calendars, london("2026-11-16 10:00"))

@@ -81,6 +81,8 @@ async def update_calendar(
     checked = _calendar_body(name, body)
     async with _catalog_write(store, principal) as conn:
         updated = await stored.update_calendar(conn, name, checked)
+        if updated is not None:
+            await _reschedule_open(conn, principal)
     if updated is None:
         raise NotFound("name", name, "is not a calendar of this tenant; create it first")
     return CalendarRecord(updated[0], name, checked, updated[1])
@@ -95,6 +97,14 @@ async def delete_calendar(store: Store, principal: Principal, calendar_id: int) 
         retired = await stored.retire_calendar(conn, calendar_id)
     if not retired:
         raise NotFound("calendar_id", calendar_id, "is not a calendar of this tenant")
+
+
+async def _reschedule_open(conn: asyncpg.Connection, principal: Principal) -> None:
+    """Move the SLA transitions of the tenant's open tickets to the new version, in the
+    transaction of the change."""
+    from effigate_engine.service import sla_schedule, wall_clock
+
+    await sla_schedule.reschedule_open(conn, principal.tenant_id, wall_clock.now())
 
 
 def _check_version(version: int | None) -> None:
@@ -188,6 +198,8 @@ async def update_policy(
         if calendar_id is not None:
             await fetch_calendar(conn, calendar_id)
         updated = await stored.update_policy(conn, name, calendar_id, checked)
+        if updated is not None:
+            await _reschedule_open(conn, principal)
     if updated is None:
         raise NotFound("name", name, "is not an SLA policy of this tenant; create it first")
     return PolicyRecord(updated[0], name, updated[2], checked, updated[1])

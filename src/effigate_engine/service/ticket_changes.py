@@ -19,6 +19,7 @@ import asyncpg
 
 from effigate_engine import ticket_fields
 from effigate_engine.errors import EffigateError
+from effigate_engine.service import sla_schedule, wall_clock
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition
 from effigate_engine.service.ticket_fold import EVENT_KINDS, fold
@@ -48,6 +49,10 @@ def _normal(kind: str, detail: str | None, field: str) -> str | None:
         queue=text,
         tags=ticket_fields.tags_of_detail(detail),
     )
+
+
+#: Event kinds that move no SLA clock (no rule matches on them): no rescheduling.
+_UNTIMED = frozenset({"ASSIGNED", "QUEUE_CHANGED", "TAGS_CHANGED"})
 
 
 async def apply_changes(
@@ -96,4 +101,8 @@ async def apply_changes(
         return {}
     histories = await stored_tickets.load_histories(conn, ticket_ids=refold)
     states = {h.ticket.id: fold(h.events, h.ticket).state() for h in histories}
-    return await stored.store_states(conn, states)
+    changed = await stored.store_states(conn, states)
+    timed = sorted({r[1] for r in rows if r[0] in inserted and r[2] not in _UNTIMED})
+    if timed:
+        await sla_schedule.reschedule(conn, principal.tenant_id, timed, wall_clock.now())
+    return changed

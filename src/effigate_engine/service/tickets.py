@@ -24,6 +24,7 @@ from effigate_engine.instants import ARROW_INPUT_ERRORS
 from effigate_engine.priority import normalise_priority
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
+from effigate_engine.service.ticket_batches import timelines_table
 from effigate_engine.service.ticket_fold import (
     DEFAULT_PAUSE_STATUS,
     EVENT_KINDS,
@@ -36,14 +37,13 @@ from effigate_engine.service.ticket_scope import (
     require_in_scope,
     ticket_rows_check,
 )
-from effigate_engine.sla import schemas as sla_schemas
 from effigate_engine.store import batches as stored_batches
 from effigate_engine.store import catalog
 from effigate_engine.store import tickets as stored
 from effigate_engine.store.batches import STORED_TICKET_EVENTS, STORED_TICKETS, IngestResult
 from effigate_engine.store.bulk import ingest
 from effigate_engine.store.database import Store
-from effigate_engine.store.tickets import Event, TicketFields, TicketHistory, TicketRecord
+from effigate_engine.store.tickets import Event, TicketFields, TicketRecord
 
 __all__ = [
     "DEFAULT_PAUSE_STATUS",
@@ -169,6 +169,7 @@ async def create_ticket(
             detail,
         )
         if created is not None:
+            await _reschedule(conn, principal, [created.id])
             return created
         existing = await fetch_ticket(conn, principal, ticket_id)
         sent = (
@@ -369,7 +370,16 @@ async def _record(
     if not inserted_any:
         return ticket
     line = fold(await stored.load_events(conn, ticket.id), ticket)
-    return await stored.store_state(conn, ticket.id, line.state())
+    record = await stored.store_state(conn, ticket.id, line.state())
+    await _reschedule(conn, principal, [ticket.id])
+    return record
+
+
+async def _reschedule(conn: asyncpg.Connection, principal: Principal, ids: list[str]) -> None:
+    """Move the SLA transitions of tickets ``ids`` in the caller's transaction."""
+    from effigate_engine.service import sla_schedule, wall_clock
+
+    await sla_schedule.reschedule(conn, principal.tenant_id, ids, wall_clock.now())
 
 
 async def get_ticket(store: Store, principal: Principal, ticket_id: str) -> TicketRecord:
@@ -409,35 +419,6 @@ async def load_timelines(
     return timelines_table(await stored.load_histories(conn, client_id, ticket_ids, as_of))
 
 
-def timelines_table(histories: Iterable[TicketHistory]) -> pa.Table:
-    """Tickets and their events folded into the SLA engine's
-    :data:`~effigate_engine.sla.schemas.TICKETS` batch (one row per ticket, in order), with
-    every field SLA rules match: priority, support level, job type (as folded), after-hours
-    cover, client, and the assignee."""
-    rows = []
-    for history in histories:
-        t = history.ticket
-        line = fold(history.events, t)
-        rows.append(
-            {
-                "ticket_id": t.id,
-                "client_id": str(t.client_id),
-                "contract_id": None if t.contract_id is None else str(t.contract_id),
-                "priority": line.priority,
-                "support_level": line.support_level,
-                "job_type": line.job_type,
-                "after_hours": t.after_hours,
-                "assignee": line.assignee,
-                "created_at": t.created_at,
-                "first_response_at": line.first_response_at,
-                "resolution_plan_at": line.resolution_plan_at,
-                "resolved_at": line.resolved_at,
-                "pauses": [{"start": s, "end": e, "status": st} for s, e, st in line.pauses],
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=sla_schemas.TICKETS)
-
-
 async def ingest_rows(
     store: Store, principal: Principal, kind: str, table: pa.Table, skip_invalid_rows: bool
 ) -> IngestResult:
@@ -451,7 +432,18 @@ async def ingest_rows(
     spec = STORED_TICKETS if kind == "tickets" else STORED_TICKET_EVENTS
     check = await _bulk_check(store, principal, kind, table)
     async with store.adbc() as conn:
-        return await ingest(conn, spec, principal.key, table, skip_invalid_rows, check)
+        result = await ingest(conn, spec, principal.key, table, skip_invalid_rows, check)
+    from effigate_engine.service import sla_schedule
+
+    # the SLA schedule of the tickets stored, in transactions of their own right after
+    # (docs/events-scheduler.md: the bulk path is the one that is not one transaction)
+    ids = pc.unique(pc.cast(table.column(_ID_COLUMN[kind]), pa.string())).to_pylist()
+    await sla_schedule.reschedule_in_chunks(store, principal, [i for i in ids if i])
+    return result
+
+
+#: The column naming the ticket of a bulk row.
+_ID_COLUMN = {"tickets": "id", "events": "ticket_id"}
 
 
 async def _bulk_check(

@@ -106,6 +106,7 @@ class ResultBuffers:
     level: _I32
     notify: _I32
     next: _I64
+    warning_at: _I64
     @property
     def rows(self) -> int: ...
     def __init__(self, rows: int) -> None: ...

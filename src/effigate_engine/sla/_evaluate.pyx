@@ -20,8 +20,8 @@ stop instant S (or none) and pauses (CSR, in any order). Semantics: docs/sla.md,
   where end = S when the metric stopped at or before `now`, else `now`.
 * The time at which E reaches a target X walks the pauses: business time before each pause is
   spent, the pause is skipped; an open pause (still paused at `now`) leaves it undefined.
-* deadline = that time for X = T; fraction steps use X = ceil(fraction × T); offset steps fire
-  at deadline + offset (wall clock).
+* deadline = that time for X = T; the warning instant X = W; fraction steps use
+  X = ceil(fraction × T); offset steps fire at deadline + offset (wall clock).
 The business-time arithmetic is the clock's (inline kernels cimported from `_clock.pxd`).
 """
 
@@ -308,10 +308,11 @@ cdef class ResultBuffers:
     """The result rows the evaluation writes, one entry per (ticket, metric) row: ticket
     position, spec, metric, stop, deadline (epoch seconds, NO_INSTANT: none), active elapsed
     (business seconds), status code, breach seconds, escalation level (1-based, 0: none), the
-    global index of the step notified (-1: none) and the next escalation instant."""
+    global index of the step notified (-1: none), the next escalation instant and the instant
+    active elapsed reaches the warning threshold (NO_INSTANT: not known, an open pause first)."""
 
     cdef readonly object ticket, spec, metric, stopped, deadline, elapsed, status, breach
-    cdef readonly object level, notify, next
+    cdef readonly object level, notify, next, warning_at
     cdef int64_t[::1] _ticket
     cdef int32_t[::1] _spec
     cdef int8_t[::1] _metric
@@ -323,6 +324,7 @@ cdef class ResultBuffers:
     cdef int32_t[::1] _level
     cdef int32_t[::1] _notify
     cdef int64_t[::1] _next
+    cdef int64_t[::1] _warning_at
 
     def __init__(self, Py_ssize_t rows):
         self.ticket = np.empty(rows, np.int64)
@@ -336,6 +338,7 @@ cdef class ResultBuffers:
         self.level = np.empty(rows, np.int32)
         self.notify = np.empty(rows, np.int32)
         self.next = np.empty(rows, np.int64)
+        self.warning_at = np.empty(rows, np.int64)
         self._ticket = self.ticket
         self._spec = self.spec
         self._metric = self.metric
@@ -347,6 +350,7 @@ cdef class ResultBuffers:
         self._level = self.level
         self._notify = self.notify
         self._next = self.next
+        self._warning_at = self.warning_at
 
     @property
     def rows(self) -> int:
@@ -406,12 +410,13 @@ def evaluate_tickets(
     cdef int32_t[::1] out_level = out._level
     cdef int32_t[::1] out_notify = out._notify
     cdef int64_t[::1] out_next = out._next
+    cdef int64_t[::1] out_warning_at = out._warning_at
     cdef const ClockView* v = &clock.view
     cdef Py_ssize_t n = created.shape[0], t, m, q, k, npause, r, width = max_pauses + 1, j, cnt
     cdef Py_ssize_t bad = -1
     cdef int code = 0
     cdef int64_t spec, cal, c, s, end, target, f_c, f_end, elapsed, covered, a, b, deadline
-    cdef int64_t fire, next_fire, step_target, ladder, now = 0
+    cdef int64_t fire, next_fire, step_target, ladder, warning_at, now = 0
     cdef uint64_t mask
     cdef bint stopped, paused
     cdef int32_t level, notify
@@ -532,6 +537,9 @@ def evaluate_tickets(
                     break
                 if deadline == OPEN_PAUSE:
                     deadline = NO_INSTANT
+                warning_at = _reach(v, cal, c, f_c, spec_warning[spec], npause, ps, pe, f_ps, f_pe)
+                if warning_at == OPEN_PAUSE or warning_at == PAST_HORIZON:
+                    warning_at = NO_INSTANT
                 if stopped:
                     out_status[r] = MET if s <= deadline else BREACHED
                 elif deadline != NO_INSTANT and now >= deadline:
@@ -575,6 +583,7 @@ def evaluate_tickets(
                 out_level[r] = level
                 out_notify[r] = notify
                 out_next[r] = next_fire
+                out_warning_at[r] = warning_at
                 r += 1
     free(buf)
     return bad, code

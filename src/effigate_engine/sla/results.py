@@ -68,6 +68,7 @@ def results_table(
             pa.array(specs.notify or [""], pa.string()),
         ),
         _masked(out.next, INSTANT),
+        _masked(out.warning_at, INSTANT),
     ]
     schema = SLA_RESULTS.with_metadata(
         {

@@ -74,6 +74,8 @@ SLA_RESULTS = pa.schema(
         pa.field("escalation_level", pa.int32(), nullable=False),  # 0 = no step reached
         pa.field("escalation_notify", LABEL),  # who the highest step reached notifies
         pa.field("next_escalation_at", INSTANT),
+        # when active elapsed reaches the warning threshold (null while an open pause comes first)
+        pa.field("warning_at", INSTANT),
     ]
 )
 

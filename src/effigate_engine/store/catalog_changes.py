@@ -147,19 +147,21 @@ class CatalogChanges:
 
     async def _watch(self) -> None:
         """Reconnect a lost connection (with backoff), and check a quiet one."""
-        delay = self.first_retry_seconds
+        # None: the first retry after a loss, read when it happens (set after open, it counts)
+        delay: float | None = None
         while True:
             conn = self._conn
             if conn is None:
-                await asyncio.sleep(delay)
+                wait = self.first_retry_seconds if delay is None else delay
+                await asyncio.sleep(wait)
                 try:
                     await self._listen()
                 except Exception as exc:  # the database is not back yet, whatever it says
                     log.info("catalog change listener not back yet", extra={"error": str(exc)})
-                    delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+                    delay = min(wait * 2, LONGEST_RETRY_SECONDS)
                     continue
                 log.info("catalog change listener listening again")
-                delay = self.first_retry_seconds
+                delay = None
                 continue
             try:
                 await asyncio.wait_for(self._lost.wait(), timeout=self.check_every_seconds)
