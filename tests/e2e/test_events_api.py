@@ -123,7 +123,11 @@ def test_a_new_event_reaches_a_waiting_watch_within_a_second(client: Client, db:
             if n:
                 ingest_and_approve(
                     client,
-                    [time_log(f"W-{n}", contract.id, (f"{day}T10:00-04:00", f"{day}T11:00-04:00"))],
+                    [
+                        time_log(
+                            f"WN-{n}", contract.id, (f"{day}T10:00-04:00", f"{day}T11:00-04:00")
+                        )
+                    ],
                 )
             invoice = client.invoice(contract.id, day)
             time.sleep(0.3)  # the watch is waiting
@@ -422,42 +426,45 @@ def lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
 
 
 def test_cli_tail_prints_events_live(service: ServiceProcess, client: Client, tenant) -> None:
+    """The tenant is fresh: ``--from-start`` prints the first invoice's event whenever the
+    tail got going; the second invoice, issued once that line was printed, is printed live."""
     book = billing_setup(client)
     contract = new_contract(client, book, book.nexus, terms={})
     ingest_and_approve(client, seed_logs(contract.id, "T"))
-    invoice = client.invoice(contract.id, MARCH)
-    running = tail(service.address, tenant.token)
+    april = ("2026-04-01T10:00-04:00", "2026-04-01T12:00-04:00")
+    ingest_and_approve(client, [time_log("T-april", contract.id, april)])
+    first = client.invoice(contract.id, MARCH)
+    second = client.invoice(contract.id, "2026-04-01")
+    running = tail(service.address, tenant.token, "--from-start")
     json_tail = tail(service.address, tenant.token, "--json", "--type", "invoice_issued")
     try:
         lines, json_lines = lines_of(running), lines_of(json_tail)
-        time.sleep(2.0)  # both are watching (from now on)
-        assert lines.empty() and json_lines.empty()
-        client.billing.IssueInvoice(billing_pb2.IssueInvoiceRequest(invoice_id=invoice.id))
+        client.billing.IssueInvoice(billing_pb2.IssueInvoiceRequest(invoice_id=first.id))
         line = lines.get(timeout=WAIT_S)
-        assert "INVOICE_ISSUED" in line and f"  {invoice.id}  client {book.nexus}" in line
+        assert "INVOICE_ISSUED" in line and f"  {first.id}  client {book.nexus}" in line
         cursor = line.rsplit("cursor ", 1)[1]
+        time.sleep(1.0)  # the --json tail (from now on) is surely watching by now
+        client.billing.IssueInvoice(billing_pb2.IssueInvoiceRequest(invoice_id=second.id))
+        line = lines.get(timeout=WAIT_S)
+        assert "INVOICE_ISSUED" in line and f"  {second.id}  client {book.nexus}" in line
         parsed = from_json(json_lines.get(timeout=WAIT_S))
         assert parsed["type"] == "com.effigate.invoice.issued"
+        assert parsed["subject"] == str(second.id)
         assert running.poll() is None  # still tailing
     finally:
         for process in (running, json_tail):
             process.send_signal(signal.SIGINT)
             assert process.wait(20) == 130
-    # resuming after the cursor prints nothing old; --from-start prints it again
-    again = tail(service.address, tenant.token, "--from-start")
-    try:
-        assert str(invoice.id) in lines_of(again).get(timeout=WAIT_S)
-    finally:
-        again.send_signal(signal.SIGINT)
-        again.wait(20)
+    # resuming after the first event's cursor prints the second only
     after = tail(service.address, tenant.token, "--after", cursor)
     try:
-        time.sleep(1.5)
+        assert str(second.id) in lines_of(after).get(timeout=WAIT_S)
+        time.sleep(1.0)
         assert after.poll() is None
     finally:
         after.send_signal(signal.SIGINT)
         out, _ = after.communicate(timeout=20)
-    assert str(invoice.id) not in (out or "")
+    assert f"  {first.id}  " not in (out or "")
 
 
 def test_cli_tail_reports_a_bad_cursor_in_one_line(service: ServiceProcess, tenant) -> None:
