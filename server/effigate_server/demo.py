@@ -538,9 +538,7 @@ async def summarise_demo_async(address: str, token: str, counts: dict[str, int])
         await _leave_out_live_tickets(c, s)
         contracts = await c.contracts.ListContracts(billing_pb2.ListContractsRequest())
         # the demo's contract of each kind is its first (live tickets have one of their own)
-        by_kind = {
-            k.contract_type: k.id for k in sorted(contracts.contracts, key=lambda k: -k.id)
-        }
+        by_kind = {k.contract_type: k.id for k in sorted(contracts.contracts, key=lambda k: -k.id)}
         s.contracts = {kind: by_kind[kind] for kind in CONTRACT_KINDS if kind in by_kind}
         s.sample_contract = s.contracts["HOURLY"]
         policies = await c.catalog.ListPolicies(catalog_pb2.ListPoliciesRequest())
