@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2
+from effigate.v1 import billing_pb2, catalog_pb2, common_pb2, sla_pb2, tickets_pb2
 from effigate_client import AsyncClient, to_timestamp
 from effigate_client.client import ipc_bytes, ipc_table
 from effigate_server import demo_routing
@@ -500,6 +500,29 @@ async def _compliance(c: AsyncClient, policy_id: int) -> pa.Table:
     return ipc_table(report.arrow_ipc)
 
 
+async def _leave_out_live_tickets(c: AsyncClient, s: DemoSummary) -> None:
+    """Take the live SLA tickets of earlier runs (``demo_live``: their client, each ticket and
+    its creation event) out of the demo's counts, so every run reports the same demo."""
+    from effigate_server.demo_live import CLIENT_NAME
+
+    listed = await c.catalog.ListClients(catalog_pb2.ListClientsRequest())
+    live = [k.id for k in listed.clients if k.name == CLIENT_NAME]
+    if not live:
+        return
+    count, after = 0, ""
+    while True:
+        page = await c.tickets.ListTickets(
+            tickets_pb2.ListTicketsRequest(client_id=live[0], limit=10_000, after_id=after)
+        )
+        count += len(page.tickets)
+        if len(page.tickets) < 10_000:
+            break
+        after = page.tickets[-1].id
+    s.clients -= len(live)
+    s.tickets -= count
+    s.events -= count
+
+
 async def summarise_demo_async(address: str, token: str, counts: dict[str, int]) -> DemoSummary:
     """The summary of a demo MSP loaded by an earlier run, read back through the client
     (nothing is written); ``counts`` are the stored rows of :func:`prepare_demo_tenant`."""
@@ -512,8 +535,10 @@ async def summarise_demo_async(address: str, token: str, counts: dict[str, int])
     )
     started = time.perf_counter()
     async with AsyncClient(address, token, timeout=120) as c:
+        await _leave_out_live_tickets(c, s)
         contracts = await c.contracts.ListContracts(billing_pb2.ListContractsRequest())
-        by_kind = {k.contract_type: k.id for k in sorted(contracts.contracts, key=lambda k: k.id)}
+        # the demo's contract of each kind is its first (live tickets have one of their own)
+        by_kind = {k.contract_type: k.id for k in sorted(contracts.contracts, key=lambda k: -k.id)}
         s.contracts = {kind: by_kind[kind] for kind in CONTRACT_KINDS if kind in by_kind}
         s.sample_contract = s.contracts["HOURLY"]
         policies = await c.catalog.ListPolicies(catalog_pb2.ListPoliciesRequest())

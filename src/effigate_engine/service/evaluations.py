@@ -66,7 +66,6 @@ MAX_LISTED_FAILURES = 100
 INLINE_EVALUATION_TICKETS = 2_000
 
 
-
 class Unevaluable(FailedPrecondition):
     """A stored ticket the engine cannot evaluate (its data, not the request, is at fault):
     names the ticket, the field and the value."""
