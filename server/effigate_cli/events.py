@@ -12,19 +12,7 @@ import argparse
 from typing import Any
 
 from effigate_cli.client import _client_args, _token
-
-#: Event types (the proto's EventType names).
-EVENT_TYPES = (
-    "SLA_WARNING",
-    "SLA_ESCALATION",
-    "SLA_BREACHED",
-    "SLA_MET",
-    "BUCKET_LOW_BALANCE",
-    "BUCKET_EXHAUSTED",
-    "INVOICE_ISSUED",
-    "INVOICE_PAID",
-    "INVOICE_OVERDUE",
-)
+from effigate_engine.events.types import EVENT_TYPES
 
 
 def add_commands(commands: Any) -> None:

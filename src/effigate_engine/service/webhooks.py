@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from effigate_engine.errors import EffigateError
+from effigate_engine.events.types import EVENT_TYPES
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.store import webhooks as stored
@@ -29,17 +30,6 @@ from effigate_engine.webhooks.signature import new_secret
 
 __all__ = ["DeliveryRow", "EndpointRow", "WebhookError"]
 
-EVENT_TYPES = (
-    "SLA_WARNING",
-    "SLA_ESCALATION",
-    "SLA_BREACHED",
-    "SLA_MET",
-    "BUCKET_LOW_BALANCE",
-    "BUCKET_EXHAUSTED",
-    "INVOICE_ISSUED",
-    "INVOICE_PAID",
-    "INVOICE_OVERDUE",
-)
 DELIVERY_STATES = ("PENDING", "DELIVERED", "DEAD")
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 50
