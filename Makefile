@@ -44,7 +44,13 @@ calendar: $(STAMP)
 		--next-close 2026-11-23T00:00Z \
 		--is-open now --next-open now
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (Playwright downloads nothing): installed once.
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "==> installing Debian's chromium for the browser tests (apt-get)…"
+	@apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)

@@ -17,12 +17,25 @@ from effigate_cli.demo import serve_demo
 from effigate_cli.failures import EXIT_UNREACHABLE, CommandFailure
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+#: The Connect API (HTTP/JSON) and the screens; ``off`` serves gRPC alone.
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 
 
 def add_commands(commands: Any) -> None:
     """Register ``serve`` on the ``effigate`` subparsers."""
     serve = commands.add_parser("serve", help="run the gRPC service")
     serve.add_argument("--address", default=os.environ.get("EFFIGATE_ADDRESS", DEFAULT_ADDRESS))
+    serve.add_argument(
+        "--http-address",
+        default=os.environ.get("EFFIGATE_HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
+        help="host:port of the HTTP/JSON API and the screens ('off': none)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[o for o in os.environ.get("EFFIGATE_CORS_ORIGINS", "").split(",") if o],
+        help="a browser origin allowed to call the HTTP API (repeatable)",
+    )
     serve.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
     serve.add_argument(
         "--demo",
@@ -43,6 +56,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from effigate_server.app import AddressUnavailable, address_problem, serve
 
     problem = address_problem(args.address)  # before the database starts: fail fast
+    if problem is None and args.http_address != "off":
+        problem = address_problem(args.http_address)
     if problem is not None:
         raise CommandFailure(problem, EXIT_UNREACHABLE)
     logs.configure(args.log_level)
@@ -54,6 +69,8 @@ def run_serve(args: argparse.Namespace) -> int:
         host = args.address.rsplit(":", 1)[0]
         address = f"{host}:{server.port}"
         print(f"effigate: serving on {address}", flush=True)
+        if server.http is not None:
+            print(f"effigate: HTTP on {server.http.url}", flush=True)
         if args.demo:
             task = asyncio.get_running_loop().create_task(
                 serve_demo(address, admin_dsn, args.demo_tickets)
@@ -78,6 +95,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 args.address,
                 admin_dsn=admin_dsn,
                 metrics_port=args.metrics_port,
+                http_address=None if args.http_address == "off" else args.http_address,
+                cors_origins=tuple(args.cors_origin),
                 ready=ready,
                 stopping=stopping,
             )

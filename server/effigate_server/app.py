@@ -51,6 +51,9 @@ from effigate_server.interceptors import AuthInterceptor, Calls
 from effigate_server.routing import RoutingServicer
 from effigate_server.sla import ReportServicer, SlaServicer
 from effigate_server.tickets import TicketServicer
+from effigate_server.web.app import build_app
+from effigate_server.web.context import WebContext
+from effigate_server.web.host import AddressInUse, HttpHost
 from effigate_server.webhooks import WebhookServicer
 
 log = logging.getLogger("effigate.server")
@@ -75,6 +78,21 @@ SERVICES = (
     routing_pb2.DESCRIPTOR.services_by_name["RoutingService"],
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
     events_pb2.DESCRIPTOR.services_by_name["EventService"],
+)
+
+#: How each servicer joins the gRPC server, in the order of ``SERVICES``.
+_REGISTRATIONS = (
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+    tickets_pb2_grpc.add_TicketServiceServicer_to_server,
+    sla_pb2_grpc.add_SlaServiceServicer_to_server,
+    sla_pb2_grpc.add_ReportServiceServicer_to_server,
+    billing_pb2_grpc.add_RateCardServiceServicer_to_server,
+    billing_pb2_grpc.add_ContractServiceServicer_to_server,
+    billing_pb2_grpc.add_TimeLogServiceServicer_to_server,
+    billing_pb2_grpc.add_BillingServiceServicer_to_server,
+    routing_pb2_grpc.add_RoutingServiceServicer_to_server,
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server,
+    events_pb2_grpc.add_EventServiceServicer_to_server,
 )
 
 
@@ -121,6 +139,7 @@ class Server:
     calls: Calls
     webhooks: DeliveryWorker
     firing: SlaFiring | None = None
+    http: HttpHost | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -132,11 +151,15 @@ class Server:
         *,
         clock: wall_clock.WallClock | None = None,
         fire_sla: bool = True,
+        http_address: str | None = None,
+        cors_origins: tuple[str, ...] = (),
     ) -> Server:
         """Build and start a server on ``address`` (port 0: a free port) over ``store``, with
         its webhook delivery worker (``webhooks``: its settings; default: the environment's
         ``EFFIGATE_WEBHOOK_*``) and its SLA firing loop (``fire_sla``) reading ``clock``
-        (default: the process's)."""
+        (default: the process's). With ``http_address`` (port 0: a free port) the same
+        process also serves the Connect API and the screens over HTTP there, calls from the
+        browser origins ``cors_origins`` allowed."""
         settings = webhooks or DeliverySettings.from_environ()
         cache = RulesetCache()
         calls = Calls()
@@ -148,21 +171,23 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(store, cache), server)
-        tickets_pb2_grpc.add_TicketServiceServicer_to_server(TicketServicer(store, cache), server)
-        sla_pb2_grpc.add_SlaServiceServicer_to_server(SlaServicer(store, cache), server)
-        sla_pb2_grpc.add_ReportServiceServicer_to_server(ReportServicer(store, cache), server)
-        billing_pb2_grpc.add_RateCardServiceServicer_to_server(RateCardServicer(store), server)
-        billing_pb2_grpc.add_ContractServiceServicer_to_server(ContractServicer(store), server)
-        billing_pb2_grpc.add_TimeLogServiceServicer_to_server(TimeLogServicer(store), server)
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(store), server)
-        routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store, cache), server)
-        webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
-            WebhookServicer(store, allow_private=settings.allow_private), server
-        )
-        events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(store, calls.stopping), server
-        )
+        servicers = {
+            "effigate.v1.CatalogService": CatalogServicer(store, cache),
+            "effigate.v1.TicketService": TicketServicer(store, cache),
+            "effigate.v1.SlaService": SlaServicer(store, cache),
+            "effigate.v1.ReportService": ReportServicer(store, cache),
+            "effigate.v1.RateCardService": RateCardServicer(store),
+            "effigate.v1.ContractService": ContractServicer(store),
+            "effigate.v1.TimeLogService": TimeLogServicer(store),
+            "effigate.v1.BillingService": BillingServicer(store),
+            "effigate.v1.RoutingService": RoutingServicer(store, cache),
+            "effigate.v1.WebhookService": WebhookServicer(
+                store, allow_private=settings.allow_private
+            ),
+            "effigate.v1.EventService": EventServicer(store, calls.stopping),
+        }
+        for registration, servicer in zip(_REGISTRATIONS, servicers.values(), strict=True):
+            registration(servicer, server)
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         names = [s.full_name for s in SERVICES]
@@ -189,7 +214,28 @@ class Server:
         if fire_sla:
             firing = SlaFiring(store, clock)
             await firing.start()
-        return cls(server, store, port, checks, calls, worker, firing)
+        http = None
+        if http_address is not None:
+            web = WebContext(
+                store,
+                TokenResolver(store),
+                calls,
+                cache,
+                clock or wall_clock.SystemClock(),
+                servicers,
+                cors_origins,
+                calls.stopping,
+            )
+            try:
+                http = HttpHost(build_app(web), http_address)
+            except AddressInUse as exc:
+                await worker.stop(0)
+                if firing is not None:
+                    await firing.stop()
+                await server.stop(0)
+                raise AddressUnavailable(str(exc)) from None
+            await http.start()
+        return cls(server, store, port, checks, calls, worker, firing, http)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
@@ -206,6 +252,8 @@ class Server:
         # webhook attempts in flight finish and are recorded meanwhile (the worker claims no
         # more); any cut off are tried again, with the same webhook-id, once their lease ends
         await asyncio.gather(self.calls.idle(grace), self.webhooks.stop(grace))
+        if self.http is not None:
+            await self.http.stop()
         await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
         if self.firing is not None:
             await self.firing.stop()
@@ -218,19 +266,24 @@ async def serve(
     *,
     admin_dsn: str | None = None,
     metrics_port: int | None = None,
+    http_address: str | None = None,
+    cors_origins: tuple[str, ...] = (),
     ready: Any = None,
     stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down gracefully.
 
     Serves as the service role at ``app_dsn``; with the owner's ``admin_dsn`` the database is
-    migrated first (else it must be current). ``ready`` is called with the :class:`Server` once
+    migrated first (else it must be current). With ``http_address`` the Connect API and the
+    screens are served there too (browser origins ``cors_origins`` allowed). ``ready`` is called with the :class:`Server` once
     it listens; ``stopping`` is awaited once the signal came, before the server stops (to
     cancel work of the process's own, such as the demo's load).
     """
     store = await Store.open(app_dsn, admin_dsn=admin_dsn)
     try:
-        server = await Server.start(store, address)
+        server = await Server.start(
+            store, address, http_address=http_address, cors_origins=cors_origins
+        )
     except BaseException:
         await store.close()
         raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 READY = re.compile(r"serving on (\S+)")
+HTTP_READY = re.compile(r"HTTP on (\S+)")
 
 
 @dataclass
@@ -21,6 +22,8 @@ class ServiceProcess:
 
     address: str
     process: subprocess.Popen[str]
+    #: base URL of the HTTP/JSON API and the screens (``None`` when served without)
+    http_url: str | None = None
 
     @classmethod
     def start(
@@ -31,11 +34,12 @@ class ServiceProcess:
         *,
         admin_dsn: str | None = None,
         args: Sequence[str] = ("--log-level", "WARNING"),
+        http_address: str | None = "127.0.0.1:0",
         log: Path | None = None,
     ) -> ServiceProcess:
         """Start the service as the service role at ``dsn`` (``EFFIGATE_DSN``; port 0: a free
         port), migrating first with the owner's ``admin_dsn`` (``EFFIGATE_ADMIN_DSN``) when
-        given, with further ``args``; its logs go to the file ``log`` (default: discarded).
+        given, with further ``args``, serving HTTP on ``http_address`` (``None``: none); its logs go to the file ``log`` (default: discarded).
         Returns once it listens."""
         effigate = Path(sys.executable).with_name("effigate")
         env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
@@ -44,7 +48,15 @@ class ServiceProcess:
             env["EFFIGATE_ADMIN_DSN"] = admin_dsn
         with open(log or os.devnull, "w") as errors:
             process = subprocess.Popen(
-                [str(effigate), "serve", "--address", address, *args],
+                [
+                    str(effigate),
+                    "serve",
+                    "--address",
+                    address,
+                    "--http-address",
+                    http_address or "off",
+                    *args,
+                ],
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 text=True,
@@ -57,8 +69,12 @@ class ServiceProcess:
             if not line:
                 break
             match = READY.search(line)
-            if match:
+            if match and http_address is None:
                 return cls(match.group(1), process)
+            if match:
+                served = match.group(1)
+                http = HTTP_READY.search(process.stdout.readline())
+                return cls(served, process, http.group(1) if http else None)
         process.kill()
         raise RuntimeError(f"effigate serve did not start (exit code {process.poll()})")
 

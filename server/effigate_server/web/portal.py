@@ -1,0 +1,12 @@
+"""The portal routes."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from effigate_server.web.context import WebContext
+
+
+def routes(ctx: WebContext) -> list[BaseRoute]:
+    """The portal's routes."""
+    return []
