@@ -275,9 +275,10 @@ async def serve(
 
     Serves as the service role at ``app_dsn``; with the owner's ``admin_dsn`` the database is
     migrated first (else it must be current). With ``http_address`` the Connect API and the
-    screens are served there too (browser origins ``cors_origins`` allowed). ``ready`` is called with the :class:`Server` once
-    it listens; ``stopping`` is awaited once the signal came, before the server stops (to
-    cancel work of the process's own, such as the demo's load).
+    screens are served there too (browser origins ``cors_origins`` allowed). ``ready`` is
+    called with the :class:`Server` once it listens; ``stopping`` is awaited once the signal
+    came, before the server stops (to cancel work of the process's own, such as the demo's
+    load).
     """
     store = await Store.open(app_dsn, admin_dsn=admin_dsn)
     try:

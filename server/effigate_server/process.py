@@ -39,8 +39,8 @@ class ServiceProcess:
     ) -> ServiceProcess:
         """Start the service as the service role at ``dsn`` (``EFFIGATE_DSN``; port 0: a free
         port), migrating first with the owner's ``admin_dsn`` (``EFFIGATE_ADMIN_DSN``) when
-        given, with further ``args``, serving HTTP on ``http_address`` (``None``: none); its logs go to the file ``log`` (default: discarded).
-        Returns once it listens."""
+        given, with further ``args``, serving HTTP on ``http_address`` (``None``: none); its
+        logs go to the file ``log`` (default: discarded). Returns once it listens."""
         effigate = Path(sys.executable).with_name("effigate")
         env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
         env.pop("EFFIGATE_ADMIN_DSN", None)

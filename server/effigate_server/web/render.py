@@ -31,9 +31,7 @@ def iso(instant: datetime | None) -> str:
 environment.filters["iso"] = iso
 
 
-def page(
-    request: Request, template: str, status_code: int = 200, **values: Any
-) -> HTMLResponse:
+def page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     """``template`` rendered with ``values`` (and ``request``) as an HTML response."""
     html = environment.get_template(template).render(request=request, **values)
     return HTMLResponse(html, status_code=status_code)

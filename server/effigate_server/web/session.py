@@ -53,7 +53,9 @@ def home_of(principal: Principal) -> str:
     return "/portal" if principal.is_portal else "/dashboard"
 
 
-def signed_in(ctx: WebContext, *, portal: bool) -> Callable[[Handler], Callable[..., Awaitable[Response]]]:
+def signed_in(
+    ctx: WebContext, *, portal: bool
+) -> Callable[[Handler], Callable[..., Awaitable[Response]]]:
     """A page for staff tokens (``portal=False``) or for portal tokens (``portal=True``):
     anyone else is sent to sign in, or to their own screen."""
 
@@ -62,7 +64,8 @@ def signed_in(ctx: WebContext, *, portal: bool) -> Callable[[Handler], Callable[
         async def endpoint(request: Request) -> Response:
             principal = await principal_of(ctx, request)
             if principal is None:
-                target = quote(request.url.path + ("?" + request.url.query if request.url.query else ""))
+                query = request.url.query
+                target = quote(request.url.path + ("?" + query if query else ""))
                 return RedirectResponse(f"/login?next={target}", status_code=303)
             if principal.is_portal != portal:
                 return RedirectResponse(home_of(principal), status_code=303)
