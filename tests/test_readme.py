@@ -89,7 +89,21 @@ class DemoRun:
     def commands(self) -> list[str]:
         """The shell commands printed under "Try it"."""
         start = next(i for i, line in enumerate(self.stdout) if line.startswith("Try it"))
-        return [line.strip() for line in self.stdout[start + 1 :] if line.startswith("  ")]
+        commands = []
+        for line in self.stdout[start + 1 :]:
+            if not line.startswith("  "):
+                break
+            commands.append(line.strip())
+        return commands
+
+    def screens(self) -> dict[str, tuple[str, str]]:
+        """The screens printed (``dashboard``, ``portal``): each one's URL and token."""
+        found = {}
+        for line in self.stdout:
+            match = re.match(r"  (dashboard|portal) +(http://\S+) .* (efg_\S+)$", line)
+            if match:
+                found[match.group(1)] = (match.group(2), match.group(3))
+        return found
 
     def stop(self) -> int:
         """SIGTERM it, collect what it printed until it exited; returns its exit code."""
@@ -106,7 +120,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve_demo(home: Path, port: int, tickets: int, until: str) -> DemoRun:
+def serve_demo(home: Path, port: int, tickets: int, until: str, http_port: int = 0) -> DemoRun:
     """Start ``effigate serve --demo`` over the embedded server in ``home`` (as ``make run``
     does, from the repository root) and read its output until a line starts with ``until``."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
@@ -115,7 +129,7 @@ def serve_demo(home: Path, port: int, tickets: int, until: str) -> DemoRun:
     with open(stderr, "w") as errors:
         process = subprocess.Popen(
             [str(EFFIGATE), "serve", "--demo", "--demo-tickets", str(tickets),
-             "--address", f"127.0.0.1:{port}"],
+             "--address", f"127.0.0.1:{port}", "--http-address", f"127.0.0.1:{http_port}"],
             stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=ROOT,
         )
     lines: queue.Queue[str | None] = queue.Queue()
@@ -211,10 +225,10 @@ def demo_runs() -> Iterator[DemoRuns]:
     try:
         cut = serve_demo(home, port, INTERRUPTED_TICKETS, "demo: generate:")
         cut.code = cut.stop()
-        running.append(first := serve_demo(home, port, DEMO_TICKETS, "("))
+        running.append(first := serve_demo(home, port, DEMO_TICKETS, "  HTTP/JSON"))
         first.commands_output = works(first, home)
         first.code = first.stop()
-        running.append(second := serve_demo(home, port, DEMO_TICKETS, "("))
+        running.append(second := serve_demo(home, port, DEMO_TICKETS, "  HTTP/JSON"))
         yield DemoRuns(home, cut, first, second)
     finally:
         for run in running:
@@ -247,6 +261,28 @@ def test_serve_demo_twice_keeps_its_tenant_token_and_ids(demo_runs: DemoRuns) ->
     assert stat.S_IMODE((demo_runs.home / "demo.env").stat().st_mode) == 0o600
     assert second.commands() == first.commands()
     assert works(second, demo_runs.home) == first.commands_output
+
+
+def test_serve_demo_prints_the_screens_and_their_tokens_which_sign_in(
+    demo_runs: DemoRuns,
+) -> None:
+    """``make run`` prints the dashboard's and the portal's URL with a token each: the staff
+    token opens the dashboard, the portal token its client's portal (and not the dashboard);
+    the portal token is kept across runs like the staff token."""
+    import httpx
+
+    first, second = demo_runs.first.screens(), demo_runs.second.screens()
+    assert set(second) == {"dashboard", "portal"}
+    assert {k: t for k, (_, t) in second.items()} == {k: t for k, (_, t) in first.items()}
+    assert second["dashboard"][1] == demo_runs.second.settings["EFFIGATE_TOKEN"]
+    for screen, (url, token) in second.items():
+        base, _, path = url.rpartition("/")
+        with httpx.Client(base_url=base, timeout=60) as web:
+            signed = web.post("/login", data={"token": token, "next": "/" + path})
+            assert signed.status_code == 200, (screen, signed.text[:500])
+            assert str(signed.url).endswith("/" + path)
+            other = "/portal" if screen == "dashboard" else "/dashboard"
+            assert str(web.get(other).url).endswith("/" + path)
 
 
 def test_every_demo_run_raises_live_sla_tickets(demo_runs: DemoRuns) -> None:

@@ -26,12 +26,16 @@ def run_demo(args: argparse.Namespace) -> int:
     return demo(args.address, args.tickets)
 
 
-async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
-    """Find (or create and load) the demo MSP, write ``demo.env`` and print what to try."""
+async def serve_demo(
+    address: str, admin_dsn: str, n_tickets: int, http_url: str | None = None
+) -> None:
+    """Find (or create and load) the demo MSP, write ``demo.env`` and print what to try: the
+    CLI calls and, when HTTP is served at ``http_url``, the screens with their tokens."""
     import logging
 
     from effigate_server.demo import (
         demo_env_path,
+        demo_portal_token,
         load_demo_async,
         prepare_demo_tenant,
         read_demo_env,
@@ -41,7 +45,8 @@ async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
 
     path = demo_env_path()
     try:
-        demo = await prepare_demo_tenant(admin_dsn, read_demo_env(path).get("EFFIGATE_TOKEN"))
+        saved = read_demo_env(path)
+        demo = await prepare_demo_tenant(admin_dsn, saved.get("EFFIGATE_TOKEN"))
         settings = {
             "EFFIGATE_ADDRESS": address,
             "EFFIGATE_TOKEN": demo.token,
@@ -72,6 +77,10 @@ async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
         live = await _live(address, demo.token)
         settings["EFFIGATE_DEMO_CONTRACT"] = str(summary.sample_contract)
         settings["EFFIGATE_DEMO_POLICY"] = str(summary.policy_id)
+        client_id, client_name = await _portal_client(address, demo.token, summary)
+        settings["EFFIGATE_DEMO_PORTAL_TOKEN"] = await demo_portal_token(
+            admin_dsn, demo.tenant_id, client_id, saved.get("EFFIGATE_DEMO_PORTAL_TOKEN")
+        )
         write_demo_env(path, settings)
     except asyncio.CancelledError:
         raise
@@ -82,6 +91,8 @@ async def serve_demo(address: str, admin_dsn: str, n_tickets: int) -> None:
     print(summary.report(), flush=True)
     print(live, flush=True)
     print(_sample_call(path, summary), flush=True)
+    if http_url is not None:
+        print(_screens(http_url, settings, client_name), flush=True)
 
 
 async def _live(address: str, token: str) -> str:
@@ -91,6 +102,34 @@ async def _live(address: str, token: str) -> str:
 
     async with AsyncClient(address, token, timeout=60) as c:
         return (await seed_live_tickets(c)).report()
+
+
+async def _portal_client(address: str, token: str, summary: Any) -> tuple[int, str]:
+    """The client the demo's portal token belongs to: the one with the prepaid bucket (its
+    portal has tickets, a bucket and invoices), as id and name."""
+    from effigate.v1 import billing_pb2, catalog_pb2
+    from effigate_client import AsyncClient
+
+    async with AsyncClient(address, token, timeout=60) as c:
+        contract = await c.contracts.GetContract(
+            billing_pb2.GetContractRequest(contract_id=summary.contracts["BUCKET"])
+        )
+        listed = await c.catalog.ListClients(catalog_pb2.ListClientsRequest())
+    names = {k.id: k.name for k in listed.clients}
+    return contract.client_id, names.get(contract.client_id, str(contract.client_id))
+
+
+def _screens(http_url: str, settings: dict[str, str], client_name: str) -> str:
+    """Where the dashboard and the portal are, and the tokens to sign in with."""
+    return (
+        "Screens (open the URL, paste the token to sign in):\n"
+        f"  dashboard  {http_url}/dashboard  staff token {settings['EFFIGATE_TOKEN']}\n"
+        f"  portal     {http_url}/portal  portal token of {client_name!r}"
+        f" {settings['EFFIGATE_DEMO_PORTAL_TOKEN']}\n"
+        f"  HTTP/JSON  curl -X POST {http_url}/effigate.v1.CatalogService/ListClients"
+        " -H 'Content-Type: application/json'"
+        " -H \"Authorization: Bearer $EFFIGATE_TOKEN\" -d '{}'\n"
+    )
 
 
 def _shown(path: Path) -> str:

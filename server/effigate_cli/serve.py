@@ -73,7 +73,12 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"effigate: HTTP on {server.http.url}", flush=True)
         if args.demo:
             task = asyncio.get_running_loop().create_task(
-                serve_demo(address, admin_dsn, args.demo_tickets)
+                serve_demo(
+                    address,
+                    admin_dsn,
+                    args.demo_tickets,
+                    None if server.http is None else server.http.url,
+                )
             )
             loading.append(task)
 

@@ -651,6 +651,24 @@ async def prepare_demo_tenant(admin_dsn: str, saved_token: str | None) -> DemoTe
     return DemoTenant(tenant, token, loaded, counts or {}, abandoned)
 
 
+async def demo_portal_token(
+    admin_dsn: str, tenant_id: uuid.UUID, client_id: int, saved_token: str | None
+) -> str:
+    """A portal token of the demo's ``client_id``: ``saved_token`` while it is an active token
+    of the demo tenant, else a new one."""
+    import asyncpg
+
+    from effigate_engine.service.tokens import create_token, token_is_active
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        if saved_token and await token_is_active(conn, tenant_id, saved_token):
+            return saved_token
+        return (await create_token(conn, tenant_id, client_id, label="demo portal")).secret
+    finally:
+        await conn.close()
+
+
 async def demo_token(admin_dsn: str) -> str:
     """A new tenant for the demo MSP (GST 10 %) and a staff token for it."""
     import asyncpg
