@@ -15,7 +15,7 @@ WIDTH = 560
 BAR_HEIGHT = 22
 BAR_GAP = 8
 LABEL_WIDTH = 150
-VALUE_WIDTH = 64
+VALUE_WIDTH = 56
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def step_chart(
     """A step line of a balance (seconds) over time, from the first point to the last, with
     the zero line, the ``top`` (funded) level, the first and last dates and the last value
     written out."""
-    height, left, right, upper, lower = 180, 64, 16, 14, 28
+    height, left, right, upper, lower = 170, 58, 12, 14, 26
     span_x, span_y = WIDTH - left - right, height - upper - lower
     values = [v for _, v in points]
     high = max([top, *values, 1])

@@ -7,7 +7,7 @@ The page only translates: every number comes from a service-layer function the A
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -40,8 +40,8 @@ STATUS_LABELS = {
 
 
 def countdown(due: datetime | None, now: datetime) -> str:
-    """``"2h 14m 05s left"`` before ``due``, ``"overdue 3d 4h 02m"`` after it (what live.js
-    writes each second; the server writes the first one)."""
+    """``"2h 14m 05s left"`` before ``due``, ``"overdue 3d 4h 02m 05s"`` after it (what
+    live.js writes each second; the server writes the first one)."""
     if due is None:
         return "paused"
     seconds = int((due - now).total_seconds())
@@ -49,13 +49,9 @@ def countdown(due: datetime | None, now: datetime) -> str:
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, secs = divmod(rest, 60)
-    if late:
-        text = (
-            f"{days}d {hours}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m {secs:02d}s"
-        )
-        return f"overdue {text}"
-    text = f"{days}d {hours}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{text} left"
+    clock = f"{hours}h {minutes:02d}m {secs:02d}s"
+    text = f"{days}d {clock}" if days else clock
+    return f"overdue {text}" if late else f"{text} left"
 
 
 def status_label(status: str) -> str:
@@ -70,7 +66,10 @@ def hours(seconds: int) -> str:
 
 def amount(minor: int, code: str) -> str:
     """Minor units in the currency's major unit with its code (``12345, AUD`` → ``AUD 123.45``)."""
-    return f"{code} {money.currency(code).format(minor)}"
+    text = money.currency(code).format(minor)
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, point, fraction = digits.partition(".")
+    return f"{code} {sign}{int(whole):,}{point}{fraction}"
 
 
 environment.filters["status_label"] = status_label
@@ -109,12 +108,11 @@ async def _view(ctx: WebContext, request: Request, principal: Principal) -> dict
     at = parse_at(pinned, ctx.clock.now().astimezone(UTC).replace(microsecond=0))
     start, end = screens.parse_dates(params.get("from"), params.get("to"), at, DEFAULT_DAYS)
     policy_id = _policy(params.get("policy")) or await screens.default_policy(ctx.store, principal)
-    since = datetime.combine(start, time(), UTC)
     standings, names, workload, burns, invoices, compliance = await asyncio.gather(
         screens.open_standings(ctx.store, ctx.cache, principal, at),
         screens.client_names(ctx.store, principal),
         routing.agent_workload(ctx.store, ctx.cache, principal, at),
-        screens.burn_downs(ctx.store, principal, since, at),
+        screens.burn_downs(ctx.store, principal, at),
         screens.invoice_states(ctx.store, principal),
         _compliance(ctx, principal, policy_id, start, end, at),
     )

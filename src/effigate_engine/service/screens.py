@@ -239,7 +239,16 @@ class BurnDown:
     points: list[tuple[datetime, int]]
 
 
-def _samples(start: datetime, at: datetime, step: timedelta) -> list[datetime]:
+#: Most points of a burn-down chart (the samples are spread evenly, a day apart at least).
+BURN_DOWN_POINTS = 120
+
+
+def _samples(start: datetime, at: datetime) -> list[datetime]:
+    """Instants from ``start`` to ``at`` (the last one ``at``), at most
+    :data:`BURN_DOWN_POINTS`, at least a day apart but for the last."""
+    if start >= at:
+        return [at]
+    step = max(timedelta(days=1), (at - start) / (BURN_DOWN_POINTS - 1))
     samples = []
     t = start
     while t < at:
@@ -249,12 +258,10 @@ def _samples(start: datetime, at: datetime, step: timedelta) -> list[datetime]:
     return samples
 
 
-async def burn_downs(
-    store: Store, principal: Principal, since: datetime, at: datetime
-) -> list[BurnDown]:
-    """Each activated ``BUCKET`` contract's balance from ``since`` (or the contract's start,
-    when later) to ``at``, sampled daily and at ``at``: its logs are read once and the
-    bucket statement (what ``GetBucketBalance`` reports) is computed at each sample."""
+async def burn_downs(store: Store, principal: Principal, at: datetime) -> list[BurnDown]:
+    """Each activated ``BUCKET`` contract's balance from its first day to ``at``: its logs are
+    read once, and the bucket statement (what ``GetBucketBalance`` reports) is computed at
+    each of up to :data:`BURN_DOWN_POINTS` instants, the last of them ``at``."""
     principal.require_staff("read every client's buckets")
     records = [
         r
@@ -266,8 +273,7 @@ async def burn_downs(
         async with store.transaction(principal) as conn:
             held = await contracts.load_stored(conn, record.id, principal)
             logs = await buckets.drawing_logs(conn, held, at)
-        begin = max(since, datetime.combine(record.starts_on, time(), UTC))
-        samples = _samples(begin, at, timedelta(days=1)) if begin < at else [at]
+        samples = _samples(datetime.combine(record.starts_on, time(), UTC), at)
 
         def compute(
             held=held, logs=logs, samples=samples

@@ -2,7 +2,7 @@
 //
 // Contract (docs/screens.md, "Live updates"):
 // - every <span class="countdown" data-due="ISO"> shows the time left ("2h 14m 05s left") or
-//   overdue ("overdue 3d 4h 02m"), and gets the class "overdue" once past its due instant;
+//   overdue ("overdue 3d 4h 02m 05s"), and gets the class "overdue" once past its due instant;
 //   a page pinned to an instant (<main data-at="ISO">) counts from that instant on;
 // - when <main data-live> is present, an EventSource on /live/events listens for the caller's
 //   events; on news the page re-fetches its own URL and replaces each element marked
@@ -32,9 +32,8 @@
     var hours = Math.floor((s % 86400) / 3600);
     var minutes = Math.floor((s % 3600) / 60);
     var seconds = s % 60;
-    var text = days
-      ? days + "d " + hours + "h " + pad(minutes) + "m"
-      : hours + "h " + pad(minutes) + "m " + pad(seconds) + "s";
+    var clock = hours + "h " + pad(minutes) + "m " + pad(seconds) + "s";
+    var text = days ? days + "d " + clock : clock;
     return late ? "overdue " + text : text + " left";
   }
 
