@@ -7,6 +7,7 @@ import html
 import json
 import re
 import threading
+import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,6 +18,7 @@ from effigate.v1 import billing_pb2, catalog_pb2, sla_pb2, tickets_pb2
 from effigate_client import Client, to_timestamp
 from effigate_server.process import ServiceProcess
 from tests.e2e.conftest import Tenant
+from tests.store.helpers import Database
 from tests.web.conftest import Demo
 
 #: The compliance period asked for: the demo's tickets were raised before its fixed "now".
@@ -304,3 +306,49 @@ def test_the_event_stream_delivers_the_callers_news_and_refuses_strangers(
     assert re.fullmatch(r"id: \d+\.\d+", lines[i - 1])
     data = json.loads(lines[i + 1].removeprefix("data: "))
     assert data["subject"].startswith("INC-SSE1") or "INC-SSE1" in json.dumps(data)
+
+
+def test_an_open_event_stream_ends_when_the_server_shuts_down(db: Database, tenant: Tenant) -> None:
+    own = ServiceProcess.start(db.app)
+    assert own.http_url is not None
+    ended = threading.Event()
+    opened = threading.Event()
+
+    def read() -> None:
+        headers = {"Authorization": f"Bearer {tenant.token}"}
+        try:
+            with (
+                httpx.Client(base_url=own.http_url, timeout=30) as web,
+                web.stream("GET", "/live/events", headers=headers) as stream,
+            ):
+                for _ in stream.iter_lines():
+                    opened.set()
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert opened.wait(10), "the stream did not open"
+    finally:
+        began = time.monotonic()
+        code = own.stop()
+    assert ended.wait(5), "the stream outlived the server"
+    assert code == 0 and time.monotonic() - began < 10
+
+
+def test_a_ticket_link_of_the_at_risk_list_opens_its_sla_metrics(
+    service: ServiceProcess, demo: Demo
+) -> None:
+    at = _at()
+    text = _page(service, demo.token, at=_iso(at))
+    first = _attrs(_section(text, "at-risk"), r"<tr data-ticket[^>]*>")[0]
+    assert service.http_url is not None
+    with httpx.Client(base_url=service.http_url, timeout=60) as web:
+        web.post("/login", data={"token": demo.token})
+        page = web.get(f"/dashboard/tickets/{first['ticket']}", params={"at": _iso(at)})
+        missing = web.get("/dashboard/tickets/NO-SUCH-TICKET")
+    assert page.status_code == 200
+    assert f"Ticket {first['ticket']}" in page.text and "Breached" in page.text
+    assert missing.status_code == 404 and "NO-SUCH-TICKET" in html.unescape(missing.text)
