@@ -198,6 +198,12 @@ def test_a_bad_instant_or_date_is_a_400_page_naming_the_field(
             assert page.status_code == 400, params
             message = html.unescape(re.search(r'id="error">(.*?)</p>', page.text).group(1))
             assert message.startswith(f"{field}: ") and value in message, message
+        for far in ("1900-01-01T00:00:00Z", "2999-12-31T00:00:00+10:00"):
+            page = web.get("/dashboard", params={"at": far})
+            assert page.status_code in (200, 400), (far, page.text[-2000:])
+            if page.status_code == 400:
+                message = html.unescape(re.search(r'id="error">(.*?)</p>', page.text).group(1))
+                assert message.startswith("at: "), message
 
 
 ALWAYS = {
@@ -207,28 +213,28 @@ ALWAYS = {
         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     ],
 }
-#: A first response due an hour after a ticket is raised (warning at half of it).
-FAST = {
-    "rules": [
-        {
-            "match": {},
-            "metrics": {"FIRST_RESPONSE": {"target": 3600, "calendar": "always", "warning": "0.5"}},
-        }
-    ]
-}
 
 
-def fast_contract(c: Client) -> tuple[int, int]:
-    """A client and an active contract under :data:`FAST` (a 24x7 calendar)."""
+def fast(calendar: str) -> dict:
+    """A policy whose first response is due an hour after a ticket is raised, in business
+    seconds of ``calendar`` (warning at half of it)."""
+    target = {"target": 3600, "calendar": calendar, "warning": "0.5"}
+    return {"rules": [{"match": {}, "metrics": {"FIRST_RESPONSE": target}}]}
+
+
+def fast_contract(c: Client, name: str = "Contoso") -> tuple[int, int]:
+    """A client called ``name`` and a contract under :func:`fast` (a 24x7 calendar), each
+    with a calendar and a policy of its own."""
+    tag = name.lower()
     calendar = c.catalog.CreateCalendar(
-        catalog_pb2.CreateCalendarRequest(name="always", body_json=json.dumps(ALWAYS))
+        catalog_pb2.CreateCalendarRequest(name=f"always-{tag}", body_json=json.dumps(ALWAYS))
     ).id
     policy = c.catalog.CreatePolicy(
         catalog_pb2.CreatePolicyRequest(
-            name="fast", calendar_id=calendar, body_json=json.dumps(FAST)
+            name=f"fast-{tag}", calendar_id=calendar, body_json=json.dumps(fast(f"always-{tag}"))
         )
     ).id
-    client_id = c.catalog.CreateClient(catalog_pb2.CreateClientRequest(name="Contoso")).id
+    client_id = c.catalog.CreateClient(catalog_pb2.CreateClientRequest(name=name)).id
     contract = c.contracts.CreateContract(
         billing_pb2.CreateContractRequest(
             client_id=client_id,
@@ -352,3 +358,41 @@ def test_a_ticket_link_of_the_at_risk_list_opens_its_sla_metrics(
     assert page.status_code == 200
     assert f"Ticket {first['ticket']}" in page.text and "Breached" in page.text
     assert missing.status_code == 404 and "NO-SUCH-TICKET" in html.unescape(missing.text)
+
+
+def test_a_portal_token_streams_only_its_own_clients_events(
+    service: ServiceProcess, tenant: Tenant
+) -> None:
+    assert service.http_url is not None
+    with Client(service.address, tenant.token, timeout=60) as c:
+        ours, our_contract = fast_contract(c, "Contoso")
+        theirs, their_contract = fast_contract(c, "Fabrikam")
+        open_ticket(c, ours, our_contract, "INC-OURS")
+        open_ticket(c, theirs, their_contract, "INC-THEIRS")
+        portal = tenant.portal_token(ours)
+        lines: list[str] = []
+        opened = threading.Event()
+
+        def read() -> None:
+            with (
+                httpx.Client(base_url=service.http_url, timeout=30) as web,
+                web.stream(
+                    "GET", "/live/events", headers={"Authorization": f"Bearer {portal}"}
+                ) as stream,
+            ):
+                assert stream.status_code == 200
+                for line in stream.iter_lines():
+                    opened.set()
+                    lines.append(line)
+                    if line.startswith("data: ") and "INC-OURS" in line:
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert opened.wait(10), "the stream did not open"
+        respond(c, "INC-THEIRS")  # first: the other client's news must not come through
+        respond(c, "INC-OURS")
+        reader.join(10)
+    assert not reader.is_alive(), f"no event of the portal's client within 10 s: {lines}"
+    data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    assert data and all("INC-THEIRS" not in json.dumps(d) for d in data)

@@ -107,6 +107,7 @@ async def _view(ctx: WebContext, request: Request, principal: Principal) -> dict
     pinned = params.get("at")
     at = parse_at(pinned, ctx.clock.now().astimezone(UTC).replace(microsecond=0))
     start, end = screens.parse_dates(params.get("from"), params.get("to"), at, DEFAULT_DAYS)
+    await screens.check_instant(ctx.store, ctx.cache, principal, at)
     policy_id = _policy(params.get("policy")) or await screens.default_policy(ctx.store, principal)
     standings, names, workload, burns, invoices, compliance = await asyncio.gather(
         screens.open_standings(ctx.store, ctx.cache, principal, at),

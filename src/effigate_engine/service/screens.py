@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import buckets, catalog, contracts, evaluations, invoicing
 from effigate_engine.service.context import Principal
+from effigate_engine.service.errors import NotFound
 from effigate_engine.service.rulesets import RulesetCache
 from effigate_engine.service.tickets import timelines_table
 from effigate_engine.sla.screening import evaluate_rows
@@ -79,6 +80,25 @@ class Standings:
             risky,
             key=lambda m: (AT_RISK.index(m.status), m.deadline or far, m.ticket_id, m.metric),
         )
+
+
+async def check_instant(
+    store: Store, cache: RulesetCache, principal: Principal, at: datetime, name: str = "at"
+) -> None:
+    """Refuse an instant outside the horizon of the tenant's compiled calendars (no SLA can be
+    measured there), naming the parameter ``name``; a tenant without calendars has no SLA to
+    measure, and any instant will do."""
+    if at.tzinfo is None:
+        raise EffigateError(f"{name}: {at.isoformat()!r} has no time zone")
+    async with store.transaction(principal) as conn:
+        try:
+            calendars = await cache.calendars(conn, principal.tenant_id)
+        except NotFound:
+            return
+    horizon = calendars.horizon
+    if not horizon.start <= int(at.timestamp()) <= horizon.end:
+        shown = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise EffigateError(f"{name}: {shown!r} is outside the calendars' horizon {horizon}")
 
 
 async def open_standings(
