@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -364,21 +363,3 @@ def parse_dates(
             f"to: {values[1].isoformat()!r} is before from ({values[0].isoformat()})"
         )
     return values[0], values[1]
-
-
-__all__: Sequence[str] = (
-    "STATUSES",
-    "BurnDown",
-    "Compliance",
-    "ComplianceRow",
-    "InvoiceState",
-    "Standing",
-    "Standings",
-    "burn_downs",
-    "client_names",
-    "compliance",
-    "default_policy",
-    "invoice_states",
-    "open_standings",
-    "parse_dates",
-)

@@ -49,12 +49,44 @@
     }
   }
 
+  // the reader's place survives a refresh: open <details>, scrolled lists, the focused link
+  function replaceKeepingPlace(region, replacement) {
+    var opened = [];
+    var details = region.querySelectorAll("details");
+    for (var i = 0; i < details.length; i++) opened.push(details[i].open);
+    var scrolled = [];
+    var scrollers = region.querySelectorAll(".scroll");
+    for (var j = 0; j < scrollers.length; j++) scrolled.push(scrollers[j].scrollTop);
+    var active = document.activeElement;
+    var focusKey = null;
+    if (active && region.contains(active)) {
+      focusKey = active.id ? "#" + CSS.escape(active.id)
+        : active.getAttribute("href") ? 'a[href="' + CSS.escape(active.getAttribute("href")) + '"]'
+        : null;
+    }
+    region.replaceWith(replacement);
+    var fresh = replacement.querySelectorAll("details");
+    for (var k = 0; k < fresh.length && k < opened.length; k++) fresh[k].open = opened[k];
+    var freshScrollers = replacement.querySelectorAll(".scroll");
+    for (var m = 0; m < freshScrollers.length && m < scrolled.length; m++) {
+      freshScrollers[m].scrollTop = scrolled[m];
+    }
+    if (focusKey) {
+      var target = replacement.querySelector(focusKey);
+      if (target) target.focus({ preventScroll: true });
+    }
+  }
+
   var pending = null;
   var lastRefresh = 0;
   var refreshing = false;
+  var again = false;
 
   function refresh() {
-    if (refreshing) return;
+    if (refreshing) {
+      again = true; // news during a fetch: fetch once more after it
+      return;
+    }
     refreshing = true;
     lastRefresh = Date.now();
     fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
@@ -69,19 +101,19 @@
           var region = regions[i];
           var replacement = fresh.getElementById(region.id);
           if (!replacement) continue;
-          // keep the reader's place: an open <details> stays open
-          var open = region.querySelectorAll("details[open]").length > 0;
-          region.replaceWith(document.importNode(replacement, true));
-          if (open) {
-            var details = document.getElementById(region.id).querySelectorAll("details");
-            for (var j = 0; j < details.length; j++) details[j].open = true;
-          }
+          replaceKeepingPlace(region, document.importNode(replacement, true));
         }
         tick();
         document.dispatchEvent(new CustomEvent("live:refreshed"));
       })
       .catch(function () { /* the next news or poll tries again */ })
-      .then(function () { refreshing = false; });
+      .then(function () {
+        refreshing = false;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      });
   }
 
   // at most one refresh every REFRESH_GAP_MS: news arriving in a burst causes one fetch
