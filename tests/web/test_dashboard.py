@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pyarrow as pa
 
-from effigate.v1 import billing_pb2, catalog_pb2, sla_pb2, tickets_pb2
+from effigate.v1 import billing_pb2, catalog_pb2, routing_pb2, sla_pb2, tickets_pb2
 from effigate_client import Client, to_timestamp
 from effigate_server.process import ServiceProcess
 from tests.e2e.conftest import Tenant
@@ -124,13 +124,32 @@ def test_every_panel_equals_what_the_api_answers_at_the_same_instant(
         priority = _report(c, demo.summary.policy_id, at, "priority")
         clients = _report(c, demo.summary.policy_id, at, "client_id")
         invoices = list(c.billing.ListInvoices(billing_pb2.ListInvoicesRequest()).invoices)
+        contracts = c.contracts.ListContracts(billing_pb2.ListContractsRequest()).contracts
+        workload = c.routing.AgentWorkload(routing_pb2.AgentWorkloadRequest(now=to_timestamp(at)))
+        figures = _attrs(text, r'<figure class="bucket"[^>]*>')
+        assert {int(f["contract"]) for f in figures} == {
+            k.id for k in contracts if k.contract_type == "BUCKET" and k.status != "DRAFT"
+        }
+        assert figures, "the demo has a prepaid bucket"
         balances = {}
-        for figure in _attrs(text, r'<figure class="bucket"[^>]*>'):
+        for figure in figures:
             contract = int(figure["contract"])
             balances[contract] = c.billing.GetBucketBalance(
                 billing_pb2.BucketBalanceRequest(contract_id=contract, at=to_timestamp(at))
             ).remaining_seconds
             assert int(figure["remaining"]) == balances[contract], contract
+
+    # agents' workload: open tickets, warnings and breaches as AgentWorkload reports them
+    agents = {
+        a["agent"]: (int(a["open"]), int(a["warning"]), int(a["breached"]))
+        for a in _attrs(_section(text, "workload"), r"<tr data-agent[^>]*>")
+    }
+    assert agents == {
+        a.agent_id: (a.open_tickets, a.at_risk, a.breached)
+        for a in workload.agents
+        if a.open_tickets or a.active
+    }
+    assert any(breached for _, _, breached in agents.values())
 
     # status counts: every metric of every open ticket, as GetTicketStatus says
     expected = Counter(status for _, status, _, _ in metrics)

@@ -27,7 +27,6 @@ from effigate_engine.service.rulesets import RulesetCache
 from effigate_engine.service.tickets import timelines_table
 from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import screens as stored
-from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.database import Store
 
 #: The SLA statuses in the order the dashboard lists them.
@@ -103,28 +102,24 @@ async def check_instant(
 async def open_standings(
     store: Store, cache: RulesetCache, principal: Principal, at: datetime
 ) -> Standings:
-    """Every open ticket's SLA metrics at ``at``, each ticket under its contract's policy: one
-    read of the open tickets and their events, evaluated in one batch by the compiled engine
-    (in a worker thread). A ticket the engine cannot evaluate is counted in ``failed``."""
+    """The SLA metrics at ``at`` of every ticket not resolved (and raised by ``at``), each under
+    its contract's policy, from its events up to ``at``: one read of the open tickets and one
+    of their events, evaluated in one batch by the compiled engine (in a worker thread). A
+    ticket the engine cannot evaluate is counted in ``failed``."""
     principal.require_staff("read every client's SLA standing")
     if at.tzinfo is None:
         raise EffigateError(f"at: {at.isoformat()!r} has no time zone")
     async with store.transaction(principal) as conn:
-        tickets = await stored.open_tickets(conn)
-        with_policy = [t for t in tickets if t["sla_policy_id"] is not None]
-        rulesets = {}
-        for policy_id in sorted({int(t["sla_policy_id"]) for t in with_policy}):
-            rulesets[policy_id] = await evaluations.ruleset(conn, cache, principal, policy_id)
-        histories = (
-            await stored_tickets.load_histories(conn, ticket_ids=[t["id"] for t in with_policy])
-            if with_policy
-            else []
-        )
+        held = await stored.open_histories(conn, at)
+        policy_ids = sorted({int(p) for _, p in held if p is not None})
+        rulesets = {p: await evaluations.ruleset(conn, cache, principal, p) for p in policy_ids}
+    histories = [h for h, p in held if p is not None]
+    without_policy = len(held) - len(histories)
     if not histories:
-        return Standings(at, [], len(tickets), len(tickets) - len(with_policy), 0)
-    by_id = {t["id"]: t for t in with_policy}
+        return Standings(at, [], len(held), without_policy, 0)
+    policy_of = {h.ticket.id: int(p) for h, p in held if p is not None}
     table = timelines_table(histories)
-    names = [rulesets[int(by_id[h.ticket.id]["sla_policy_id"])].policy.name for h in histories]
+    names = [rulesets[policy_of[h.ticket.id]].policy.name for h in histories]
     table = table.set_column(
         table.schema.get_field_index("policy"), "policy", pa.array(names, pa.string())
     )
@@ -132,6 +127,7 @@ async def open_standings(
     policies = {r.policy.name: r.policy for r in rulesets.values()}
     screened = await asyncio.to_thread(evaluate_rows, table, policies, calendars, at)
     results = screened.evaluation.results
+    tickets = {h.ticket.id: h.ticket for h in histories}
     metrics = []
     for ticket_id, metric, status, deadline, remaining, stopped_at in zip(
         results["ticket_id"].to_pylist(),
@@ -142,13 +138,13 @@ async def open_standings(
         results["stopped_at"].to_pylist(),
         strict=True,
     ):
-        t = by_id[ticket_id]
+        t = tickets[ticket_id]
         metrics.append(
             Standing(
                 ticket_id,
-                int(t["client_id"]),
-                str(t["priority"]),
-                t["assignee"],
+                t.client_id,
+                t.priority,
+                t.assignee,
                 metric,
                 status,
                 deadline,
@@ -156,9 +152,7 @@ async def open_standings(
                 stopped_at is not None,
             )
         )
-    return Standings(
-        at, metrics, len(tickets), len(tickets) - len(with_policy), screened.rejected.num_rows
-    )
+    return Standings(at, metrics, len(held), without_policy, screened.rejected.num_rows)
 
 
 @dataclass(frozen=True)
@@ -259,7 +253,7 @@ class BurnDown:
 
 
 #: Most points of a burn-down chart (the samples are spread evenly, a day apart at least).
-BURN_DOWN_POINTS = 120
+BURN_DOWN_POINTS = 60
 
 
 def _samples(start: datetime, at: datetime) -> list[datetime]:
