@@ -212,6 +212,7 @@ def test_a_bad_instant_or_date_is_a_400_page_naming_the_field(
             ({"at": "2026-12-07T10:00:00"}, "at", "2026-12-07T10:00:00"),
             ({"from": "2026-13-01"}, "from", "2026-13-01"),
             ({"from": "2026-11-02", "to": "2026-11-01"}, "to", "2026-11-01"),
+            ({"policy": "fast"}, "policy", "fast"),
         ):
             page = web.get("/dashboard", params=params)
             assert page.status_code == 400, params

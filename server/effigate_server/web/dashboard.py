@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from effigate_engine import money
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import evaluations, routing, screens
+from effigate_engine.service import catalog, evaluations, routing, screens
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound
 from effigate_server.web import charts
@@ -109,13 +109,14 @@ async def _view(ctx: WebContext, request: Request, principal: Principal) -> dict
     start, end = screens.parse_dates(params.get("from"), params.get("to"), at, DEFAULT_DAYS)
     await screens.check_instant(ctx.store, ctx.cache, principal, at)
     policy_id = _policy(params.get("policy")) or await screens.default_policy(ctx.store, principal)
-    standings, names, workload, burns, invoices, compliance = await asyncio.gather(
+    standings, names, workload, burns, invoices, compliance, policies = await asyncio.gather(
         screens.open_standings(ctx.store, ctx.cache, principal, at),
         screens.client_names(ctx.store, principal),
         routing.agent_workload(ctx.store, ctx.cache, principal, at),
         screens.burn_downs(ctx.store, principal, at),
         screens.invoice_states(ctx.store, principal),
         _compliance(ctx, principal, policy_id, start, end, at),
+        catalog.list_policies(ctx.store, principal),
     )
     risky = standings.at_risk()
     agents, _, workload_failures = workload
@@ -154,6 +155,7 @@ async def _view(ctx: WebContext, request: Request, principal: Principal) -> dict
         "start": start,
         "end": end,
         "policy_id": policy_id,
+        "policies": [(p.id, p.name) for p in policies],
         "standings": standings,
         "counts": standings.counts(),
         "at_risk": risky[:AT_RISK_ROWS],
