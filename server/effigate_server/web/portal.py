@@ -70,6 +70,23 @@ def readable(instant: datetime | None) -> str:
     return instant.astimezone(UTC).strftime("%-d %b %Y %H:%M UTC")
 
 
+def countdown_text(deadline: datetime | None, now: datetime) -> str:
+    """What a countdown shows at ``now`` before the page script ticks it: ``2h 14m 05s
+    left`` / ``overdue 3d 4h`` (live.js's wording)."""
+    if deadline is None:
+        return ""
+    seconds = int((deadline - now).total_seconds())
+    left = abs(seconds)
+    days, rest = divmod(left, 86_400)
+    h, rest = divmod(rest, 3_600)
+    m, s = divmod(rest, 60)
+    if seconds < 0:
+        return f"overdue {days}d {h}h" if days else f"overdue {h}h {m:02d}m"
+    if days:
+        return f"{days}d {h}h {m:02d}m left"
+    return f"{h}h {m:02d}m {s:02d}s left"
+
+
 def status_label(status: str) -> str:
     """A status code as a word (``BREACHED`` -> ``Breached``)."""
     return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
@@ -79,6 +96,7 @@ environment.filters["money"] = money
 environment.filters["hours"] = hours
 environment.filters["readable"] = readable
 environment.filters["status_label"] = status_label
+environment.filters["countdown_text"] = countdown_text
 
 Portal = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -143,9 +161,20 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     async def tickets(request: Request, principal: Principal) -> Response:
         values = await common(principal)
         rows = await views.ticket_rows(store, cache, principal, values["now"])
-        open_count = sum(1 for r in rows if r.is_open)
+        open_rows = [r for r in rows if r.is_open]
+        counts: dict[str, int] = {}
+        for row in open_rows:
+            for code in {m.status for m in row.metrics.values()}:
+                counts[code] = counts.get(code, 0) + 1
         return page(
-            request, "portal.html", current="/portal", rows=rows, open_count=open_count, **values
+            request,
+            "portal.html",
+            current="/portal",
+            rows=rows,
+            open_count=len(open_rows),
+            counts=counts,
+            subjects=any(r.ticket.subject for r in rows),
+            **values,
         )
 
     @signed_in(ctx, portal=True)

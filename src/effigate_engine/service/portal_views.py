@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -245,14 +245,18 @@ async def ticket_page(
 @dataclass(frozen=True)
 class BucketEntry:
     """A movement of a bucket: ``kind`` ``PURCHASE`` / ``PERIOD_GRANT`` / ``TOP_UP`` (seconds
-    added), ``DRAWDOWN`` (seconds drawn by the day's work, ``logs`` time logs; ``overage``
-    seconds beyond the balance) or ``EXPIRY`` (seconds lapsed)."""
+    added), ``DRAWDOWN`` (seconds drawn by the work of local ``day``, ``logs`` time-log parts;
+    ``overage`` seconds beyond the balance) or ``EXPIRY`` (seconds lapsed). ``at`` is its
+    instant (a drawdown's: the day's first work), ``day`` that instant's date in the
+    contract's zone, ``balance_seconds`` the balance just after it."""
 
     at: datetime
     kind: str
     seconds: int
     logs: int = 0
     overage_seconds: int = 0
+    day: date | None = None
+    balance_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,7 @@ def bucket_history(stored_contract: Any, logs: pa.Table | None, at: datetime) ->
     limit = int(at.timestamp())
     periods = contract.cycle.periods_until(max(at.date(), contract.start))
     grants = sorted(contract_grants(contract, periods))
+    zone = contract.zone
     entries: list[BucketEntry] = []
     for start, _, seconds, kind in grants:
         if start > limit:
@@ -297,7 +302,6 @@ def bucket_history(stored_contract: Any, logs: pa.Table | None, at: datetime) ->
             & (p["part_start"] < limit)
         )
         days: dict[Any, list[int]] = {}
-        zone = contract.zone
         for k in mine.tolist():
             start = int(p["part_start"][k])
             day = _utc(start).astimezone(zone).date()
@@ -318,7 +322,12 @@ def bucket_history(stored_contract: Any, logs: pa.Table | None, at: datetime) ->
             entries.append(BucketEntry(_utc(t), "EXPIRY", now_expired - expired))
         expired = max(expired, now_expired)
     order = {"PURCHASE": 0, "PERIOD_GRANT": 0, "TOP_UP": 1, "EXPIRY": 2, "DRAWDOWN": 3}
-    return sorted(entries, key=lambda e: (e.at, order[e.kind]))
+    balance = 0
+    out = []
+    for e in sorted(entries, key=lambda e: (e.at, order[e.kind])):
+        balance += e.seconds if e.kind in ("PURCHASE", "PERIOD_GRANT", "TOP_UP") else -e.seconds
+        out.append(replace(e, day=e.at.astimezone(zone).date(), balance_seconds=balance))
+    return out
 
 
 async def bucket_views(
