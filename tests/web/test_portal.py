@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from effigate.v1 import billing_pb2, catalog_pb2, tickets_pb2
 from effigate_client import Client
 from effigate_engine.money import currency
 from effigate_server.process import ServiceProcess
-from tests.e2e.conftest import _token
+from tests.e2e.conftest import Tenant, _token
+from tests.e2e.test_billing_api import MARCH, billing_setup, ingest_and_approve, time_log
 from tests.store.helpers import Database
 from tests.web.conftest import Demo
 
@@ -344,3 +346,68 @@ def test_the_invoice_pdf_carries_the_number_and_the_apis_total(
             assert total in text and total in page
             assert side.name in text
             assert took < 60
+
+
+def test_a_rolling_buckets_top_ups_and_expiries_add_up_to_its_balance(
+    service: ServiceProcess, client: Client, tenant: Tenant
+) -> None:
+    """A per-period bucket (10 h a month, unused hours valid two more months, at most 5 h
+    carried into a month) with a top-up: the history lists the grants, the top-up, the
+    expiries of the cap and of lapsed grants, and adds up to GetBucketBalance."""
+    book = billing_setup(client)
+    terms = {
+        "bucket": {
+            "size_hours": 10,
+            "per_period": True,
+            "rollover_periods": 2,
+            "rollover_cap_hours": "5",
+            "low_balance_hours": [2],
+        }
+    }
+    draft = client.contracts.CreateContract(
+        billing_pb2.CreateContractRequest(
+            client_id=book.nexus,
+            contract_type="BUCKET",
+            currency="USD",
+            starts_on=MARCH,
+            calendar_id=book.calendar,
+            sla_policy_id=book.policy,
+            rate_card_id=book.rate_card,
+            terms_json=json.dumps(terms),
+        )
+    )
+    contract = client.contracts.ActivateContract(
+        billing_pb2.ActivateContractRequest(contract_id=draft.id)
+    )
+    client.contracts.AmendContract(
+        billing_pb2.AmendContractRequest(
+            contract_id=contract.id,
+            kind="TOP_UP",
+            effective_on="2026-04-10",
+            body_json=json.dumps({"hours": 4}),
+        )
+    )
+    spans = [
+        ("2026-03-03T09:00-05:00", "2026-03-03T11:00-05:00"),
+        ("2026-04-14T09:00-04:00", "2026-04-14T17:00-04:00"),
+        ("2026-04-15T09:00-04:00", "2026-04-15T17:00-04:00"),
+        ("2026-05-05T09:00-04:00", "2026-05-05T10:00-04:00"),
+    ]
+    ingest_and_approve(
+        client, [time_log(f"roll-{i}", contract.id, span) for i, span in enumerate(spans)]
+    )
+    api = client.billing.GetBucketBalance(billing_pb2.BucketBalanceRequest(contract_id=contract.id))
+    with _web(service, tenant.portal_token(book.nexus)) as web:
+        html = _get(web, "/portal/bucket")
+    assert f'data-contract-id="{contract.id}"' in html
+    moves = re.findall(r'data-kind="(\w+)" data-seconds="(\d+)"', html)
+    kinds = {k for k, _ in moves}
+    assert {"PERIOD_GRANT", "TOP_UP", "DRAWDOWN", "EXPIRY"} <= kinds
+    added = sum(int(s) for k, s in moves if k in ("PURCHASE", "PERIOD_GRANT", "TOP_UP"))
+    used = sum(int(s) for k, s in moves if k == "DRAWDOWN")
+    expired = sum(int(s) for k, s in moves if k == "EXPIRY")
+    assert added == api.purchased_seconds + api.top_up_seconds
+    assert used == api.burned_seconds
+    assert added - used - expired == api.remaining_seconds
+    assert int(_attrs(html, "data-balance-after")[-1]) == api.remaining_seconds
+    assert re.search(rf'data-seconds="{api.remaining_seconds}" class="remaining"', html)

@@ -51,6 +51,14 @@ def test_a_client_signs_in_sees_its_tickets_and_downloads_an_invoice(
             await page.keyboard.press("Tab")
             focused.append(await page.evaluate("document.activeElement.textContent.trim()"))
         seen["focused"] = focused
+        # a ticket: its SLA metrics, timeline and events
+        first = seen["tickets"][0]
+        await page.get_by_role("link", name=first, exact=True).click()
+        await page.wait_for_url(f"{url}/portal/tickets/{first}")
+        seen["timeline"] = await page.locator("tr.timeline-entry").count()
+        seen["events"] = await page.locator("ol.events > li").count()
+        await page.screenshot(path=str(ARTIFACTS / "portal-ticket.png"))
+        await page.go_back()
         # to the invoices by keyboard: focus the nav link, press Enter
         await page.get_by_role("link", name="Invoices", exact=True).focus()
         await page.keyboard.press("Enter")
@@ -81,6 +89,7 @@ def test_a_client_signs_in_sees_its_tickets_and_downloads_an_invoice(
     assert a.name in seen["client"]
     assert seen["focused"][0] == "Skip to content"
     assert {"My tickets", "Bucket", "Invoices"} <= set(seen["focused"])
+    assert seen["timeline"] > 0 and seen["events"] > 0
     assert seen["page_total"] == total
     assert seen["remaining"] >= 1
     pdf = seen["pdf"]
