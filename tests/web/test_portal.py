@@ -307,6 +307,11 @@ def test_another_clients_ids_are_not_found_and_bad_ids_are_named(
         assert bad.status_code == 400
         assert "invoice_id: &#39;12x&#39; is not a positive whole number" in bad.text
         assert web.get("/portal/invoices/-3.pdf").status_code == 400
+        assert web.get(f"/portal/invoices/{2**63}").status_code == 400
+        assert web.get("/portal/tickets/").status_code == 400
+        for odd in ("%00", "a%0Ab", "%F0%9F%92%A5", "x" * 5000, "..%2F..%2Fetc"):
+            answer = web.get(f"/portal/tickets/{odd}")
+            assert answer.status_code in (400, 404), (odd, answer.status_code)
 
 
 def test_staff_go_to_the_dashboard_and_strangers_to_sign_in(
