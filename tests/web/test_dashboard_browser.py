@@ -4,8 +4,6 @@ focus, and a count that changes by itself when the server announces news."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from effigate_client import Client
@@ -14,7 +12,6 @@ from tests.e2e.conftest import Tenant
 from tests.web.conftest import ARTIFACTS, Demo, in_browser, screenshot, sign_in
 from tests.web.test_dashboard import PERIOD, fast_contract, open_ticket, respond
 
-DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "screens" / "dashboard.png"
 #: Tab presses allowed to reach the at-risk table's first link from the top of the page.
 MAX_TABS = 25
 
@@ -69,8 +66,6 @@ def test_the_dashboard_shows_breaches_ticks_countdowns_and_is_keyboard_reachable
     assert reached is not None, f"the at-risk table's first link is not reached in {MAX_TABS} Tabs"
     assert reached["href"] == seen["target"]
     assert reached["outline"] != "none" and reached["width"] >= 2
-    DOCS_SHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(ARTIFACTS / "dashboard.png", DOCS_SHOT)
 
 
 def test_the_page_shows_news_by_itself_when_the_server_announces_it(

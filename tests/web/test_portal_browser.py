@@ -15,9 +15,6 @@ from effigate_server.process import ServiceProcess
 from tests.web.conftest import ARTIFACTS, Demo, in_browser, sign_in
 from tests.web.test_portal import ISSUED, Side, _money, sides  # noqa: F401  (fixture)
 
-#: Where the README's screenshot of the portal is kept.
-DOCS_SCREEN = Path(__file__).resolve().parents[2] / "docs" / "screens" / "portal.png"
-
 
 def test_a_client_signs_in_sees_its_tickets_and_downloads_an_invoice(
     service: ServiceProcess,
@@ -96,5 +93,3 @@ def test_a_client_signs_in_sees_its_tickets_and_downloads_an_invoice(
     assert pdf.name == f"{api.number}.pdf"
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.read_bytes())).pages)
     assert total in text and f"Invoice {api.number}" in text
-    DOCS_SCREEN.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_SCREEN.write_bytes((ARTIFACTS / "portal.png").read_bytes())

@@ -14,68 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from effigate_engine import money
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import catalog, evaluations, routing, screens
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound
 from effigate_server.web import charts
 from effigate_server.web.context import WebContext
-from effigate_server.web.render import environment, page
+from effigate_server.web.render import page
 from effigate_server.web.session import signed_in
 
 #: Rows of the at-risk list shown (the total is always given).
 AT_RISK_ROWS = 50
 #: Days of the compliance period when none is asked for (ending on the dashboard's date).
 DEFAULT_DAYS = 30
-
-STATUS_LABELS = {
-    "ON_TRACK": "On track",
-    "WARNING": "Warning",
-    "PAUSED": "Paused",
-    "MET": "Met",
-    "BREACHED": "Breached",
-    "CANCELLED": "Cancelled",
-}
-
-
-def countdown(due: datetime | None, now: datetime) -> str:
-    """``"2h 14m 05s left"`` before ``due``, ``"overdue 3d 4h 02m 05s"`` after it (what
-    live.js writes each second; the server writes the first one)."""
-    if due is None:
-        return "paused"
-    seconds = int((due - now).total_seconds())
-    late, seconds = seconds < 0, abs(seconds)
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}h {minutes:02d}m {secs:02d}s"
-    text = f"{days}d {clock}" if days else clock
-    return f"overdue {text}" if late else f"{text} left"
-
-
-def status_label(status: str) -> str:
-    """The words of an SLA status (``BREACHED`` → ``Breached``)."""
-    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
-
-
-def hours(seconds: int) -> str:
-    """Seconds as hours with one decimal (``5400`` → ``1.5 h``)."""
-    return f"{seconds / 3600:,.1f} h"
-
-
-def amount(minor: int, code: str) -> str:
-    """Minor units in the currency's major unit with its code (``12345, AUD`` → ``AUD 123.45``)."""
-    text = money.currency(code).format(minor)
-    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
-    whole, point, fraction = digits.partition(".")
-    return f"{code} {sign}{int(whole):,}{point}{fraction}"
-
-
-environment.filters["status_label"] = status_label
-environment.filters["hours"] = hours
-environment.globals["countdown"] = countdown
-environment.globals["amount"] = amount
 
 
 def parse_at(text: str | None, default: datetime) -> datetime:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +19,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from effigate_engine.errors import EffigateError
-from effigate_engine.money import currency
 from effigate_engine.service import portal_views as views
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound, PermissionDenied
@@ -37,67 +35,6 @@ SECTIONS = (
 )
 #: SLA metrics in the order the pages show them, with their headings.
 METRICS = (("FIRST_RESPONSE", "First response"), ("RESOLUTION", "Resolution"))
-#: Status labels: the SLA statuses as words.
-STATUS_LABELS = {
-    "ON_TRACK": "On track",
-    "WARNING": "Warning",
-    "PAUSED": "Paused",
-    "MET": "Met",
-    "BREACHED": "Breached",
-    "CANCELLED": "Cancelled",
-}
-
-
-def money(minor: int, code: str) -> str:
-    """``minor`` units of currency ``code`` as text, e.g. ``USD 1234.56`` (the engine's
-    formatting: no grouping, the currency's own decimals)."""
-    return f"{code} {currency(code).format(int(minor))}"
-
-
-def hours(seconds: int | None) -> str:
-    """Whole seconds as hours and minutes, e.g. ``12h 05m`` (``-`` for none)."""
-    if seconds is None:
-        return "-"
-    sign = "-" if seconds < 0 else ""
-    whole = abs(int(seconds))
-    return f"{sign}{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
-def readable(instant: datetime | None) -> str:
-    """An instant as readable UTC text, e.g. ``7 Dec 2026 10:00 UTC``."""
-    if instant is None:
-        return ""
-    return instant.astimezone(UTC).strftime("%-d %b %Y %H:%M UTC")
-
-
-def countdown_text(deadline: datetime | None, now: datetime) -> str:
-    """What a countdown shows at ``now`` before the page script ticks it: ``2h 14m 05s
-    left`` / ``overdue 3d 4h`` (live.js's wording)."""
-    if deadline is None:
-        return ""
-    seconds = int((deadline - now).total_seconds())
-    left = abs(seconds)
-    days, rest = divmod(left, 86_400)
-    h, rest = divmod(rest, 3_600)
-    m, s = divmod(rest, 60)
-    if seconds < 0:
-        return f"overdue {days}d {h}h" if days else f"overdue {h}h {m:02d}m"
-    if days:
-        return f"{days}d {h}h {m:02d}m left"
-    return f"{h}h {m:02d}m {s:02d}s left"
-
-
-def status_label(status: str) -> str:
-    """A status code as a word (``BREACHED`` -> ``Breached``)."""
-    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
-
-
-environment.filters["money"] = money
-environment.filters["hours"] = hours
-environment.filters["readable"] = readable
-environment.filters["status_label"] = status_label
-environment.filters["countdown_text"] = countdown_text
-
 Portal = Callable[[Request, Principal], Awaitable[Response]]
 
 
@@ -154,6 +91,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             "sections": SECTIONS,
             "metrics": METRICS,
             "now": ctx.clock.now(),
+            "live": True,  # every portal page follows its client's events (live.js)
         }
 
     @signed_in(ctx, portal=True)
