@@ -169,6 +169,9 @@ def test_undecodable_bodies_are_invalid_argument_never_a_server_error(
             status, code, message = error_of(answer)
             assert (status, code) == (400, "invalid_argument"), (body, answer.text)
             assert message
+    # the token is checked before the body is read, as on the gRPC port
+    answer = httpx.post(url, content=b'{"ticketId": ', headers=headers(None))
+    assert error_of(answer)[:2] == (401, "unauthenticated")
     # the wrong media type is refused before any decoding
     answer = httpx.post(url, content=b"x", headers=headers(tenant.token, "text/plain"))
     assert answer.status_code == 415
