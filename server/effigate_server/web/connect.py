@@ -114,7 +114,14 @@ class ServiceBridge:
 def _generated(service: ServiceDescriptor) -> type:
     """The application class protoc-gen-connectrpc generated for ``service``."""
     stem = service.file.name.removesuffix(".proto").replace("/", ".")
-    module = importlib.import_module(f"{stem}_connect")
+    try:
+        module = importlib.import_module(f"{stem}_connect")
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"{stem}_connect is missing: the Connect stubs are generated with the gRPC ones"
+            " by `python clients/python/setup.py stubs` when protoc-gen-connectrpc is"
+            " installed (make does both)"
+        ) from exc
     return getattr(module, f"{service.name}ASGIApplication")
 
 
