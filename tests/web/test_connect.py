@@ -468,6 +468,25 @@ def test_a_server_stream_over_connect_streams_the_same_events_as_grpc(
     assert watched(service.http_url, demo.token, request, count) == expected
 
 
+def test_a_portal_watch_over_connect_streams_only_its_clients_events(
+    service: ServiceProcess, demo: Demo
+) -> None:
+    assert service.http_url is not None
+    (client_a, _), _ = demo.clients
+    request = events_pb2.WatchEventsRequest()
+    with Client(service.address, demo.portal_tokens[0], timeout=None) as portal:
+        stream = portal.events.WatchEvents(request, timeout=20)
+        expected = []
+        for event in stream:
+            expected.append(event)
+            if len(expected) == 3:
+                stream.cancel()
+                break
+    assert len(expected) == 3, "the demo raised events of its first client"
+    got = watched(service.http_url, demo.portal_tokens[0], request, 3)
+    assert got == expected and {e.client_id for e in got} == {client_a}
+
+
 def test_a_finite_server_stream_ends_with_its_status_in_the_last_frame(
     service: ServiceProcess, tenant: Tenant
 ) -> None:

@@ -23,11 +23,13 @@ from effigate_client import Client
 from effigate_server.process import ServiceProcess
 from tests.e2e.conftest import _tenant
 from tests.store.helpers import Database
-from tests.web.connect_http import error_of, headers, path, post_json
+from tests.web.connect_http import envelope, error_of, headers, path, post_json
 
 ALLOWED = "http://ui.example"
 #: How long the server's log may take to show a call's line, in seconds.
 LOG_WAIT_S = 10.0
+#: A shutdown with no call in flight takes well under this, in seconds (the grace is 30).
+SHUTDOWN_BOUND_S = 10.0
 
 
 def free_port() -> int:
@@ -233,3 +235,31 @@ def test_while_the_server_drains_connect_calls_are_unavailable(db: Database) -> 
         with contextlib.suppress(grpc.RpcError):
             in_flight.result()
     assert process.stop() == 0
+
+
+def test_a_watch_the_caller_leaves_is_no_longer_counted_in_flight(
+    db: Database, tmp_path: Path
+) -> None:
+    """A Connect watch whose caller goes away ends on the server (``CANCELLED`` in its log
+    line), so the shutdown that follows has no call to wait for (a call left counted would
+    hold it for the whole grace period)."""
+    import asyncio
+
+    log = tmp_path / "serve.log"
+    process = ServiceProcess.start(
+        db.app, admin_dsn=db.admin, args=("--log-level", "INFO"), log=log
+    )
+    assert process.http_url is not None
+    token = asyncio.run(_tenant(db.admin)).token
+    # a tenant without events: nothing comes, not even the headers; the caller gives up
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            process.http_url + path("EventService", "WatchEvents"),
+            content=envelope(b"{}"),
+            headers=headers(token, "application/connect+json"),
+            timeout=httpx.Timeout(30, read=1.0),
+        )
+    assert [line["code"] for line in wait_for_lines(log, "WatchEvents", 1)] == ["CANCELLED"]
+    started = time.monotonic()
+    assert process.stop() == 0
+    assert time.monotonic() - started < SHUTDOWN_BOUND_S
