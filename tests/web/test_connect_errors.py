@@ -169,6 +169,10 @@ def test_undecodable_bodies_are_invalid_argument_never_a_server_error(
             status, code, message = error_of(answer)
             assert (status, code) == (400, "invalid_argument"), (body, answer.text)
             assert message
+    # a misspelt field is named, not silently dropped
+    answer = httpx.post(url, content=b'{"ticket": "INC-1"}', headers=headers(tenant.token))
+    status, code, message = error_of(answer)
+    assert (status, code) == (400, "invalid_argument") and '"ticket"' in message
     # the token is checked before the body is read, as on the gRPC port
     answer = httpx.post(url, content=b'{"ticketId": ', headers=headers(None))
     assert error_of(answer)[:2] == (401, "unauthenticated")
