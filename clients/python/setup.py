@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -18,8 +20,24 @@ def proto_root() -> Path:
     raise FileNotFoundError("proto/effigate/v1 not found next to the client package")
 
 
+#: The Connect stub generator: an executable next to the interpreter's, or on ``PATH``.
+CONNECT_PLUGIN = "protoc-gen-connectrpc"
+
+
+def connect_plugin() -> Path | None:
+    """The ``protoc-gen-connectrpc`` executable, or ``None`` when it is not installed (the
+    client is then built without the Connect stubs, which only the server uses)."""
+    beside = Path(sys.executable).with_name(CONNECT_PLUGIN)
+    if beside.is_file():
+        return beside
+    found = shutil.which(CONNECT_PLUGIN)
+    return Path(found) if found else None
+
+
 def generate_stubs(out: Path) -> None:
-    """Run protoc (grpcio-tools) for every ``effigate/v1/*.proto`` into ``out``."""
+    """Run protoc (grpcio-tools) for every ``effigate/v1/*.proto`` into ``out``: messages,
+    gRPC stubs and, when ``protoc-gen-connectrpc`` is installed, the Connect (asyncio)
+    applications ``effigate/v1/*_connect.py``."""
     import grpc_tools
     from grpc_tools import protoc
 
@@ -33,8 +51,15 @@ def generate_stubs(out: Path) -> None:
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpc_python_out={out}",
-        *files,
     ]
+    plugin = connect_plugin()
+    if plugin is not None:
+        args += [
+            f"--plugin=protoc-gen-connectrpc={plugin}",
+            f"--connectrpc_out={out}",
+            "--connectrpc_opt=protobuf=google,io=async",
+        ]
+    args += files
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed on " + " ".join(files))
     for package in (out / "effigate", out / "effigate" / "v1"):

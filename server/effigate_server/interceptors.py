@@ -1,7 +1,11 @@
 """Server interceptors: bearer-token authentication, metrics and structured request logs.
 
-The authenticated :class:`~effigate_engine.service.Principal` reaches the servicers through a
-context variable set around each call's handler. Health checks and reflection need no token.
+One implementation serves both protocols: :func:`admit` (draining refusal, bearer token to
+principal) and :class:`Call` (principal context variable, call accounting, metrics, the ``rpc``
+log line) are used by :class:`AuthInterceptor` for gRPC and by :class:`ConnectInterceptor` for
+the Connect protocol over HTTP. The authenticated :class:`~effigate_engine.service.Principal`
+reaches the servicers through a context variable set around each call's handler. Health checks
+and reflection (gRPC only) need no token.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
 
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import Unauthenticated
@@ -38,13 +45,28 @@ def current_principal() -> Principal:
     return principal
 
 
+def bearer(authorization: str | bytes | None) -> str | None:
+    """The secret of an ``authorization: Bearer <token>`` header value (else ``None``)."""
+    if authorization is None:
+        return None
+    text = authorization.decode() if isinstance(authorization, bytes) else authorization
+    scheme, _, secret = text.partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
 def _bearer(metadata: tuple[Any, ...] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, secret = text.partition(" ")
-            return secret.strip() if scheme.lower() == "bearer" else None
+            return bearer(value)
     return None
+
+
+def unary_too_large(size: int, limit: int) -> str:
+    """What a unary call whose request is ``size`` bytes (over ``limit``) is told."""
+    return (
+        f"request: {size:,} bytes is more than the {limit:,} a unary call accepts"
+        " (bulk rows go through the streaming calls)"
+    )
 
 
 class _Refused:
@@ -68,11 +90,7 @@ def _decoder(
 
     def decode(raw: bytes) -> Any:
         if limit is not None and len(raw) > limit:
-            return _Refused(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"request: {len(raw):,} bytes is more than the {limit:,} a unary call accepts"
-                " (bulk rows go through the streaming calls)",
-            )
+            return _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, unary_too_large(len(raw), limit))
         try:
             return deserializer(raw)
         except Exception as exc:  # any decoding failure is the caller's bytes
@@ -136,40 +154,94 @@ class Calls:
 DRAINING = "the server is shutting down: retry the call (on another server)"
 
 
+class Refusal(Exception):
+    """A call refused before its handler runs: the server drains (``UNAVAILABLE``), the token
+    is missing or refused (``UNAUTHENTICATED``), or it could not be resolved (the database is
+    unreachable: ``UNAVAILABLE``)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def admit(resolver: TokenResolver, calls: Calls, token: str | None) -> Principal:
+    """The principal of a new call bearing ``token`` (the bearer secret, or ``None``); raises
+    :class:`Refusal` (counted in the request metrics) when the call may not run."""
+    try:
+        if calls.draining:
+            raise Refusal(grpc.StatusCode.UNAVAILABLE, DRAINING)
+        try:
+            return await resolver.resolve(token)
+        except Unauthenticated as exc:
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
+        except Exception as exc:  # the database is unreachable, or a bug: never UNKNOWN
+            code, message = status_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("internal error resolving a token", exc_info=exc)
+            raise Refusal(code, message) from None
+    except Refusal as refusal:
+        REQUESTS.labels("unauthenticated", refusal.code.name).inc()
+        raise
+
+
+class Call:
+    """One admitted call, from its start to :meth:`finish`: the principal is set for the
+    servicers (:func:`current_principal`), the call is counted in ``calls`` (draining waits
+    for it), and its end is measured (``effigate_requests_total{method,code}``,
+    ``effigate_request_seconds{method}``) and logged (``rpc`` line: method, code, ms, tenant).
+
+    Start and finish it in the same task (the context variable is reset at the end)."""
+
+    __slots__ = ("_calls", "_started", "_token", "method", "principal")
+
+    def __init__(self, method: str, principal: Principal | None, calls: Calls) -> None:
+        self.method = method
+        self.principal = principal
+        self._calls = calls
+        self._token = _principal.set(principal)
+        self._started = time.perf_counter()
+        calls.enter()
+
+    def finish(self, code: str) -> None:
+        """End the call with status ``code`` (a gRPC status name, ``OK``, or the name of the
+        exception that ended it)."""
+        self._calls.leave()
+        _principal.reset(self._token)
+        elapsed = time.perf_counter() - self._started
+        REQUESTS.labels(self.method, code).inc()
+        LATENCY.labels(self.method).observe(elapsed)
+        log.info(
+            "rpc",
+            extra={
+                "rpc": self.method,
+                "code": code,
+                "ms": round(elapsed * 1000, 3),
+                "tenant": None if self.principal is None else str(self.principal.tenant_id),
+            },
+        )
+
+
 def _code_of(context: grpc.aio.ServicerContext) -> str:
     code = context.code()
     return "OK" if code is None else code.name
 
 
+def _failure(context: grpc.aio.ServicerContext, exc: BaseException) -> str:
+    return _code_of(context) if context.code() else type(exc).__name__
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler, method: str, principal: Principal | None, calls: Calls
 ) -> grpc.RpcMethodHandler:
-    """The same handler with the principal set, counted in ``calls`` while it runs, and
-    timing/logging around the call."""
-
-    def done(started: float, context: grpc.aio.ServicerContext, failed: str | None) -> None:
-        elapsed = time.perf_counter() - started
-        code = failed or _code_of(context)
-        REQUESTS.labels(method, code).inc()
-        LATENCY.labels(method).observe(elapsed)
-        log.info(
-            "rpc",
-            extra={
-                "rpc": method,
-                "code": code,
-                "ms": round(elapsed * 1000, 3),
-                "tenant": None if principal is None else str(principal.tenant_id),
-            },
-        )
+    """The same handler run as a :class:`Call` of ``principal``."""
 
     def unary(
         behavior: Callable[..., Awaitable[Any]], unary_request: bool
     ) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = _principal.set(principal)
-            started = time.perf_counter()
+            running = Call(method, principal, calls)
             failed: str | None = None
-            calls.enter()
             try:
                 if unary_request:
                     await _refuse_if(request, context)
@@ -177,21 +249,17 @@ def _wrap(
                     request = _decoded(request, context)
                 return await behavior(request, context)
             except BaseException as exc:
-                failed = _code_of(context) if context.code() else type(exc).__name__
+                failed = _failure(context, exc)
                 raise
             finally:
-                calls.leave()
-                _principal.reset(token)
-                done(started, context, failed)
+                running.finish(failed or _code_of(context))
 
         return call
 
     def streaming(behavior: Callable[..., Any], unary_request: bool) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = _principal.set(principal)
-            started = time.perf_counter()
+            running = Call(method, principal, calls)
             failed: str | None = None
-            calls.enter()
             try:
                 if unary_request:
                     await _refuse_if(request, context)
@@ -200,12 +268,10 @@ def _wrap(
                 async for item in behavior(request, context):
                     yield item
             except BaseException as exc:
-                failed = _code_of(context) if context.code() else type(exc).__name__
+                failed = _failure(context, exc)
                 raise
             finally:
-                calls.leave()
-                _principal.reset(token)
-                done(started, context, failed)
+                running.finish(failed or _code_of(context))
 
         return call
 
@@ -234,7 +300,6 @@ def _refusal(
     UNAVAILABLE when the token could not be resolved because the database is unreachable)."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        REQUESTS.labels("unauthenticated", code.name).inc()
         await context.abort(code, message)
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -268,17 +333,56 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        if self.calls.draining:
-            return _refusal(handler, grpc.StatusCode.UNAVAILABLE, DRAINING)
         try:
-            principal = await self._resolver.resolve(
-                _bearer(handler_call_details.invocation_metadata)
+            principal = await admit(
+                self._resolver, self.calls, _bearer(handler_call_details.invocation_metadata)
             )
-        except Unauthenticated as exc:
-            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        except Exception as exc:  # the database is unreachable, or a bug: never UNKNOWN
-            code, message = status_for(exc)
-            if code == grpc.StatusCode.INTERNAL:
-                log.exception("internal error resolving a token", exc_info=exc)
-            return _refusal(handler, code, message)
+        except Refusal as refusal:
+            return _refusal(handler, refusal.code, refusal.message)
         return _wrap(handler, method.rsplit("/", 1)[-1], principal, self.calls)
+
+
+#: Connect codes by gRPC status name (the same names, but for ``CANCELLED``).
+_CONNECT_CODES = {"CANCELLED": Code.CANCELED} | {code.name: code for code in Code}
+#: gRPC status names by Connect code.
+_GRPC_NAMES = {code: name for name, code in _CONNECT_CODES.items() if name != "CANCELED"}
+
+
+def connect_code(code: grpc.StatusCode) -> Code:
+    """The Connect code of a gRPC status code."""
+    return _CONNECT_CODES[code.name]
+
+
+def grpc_name(error: Exception | None) -> str:
+    """The gRPC status name a Connect call ended with (``OK`` without ``error``; the
+    exception's class name when it is not a :class:`ConnectError`, as for gRPC)."""
+    if error is None:
+        return "OK"
+    if isinstance(error, ConnectError):
+        return _GRPC_NAMES[error.code]
+    return type(error).__name__
+
+
+class ConnectInterceptor:
+    """The same admission and accounting for calls over the Connect protocol: a connectrpc
+    metadata interceptor (it applies to unary, client- and server-streaming calls alike and,
+    placed first, runs before the request body is read, as the gRPC interceptor does)."""
+
+    def __init__(self, resolver: TokenResolver, calls: Calls) -> None:
+        self._resolver = resolver
+        self.calls = calls
+
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> Call:
+        """Admit the call (or raise its refusal as a :class:`ConnectError`) and start it."""
+        token = bearer(ctx.request_headers.get("authorization"))
+        try:
+            principal = await admit(self._resolver, self.calls, token)
+        except Refusal as refusal:
+            raise ConnectError(connect_code(refusal.code), refusal.message) from None
+        return Call(ctx.method.name, principal, self.calls)
+
+    async def on_end(
+        self, call: Call, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
+        """Finish the call with the code it ended with."""
+        call.finish(grpc_name(error))
