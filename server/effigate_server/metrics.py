@@ -6,12 +6,12 @@ from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
     "effigate_requests_total",
-    "gRPC requests handled, by method and status code",
+    "API calls (gRPC and HTTP/JSON) handled, by method and status code",
     ["method", "code"],
 )
 LATENCY = Histogram(
     "effigate_request_seconds",
-    "gRPC request latency in seconds, by method",
+    "API call latency in seconds (gRPC and HTTP/JSON), by method",
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
