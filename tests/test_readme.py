@@ -277,7 +277,7 @@ def test_serve_demo_prints_the_screens_and_their_tokens_which_sign_in(
     assert second["dashboard"][1] == demo_runs.second.settings["EFFIGATE_TOKEN"]
     for screen, (url, token) in second.items():
         base, _, path = url.rpartition("/")
-        with httpx.Client(base_url=base, timeout=60) as web:
+        with httpx.Client(base_url=base, timeout=60, follow_redirects=True) as web:
             signed = web.post("/login", data={"token": token, "next": "/" + path})
             assert signed.status_code == 200, (screen, signed.text[:500])
             assert str(signed.url).endswith("/" + path)
