@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,6 +39,8 @@ T = TypeVar("T")
 #: and the first :data:`MAX_LISTED_ROWS` of them (JSON list of ``{row, id, field, message}``).
 FAILED_COUNT_KEY = b"effigate.failed_count"
 FAILED_KEY = b"effigate.failed"
+#: Batches of one exchange being evaluated at once while earlier results are written.
+EXCHANGE_PIPELINE = 1
 #: The ``DoPut`` ingest kinds of the service layer, by command op.
 _INGEST_KINDS = {"tickets": "tickets", "ticket_events": "events"}
 
@@ -119,30 +123,53 @@ class FlightService(flight.FlightServerBase):
             evaluations.ruleset_for(self.store, self.cache, principal, command.get("policy_id"))
         )
         now = command.get("now") or datetime.now(UTC).replace(microsecond=0)
+
+        def screen(batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table, int]:
+            screened = evaluate_rows(
+                batch, rules.policy, rules.calendars, now, check_priority=True, threads=1
+            )
+            TICKETS_EVALUATED.inc(screened.evaluation.tickets.num_rows)
+            rejected = pa.concat_tables([screened.rejected, unmatched_rows(screened)])
+            results = rules.stamp(screened.evaluation).results
+            return results, rejected.sort_by("row"), batch.num_rows
+
         schema: pa.Schema | None = None
         position = 0
         answered_rows = 0
-        for chunk in reader:
-            batch = chunk.data
-            if batch is None:
-                continue
-            screened = evaluate_rows(batch, rules.policy, rules.calendars, now, check_priority=True)
-            TICKETS_EVALUATED.inc(screened.evaluation.tickets.num_rows)
-            results = rules.stamp(screened.evaluation).results
+        pending: deque[Future[tuple[pa.Table, pa.Table, int]]] = deque()
+
+        def answer() -> None:
+            nonlocal schema, position, answered_rows
+            results, rejected, rows = pending.popleft().result()
             if schema is None:
                 schema = results.schema
                 writer.begin(schema)
             writer.write_table(results)
-            rejected = pa.concat_tables([screened.rejected, unmatched_rows(screened)])
             note = {
                 "batch": position,
-                "rows": batch.num_rows,
+                "rows": rows,
                 "first_row": answered_rows,
-                "rejected": _rows(rejected.sort_by("row"), answered_rows),
+                "rejected": _rows(rejected, answered_rows),
             }
             writer.write_metadata(pa.py_buffer(json.dumps(note).encode()))
             position += 1
-            answered_rows += batch.num_rows
+            answered_rows += rows
+
+        # batch k is evaluated in a worker (one kernel thread; the kernels release the GIL)
+        # while batch k+1 is read and the results of batch k-1 are written
+        with ThreadPoolExecutor(EXCHANGE_PIPELINE, thread_name_prefix="flight-eval") as pool:
+            try:
+                for chunk in reader:
+                    if chunk.data is None:
+                        continue
+                    pending.append(pool.submit(screen, chunk.data))
+                    while len(pending) > EXCHANGE_PIPELINE or (pending and pending[0].done()):
+                        answer()
+                while pending:
+                    answer()
+            finally:
+                for future in pending:
+                    future.cancel()
         if schema is None:  # no batch came: an empty results stream of the right columns
             empty = evaluate_rows(
                 sla.TICKETS.empty_table(), rules.policy, rules.calendars, now
