@@ -40,7 +40,7 @@ T = TypeVar("T")
 FAILED_COUNT_KEY = b"effigate.failed_count"
 FAILED_KEY = b"effigate.failed"
 #: Batches of one exchange being evaluated at once while earlier results are written.
-EXCHANGE_PIPELINE = 1
+EXCHANGE_PIPELINE = 2
 #: The ``DoPut`` ingest kinds of the service layer, by command op.
 _INGEST_KINDS = {"tickets": "tickets", "ticket_events": "events"}
 
