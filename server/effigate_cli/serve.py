@@ -67,6 +67,10 @@ def run_serve(args: argparse.Namespace) -> int:
         problem = address_problem(args.http_address)
     if problem is None and args.flight_address != "off":
         problem = address_problem(args.flight_address)
+        if problem is not None:
+            problem = problem.replace("--address", "--flight-address").replace(
+                "EFFIGATE_ADDRESS", "EFFIGATE_FLIGHT_ADDRESS"
+            )
     if problem is not None:
         raise CommandFailure(problem, EXIT_UNREACHABLE)
     logs.configure(args.log_level)

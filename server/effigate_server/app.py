@@ -277,7 +277,7 @@ class Server:
         await asyncio.gather(
             self.calls.idle(grace),
             self.webhooks.stop(grace),
-            *([self.flight.stop()] if self.flight is not None else []),
+            *([self.flight.stop(grace)] if self.flight is not None else []),
         )
         if self.http is not None:
             await self.http.stop()

@@ -5,8 +5,13 @@ answer; tokens, tenancy and malformed commands are refused with the field named.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -358,3 +363,29 @@ def test_a_bad_descriptor_is_refused_naming_the_field(client, service, tenant) -
         writer.write_table(tickets)
         writer.close()
     raw.close()
+
+
+def test_serve_on_a_busy_flight_port_names_the_flight_setting() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("effigate")),
+                "serve",
+                "--address",
+                "127.0.0.1:0",
+                "--http-address",
+                "off",
+                "--flight-address",
+                f"127.0.0.1:{port}",
+            ],
+            env={**os.environ, "EFFIGATE_DSN": "postgresql://effigate_app@127.0.0.1:1/none"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode != 0 and done.stdout == ""
+    assert f"port {port} is in use on 127.0.0.1" in done.stderr
+    assert "--flight-address" in done.stderr and "EFFIGATE_FLIGHT_ADDRESS" in done.stderr

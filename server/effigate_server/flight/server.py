@@ -9,7 +9,10 @@ the GIL), with the policy and calendars of the process's :class:`RulesetCache`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import threading
 from collections import deque
 from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +37,7 @@ from effigate_server.metrics import TICKETS_EVALUATED, TIME_LOGS_INGESTED
 from effigate_server.streams import MAX_LISTED_ROWS
 
 T = TypeVar("T")
+log = logging.getLogger("effigate.server")
 
 #: Schema metadata keys of a report or results export: how many stored tickets it left out,
 #: and the first :data:`MAX_LISTED_ROWS` of them (JSON list of ``{row, id, field, message}``).
@@ -294,6 +298,20 @@ class FlightHost:
         self.port = self.server.port
         self.url = f"grpc://{host}:{self.port}"
 
-    async def stop(self) -> None:
-        """Stop serving: new calls are refused, the calls in flight finish first."""
-        await asyncio.to_thread(self.server.shutdown)
+    async def stop(self, grace: float) -> None:
+        """Stop serving: new calls are refused, the calls in flight get ``grace`` seconds to
+        finish (Flight's shutdown has no deadline of its own: it runs in a daemon thread,
+        which the process does not wait for once ``grace`` has passed)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def shutdown() -> None:
+            self.server.shutdown()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        threading.Thread(target=shutdown, name="effigate-flight-stop", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), grace)
+        except TimeoutError:
+            log.warning("Flight calls still running after %.0f s; not waited for", grace)
