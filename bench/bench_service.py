@@ -240,7 +240,8 @@ def measure_ingest(
     client: Client, flights: FlightClient, client_id: int, args: argparse.Namespace
 ) -> list[tuple[str, float]]:
     """Best seconds to store ``--ingest-tickets`` new tickets through the IngestTickets stream
-    and through Flight DoPut (alternating which goes first, fresh ids each run); empty when not asked."""
+    and through Flight DoPut (alternating which goes first, fresh ids each run); empty when
+    not asked."""
     n = args.ingest_tickets
     if n <= 0:
         return []
