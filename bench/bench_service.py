@@ -6,13 +6,18 @@ client. Measured in the same run, side by side:
 
 - the Arrow stream: tickets/s from an Arrow table in the client to the results table back in
   the client (serialisation, loopback, server evaluation, and back);
+- Arrow Flight ``DoExchange``: the same tickets, client table to results table, through the
+  Flight endpoints (record batches as Arrow's own messages, evaluated batch by batch);
 - the in-process kernel on the same tickets (``sla.evaluate``, one and two threads): the
-  ceiling the stream is compared with;
+  ceiling the stream and Flight are compared with;
+- ticket ingest: the ``IngestTickets`` Arrow-chunk stream and Flight ``DoPut`` storing the
+  same number of new tickets (fresh ids each run), tickets/s;
 - unary ``Evaluate`` of one ticket and ``GetTicketStatus`` of one stored ticket, called back to
   back: p50 / p99 / max latency.
 
     python bench/bench_service.py [--tickets 1000000] [--chunk 131072] [--calls 2000]
     python bench/bench_service.py --unary-only   # the two latencies only
+    python bench/bench_service.py --ingest-tickets 0   # no ingest comparison
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import pyarrow as pa  # noqa: E402
 from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
 from bench_store import drop_database, fresh_database, service_dsn  # noqa: E402
 
@@ -41,6 +47,7 @@ from effigate_client import (  # noqa: E402
     tickets_pb2,
     to_timestamp,
 )
+from effigate_client.flight import FlightClient  # noqa: E402
 from effigate_engine import CalendarSet, sla  # noqa: E402
 from effigate_engine.store.dsn import with_database  # noqa: E402
 from effigate_engine.store.settings import resolve_test_dsn  # noqa: E402
@@ -71,6 +78,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=131_072, help="tickets per stream message")
     parser.add_argument("--calls", type=int, default=2_000, help="unary calls for latency")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--ingest-tickets", type=int, default=100_000, help="new tickets per ingest run"
+    )
     parser.add_argument(
         "--unary-only", action="store_true", help="measure the unary latencies only"
     )
@@ -145,6 +155,23 @@ def main() -> None:
                 lambda: client.evaluate_arrow(stored.id, batch, NOW, chunk_rows=args.chunk),
                 args.repeats,
             )
+            with FlightClient(service.flight_url, token, timeout=600) as flights:
+                flights.evaluate(batch.slice(0, 1000), stored.id, NOW)
+                # interleaved with the kernel, run for run: on a shared machine the load
+                # moves between runs, and the ratio is taken of runs made side by side
+                paired = CalendarSet(cals)
+                flight_s = paired_s = float("inf")
+                for _ in range(args.repeats):
+                    kernel_s, _ = best_of(
+                        lambda: sla.evaluate(batch, policy, paired, NOW, threads=1), 1
+                    )
+                    paired_s = min(paired_s, kernel_s)
+                    seconds, exchanged = best_of(
+                        lambda: flights.evaluate(batch, stored.id, NOW, batch_rows=args.chunk),
+                        1,
+                    )
+                    flight_s = min(flight_s, seconds)
+                ingest = measure_ingest(client, flights, client_id, args)
             compiled = CalendarSet(cals)
             one_s, local = best_of(
                 lambda: sla.evaluate(batch, policy, compiled, NOW, threads=1), args.repeats
@@ -152,7 +179,7 @@ def main() -> None:
             two_s, _ = best_of(
                 lambda: sla.evaluate(batch, policy, compiled, NOW, threads=2), args.repeats
             )
-            assert out.num_rows == local.results.num_rows
+            assert out.num_rows == local.results.num_rows == exchanged.num_rows
             after_bulk = unary()
 
     finally:
@@ -169,12 +196,70 @@ def main() -> None:
         ("in-process kernel, 1 thread (ceiling)", one_s),
         ("in-process kernel, 2 threads", two_s),
         ("Arrow stream over loopback (client+server)", stream_s),
+        ("Flight DoExchange over loopback", flight_s),
     ]
     for label, seconds in rows:
         print(f"  {label:<44} {seconds:>8.3f} {n / seconds:>12,.0f} {one_s / seconds:>9.2f}x")
+    print(
+        f"  Flight DoExchange vs the kernel run beside it (interleaved, best of"
+        f" {args.repeats} each): {paired_s / flight_s:.2f}x"
+        f" (kernel {n / paired_s:,.0f}, Flight {n / flight_s:,.0f} tickets/s)"
+    )
+    if ingest:
+        m = args.ingest_tickets
+        print(f"Ticket ingest, {m:,} new tickets per run, best of {args.repeats}")
+        print(f"  {'path':<44} {'seconds':>8} {'tickets/s':>12} {'vs stream':>10}")
+        for label, seconds in ingest:
+            ratio = ingest[0][1] / seconds
+            print(f"  {label:<44} {seconds:>8.3f} {m / seconds:>12,.0f} {ratio:>9.2f}x")
     report_latency("unary Evaluate, 1 ticket", args.calls, latencies)
     report_latency("unary GetTicketStatus", args.calls, status_latencies)
     report_latency("unary Evaluate, 1 ticket, after the bulk runs", args.calls, after_bulk)
+
+
+def ticket_rows(prefix: str, n: int, client_id: int) -> pa.Table:
+    """``n`` new tickets of the store's ``tickets`` columns, ids ``{prefix}-{i}``."""
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+    stamp = pa.timestamp("us", tz="UTC")
+    created = pa.array([start + i * 60_000_000 for i in range(n)], pa.int64()).cast(stamp)
+    return pa.table(
+        {
+            "id": [f"{prefix}-{i}" for i in range(n)],
+            "client_id": pa.array([client_id] * n, pa.int64()),
+            "contract_id": pa.nulls(n, pa.int64()),
+            "priority": [("CRITICAL", "HIGH", "MEDIUM", "LOW")[i % 4] for i in range(n)],
+            "status": ["OPEN"] * n,
+            "created_at": created,
+            "first_response_at": pa.nulls(n, stamp),
+            "resolved_at": pa.nulls(n, stamp),
+        }
+    )
+
+
+def measure_ingest(
+    client: Client, flights: FlightClient, client_id: int, args: argparse.Namespace
+) -> list[tuple[str, float]]:
+    """Best seconds to store ``--ingest-tickets`` new tickets through the IngestTickets stream
+    and through Flight DoPut (alternating which goes first, fresh ids each run); empty when
+    not asked."""
+    n = args.ingest_tickets
+    if n <= 0:
+        return []
+    stream_s = put_s = float("inf")
+    for run in range(args.repeats):
+        streamed = ticket_rows(f"S{run}", n, client_id)
+        putting = ticket_rows(f"F{run}", n, client_id)
+        for path in ("stream", "put") if run % 2 == 0 else ("put", "stream"):
+            started = time.perf_counter()
+            if path == "stream":
+                summary = client.ingest_tickets(streamed, chunk_rows=args.chunk)
+                stream_s = min(stream_s, time.perf_counter() - started)
+                assert summary.inserted == n, summary
+            else:
+                put = flights.ingest_tickets(putting)
+                put_s = min(put_s, time.perf_counter() - started)
+                assert put["inserted"] == n, put
+    return [("IngestTickets Arrow-chunk stream", stream_s), ("Flight DoPut", put_s)]
 
 
 def report_latency(label: str, calls: int, lat: list[float]) -> None:

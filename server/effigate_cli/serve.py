@@ -19,6 +19,8 @@ from effigate_cli.failures import EXIT_UNREACHABLE, CommandFailure
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 #: The Connect API (HTTP/JSON) and the screens; ``off`` serves gRPC alone.
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+#: The Arrow Flight endpoints (bulk evaluation, ingest, exports); ``off``: none.
+DEFAULT_FLIGHT_ADDRESS = "127.0.0.1:8815"
 
 
 def add_commands(commands: Any) -> None:
@@ -29,6 +31,11 @@ def add_commands(commands: Any) -> None:
         "--http-address",
         default=os.environ.get("EFFIGATE_HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS),
         help="host:port of the HTTP/JSON API and the screens ('off': none)",
+    )
+    serve.add_argument(
+        "--flight-address",
+        default=os.environ.get("EFFIGATE_FLIGHT_ADDRESS", DEFAULT_FLIGHT_ADDRESS),
+        help="host:port of the Arrow Flight endpoints ('off': none)",
     )
     serve.add_argument(
         "--cors-origin",
@@ -58,6 +65,12 @@ def run_serve(args: argparse.Namespace) -> int:
     problem = address_problem(args.address)  # before the database starts: fail fast
     if problem is None and args.http_address != "off":
         problem = address_problem(args.http_address)
+    if problem is None and args.flight_address != "off":
+        problem = address_problem(args.flight_address)
+        if problem is not None:
+            problem = problem.replace("--address", "--flight-address").replace(
+                "EFFIGATE_ADDRESS", "EFFIGATE_FLIGHT_ADDRESS"
+            )
     if problem is not None:
         raise CommandFailure(problem, EXIT_UNREACHABLE)
     logs.configure(args.log_level)
@@ -71,6 +84,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"effigate: serving on {address}", flush=True)
         if server.http is not None:
             print(f"effigate: HTTP on {server.http.url}", flush=True)
+        if server.flight is not None:
+            print(f"effigate: Flight on {server.flight.url}", flush=True)
         if args.demo:
             task = asyncio.get_running_loop().create_task(
                 serve_demo(
@@ -102,6 +117,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 metrics_port=args.metrics_port,
                 http_address=None if args.http_address == "off" else args.http_address,
                 cors_origins=tuple(args.cors_origin),
+                flight_address=None if args.flight_address == "off" else args.flight_address,
                 ready=ready,
                 stopping=stopping,
             )

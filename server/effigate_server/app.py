@@ -47,6 +47,7 @@ from effigate_server.billing import (
 from effigate_server.catalog import CatalogServicer
 from effigate_server.events import EventServicer
 from effigate_server.fields import LIMITS
+from effigate_server.flight import FlightHost
 from effigate_server.interceptors import AuthInterceptor, Calls
 from effigate_server.routing import RoutingServicer
 from effigate_server.sla import ReportServicer, SlaServicer
@@ -140,6 +141,7 @@ class Server:
     webhooks: DeliveryWorker
     firing: SlaFiring | None = None
     http: HttpHost | None = None
+    flight: FlightHost | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -153,13 +155,15 @@ class Server:
         fire_sla: bool = True,
         http_address: str | None = None,
         cors_origins: tuple[str, ...] = (),
+        flight_address: str | None = None,
     ) -> Server:
         """Build and start a server on ``address`` (port 0: a free port) over ``store``, with
         its webhook delivery worker (``webhooks``: its settings; default: the environment's
         ``EFFIGATE_WEBHOOK_*``) and its SLA firing loop (``fire_sla``) reading ``clock``
         (default: the process's). With ``http_address`` (port 0: a free port) the same
         process also serves the Connect API and the screens over HTTP there, calls from the
-        browser origins ``cors_origins`` allowed."""
+        browser origins ``cors_origins`` allowed. With ``flight_address`` (port 0: a free
+        port) it also serves the Arrow Flight endpoints there (``effigate_server.flight``)."""
         settings = webhooks or DeliverySettings.from_environ()
         cache = RulesetCache()
         calls = Calls()
@@ -235,7 +239,26 @@ class Server:
                 await server.stop(0)
                 raise AddressUnavailable(str(exc)) from None
             await http.start()
-        return cls(server, store, port, checks, calls, worker, firing, http)
+        flight = None
+        if flight_address is not None:
+            try:
+                flight = FlightHost(
+                    flight_address,
+                    store,
+                    cache,
+                    TokenResolver(store),
+                    calls,
+                    asyncio.get_running_loop(),
+                )
+            except OSError as exc:
+                await worker.stop(0)
+                if firing is not None:
+                    await firing.stop()
+                if http is not None:
+                    await http.stop()
+                await server.stop(0)
+                raise AddressUnavailable(str(exc)) from None
+        return cls(server, store, port, checks, calls, worker, firing, http, flight)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting calls, let in-flight calls finish (up to ``grace`` seconds), close.
@@ -251,7 +274,11 @@ class Server:
         started = time.monotonic()
         # webhook attempts in flight finish and are recorded meanwhile (the worker claims no
         # more); any cut off are tried again, with the same webhook-id, once their lease ends
-        await asyncio.gather(self.calls.idle(grace), self.webhooks.stop(grace))
+        await asyncio.gather(
+            self.calls.idle(grace),
+            self.webhooks.stop(grace),
+            *([self.flight.stop(grace)] if self.flight is not None else []),
+        )
         if self.http is not None:
             await self.http.stop()
         await self.grpc_server.stop(max(0.0, grace - (time.monotonic() - started)))
@@ -268,6 +295,7 @@ async def serve(
     metrics_port: int | None = None,
     http_address: str | None = None,
     cors_origins: tuple[str, ...] = (),
+    flight_address: str | None = None,
     ready: Any = None,
     stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
@@ -275,7 +303,8 @@ async def serve(
 
     Serves as the service role at ``app_dsn``; with the owner's ``admin_dsn`` the database is
     migrated first (else it must be current). With ``http_address`` the Connect API and the
-    screens are served there too (browser origins ``cors_origins`` allowed). ``ready`` is
+    screens are served there too (browser origins ``cors_origins`` allowed), with
+    ``flight_address`` the Arrow Flight endpoints. ``ready`` is
     called with the :class:`Server` once it listens; ``stopping`` is awaited once the signal
     came, before the server stops (to cancel work of the process's own, such as the demo's
     load).
@@ -283,7 +312,11 @@ async def serve(
     store = await Store.open(app_dsn, admin_dsn=admin_dsn)
     try:
         server = await Server.start(
-            store, address, http_address=http_address, cors_origins=cors_origins
+            store,
+            address,
+            http_address=http_address,
+            cors_origins=cors_origins,
+            flight_address=flight_address,
         )
     except BaseException:
         await store.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 READY = re.compile(r"serving on (\S+)")
 HTTP_READY = re.compile(r"HTTP on (\S+)")
+FLIGHT_READY = re.compile(r"Flight on (\S+)")
 
 
 @dataclass
@@ -24,6 +25,9 @@ class ServiceProcess:
     process: subprocess.Popen[str]
     #: base URL of the HTTP/JSON API and the screens (``None`` when served without)
     http_url: str | None = None
+    #: location of the Arrow Flight endpoints, ``grpc://host:port`` (``None`` when served
+    #: without)
+    flight_url: str | None = None
 
     @classmethod
     def start(
@@ -36,10 +40,12 @@ class ServiceProcess:
         args: Sequence[str] = ("--log-level", "WARNING"),
         http_address: str | None = "127.0.0.1:0",
         log: Path | None = None,
+        flight_address: str | None = "127.0.0.1:0",
     ) -> ServiceProcess:
         """Start the service as the service role at ``dsn`` (``EFFIGATE_DSN``; port 0: a free
         port), migrating first with the owner's ``admin_dsn`` (``EFFIGATE_ADMIN_DSN``) when
-        given, with further ``args``, serving HTTP on ``http_address`` (``None``: none); its
+        given, with further ``args``, serving HTTP on ``http_address`` and Arrow Flight on
+        ``flight_address`` (``None``: none); its
         logs go to the file ``log`` (default: discarded). Returns once it listens."""
         effigate = Path(sys.executable).with_name("effigate")
         env = {**os.environ, "EFFIGATE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
@@ -55,6 +61,8 @@ class ServiceProcess:
                     address,
                     "--http-address",
                     http_address or "off",
+                    "--flight-address",
+                    flight_address or "off",
                     *args,
                 ],
                 stdout=subprocess.PIPE,
@@ -69,12 +77,15 @@ class ServiceProcess:
             if not line:
                 break
             match = READY.search(line)
-            if match and http_address is None:
-                return cls(match.group(1), process)
             if match:
-                served = match.group(1)
-                http = HTTP_READY.search(process.stdout.readline())
-                return cls(served, process, http.group(1) if http else None)
+                served, http_url, flight_url = match.group(1), None, None
+                if http_address is not None:
+                    http = HTTP_READY.search(process.stdout.readline())
+                    http_url = http.group(1) if http else None
+                if flight_address is not None:
+                    flight = FLIGHT_READY.search(process.stdout.readline())
+                    flight_url = flight.group(1) if flight else None
+                return cls(served, process, http_url, flight_url)
         process.kill()
         raise RuntimeError(f"effigate serve did not start (exit code {process.poll()})")
 
