@@ -152,10 +152,11 @@ class SlaServicer(rpc.SlaServiceServicer):
             rows = few.evaluate_values(values, rules.policy, rules.calendars, few.seconds(now))
             if rows is not None:
                 TICKETS_EVALUATED.inc(len(values))
-                return pb.EvaluateResponse(
-                    results=metric_messages(rows, rules.policy_version, rules.calendar_versions),
-                    now=timestamp(now),
+                response = pb.EvaluateResponse(now=timestamp(now))
+                metric_messages(
+                    rows, rules.policy_version, rules.calendar_versions, response.results
                 )
+                return response
             table = tickets_table(inputs)
         evaluation = rules.stamp(sla.evaluate(table, rules.policy, rules.calendars, now))
         TICKETS_EVALUATED.inc(table.num_rows)

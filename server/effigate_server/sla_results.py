@@ -5,9 +5,9 @@ the stored tickets a report left out as ``TicketFailure`` messages."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from effigate.v1 import common_pb2
 from effigate.v1 import sla_pb2 as pb
@@ -25,38 +25,46 @@ def metric_statuses(results: pa.Table) -> list[pb.MetricStatus]:
 
 
 def metric_messages(
-    rows: Iterable[MetricRow], policy_version: int, calendar_versions: Mapping[str, int]
-) -> list[pb.MetricStatus]:
+    rows: Iterable[MetricRow],
+    policy_version: int,
+    calendar_versions: Mapping[str, int],
+    into: Any = None,
+) -> Any:
     """Typed messages of SLA result rows given as plain values (instants in epoch seconds),
-    computed with ``policy_version`` of the policy and ``calendar_versions`` (by name)."""
-    out = []
+    computed with ``policy_version`` of the policy and ``calendar_versions`` (by name): added
+    to the repeated field ``into`` (a response's, so they are not copied there), else
+    returned as a list."""
+    out = [] if into is None else into
+    add = pb.MetricStatus if into is None else into.add
     for row in rows:
-        fields: dict[str, object] = {
-            "ticket_id": row.ticket_id,
-            "metric": row.metric,
-            "status": row.status,
-            "target_seconds": row.target_seconds,
-            "elapsed_seconds": row.elapsed_seconds,
-            "remaining_seconds": row.remaining_seconds,
-            "escalation_level": row.escalation_level,
-            "escalation_notify": row.escalation_notify or "",
-            "calendar": row.calendar,
-            "rule": row.rule,
-            "policy_version": policy_version,
-            "calendar_version": calendar_versions.get(row.calendar, 0),
-        }
-        for name in _INSTANTS:
-            value = getattr(row, name)
-            if value is not None:
-                fields[name] = Timestamp(seconds=value)
+        message = add(
+            ticket_id=row.ticket_id,
+            metric=row.metric,
+            status=row.status,
+            target_seconds=row.target_seconds,
+            elapsed_seconds=row.elapsed_seconds,
+            remaining_seconds=row.remaining_seconds,
+            escalation_level=row.escalation_level,
+            escalation_notify=row.escalation_notify or "",
+            calendar=row.calendar,
+            rule=row.rule,
+            policy_version=policy_version,
+            calendar_version=calendar_versions.get(row.calendar, 0),
+        )
+        # setting a Timestamp's seconds marks it present (nanos stay 0: whole seconds)
+        if row.deadline is not None:
+            message.deadline.seconds = row.deadline
+        if row.stopped_at is not None:
+            message.stopped_at.seconds = row.stopped_at
+        if row.breached_at is not None:
+            message.breached_at.seconds = row.breached_at
+        if row.next_escalation_at is not None:
+            message.next_escalation_at.seconds = row.next_escalation_at
         if row.breach_seconds is not None:
-            fields["breach_seconds"] = row.breach_seconds
-        out.append(pb.MetricStatus(**fields))
+            message.breach_seconds = row.breach_seconds
+        if into is None:
+            out.append(message)
     return out
-
-
-#: The instants of a result row a ``MetricStatus`` carries (``warning_at`` it does not).
-_INSTANTS = ("deadline", "stopped_at", "breached_at", "next_escalation_at")
 
 
 def ticket_failures(failures: pa.Table) -> list[common_pb2.TicketFailure]:

@@ -138,10 +138,11 @@ class TicketServicer(rpc.TicketServiceServicer):
             optional_datetime(request, "at"),
         )
         rules = status.rules
-        return pb.TicketStatus(
-            ticket=ticket_message(status.ticket),
-            metrics=metric_messages(status.rows, rules.policy_version, rules.calendar_versions),
+        response = pb.TicketStatus(ticket=ticket_message(status.ticket))
+        metric_messages(
+            status.rows, rules.policy_version, rules.calendar_versions, response.metrics
         )
+        return response
 
     @guarded
     async def GetTicketTimeline(

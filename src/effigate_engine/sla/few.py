@@ -15,6 +15,7 @@ raises the errors naming ticket, field and value.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -104,14 +105,57 @@ def _code(specs: Specs, name: str, value: str | None) -> int:
         return -1
 
 
+class _Plan(NamedTuple):
+    """What :func:`evaluate_values` reads of a policy flattened over a calendar set, as plain
+    values: per spec its target, the matched rule's index in the policy and the calendar's
+    name; the escalation notifications; empty pause columns."""
+
+    specs: Specs
+    target: list[int]
+    rule: list[int]
+    calendar: list[str]
+    notify: list[str]
+    no_pauses: np.ndarray
+
+
+_PLANS: weakref.WeakKeyDictionary[CalendarSet, list[tuple[Policy, _Plan]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plan(policy: Policy, calendars: CalendarSet) -> _Plan:
+    """The plan of ``policy`` over ``calendars``, remembered like ``flattened`` remembers its
+    specs (a service evaluates the same policy over and over)."""
+    entries = _PLANS.setdefault(calendars, [])
+    for known, plan in entries:
+        if known is policy:
+            return plan
+    specs = flattened([policy], calendars)
+    names = [c.name for c in calendars.calendars]
+    plan = _Plan(
+        specs,
+        specs.target.tolist(),
+        specs.rule_local[specs.spec_rule].tolist(),
+        [names[c] for c in specs.cal.tolist()],
+        specs.notify or [""],
+        np.empty(0, np.int64),
+    )
+    entries.append((policy, plan))
+    del entries[:-8]
+    return plan
+
+
 def evaluate_values(
     tickets: Sequence[TicketValues], policy: Policy, calendars: CalendarSet, now: int
 ) -> list[MetricRow] | None:
     """The result rows of ``tickets`` under ``policy`` at ``now`` (epoch seconds), in the
     order :func:`~effigate_engine.sla.evaluation.evaluate` gives them; ``None`` when a ticket
     is not the ordinary case (see the module docstring) and :func:`evaluate` must answer."""
-    specs = flattened([policy], calendars)
     n = len(tickets)
+    if n == 0:
+        return None
+    plan = _plan(policy, calendars)
+    specs = plan.specs
     int64 = np.int64
     try:
         match = _evaluate.MatchColumns(
@@ -127,7 +171,7 @@ def evaluate_values(
     except EffigateError:
         return None
     rule_of, row_count = _evaluate.match_rules(match, specs.rule_table)
-    if (rule_of < 0).any():
+    if min(rule_of.tolist()) < 0:
         return None
     offsets, starts, ends, bits = [0], [], [], []
     status_bit = specs.status_bit
@@ -139,37 +183,36 @@ def evaluate_values(
             ends.append(NO_INSTANT if end is None else end)
             bits.append(status_bit.get(status, OTHER_STATUS))  # type: ignore[arg-type]
         offsets.append(len(starts))
-    row_offset = np.zeros(n + 1, int64)
-    np.cumsum(row_count, out=row_offset[1:])
+    counts = row_count.tolist()
+    first = [0] * n
+    for i in range(1, n):
+        first[i] = first[i - 1] + counts[i - 1]
+    if starts:
+        pause_columns = (np.array(starts, int64), np.array(ends, int64), np.array(bits, int64))
+    else:
+        pause_columns = (plan.no_pauses,) * 3
     columns = _evaluate.TicketColumns(
         np.array([t.created for t in tickets], int64),
         np.array([_instant(t.first_response) for t in tickets], int64),
         np.array([_instant(t.resolution_plan) for t in tickets], int64),
         np.array([_instant(t.resolved) for t in tickets], int64),
         rule_of,
-        row_offset[:n],
+        np.array(first, int64),
         np.array(offsets, int64),
-        np.array(starts, int64),
-        np.array(ends, int64),
-        np.array(bits, int64),
+        *pause_columns,
     )
-    out = _evaluate.ResultBuffers(int(row_offset[-1]))
+    out = _evaluate.ResultBuffers(sum(counts))
     bad, _ = _evaluate.evaluate_tickets(
         calendars.packed, np.array([now], int64), False, columns, specs.spec_table, out, 0
     )
     if bad >= 0:
         return None
-    return _rows(tickets, policy, specs, calendars, out)
+    return _rows(tickets, policy, plan, out)
 
 
 def _rows(
-    tickets: Sequence[TicketValues],
-    policy: Policy,
-    specs: Specs,
-    calendars: CalendarSet,
-    out: _evaluate.ResultBuffers,
+    tickets: Sequence[TicketValues], policy: Policy, plan: _Plan, out: _evaluate.ResultBuffers
 ) -> list[MetricRow] | None:
-    cal_names = [c.name for c in calendars.calendars]
     columns = zip(
         out.ticket.tolist(),
         out.spec.tolist(),
@@ -186,6 +229,7 @@ def _rows(
         strict=True,
     )
     rows = []
+    name = policy.name
     for (
         ticket,
         spec,
@@ -197,10 +241,10 @@ def _rows(
         breach,
         level,
         notify,
-        nxt,
-        warn,
+        *rest,
     ) in columns:
-        target = int(specs.target[spec])
+        nxt, warn = rest
+        target = plan.target[spec]
         breached = status == _BREACHED
         if breached and deadline == NO_INSTANT:
             return None  # the Arrow results would hold no instant there: leave it to them
@@ -208,10 +252,10 @@ def _rows(
             MetricRow(
                 tickets[ticket].ticket_id,
                 METRICS[metric],
-                policy.name,
-                int(specs.rule_local[specs.spec_rule[spec]]),
+                name,
+                plan.rule[spec],
                 target,
-                cal_names[specs.cal[spec]],
+                plan.calendar[spec],
                 None if deadline == NO_INSTANT else deadline,
                 elapsed,
                 target - elapsed,
@@ -220,7 +264,7 @@ def _rows(
                 deadline if breached else None,
                 breach if breached else None,
                 level,
-                None if notify < 0 else (specs.notify or [""])[notify],
+                None if notify < 0 else plan.notify[notify],
                 None if nxt == NO_INSTANT else nxt,
                 None if warn == NO_INSTANT else warn,
             )
