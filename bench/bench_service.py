@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -241,6 +242,7 @@ class UnaryCalls:
         try:
             raw_sla = sla_pb2_grpc.SlaServiceStub(channel)
             raw_tickets = tickets_pb2_grpc.TicketServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
             metadata = self.metadata
             forms = {
                 "Evaluate, 1 ticket (Python client)": (client.sla.Evaluate, self.single),
@@ -252,6 +254,12 @@ class UnaryCalls:
                 "GetTicketStatus (raw stub)": (
                     lambda r: raw_tickets.GetTicketStatus(r, metadata=metadata, timeout=60),
                     self.status,
+                ),
+                # the floor: a unary call on the same server with no token, no interceptor
+                # work and no servicer work (gRPC's own cost, client and server)
+                "health Check (raw stub, the gRPC floor)": (
+                    lambda r: health.Check(r, timeout=60),
+                    health_pb2.HealthCheckRequest(),
                 ),
             }
             for label, (call, request) in forms.items():
