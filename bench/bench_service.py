@@ -16,7 +16,8 @@ client. Measured in the same run, side by side:
   back: p50 / p99 / max latency.
 
     python bench/bench_service.py [--tickets 1000000] [--chunk 131072] [--calls 2000]
-    python bench/bench_service.py --unary-only   # the two latencies only
+    python bench/bench_service.py --unary-only   # the two unary calls only: latency at one
+        caller (Python client and raw stub), throughput at --callers concurrent callers
     python bench/bench_service.py --ingest-tickets 0   # no ingest comparison
 """
 
@@ -29,8 +30,14 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +47,7 @@ import pyarrow as pa  # noqa: E402
 from bench_sla import NOW, calendars, policies, tickets  # noqa: E402
 from bench_store import drop_database, fresh_database, service_dsn  # noqa: E402
 
+from effigate.v1 import sla_pb2_grpc, tickets_pb2_grpc  # noqa: E402
 from effigate_client import (  # noqa: E402
     Client,
     catalog_pb2,
@@ -84,6 +92,9 @@ def main() -> None:
     parser.add_argument(
         "--unary-only", action="store_true", help="measure the unary latencies only"
     )
+    parser.add_argument(
+        "--callers", type=int, default=8, help="concurrent callers for unary throughput"
+    )
     args = parser.parse_args()
 
     server_dsn = resolve_test_dsn()
@@ -106,20 +117,12 @@ def main() -> None:
                     name=policy.name, calendar_id=first, body_json=json.dumps(policy.to_json())
                 )
             )
-            batch = tickets(
-                args.tickets, int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()), 300 * 24 * H
-            )
-            batch = batch.drop_columns(["policy"])
-            # warm: the server compiles the tenant's calendars once (cached afterwards)
-            client.evaluate_arrow(stored.id, batch.slice(0, 1000), NOW)
-
             single = sla_pb2.EvaluateRequest(policy_id=stored.id, now=to_timestamp(NOW))
             single.tickets.add(
                 ticket_id="T-1",
                 priority="HIGH",
                 created_at=to_timestamp(datetime(2026, 11, 19, 14, tzinfo=UTC)),
             )
-
             client.tickets.CreateTicket(
                 tickets_pb2.CreateTicketRequest(
                     id="T-STATUS",
@@ -131,26 +134,19 @@ def main() -> None:
             status = tickets_pb2.GetTicketStatusRequest(
                 ticket_id="T-STATUS", policy_id=stored.id, at=to_timestamp(NOW)
             )
-
-            def timed(call) -> list[float]:
-                for _ in range(200):
-                    call()
-                out = []
-                for _ in range(args.calls):
-                    started = time.perf_counter()
-                    call()
-                    out.append((time.perf_counter() - started) * 1000)
-                return sorted(out)
-
-            def unary() -> list[float]:
-                return timed(lambda: client.sla.Evaluate(single))
-
-            latencies = unary()
-            status_latencies = timed(lambda: client.tickets.GetTicketStatus(status))
+            # warm: the server compiles the tenant's calendars once (cached afterwards)
+            client.sla.Evaluate(single)
+            unary_calls = UnaryCalls(service.address, token, single, status)
+            unary = unary_calls.measure(client, args.calls, args.repeats, args.callers)
             if args.unary_only:
-                report_latency("unary Evaluate, 1 ticket", args.calls, latencies)
-                report_latency("unary GetTicketStatus", args.calls, status_latencies)
+                unary.report(args.calls, args.repeats, args.callers)
                 return
+            batch = tickets(
+                args.tickets, int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()), 300 * 24 * H
+            )
+            batch = batch.drop_columns(["policy"])
+            client.evaluate_arrow(stored.id, batch.slice(0, 1000), NOW)
+
             stream_s, out = best_of(
                 lambda: client.evaluate_arrow(stored.id, batch, NOW, chunk_rows=args.chunk),
                 args.repeats,
@@ -180,7 +176,7 @@ def main() -> None:
                 lambda: sla.evaluate(batch, policy, compiled, NOW, threads=2), args.repeats
             )
             assert out.num_rows == local.results.num_rows == exchanged.num_rows
-            after_bulk = unary()
+            after_bulk = unary_calls.latencies(client.sla.Evaluate, args.calls)
 
     finally:
         service.stop()
@@ -212,8 +208,7 @@ def main() -> None:
         for label, seconds in ingest:
             ratio = ingest[0][1] / seconds
             print(f"  {label:<44} {seconds:>8.3f} {m / seconds:>12,.0f} {ratio:>9.2f}x")
-    report_latency("unary Evaluate, 1 ticket", args.calls, latencies)
-    report_latency("unary GetTicketStatus", args.calls, status_latencies)
+    unary.report(args.calls, args.repeats, args.callers)
     report_latency("unary Evaluate, 1 ticket, after the bulk runs", args.calls, after_bulk)
 
 
@@ -266,6 +261,141 @@ def report_latency(label: str, calls: int, lat: list[float]) -> None:
     """Print p50 / p99 / max of sorted latencies in milliseconds."""
     p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
     print(f"{label}, {calls:,} calls: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms")
+
+
+#: Seconds each concurrent-callers throughput run lasts.
+THROUGHPUT_SECONDS = 3.0
+
+
+@dataclass
+class UnaryFigures:
+    """Sorted latencies (ms) of the best round per call form, and throughput (calls/s) at
+    ``callers`` concurrent callers with their latencies."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    throughput: dict[str, tuple[float, list[float]]] = field(default_factory=dict)
+    load: str = ""
+
+    def report(self, calls: int, repeats: int, callers: int) -> None:
+        print(f"unary calls, one caller, back to back, best round of {repeats} by p99")
+        print(f"  load average: {self.load}")
+        for label, lat in self.latencies.items():
+            report_latency(f"  {label}", calls, lat)
+        print(f"unary throughput, {callers} concurrent callers (own channel each, asyncio)")
+        for label, (rate, lat) in self.throughput.items():
+            p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+            print(
+                f"  {label}: {rate:,.0f} calls/s (best of {repeats}),"
+                f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            )
+
+
+class UnaryCalls:
+    """Unary ``Evaluate`` of one inline ticket and ``GetTicketStatus`` of one stored ticket:
+    through the Python client (:class:`Client`, what users call) and through a raw generated
+    stub (the client library's own per-call cost left out), one caller back to back; then
+    throughput at N concurrent callers, each with a channel of its own (``grpc.aio``)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        single: sla_pb2.EvaluateRequest,
+        status: tickets_pb2.GetTicketStatusRequest,
+    ) -> None:
+        self.address = address
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.single = single
+        self.status = status
+
+    def latencies(self, call: Callable[[Any], Any], calls: int, request: Any = None) -> list[float]:
+        """Sorted milliseconds of ``calls`` back-to-back calls (after 200 warm-up calls)."""
+        request = self.single if request is None else request
+        for _ in range(200):
+            call(request)
+        out = []
+        clock = time.perf_counter_ns
+        for _ in range(calls):
+            started = clock()
+            call(request)
+            out.append((clock() - started) / 1e6)
+        return sorted(out)
+
+    def measure(self, client: Client, calls: int, repeats: int, callers: int) -> UnaryFigures:
+        figures = UnaryFigures()
+        channel = grpc.insecure_channel(self.address)
+        try:
+            raw_sla = sla_pb2_grpc.SlaServiceStub(channel)
+            raw_tickets = tickets_pb2_grpc.TicketServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            metadata = self.metadata
+            forms = {
+                "Evaluate, 1 ticket (Python client)": (client.sla.Evaluate, self.single),
+                "Evaluate, 1 ticket (raw stub)": (
+                    lambda r: raw_sla.Evaluate(r, metadata=metadata, timeout=60),
+                    self.single,
+                ),
+                "GetTicketStatus (Python client)": (client.tickets.GetTicketStatus, self.status),
+                "GetTicketStatus (raw stub)": (
+                    lambda r: raw_tickets.GetTicketStatus(r, metadata=metadata, timeout=60),
+                    self.status,
+                ),
+                # the floor: a unary call on the same server with no token, no interceptor
+                # work and no servicer work (gRPC's own cost, client and server)
+                "health Check (raw stub, the gRPC floor)": (
+                    lambda r: health.Check(r, timeout=60),
+                    health_pb2.HealthCheckRequest(),
+                ),
+            }
+            for label, (call, request) in forms.items():
+                rounds = [self.latencies(call, calls, request) for _ in range(repeats)]
+                figures.latencies[label] = min(
+                    rounds, key=lambda lat: lat[int(len(lat) * 0.99) - 1]
+                )
+        finally:
+            channel.close()
+        for label, method, request in (
+            ("Evaluate, 1 ticket", "/effigate.v1.SlaService/Evaluate", self.single),
+            ("GetTicketStatus", "/effigate.v1.TicketService/GetTicketStatus", self.status),
+        ):
+            runs = [asyncio.run(self._concurrent(method, request, callers)) for _ in range(repeats)]
+            figures.throughput[label] = max(runs, key=lambda run: run[0])
+        figures.load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        return figures
+
+    async def _concurrent(
+        self, method: str, request: Any, callers: int
+    ) -> tuple[float, list[float]]:
+        """Calls/s of ``callers`` tasks calling back to back for :data:`THROUGHPUT_SECONDS`,
+        and their sorted latencies (ms)."""
+        channels = [grpc.aio.insecure_channel(self.address) for _ in range(callers)]
+        payload = request.SerializeToString()
+        lat: list[float] = []
+        clock = time.perf_counter_ns
+
+        calls = [c.unary_unary(method, lambda b: b, lambda b: b) for c in channels]
+        for call in calls:  # connected and warm before the clock starts
+            for _ in range(20):
+                await call(payload, metadata=self.metadata)
+
+        async def caller(call: Any, until: float) -> int:
+            done = 0
+            while time.perf_counter() < until:
+                started = clock()
+                await call(payload, metadata=self.metadata)
+                lat.append((clock() - started) / 1e6)
+                done += 1
+            return done
+
+        try:
+            started = time.perf_counter()
+            until = started + THROUGHPUT_SECONDS
+            counts = await asyncio.gather(*(caller(c, until) for c in calls))
+            elapsed = time.perf_counter() - started
+        finally:
+            for channel in channels:
+                await channel.close()
+        return sum(counts) / elapsed, sorted(lat)
 
 
 if __name__ == "__main__":

@@ -209,17 +209,32 @@ class Call:
         self._calls.leave()
         _principal.reset(self._token)
         elapsed = time.perf_counter() - self._started
-        REQUESTS.labels(self.method, code).inc()
-        LATENCY.labels(self.method).observe(elapsed)
-        log.info(
-            "rpc",
-            extra={
-                "rpc": self.method,
-                "code": code,
-                "ms": round(elapsed * 1000, 3),
-                "tenant": None if self.principal is None else str(self.principal.tenant_id),
-            },
-        )
+        counted, timed = _children(self.method, code)
+        counted.inc()
+        timed.observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "rpc",
+                extra={
+                    "rpc": self.method,
+                    "code": code,
+                    "ms": round(elapsed * 1000, 3),
+                    "tenant": None if self.principal is None else str(self.principal.tenant_id),
+                },
+            )
+
+
+#: The metric children of each (method, code) seen: ``labels()`` looks them up under a lock
+#: with its arguments validated on every call; the children themselves never change.
+_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _children(method: str, code: str) -> tuple[Any, Any]:
+    """``effigate_requests_total{method,code}`` and ``effigate_request_seconds{method}``."""
+    hit = _CHILDREN.get((method, code))
+    if hit is None:
+        hit = _CHILDREN[(method, code)] = (REQUESTS.labels(method, code), LATENCY.labels(method))
+    return hit
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> str:

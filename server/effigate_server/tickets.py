@@ -11,12 +11,16 @@ from effigate.v1 import tickets_pb2 as pb
 from effigate.v1 import tickets_pb2_grpc as rpc
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import Store, tickets
-from effigate_engine.service.evaluations import RulesetCache, ticket_status, ticket_timeline
+from effigate_engine.service.evaluations import (
+    RulesetCache,
+    ticket_status_metrics,
+    ticket_timeline,
+)
 from effigate_server.convert import optional_datetime, required_datetime, timestamp
 from effigate_server.errors import guarded
 from effigate_server.fields import page_limit
 from effigate_server.interceptors import current_principal
-from effigate_server.sla_results import metric_statuses
+from effigate_server.sla_results import metric_messages
 from effigate_server.streams import gather_stream, ingest_summary
 
 
@@ -125,7 +129,7 @@ class TicketServicer(rpc.TicketServiceServicer):
     async def GetTicketStatus(
         self, request: pb.GetTicketStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.TicketStatus:
-        record, evaluation = await ticket_status(
+        status = await ticket_status_metrics(
             self.store,
             self.cache,
             current_principal(),
@@ -133,9 +137,12 @@ class TicketServicer(rpc.TicketServiceServicer):
             request.policy_id if request.HasField("policy_id") else None,
             optional_datetime(request, "at"),
         )
-        return pb.TicketStatus(
-            ticket=ticket_message(record), metrics=metric_statuses(evaluation.results)
+        rules = status.rules
+        response = pb.TicketStatus(ticket=ticket_message(status.ticket))
+        metric_messages(
+            status.rows, rules.policy_version, rules.calendar_versions, response.metrics
         )
+        return response
 
     @guarded
     async def GetTicketTimeline(

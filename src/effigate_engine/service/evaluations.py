@@ -42,21 +42,25 @@ from effigate_engine.service.rulesets import (  # noqa: F401  (the evaluations' 
     RulesetCache,
     stamped_versions,
 )
+from effigate_engine.service.ticket_fold import fold
 from effigate_engine.service.tickets import (
     fetch_ticket,
     load_timelines,
     timelines_table,
     visible,
 )
+from effigate_engine.sla import few
 from effigate_engine.sla import reports as sla_reports
 from effigate_engine.sla import timeline as sla_timeline
 from effigate_engine.sla.evaluation import Evaluation, TicketError
+from effigate_engine.sla.few import MetricRow
 from effigate_engine.sla.policy import Policy
 from effigate_engine.sla.screening import Screened, evaluate_rows
 from effigate_engine.store import catalog as stored
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.breaches import BreachRow, insert_breaches
 from effigate_engine.store.database import Store
+from effigate_engine.store.tickets import TicketHistory
 
 #: Failures listed in a response; their total is always given.
 MAX_LISTED_FAILURES = 100
@@ -196,18 +200,16 @@ async def evaluate_inline(
     return rules.stamp(evaluation)
 
 
-async def ticket_status(
+async def _status_inputs(
     store: Store,
     cache: RulesetCache,
     principal: Principal,
     ticket_id: str,
-    policy_id: int | None = None,
-    at: datetime | None = None,
-) -> tuple[Any, Evaluation]:
-    """A stored ticket and its SLA metrics at ``at`` (default now) under ``policy_id`` (default:
-    the policy of the ticket's contract). When this process has the policy's and calendars'
-    current versions compiled, the ticket, its events and those versions are read in one
-    statement (:func:`~effigate_engine.store.tickets.load_status_inputs`)."""
+    policy_id: int | None,
+    at: datetime | None,
+) -> tuple[Any, TicketHistory, Ruleset, datetime]:
+    """The stored ticket, its history, the ruleset and the instant of a status request,
+    read in one statement when this process has the current versions compiled."""
     now = _now(at)
     async with store.connection() as conn:
         inputs = await stored_tickets.load_status_inputs(
@@ -229,12 +231,86 @@ async def ticket_status(
         async with store.transaction(principal) as conn:
             rules = await ruleset(conn, cache, principal, inputs.policy_id)
     _check_instants(ticket, rules.calendars, "at", now)
-    table = timelines_table([history])
+    return ticket, history, rules, now
+
+
+def _evaluate_history(history: TicketHistory, rules: Ruleset, now: datetime) -> Evaluation:
     try:
-        evaluation = sla.evaluate(table, rules.policy, rules.calendars, now)
+        evaluation = sla.evaluate(timelines_table([history]), rules.policy, rules.calendars, now)
     except TicketError as exc:
         raise Unevaluable(exc) from None
-    return ticket, rules.stamp(evaluation)
+    return rules.stamp(evaluation)
+
+
+async def ticket_status(
+    store: Store,
+    cache: RulesetCache,
+    principal: Principal,
+    ticket_id: str,
+    policy_id: int | None = None,
+    at: datetime | None = None,
+) -> tuple[Any, Evaluation]:
+    """A stored ticket and its SLA metrics at ``at`` (default now) under ``policy_id`` (default:
+    the policy of the ticket's contract). When this process has the policy's and calendars'
+    current versions compiled, the ticket, its events and those versions are read in one
+    statement (:func:`~effigate_engine.store.tickets.load_status_inputs`)."""
+    ticket, history, rules, now = await _status_inputs(
+        store, cache, principal, ticket_id, policy_id, at
+    )
+    return ticket, _evaluate_history(history, rules, now)
+
+
+@dataclass(frozen=True)
+class StatusMetrics:
+    """A stored ticket's SLA metrics (:class:`~effigate_engine.sla.few.MetricRow`, in result
+    order) and the ruleset (policy and calendar versions) that gave them."""
+
+    ticket: Any
+    rows: list[MetricRow]
+    rules: Ruleset
+
+
+async def ticket_status_metrics(
+    store: Store,
+    cache: RulesetCache,
+    principal: Principal,
+    ticket_id: str,
+    policy_id: int | None = None,
+    at: datetime | None = None,
+) -> StatusMetrics:
+    """:func:`ticket_status` as plain result rows, for the unary status call: the same answer
+    and errors, but the ticket is evaluated from plain values (:mod:`effigate_engine.sla.few`,
+    no Arrow for one ticket) unless it is not the ordinary case."""
+    ticket, history, rules, now = await _status_inputs(
+        store, cache, principal, ticket_id, policy_id, at
+    )
+    rows = few.evaluate_values(
+        [ticket_values(history)], rules.policy, rules.calendars, few.seconds(now)
+    )
+    if rows is None:
+        rows = few.rows_of(_evaluate_history(history, rules, now).results)
+    return StatusMetrics(ticket, rows, rules)
+
+
+def ticket_values(history: TicketHistory) -> few.TicketValues:
+    """A stored ticket folded from its events, as the row :func:`timelines_table` makes of
+    it (plain values)."""
+    t = history.ticket
+    line = fold(history.events, t)
+    seconds = few.seconds
+    return few.TicketValues(
+        t.id,
+        line.priority,
+        seconds(t.created_at),
+        seconds(line.first_response_at),
+        seconds(line.resolution_plan_at),
+        seconds(line.resolved_at),
+        [(seconds(s), seconds(e), st) for s, e, st in line.pauses],
+        str(t.client_id),
+        line.support_level,
+        line.job_type,
+        t.after_hours,
+    )
 
 
 async def ticket_timeline(
