@@ -77,10 +77,13 @@ class SpecTable:
 class TicketColumns:
     """Per ticket: created, the three metrics' stops, matched rule (-1 none), first result
     row; pauses as CSR (``pause_offsets`` one longer than the tickets; start, end, status
-    bit per pause). ``max_pauses`` is computed from the offsets."""
+    bit per pause). ``max_pauses`` is computed from the offsets; ``first_backwards`` is the
+    position of the first pause ending before its start (-1: none)."""
 
     @property
     def max_pauses(self) -> int: ...
+    @property
+    def first_backwards(self) -> int: ...
     def __init__(
         self,
         created: _I64,

@@ -231,6 +231,7 @@ cdef class SpecTable:
     cdef const int64_t[::1] step_numerator
     cdef const int64_t[::1] step_denominator
     cdef const int64_t[::1] step_offset
+    cdef int64_t[::1] step_target
     cdef readonly int64_t resolved_status
 
     def __init__(self, grid, cal, target, warning, mask, ladder, policy, rule, ladder_offsets,
@@ -257,6 +258,23 @@ cdef class SpecTable:
         steps = self.step_offset.shape[0]
         if self.step_numerator.shape[0] != steps or self.step_denominator.shape[0] != steps:
             raise ValueError("every step column must have one entry per ladder step")
+        # A fraction step's target in business seconds, ceil(n × T / d) for n, T >= 0, d > 0,
+        # once per step: each ladder serves one spec.
+        self.step_target = np.zeros(steps, np.int64)
+        owner = np.full(steps, -1, np.int64)
+        cdef Py_ssize_t spec, k
+        for spec in range(n):
+            if self.ladder[spec] < 0:
+                continue
+            for k in range(self.ladder_offsets[self.ladder[spec]],
+                           self.ladder_offsets[self.ladder[spec] + 1]):
+                if owner[k] >= 0 and self.target[owner[k]] != self.target[spec]:
+                    raise ValueError("a ladder serves specs of different targets")
+                owner[k] = spec
+                if self.step_offset[k] < 0:
+                    self.step_target[k] = (
+                        self.step_numerator[k] * self.target[spec] + self.step_denominator[k] - 1
+                    ) // self.step_denominator[k]
 
 
 cdef class TicketColumns:
@@ -265,7 +283,8 @@ cdef class TicketColumns:
     rule (-1: none), the offset of its first result row, and its pauses as CSR
     (``pause_offsets`` has one entry more than the tickets; start, end (NO_INSTANT: open) and
     status bit per pause). ``max_pauses`` is the largest count of pauses on one ticket
-    (computed from the offsets).
+    (computed from the offsets); ``first_backwards`` the position of the first pause that ends
+    before it starts (-1: none).
     """
 
     cdef const int64_t[::1] created
@@ -279,6 +298,7 @@ cdef class TicketColumns:
     cdef const int64_t[::1] pause_end
     cdef const int64_t[::1] pause_status
     cdef readonly Py_ssize_t max_pauses
+    cdef readonly Py_ssize_t first_backwards
 
     def __init__(self, created, stop_first_response, stop_resolution_plan, stop_resolution,
                  rule, row_offset, pause_offsets, pause_start, pause_end, pause_status):
@@ -309,6 +329,11 @@ cdef class TicketColumns:
             if self.pause_offsets[t] < 0 or self.pause_offsets[t + 1] > pauses:
                 raise ValueError("pause_offsets must lie within the pause columns")
         self.max_pauses = most
+        self.first_backwards = -1
+        for t in range(pauses):
+            if self.pause_end[t] != NO_INSTANT and self.pause_end[t] < self.pause_start[t]:
+                self.first_backwards = t
+                break
 
 
 cdef class ResultBuffers:
@@ -457,6 +482,7 @@ def evaluate_tickets(
     cdef const int64_t[::1] step_numerator = specs.step_numerator
     cdef const int64_t[::1] step_denominator = specs.step_denominator
     cdef const int64_t[::1] step_offset = specs.step_offset
+    cdef const int64_t[::1] step_targets = specs.step_target
     cdef int64_t resolved_status = specs.resolved_status
     cdef int64_t* out_ticket = &out._ticket[0] if out.rows else NULL
     cdef int8_t* out_metric = &out._metric[0] if out.rows else NULL
@@ -694,9 +720,20 @@ def evaluate_tickets(
                         if step_offset[k] >= 0:
                             fire = NO_INSTANT if deadline == NO_INSTANT else deadline + step_offset[k]
                         else:
-                            # ceil(n × T / d) for n, T >= 0, d > 0 (C division truncates).
-                            step_target = (step_numerator[k] * target + step_denominator[k] - 1) \
-                                // step_denominator[k]
+                            step_target = step_targets[k]
+                            # Active elapsed E grows by at most one per second, so E at the
+                            # end (`elapsed`) decides most steps without their instant: stopped,
+                            # a step fired before S when E(S) > X and never when E(S) < X; not
+                            # stopped, it fired by `now` when E(now) >= X.
+                            if stopped and step_target != elapsed:
+                                if step_target < elapsed:
+                                    level = <int32_t> (k - ladder_offsets[ladder] + 1)
+                                    notify = <int32_t> k
+                                continue
+                            if not stopped and step_target <= elapsed and now >= c:
+                                level = <int32_t> (k - ladder_offsets[ladder] + 1)
+                                notify = <int32_t> k
+                                continue
                             if step_target == warning:
                                 fire = raw_warning
                             elif step_target == target:
