@@ -10,6 +10,7 @@ side with the pure-Python reference evaluator of the tests on a 10k sample.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -248,6 +249,7 @@ def main() -> None:
         sla.evaluate(table, pols, cs, per_ticket, threads=1)
         times["rows"].append(time.perf_counter() - started)
     one, two, rows_now = min(times[1]), min(times[2]), min(times["rows"])
+    print(f"\nload average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"\nevaluate, 1 thread:  {table.num_rows / one:>12,.0f} tickets/s "
         f"({rows / one:,.0f} ticket-metrics/s)"

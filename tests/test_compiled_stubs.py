@@ -104,6 +104,20 @@ def test_ticket_columns_count_the_most_pauses_on_one_ticket() -> None:
     assert columns.max_pauses == 3
 
 
+def test_ticket_columns_find_the_first_pause_ending_before_its_start() -> None:
+    offsets = np.array([0, 1, 3, 3], np.int64)
+    start = np.array([10, 20, 30], np.int64)
+    open_end = np.iinfo(np.int64).min  # an open pause never ends before its start
+    columns = _evaluate.TicketColumns(
+        *[_i64(3)] * 6, offsets, start, np.array([open_end, 15, 25], np.int64), _i64(3)
+    )
+    assert columns.first_backwards == 1
+    fine = np.array([open_end, 20, 31], np.int64)
+    assert (
+        _evaluate.TicketColumns(*[_i64(3)] * 6, offsets, start, fine, _i64(3)).first_backwards == -1
+    )
+
+
 def test_rule_table_refuses_a_spec_grid_without_a_column_per_metric() -> None:
     ok = np.ones((2, 1), np.uint8)
     with pytest.raises(ValueError, match="one column per metric"):

@@ -50,7 +50,8 @@ class MatchColumns:
 
 class SpecTable:
     """Per spec: calendar index, target and warning threshold (business seconds), pausing
-    status bitmask, ladder (-1 none); per ladder its step range; per step the fraction
+    status bitmask, ladder (-1 none), policy index and the rule's index within its policy
+    (int32, copied to the result rows); per ladder its step range; per step the fraction
     (numerator / denominator) or the offset after the deadline (seconds; -1 for a fraction
     step); ``resolved_status`` the status bit of a resolution (-1 none)."""
 
@@ -64,6 +65,8 @@ class SpecTable:
         warning: _I64,
         mask: _U64,
         ladder: _I64,
+        policy: _I32,
+        rule: _I32,
         ladder_offsets: _I64,
         step_numerator: _I64,
         step_denominator: _I64,
@@ -74,10 +77,13 @@ class SpecTable:
 class TicketColumns:
     """Per ticket: created, the three metrics' stops, matched rule (-1 none), first result
     row; pauses as CSR (``pause_offsets`` one longer than the tickets; start, end, status
-    bit per pause). ``max_pauses`` is computed from the offsets."""
+    bit per pause). ``max_pauses`` is computed from the offsets; ``first_backwards`` is the
+    position of the first pause ending before its start (-1: none)."""
 
     @property
     def max_pauses(self) -> int: ...
+    @property
+    def first_backwards(self) -> int: ...
     def __init__(
         self,
         created: _I64,
@@ -93,20 +99,33 @@ class TicketColumns:
     ) -> None: ...
 
 class ResultBuffers:
-    """``rows`` result rows, allocated here and filled by :func:`evaluate_tickets`."""
+    """``rows`` result rows, allocated here and filled by :func:`evaluate_tickets`: one array
+    per column of the results table, and for each column that may be null an Arrow validity
+    bitmap (``uint8``, bit r of byte r // 8, least significant bit first; 1 = valid), zeroed
+    here; ``breached_valid`` serves the breached instant and the breach seconds."""
 
     ticket: _I64
-    spec: _I32
     metric: _I8
-    stopped: _I64
+    policy: _I32
+    rule: _I32
+    calendar: _I32
+    target: _I64
     deadline: _I64
     elapsed: _I64
+    remaining: _I64
     status: _I8
+    stopped: _I64
     breach: _I64
     level: _I32
     notify: _I32
     next: _I64
     warning_at: _I64
+    deadline_valid: _U8
+    stopped_valid: _U8
+    breached_valid: _U8
+    notify_valid: _U8
+    next_valid: _U8
+    warning_valid: _U8
     @property
     def rows(self) -> int: ...
     def __init__(self, rows: int) -> None: ...

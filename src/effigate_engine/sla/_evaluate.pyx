@@ -73,11 +73,13 @@ cdef inline bint _outside(const ClockView* v, int64_t t) noexcept nogil:
     return t < v.start or t > v.end
 
 
-cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int64_t f_created,
-                           int64_t target, Py_ssize_t npause, const int64_t* ps,
-                           const int64_t* pe, const int64_t* f_ps, const int64_t* f_pe) noexcept nogil:
-    """Earliest instant at which active elapsed reaches `target` (> 0 unless created)."""
-    cdef int64_t cur = created, f_cur = f_created, rem = target, budget, t
+cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int64_t l_created,
+                           int64_t f_created, int64_t target, Py_ssize_t npause,
+                           const int64_t* pe, const int64_t* f_ps, const int64_t* f_pe,
+                           const int64_t* l_pe) noexcept nogil:
+    """Earliest instant at which active elapsed reaches `target` (> 0 unless created), given
+    the interval positions of created (`l_created`) and of each pause's end (`l_pe`)."""
+    cdef int64_t l_cur = l_created, f_cur = f_created, rem = target, budget, t
     cdef Py_ssize_t k
     if target <= 0:
         return created
@@ -88,9 +90,9 @@ cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int
         rem -= budget
         if pe[k] == NO_INSTANT:
             return OPEN_PAUSE
-        cur = pe[k]
+        l_cur = l_pe[k]
         f_cur = f_pe[k]
-    t = deadline_from(v, cal, locate(v, cal, cur), f_cur + rem)
+    t = deadline_from(v, cal, l_cur, f_cur + rem)
     return PAST_HORIZON if t == NO_INSTANT else t
 
 
@@ -209,7 +211,8 @@ cdef class SpecTable:
     """Every metric promise (spec) of the policies and their escalation ladders.
 
     Per spec: calendar index, target and warning threshold (business seconds), the bitmask of
-    pause-status bits that pause it, its ladder (-1: none) and its rule's spec grid row (see
+    pause-status bits that pause it, its ladder (-1: none), its policy and its rule's index
+    within that policy (int32, copied to the result rows), and its rule's spec grid row (see
     :class:`RuleTable`). Ladder L's steps are ``ladder_offsets[L] .. ladder_offsets[L + 1] - 1``;
     step k is a fraction step (``step_offset[k] < 0``) of ``step_numerator[k] /
     step_denominator[k]`` of the target, or fires ``step_offset[k]`` seconds after the deadline.
@@ -222,13 +225,16 @@ cdef class SpecTable:
     cdef const int64_t[::1] warning
     cdef const uint64_t[::1] mask
     cdef const int64_t[::1] ladder
+    cdef const int32_t[::1] policy
+    cdef const int32_t[::1] rule
     cdef const int64_t[::1] ladder_offsets
     cdef const int64_t[::1] step_numerator
     cdef const int64_t[::1] step_denominator
     cdef const int64_t[::1] step_offset
+    cdef int64_t[::1] step_target
     cdef readonly int64_t resolved_status
 
-    def __init__(self, grid, cal, target, warning, mask, ladder, ladder_offsets,
+    def __init__(self, grid, cal, target, warning, mask, ladder, policy, rule, ladder_offsets,
                  step_numerator, step_denominator, step_offset, int64_t resolved_status):
         self.grid = grid
         self.cal = cal
@@ -236,13 +242,15 @@ cdef class SpecTable:
         self.warning = warning
         self.mask = mask
         self.ladder = ladder
+        self.policy = policy
+        self.rule = rule
         self.ladder_offsets = ladder_offsets
         self.step_numerator = step_numerator
         self.step_denominator = step_denominator
         self.step_offset = step_offset
         self.resolved_status = resolved_status
         n = self.cal.shape[0]
-        for column in (target, warning, ladder):
+        for column in (target, warning, ladder, policy, rule):
             if len(column) != n:
                 raise ValueError("every spec column must have one entry per spec")
         if self.mask.shape[0] != n:
@@ -250,6 +258,23 @@ cdef class SpecTable:
         steps = self.step_offset.shape[0]
         if self.step_numerator.shape[0] != steps or self.step_denominator.shape[0] != steps:
             raise ValueError("every step column must have one entry per ladder step")
+        # A fraction step's target in business seconds, ceil(n × T / d) for n, T >= 0, d > 0,
+        # once per step: each ladder serves one spec.
+        self.step_target = np.zeros(steps, np.int64)
+        owner = np.full(steps, -1, np.int64)
+        cdef Py_ssize_t spec, k
+        for spec in range(n):
+            if self.ladder[spec] < 0:
+                continue
+            for k in range(self.ladder_offsets[self.ladder[spec]],
+                           self.ladder_offsets[self.ladder[spec] + 1]):
+                if owner[k] >= 0 and self.target[owner[k]] != self.target[spec]:
+                    raise ValueError("a ladder serves specs of different targets")
+                owner[k] = spec
+                if self.step_offset[k] < 0:
+                    self.step_target[k] = (
+                        self.step_numerator[k] * self.target[spec] + self.step_denominator[k] - 1
+                    ) // self.step_denominator[k]
 
 
 cdef class TicketColumns:
@@ -258,7 +283,8 @@ cdef class TicketColumns:
     rule (-1: none), the offset of its first result row, and its pauses as CSR
     (``pause_offsets`` has one entry more than the tickets; start, end (NO_INSTANT: open) and
     status bit per pause). ``max_pauses`` is the largest count of pauses on one ticket
-    (computed from the offsets).
+    (computed from the offsets); ``first_backwards`` the position of the first pause that ends
+    before it starts (-1: none).
     """
 
     cdef const int64_t[::1] created
@@ -272,6 +298,7 @@ cdef class TicketColumns:
     cdef const int64_t[::1] pause_end
     cdef const int64_t[::1] pause_status
     cdef readonly Py_ssize_t max_pauses
+    cdef readonly Py_ssize_t first_backwards
 
     def __init__(self, created, stop_first_response, stop_resolution_plan, stop_resolution,
                  rule, row_offset, pause_offsets, pause_start, pause_end, pause_status):
@@ -302,59 +329,108 @@ cdef class TicketColumns:
             if self.pause_offsets[t] < 0 or self.pause_offsets[t + 1] > pauses:
                 raise ValueError("pause_offsets must lie within the pause columns")
         self.max_pauses = most
+        self.first_backwards = -1
+        for t in range(pauses):
+            if self.pause_end[t] != NO_INSTANT and self.pause_end[t] < self.pause_start[t]:
+                self.first_backwards = t
+                break
 
 
 cdef class ResultBuffers:
-    """The result rows the evaluation writes, one entry per (ticket, metric) row: ticket
-    position, spec, metric, stop, deadline (epoch seconds, NO_INSTANT: none), active elapsed
-    (business seconds), status code, breach seconds, escalation level (1-based, 0: none), the
-    global index of the step notified (-1: none), the next escalation instant and the instant
-    active elapsed reaches the warning threshold (NO_INSTANT: not known, an open pause first)."""
+    """The result rows the evaluation writes, one entry per (ticket, metric) row, as the
+    columns of the results table: ticket position, metric, policy, rule (within its policy),
+    calendar, target, deadline, active elapsed and remaining (business seconds), status code,
+    stop, breach seconds, escalation level (1-based, 0: none), the global index of the step
+    notified, the next escalation instant and the instant active elapsed reaches the warning
+    threshold (instants in epoch seconds).
 
-    cdef readonly object ticket, spec, metric, stopped, deadline, elapsed, status, breach
-    cdef readonly object level, notify, next, warning_at
+    The columns that may be null come with an Arrow validity bitmap (bit r of byte r // 8,
+    least significant first; 1: valid): ``deadline_valid``, ``stopped_valid``,
+    ``breached_valid`` (the row is BREACHED: its breached instant and breach seconds),
+    ``notify_valid``, ``next_valid``, ``warning_valid``."""
+
+    cdef readonly object ticket, metric, policy, rule, calendar, target, deadline, elapsed
+    cdef readonly object remaining, status, stopped, breach, level, notify, next, warning_at
+    cdef readonly object deadline_valid, stopped_valid, breached_valid, notify_valid
+    cdef readonly object next_valid, warning_valid
     cdef int64_t[::1] _ticket
-    cdef int32_t[::1] _spec
     cdef int8_t[::1] _metric
-    cdef int64_t[::1] _stopped
+    cdef int32_t[::1] _policy
+    cdef int32_t[::1] _rule
+    cdef int32_t[::1] _calendar
+    cdef int64_t[::1] _target
     cdef int64_t[::1] _deadline
     cdef int64_t[::1] _elapsed
+    cdef int64_t[::1] _remaining
     cdef int8_t[::1] _status
+    cdef int64_t[::1] _stopped
     cdef int64_t[::1] _breach
     cdef int32_t[::1] _level
     cdef int32_t[::1] _notify
     cdef int64_t[::1] _next
     cdef int64_t[::1] _warning_at
+    cdef uint8_t[::1] _deadline_valid
+    cdef uint8_t[::1] _stopped_valid
+    cdef uint8_t[::1] _breached_valid
+    cdef uint8_t[::1] _notify_valid
+    cdef uint8_t[::1] _next_valid
+    cdef uint8_t[::1] _warning_valid
 
     def __init__(self, Py_ssize_t rows):
+        cdef Py_ssize_t nbytes = (rows + 7) // 8
         self.ticket = np.empty(rows, np.int64)
-        self.spec = np.empty(rows, np.int32)
         self.metric = np.empty(rows, np.int8)
-        self.stopped = np.empty(rows, np.int64)
+        self.policy = np.empty(rows, np.int32)
+        self.rule = np.empty(rows, np.int32)
+        self.calendar = np.empty(rows, np.int32)
+        self.target = np.empty(rows, np.int64)
         self.deadline = np.empty(rows, np.int64)
         self.elapsed = np.empty(rows, np.int64)
+        self.remaining = np.empty(rows, np.int64)
         self.status = np.empty(rows, np.int8)
+        self.stopped = np.empty(rows, np.int64)
         self.breach = np.empty(rows, np.int64)
         self.level = np.empty(rows, np.int32)
         self.notify = np.empty(rows, np.int32)
         self.next = np.empty(rows, np.int64)
         self.warning_at = np.empty(rows, np.int64)
+        # Zeroed: the kernel only sets the bits of valid rows.
+        self.deadline_valid = np.zeros(nbytes, np.uint8)
+        self.stopped_valid = np.zeros(nbytes, np.uint8)
+        self.breached_valid = np.zeros(nbytes, np.uint8)
+        self.notify_valid = np.zeros(nbytes, np.uint8)
+        self.next_valid = np.zeros(nbytes, np.uint8)
+        self.warning_valid = np.zeros(nbytes, np.uint8)
         self._ticket = self.ticket
-        self._spec = self.spec
         self._metric = self.metric
-        self._stopped = self.stopped
+        self._policy = self.policy
+        self._rule = self.rule
+        self._calendar = self.calendar
+        self._target = self.target
         self._deadline = self.deadline
         self._elapsed = self.elapsed
+        self._remaining = self.remaining
         self._status = self.status
+        self._stopped = self.stopped
         self._breach = self.breach
         self._level = self.level
         self._notify = self.notify
         self._next = self.next
         self._warning_at = self.warning_at
+        self._deadline_valid = self.deadline_valid
+        self._stopped_valid = self.stopped_valid
+        self._breached_valid = self.breached_valid
+        self._notify_valid = self.notify_valid
+        self._next_valid = self.next_valid
+        self._warning_valid = self.warning_valid
 
     @property
     def rows(self) -> int:
         return self._ticket.shape[0]
+
+
+cdef inline void _valid(uint8_t* bits, Py_ssize_t r) noexcept nogil:
+    bits[r >> 3] |= <uint8_t> (1 << (r & 7))
 
 
 def evaluate_tickets(
@@ -375,6 +451,12 @@ def evaluate_tickets(
     A step fires when its instant is <= now, or < S for a stopped metric (a stop at the same
     instant as a step wins). out.level is the 1-based index of the highest step fired and
     out.notify its global step index (-1: none).
+
+    Work shared between a ticket's metrics is done once: its known pauses are sorted once,
+    and F (open seconds before an instant) and the interval position of its created instant,
+    pause bounds and `now` are computed once per calendar (tagged with the calendar they were
+    computed for); a reach target equal to one already reached (the warning threshold and a
+    fraction step often coincide) reuses its answer.
     """
     # The columns as local memoryviews: the loop below reads them as plain C arrays.
     cdef const int64_t[::1] created = tickets.created
@@ -394,44 +476,76 @@ def evaluate_tickets(
     cdef const int64_t[::1] spec_warning = specs.warning
     cdef const uint64_t[::1] spec_mask = specs.mask
     cdef const int64_t[::1] spec_ladder = specs.ladder
+    cdef const int32_t[::1] spec_policy = specs.policy
+    cdef const int32_t[::1] spec_rule = specs.rule
     cdef const int64_t[::1] ladder_offsets = specs.ladder_offsets
     cdef const int64_t[::1] step_numerator = specs.step_numerator
     cdef const int64_t[::1] step_denominator = specs.step_denominator
     cdef const int64_t[::1] step_offset = specs.step_offset
+    cdef const int64_t[::1] step_targets = specs.step_target
     cdef int64_t resolved_status = specs.resolved_status
-    cdef int64_t[::1] out_ticket = out._ticket
-    cdef int32_t[::1] out_spec = out._spec
-    cdef int8_t[::1] out_metric = out._metric
-    cdef int64_t[::1] out_stopped = out._stopped
-    cdef int64_t[::1] out_deadline = out._deadline
-    cdef int64_t[::1] out_elapsed = out._elapsed
-    cdef int8_t[::1] out_status = out._status
-    cdef int64_t[::1] out_breach_seconds = out._breach
-    cdef int32_t[::1] out_level = out._level
-    cdef int32_t[::1] out_notify = out._notify
-    cdef int64_t[::1] out_next = out._next
-    cdef int64_t[::1] out_warning_at = out._warning_at
+    cdef int64_t* out_ticket = &out._ticket[0] if out.rows else NULL
+    cdef int8_t* out_metric = &out._metric[0] if out.rows else NULL
+    cdef int32_t* out_policy = &out._policy[0] if out.rows else NULL
+    cdef int32_t* out_rule = &out._rule[0] if out.rows else NULL
+    cdef int32_t* out_calendar = &out._calendar[0] if out.rows else NULL
+    cdef int64_t* out_target = &out._target[0] if out.rows else NULL
+    cdef int64_t* out_deadline = &out._deadline[0] if out.rows else NULL
+    cdef int64_t* out_elapsed = &out._elapsed[0] if out.rows else NULL
+    cdef int64_t* out_remaining = &out._remaining[0] if out.rows else NULL
+    cdef int8_t* out_status = &out._status[0] if out.rows else NULL
+    cdef int64_t* out_stopped = &out._stopped[0] if out.rows else NULL
+    cdef int64_t* out_breach_seconds = &out._breach[0] if out.rows else NULL
+    cdef int32_t* out_level = &out._level[0] if out.rows else NULL
+    cdef int32_t* out_notify = &out._notify[0] if out.rows else NULL
+    cdef int64_t* out_next = &out._next[0] if out.rows else NULL
+    cdef int64_t* out_warning_at = &out._warning_at[0] if out.rows else NULL
+    cdef uint8_t* deadline_valid = &out._deadline_valid[0] if out.rows else NULL
+    cdef uint8_t* stopped_valid = &out._stopped_valid[0] if out.rows else NULL
+    cdef uint8_t* breached_valid = &out._breached_valid[0] if out.rows else NULL
+    cdef uint8_t* notify_valid = &out._notify_valid[0] if out.rows else NULL
+    cdef uint8_t* next_valid = &out._next_valid[0] if out.rows else NULL
+    cdef uint8_t* warning_valid = &out._warning_valid[0] if out.rows else NULL
     cdef const ClockView* v = &clock.view
     cdef Py_ssize_t n = created.shape[0], t, m, q, k, npause, r, width = max_pauses + 1, j, cnt
+    cdef Py_ssize_t ncal = v.ncal
     cdef Py_ssize_t bad = -1
     cdef int code = 0
-    cdef int64_t spec, cal, c, s, end, target, f_c, f_end, elapsed, covered, a, b, deadline
-    cdef int64_t fire, next_fire, step_target, ladder, warning_at, now = 0
+    cdef int64_t spec, cal, c, s, end, target, f_c, l_c, f_end, l_end, elapsed, covered
+    cdef int64_t f_covered, a, b, f_a, f_b, l_b, deadline, raw_deadline, raw_warning, warning
+    cdef int64_t fire, next_fire, step_target, ladder, warning_at, now = 0, c_tag, st
     cdef uint64_t mask
     cdef bint stopped, paused
+    cdef int8_t status
     cdef int32_t level, notify
-    cdef int64_t* buf = <int64_t*> malloc(6 * width * sizeof(int64_t))
-    cdef int64_t* ps = buf
-    cdef int64_t* pe = buf + width
-    cdef int64_t* f_ps = buf + 2 * width
-    cdef int64_t* f_pe = buf + 3 * width
-    cdef int64_t* raw_start = buf + 4 * width
-    cdef int64_t* raw_end = buf + 5 * width
+    # Per ticket, its known pauses sorted by start (start, end, status bit) with F and the
+    # interval position of their bounds, each tagged with the calendar it was computed for;
+    # per metric, the merged pauses (start, end, F of both, position of the end).
+    cdef int64_t* buf = <int64_t*> malloc((14 * width + 3 * (ncal + 1)) * sizeof(int64_t))
+    cdef int64_t* srt_start = buf
+    cdef int64_t* srt_end = buf + width
+    cdef int64_t* srt_status = buf + 2 * width
+    cdef int64_t* fs = buf + 3 * width
+    cdef int64_t* fs_tag = buf + 4 * width
+    cdef int64_t* fe = buf + 5 * width
+    cdef int64_t* le = buf + 6 * width
+    cdef int64_t* fe_tag = buf + 7 * width
+    cdef int64_t* ps = buf + 8 * width
+    cdef int64_t* pe = buf + 9 * width
+    cdef int64_t* f_ps = buf + 10 * width
+    cdef int64_t* f_pe = buf + 11 * width
+    cdef int64_t* l_pe = buf + 12 * width
+    # Per calendar: F(now), the position of now, and the `now` they were computed for.
+    cdef int64_t* now_f = buf + 14 * width
+    cdef int64_t* now_l = now_f + (ncal + 1)
+    cdef int64_t* now_key = now_l + (ncal + 1)
     if buf != NULL and now_rows.shape[0] < (created.shape[0] if now_per_ticket else 1):
         free(buf)
         raise ValueError("now_rows must have one instant, or one per ticket")
     if buf == NULL:
         return 0, ERR_MEMORY
+    for j in range(ncal + 1):
+        now_key[j] = NO_INSTANT
     with nogil:
         for t in range(n):
             if code:
@@ -447,6 +561,27 @@ def evaluate_tickets(
             if _outside(v, c):
                 bad, code = t, ERR_CREATED
                 break
+            # The ticket's pauses known at `now`, sorted by start (a ticket has a handful, in
+            # any order: a stable insertion sort, so each metric's pauses keep their order).
+            cnt = 0
+            for q in range(pause_offsets[t], pause_offsets[t + 1]):
+                a = pause_start[q]
+                if a > now:  # not yet known at `now`
+                    continue
+                j = cnt
+                while j > 0 and srt_start[j - 1] > a:
+                    srt_start[j] = srt_start[j - 1]
+                    srt_end[j] = srt_end[j - 1]
+                    srt_status[j] = srt_status[j - 1]
+                    j -= 1
+                srt_start[j] = a
+                srt_end[j] = pause_end[q]
+                srt_status[j] = pause_status[q]
+                fs_tag[cnt] = -1
+                fe_tag[cnt] = -1
+                cnt += 1
+            c_tag = -1
+            f_c = l_c = 0
             r = row_offset[t]
             for m in range(METRICS):
                 spec = spec_grid[rule[t], m]
@@ -457,7 +592,7 @@ def evaluate_tickets(
                 mask = spec_mask[spec]
                 s = (stop_first_response[t] if m == 0 else
                      stop_resolution_plan[t] if m == 1 else stop_resolution[t])
-                if cal < 0 or cal >= v.ncal:
+                if cal < 0 or cal >= ncal:
                     bad, code = t, ERR_CALENDAR
                     break
                 stopped = s != NO_INSTANT and s <= now
@@ -482,74 +617,99 @@ def evaluate_tickets(
                     end = s
                 else:
                     end = now if now > c else c
-                f_c = open_before(v, locate(v, cal, c), c)
-                f_end = open_before(v, locate(v, cal, end), end)
+                if c_tag != cal:
+                    l_c = locate(v, cal, c)
+                    f_c = open_before(v, l_c, c)
+                    c_tag = cal
+                if end == c:
+                    l_end = l_c
+                    f_end = f_c
+                elif end == now:
+                    if now_key[cal] != now:
+                        now_l[cal] = locate(v, cal, now)
+                        now_f[cal] = open_before(v, now_l[cal], now)
+                        now_key[cal] = now
+                    l_end = now_l[cal]
+                    f_end = now_f[cal]
+                else:
+                    l_end = locate(v, cal, end)
+                    f_end = open_before(v, l_end, end)
                 elapsed = f_end - f_c
 
-                # The ticket's pauses that pause this metric, sorted by start (a ticket has a
-                # handful, in any order: insertion sort) ...
-                cnt = 0
-                for q in range(pause_offsets[t], pause_offsets[t + 1]):
-                    if not (mask >> pause_status[q]) & 1:
-                        continue
-                    a = pause_start[q]
-                    j = cnt
-                    while j > 0 and raw_start[j - 1] > a:
-                        raw_start[j] = raw_start[j - 1]
-                        raw_end[j] = raw_end[j - 1]
-                        j -= 1
-                    raw_start[j] = a
-                    raw_end[j] = pause_end[q]
-                    cnt += 1
-                # ... clipped to [created, end] and merged where they overlap.
+                # The metric's pauses, clipped to [created, end] and merged where they overlap.
                 npause = 0
                 covered = c
+                f_covered = f_c
                 paused = False
                 for q in range(cnt):
-                    a = raw_start[q]
-                    if a > end or a > now:  # not yet known at `now` (also before creation)
+                    if not (mask >> srt_status[q]) & 1:
+                        continue
+                    a = srt_start[q]
+                    if a > end:
                         break
                     if a < covered:
                         a = covered
-                    b = raw_end[q]
+                        f_a = f_covered
+                    else:
+                        if fs_tag[q] != cal:
+                            fs[q] = open_before(v, locate(v, cal, a), a)
+                            fs_tag[q] = cal
+                        f_a = fs[q]
+                    b = srt_end[q]
                     if b == NO_INSTANT or b > end or b > now:
-                        b = end if stopped else NO_INSTANT
-                    if b != NO_INSTANT and b <= a:
+                        if not stopped:
+                            ps[npause] = a
+                            f_ps[npause] = f_a
+                            pe[npause] = NO_INSTANT
+                            f_pe[npause] = f_end
+                            elapsed -= f_end - f_a
+                            npause += 1
+                            paused = True
+                            break
+                        b = end
+                        f_b = f_end
+                        l_b = l_end
+                    else:
+                        if b <= a:
+                            continue
+                        if fe_tag[q] != cal:
+                            le[q] = locate(v, cal, b)
+                            fe[q] = open_before(v, le[q], b)
+                            fe_tag[q] = cal
+                        f_b = fe[q]
+                        l_b = le[q]
+                    if b <= a:
                         continue
                     ps[npause] = a
-                    f_ps[npause] = open_before(v, locate(v, cal, a), a)
-                    if b == NO_INSTANT:
-                        pe[npause] = NO_INSTANT
-                        f_pe[npause] = f_end
-                        elapsed -= f_end - f_ps[npause]
-                        npause += 1
-                        paused = True
-                        break
+                    f_ps[npause] = f_a
                     pe[npause] = b
-                    f_pe[npause] = open_before(v, locate(v, cal, b), b)
-                    elapsed -= f_pe[npause] - f_ps[npause]
+                    f_pe[npause] = f_b
+                    l_pe[npause] = l_b
+                    elapsed -= f_b - f_a
                     covered = b
+                    f_covered = f_b
                     npause += 1
 
-                deadline = _reach(v, cal, c, f_c, target, npause, ps, pe, f_ps, f_pe)
-                if deadline == PAST_HORIZON:
+                raw_deadline = _reach(v, cal, c, l_c, f_c, target, npause, pe, f_ps, f_pe, l_pe)
+                if raw_deadline == PAST_HORIZON:
                     bad, code = t, ERR_DEADLINE
                     break
-                if deadline == OPEN_PAUSE:
-                    deadline = NO_INSTANT
-                warning_at = _reach(v, cal, c, f_c, spec_warning[spec], npause, ps, pe, f_ps, f_pe)
-                if warning_at == OPEN_PAUSE or warning_at == PAST_HORIZON:
-                    warning_at = NO_INSTANT
+                deadline = NO_INSTANT if raw_deadline == OPEN_PAUSE else raw_deadline
+                warning = spec_warning[spec]
+                raw_warning = (raw_deadline if warning == target else
+                               _reach(v, cal, c, l_c, f_c, warning, npause, pe, f_ps, f_pe, l_pe))
+                warning_at = (NO_INSTANT if raw_warning == OPEN_PAUSE
+                              or raw_warning == PAST_HORIZON else raw_warning)
                 if stopped:
-                    out_status[r] = MET if s <= deadline else BREACHED
+                    status = MET if s <= deadline else BREACHED
                 elif deadline != NO_INSTANT and now >= deadline:
-                    out_status[r] = BREACHED
+                    status = BREACHED
                 elif paused:
-                    out_status[r] = PAUSED
-                elif elapsed >= spec_warning[spec]:
-                    out_status[r] = WARNING
+                    status = PAUSED
+                elif elapsed >= warning:
+                    status = WARNING
                 else:
-                    out_status[r] = ON_TRACK
+                    status = ON_TRACK
 
                 level = 0
                 notify = -1
@@ -560,10 +720,27 @@ def evaluate_tickets(
                         if step_offset[k] >= 0:
                             fire = NO_INSTANT if deadline == NO_INSTANT else deadline + step_offset[k]
                         else:
-                            # ceil(n × T / d) for n, T >= 0, d > 0 (C division truncates).
-                            step_target = (step_numerator[k] * target + step_denominator[k] - 1) \
-                                // step_denominator[k]
-                            fire = _reach(v, cal, c, f_c, step_target, npause, ps, pe, f_ps, f_pe)
+                            step_target = step_targets[k]
+                            # Active elapsed E grows by at most one per second, so E at the
+                            # end (`elapsed`) decides most steps without their instant: stopped,
+                            # a step fired before S when E(S) > X and never when E(S) < X; not
+                            # stopped, it fired by `now` when E(now) >= X.
+                            if stopped and step_target != elapsed:
+                                if step_target < elapsed:
+                                    level = <int32_t> (k - ladder_offsets[ladder] + 1)
+                                    notify = <int32_t> k
+                                continue
+                            if not stopped and step_target <= elapsed and now >= c:
+                                level = <int32_t> (k - ladder_offsets[ladder] + 1)
+                                notify = <int32_t> k
+                                continue
+                            if step_target == warning:
+                                fire = raw_warning
+                            elif step_target == target:
+                                fire = raw_deadline
+                            else:
+                                fire = _reach(v, cal, c, l_c, f_c, step_target, npause, pe, f_ps,
+                                              f_pe, l_pe)
                             if fire == OPEN_PAUSE or fire == PAST_HORIZON:
                                 fire = NO_INSTANT
                         if fire == NO_INSTANT:
@@ -574,16 +751,37 @@ def evaluate_tickets(
                         elif not stopped and (next_fire == NO_INSTANT or fire < next_fire):
                             next_fire = fire
                 out_ticket[r] = ticket_base + t
-                out_spec[r] = <int32_t> spec
                 out_metric[r] = <int8_t> m
-                out_stopped[r] = s if stopped else NO_INSTANT
+                out_policy[r] = spec_policy[spec]
+                out_rule[r] = spec_rule[spec]
+                out_calendar[r] = <int32_t> cal
+                out_target[r] = target
                 out_deadline[r] = deadline
+                if deadline != NO_INSTANT:
+                    _valid(deadline_valid, r)
                 out_elapsed[r] = elapsed
-                out_breach_seconds[r] = elapsed - target if out_status[r] == BREACHED else 0
+                out_remaining[r] = target - elapsed
+                out_status[r] = status
+                if stopped:
+                    out_stopped[r] = s
+                    _valid(stopped_valid, r)
+                else:
+                    out_stopped[r] = NO_INSTANT
+                if status == BREACHED:
+                    out_breach_seconds[r] = elapsed - target
+                    _valid(breached_valid, r)
+                else:
+                    out_breach_seconds[r] = 0
                 out_level[r] = level
                 out_notify[r] = notify
+                if notify >= 0:
+                    _valid(notify_valid, r)
                 out_next[r] = next_fire
+                if next_fire != NO_INSTANT:
+                    _valid(next_valid, r)
                 out_warning_at[r] = warning_at
+                if warning_at != NO_INSTANT:
+                    _valid(warning_valid, r)
                 r += 1
     free(buf)
     return bad, code

@@ -33,6 +33,7 @@ from effigate_engine.sla.results import results_table, unmatched_table
 from effigate_engine.sla.rule_tables import MATCH_FIELDS, OTHER_STATUS, Specs, flattened
 from effigate_engine.sla.ticket_columns import (
     dictionary_codes,
+    epoch_seconds,
     instant_column,
     read_tickets,
     ticket_column,
@@ -143,7 +144,11 @@ def evaluate(
     outcomes = parallel.run(work, parts)
     results = pa.concat_tables([o[0] for o in outcomes])
     unmatched = pa.concat_tables([o[1] for o in outcomes])
-    row_ticket = np.concatenate([o[2] + lo for o, (lo, _) in zip(outcomes, parts, strict=True)])
+    row_ticket = (
+        outcomes[0][2]
+        if len(outcomes) == 1
+        else np.concatenate([o[2] + lo for o, (lo, _) in zip(outcomes, parts, strict=True)])
+    )
     latest = int(now_rows.max()) if now_rows.size else 0
     instant = datetime.fromtimestamp(latest, UTC)
     return Evaluation(results, unmatched, table, row_ticket, instant, _tzdata_version())
@@ -186,7 +191,7 @@ def _evaluate_slice(
     if created_nulls is not None:
         k = int(np.flatnonzero(created_nulls)[0])
         raise TicketError(ticket_ids[k].as_py(), "created_at", None, "is required", k)
-    stops = [instant_column(table, STOP_FIELDS[metric])[0] for metric in METRICS]
+    stops = [instant_column(table, STOP_FIELDS[metric], nulls=False)[0] for metric in METRICS]
 
     ticket_policy = _ticket_policies(table, by_name, named)
     rule_of, row_count = _evaluate.match_rules(
@@ -209,6 +214,8 @@ def _evaluate_slice(
         p_end,
         p_status,
     )
+    if columns.first_backwards >= 0:
+        _raise_backwards(columns.first_backwards, pause_offsets, p_start, p_end, ticket_ids)
     out = _evaluate.ResultBuffers(rows)
     bad, code = _evaluate.evaluate_tickets(
         calendars.packed, now_rows, per_ticket, columns, specs.spec_table, out, 0
@@ -340,31 +347,43 @@ def _pauses(
     if starts.nulls is not None:
         k = int(np.flatnonzero(starts.nulls)[0])
         raise TicketError(owner(k), "pauses.start", None, "is required", row(k))
-    ends = to_column(flat.field("end"), "pauses.end")
-    end = ends.values.copy() if ends.nulls is not None else ends.values
-    if ends.nulls is not None:
-        end[ends.nulls] = NO_INSTANT
+    end = epoch_seconds(flat.field("end"))
+    if end is None:
+        ends = to_column(flat.field("end"), "pauses.end")
+        end = ends.values.copy() if ends.nulls is not None else ends.values
+        if ends.nulls is not None:
+            end[ends.nulls] = NO_INSTANT
     start = starts.values
-    backwards = (end != NO_INSTANT) & (end < start)
-    if backwards.any():
-        k = int(np.flatnonzero(backwards)[0])
-        raise TicketError(
-            owner(k),
-            "pauses.end",
-            _iso(int(end[k])),
-            f"is before its start {_iso(int(start[k]))}",
-            row(k),
-        )
+    # An end before its start is refused by TicketColumns' check (first_backwards).
     known = sorted(status_bit, key=status_bit.get)
     bits = (
-        value_codes(flat.field("status").cast(pa.string()), known)
+        pc.index_in(flat.field("status").cast(pa.string()), value_set=pa.array(known, pa.string()))
+        .fill_null(OTHER_STATUS)
+        .to_numpy(zero_copy_only=False)
         if known
-        else np.full(len(flat), -1, np.int64)
+        else np.full(len(flat), OTHER_STATUS, np.int64)
     )
-    bits[bits < 0] = OTHER_STATUS
     return (
         offsets,
         np.ascontiguousarray(start, np.int64),
         np.ascontiguousarray(end, np.int64),
         np.ascontiguousarray(bits, np.int64),
+    )
+
+
+def _raise_backwards(
+    k: int,
+    offsets: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    ticket_ids: pa.Array,
+) -> None:
+    """Refuse pause ``k`` (a position among all pauses), which ends before it starts."""
+    t = int(np.searchsorted(offsets, k, side="right") - 1)
+    raise TicketError(
+        ticket_ids[t].as_py(),
+        "pauses.end",
+        _iso(int(end[k])),
+        f"is before its start {_iso(int(start[k]))}",
+        t,
     )

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effigate_engine.calendar_set import CalendarSet
-from effigate_engine.instants import NO_INSTANT
 from effigate_engine.sla import _evaluate
 from effigate_engine.sla.policy import (
     METRICS,
@@ -22,16 +21,20 @@ from effigate_engine.sla.ticket_columns import ticket_column
 from effigate_engine.zone import TZDATA_VERSION
 
 
-def _dictionary(indices: np.ndarray, values: list[str], index_type: pa.DataType) -> pa.Array:
+def _column(typ: pa.DataType, values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """A fixed-width Arrow column over the kernel's buffer (no copy), with the kernel's validity
+    bitmap (``None``: no nulls)."""
+    bitmap = None if valid is None else pa.py_buffer(valid)
+    return pa.Array.from_buffers(typ, len(values), [bitmap, pa.py_buffer(values)], null_count=-1)
+
+
+def _labels(
+    typ: pa.DictionaryType, codes: np.ndarray, values: list[str], valid: np.ndarray | None = None
+) -> pa.Array:
+    """Dictionary codes the kernel wrote (always within ``values``) as a dictionary column."""
     return pa.DictionaryArray.from_arrays(
-        pa.array(indices, index_type), pa.array(values, pa.string())
+        _column(typ.index_type, codes, valid), pa.array(values, pa.string()), safe=False
     )
-
-
-def _masked(values: np.ndarray, typ: pa.DataType, missing: np.ndarray | None = None) -> pa.Array:
-    if missing is None:
-        missing = values == NO_INSTANT
-    return pa.array(values, typ, mask=missing if missing.any() else None)
 
 
 def results_table(
@@ -43,32 +46,29 @@ def results_table(
     now_rows: np.ndarray,
     per_ticket: bool,
 ) -> pa.Table:
-    spec = out.spec
-    rule_global = specs.spec_rule[spec]
-    target = specs.target[spec]
-    not_breached = out.status != STATUSES.index("BREACHED")
+    """The result rows (:data:`SLA_RESULTS`) over the kernel's columns and validity bitmaps:
+    only the ticket ids are gathered, every other column wraps a buffer the kernel filled."""
     cal_names = [c.name for c in calendars.calendars]
+    label = SLA_RESULTS.field("policy").type
+    small = SLA_RESULTS.field("metric").type
     columns = [
-        pc.take(ticket_ids, pa.array(out.ticket)),
-        _dictionary(out.metric, list(METRICS), pa.int8()),
-        _dictionary(specs.rule_policy[rule_global], [p.name for p in policy_list], pa.int32()),
-        pa.array(specs.rule_local[rule_global], pa.int32()),
-        pa.array(target, pa.int64()),
-        _dictionary(specs.cal[spec].astype(np.int32), cal_names, pa.int32()),
-        _masked(out.deadline, INSTANT),
-        pa.array(out.elapsed, pa.int64()),
-        pa.array(target - out.elapsed, pa.int64()),
-        _dictionary(out.status, list(STATUSES), pa.int8()),
-        _masked(out.stopped, INSTANT),
-        _masked(out.deadline, INSTANT, not_breached),
-        _masked(out.breach, pa.int64(), not_breached),
-        pa.array(out.level, pa.int32()),
-        pa.DictionaryArray.from_arrays(
-            _masked(out.notify, pa.int32(), out.notify < 0),
-            pa.array(specs.notify or [""], pa.string()),
-        ),
-        _masked(out.next, INSTANT),
-        _masked(out.warning_at, INSTANT),
+        pc.take(ticket_ids, pa.array(out.ticket), boundscheck=False),
+        _labels(small, out.metric, list(METRICS)),
+        _labels(label, out.policy, [p.name for p in policy_list]),
+        _column(pa.int32(), out.rule),
+        _column(pa.int64(), out.target),
+        _labels(label, out.calendar, cal_names),
+        _column(INSTANT, out.deadline, out.deadline_valid),
+        _column(pa.int64(), out.elapsed),
+        _column(pa.int64(), out.remaining),
+        _labels(small, out.status, list(STATUSES)),
+        _column(INSTANT, out.stopped, out.stopped_valid),
+        _column(INSTANT, out.deadline, out.breached_valid),
+        _column(pa.int64(), out.breach, out.breached_valid),
+        _column(pa.int32(), out.level),
+        _labels(label, out.notify, specs.notify or [""], out.notify_valid),
+        _column(INSTANT, out.next, out.next_valid),
+        _column(INSTANT, out.warning_at, out.warning_valid),
     ]
     schema = SLA_RESULTS.with_metadata(
         {

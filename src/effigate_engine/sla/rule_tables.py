@@ -168,11 +168,14 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
     target = np.array([t.target for t in targets], np.int64)
     warning = np.array([t.warning_threshold for t in targets], np.int64)
     mask = np.array([sum(1 << bit[s] for s in t.pausing_statuses) for t in targets], np.uint64)
+    rule_policy = np.array([p for p, _, _ in rules], np.int32)
+    rule_local = np.array([i for _, i, _ in rules], np.int32)
+    spec_rule = _spec_rules(grid, len(targets))
     return Specs(
         rule_first=first,
         rule_count=counts,
-        rule_policy=np.array([p for p, _, _ in rules], np.int32),
-        rule_local=np.array([i for _, i, _ in rules], np.int32),
+        rule_policy=rule_policy,
+        rule_local=rule_local,
         grid=grid,
         targets=targets,
         cal=cal,
@@ -187,7 +190,7 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
         notify=notify,
         status_bit=bit,
         **match,
-        spec_rule=_spec_rules(grid, len(targets)),
+        spec_rule=spec_rule,
         rule_table=_evaluate.RuleTable(
             first,
             counts,
@@ -205,6 +208,8 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
             warning,
             mask,
             ladder,
+            np.ascontiguousarray(rule_policy[spec_rule]),
+            np.ascontiguousarray(rule_local[spec_rule]),
             ladder_offsets,
             step_numerator,
             step_denominator,

@@ -55,12 +55,34 @@ def value_codes(array: pa.Array, values: list[str]) -> np.ndarray:
     return np.ascontiguousarray(found.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
 
 
-def instant_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def epoch_seconds(array: pa.Array) -> np.ndarray | None:
+    """Second-resolution instants (``timestamp[s]`` with a zone, or int64 epoch seconds) as
+    int64 epoch seconds, NO_INSTANT where null, in one pass (no copy without nulls); ``None``
+    for any other type (the caller converts through :func:`to_column`)."""
+    typ = array.type
+    if pa.types.is_timestamp(typ) and typ.tz is not None and typ.unit == "s":
+        array = array.cast(pa.int64())
+    elif not pa.types.is_int64(typ):
+        return None
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar(NO_INSTANT, pa.int64()))
+    return np.ascontiguousarray(array.to_numpy(zero_copy_only=False), np.int64)
+
+
+def instant_column(
+    table: pa.Table, name: str, *, nulls: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A timestamp column (any unit, with a zone; floored to the second) as epoch seconds,
-    NO_INSTANT where null; a missing or all-null column is all NO_INSTANT."""
+    NO_INSTANT where null; a missing or all-null column is all NO_INSTANT. The null mask comes
+    second (``None`` when nothing is null, or when ``nulls`` is false)."""
     array = ticket_column(table, name) if name in table.column_names else None
     if array is None or pa.types.is_null(array.type):
         return np.full(table.num_rows, NO_INSTANT, np.int64), np.ones(table.num_rows, bool)
+    fast = epoch_seconds(array)
+    if fast is not None:
+        if not nulls or not array.null_count:
+            return fast, None
+        return fast, np.asarray(array.is_null().to_numpy(zero_copy_only=False), bool)
     col = to_column(array, name)
     values = col.values.copy() if col.nulls is not None else col.values
     if col.nulls is not None:
