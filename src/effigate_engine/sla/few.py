@@ -107,12 +107,10 @@ def _code(specs: Specs, name: str, value: str | None) -> int:
 
 class _Plan(NamedTuple):
     """What :func:`evaluate_values` reads of a policy flattened over a calendar set, as plain
-    values: per spec its target, the matched rule's index in the policy and the calendar's
-    name; the escalation notifications; empty pause columns."""
+    values: the calendars' names (the kernel writes each result's target, rule and calendar
+    index itself); the escalation notifications; empty pause columns."""
 
     specs: Specs
-    target: list[int]
-    rule: list[int]
     calendar: list[str]
     notify: list[str]
     no_pauses: np.ndarray
@@ -134,9 +132,7 @@ def _plan(policy: Policy, calendars: CalendarSet) -> _Plan:
     names = [c.name for c in calendars.calendars]
     plan = _Plan(
         specs,
-        specs.target.tolist(),
-        specs.rule_local[specs.spec_rule].tolist(),
-        [names[c] for c in specs.cal.tolist()],
+        names,
         specs.notify or [""],
         np.empty(0, np.int64),
     )
@@ -215,7 +211,9 @@ def _rows(
 ) -> list[MetricRow] | None:
     columns = zip(
         out.ticket.tolist(),
-        out.spec.tolist(),
+        out.rule.tolist(),
+        out.target.tolist(),
+        out.calendar.tolist(),
         out.metric.tolist(),
         out.deadline.tolist(),
         out.elapsed.tolist(),
@@ -232,7 +230,9 @@ def _rows(
     name = policy.name
     for (
         ticket,
-        spec,
+        rule,
+        target,
+        calendar,
         metric,
         deadline,
         elapsed,
@@ -244,7 +244,6 @@ def _rows(
         *rest,
     ) in columns:
         nxt, warn = rest
-        target = plan.target[spec]
         breached = status == _BREACHED
         if breached and deadline == NO_INSTANT:
             return None  # the Arrow results would hold no instant there: leave it to them
@@ -253,9 +252,9 @@ def _rows(
                 tickets[ticket].ticket_id,
                 METRICS[metric],
                 name,
-                plan.rule[spec],
+                rule,
                 target,
-                plan.calendar[spec],
+                plan.calendar[calendar],
                 None if deadline == NO_INSTANT else deadline,
                 elapsed,
                 target - elapsed,
