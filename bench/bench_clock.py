@@ -2,13 +2,15 @@
 
 Prints ops/s of ``elapsed`` and ``deadline`` on 1M and 10M random operations over a mixed set
 of calendars, side by side with
+  (o) the same kernels over the same set without its day table (the interval records and their
+      indexes alone: the previous design, which the kernels still use for a set without one),
   (a) the same queries answered by NumPy ``searchsorted`` on the compiled arrays of one calendar,
   (b) pandas ``CustomBusinessHour`` with holidays (deadlines only; pandas has no elapsed) on a
       10k sample,
   (c) the minute-walk reference of the tests on a 1k sample,
 plus the one- vs two-thread speed-up and the compile time of 100-year calendars with holidays.
 Machines are shared and noisy: every figure is the best of several repeats, and only ratios
-measured in one run are compared.
+measured in one run are compared; the load average is printed with the figures.
 
     python bench/bench_clock.py [--sizes 1000000 10000000] [--repeats 5]
 """
@@ -16,6 +18,7 @@ measured in one run are compared.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -114,19 +117,37 @@ def paired_rates(fns: list[Callable[[], object]], ops: int, repeats: int) -> lis
     return [ops / min(spent) for spent in times]
 
 
+def intervals_only(cs: CalendarSet) -> _clock.PackedClock:
+    """The set's packed clock without its day table: the kernels answer from the intervals."""
+    return _clock.PackedClock(
+        cs.intervals,
+        cs.first,
+        cs.last,
+        cs.day_first,
+        cs.by_open,
+        cs.bucket_first,
+        np.array([c.open_at_end for c in cs.compiled], np.uint8),
+        cs.horizon.start,
+        cs.horizon.end,
+    )
+
+
 def measure(
     cs: CalendarSet, one: CompiledCalendar, q: dict[str, np.ndarray], repeats: int
 ) -> tuple[list[float], list[float]]:
-    """(kernel, NumPy, API 1 thread, API 2 threads) ops/s for elapsed and for deadline."""
+    """(kernel, NumPy, API 1 thread, API 2 threads, intervals-only kernel) ops/s for elapsed and
+    for deadline."""
     n = q["a"].size
     out = np.empty(n, np.int64)
     cal, a, b, d = q["cal"], q["a"], q["b"], q["d"]
+    previous = intervals_only(cs)
     elapsed_rates = paired_rates(
         [
             lambda: _clock.elapsed(cs.packed, cal, a, b, out),
             lambda: numpy_elapsed(one, a, b),
             lambda: clock.elapsed(cs, cal, a, b, threads=1),
             lambda: clock.elapsed(cs, cal, a, b, threads=2),
+            lambda: _clock.elapsed(previous, cal, a, b, out),
         ],
         n,
         repeats,
@@ -137,6 +158,7 @@ def measure(
             lambda: numpy_deadline(one, a, d),
             lambda: clock.deadline(cs, cal, a, d, threads=1),
             lambda: clock.deadline(cs, cal, a, d, threads=2),
+            lambda: _clock.deadline(previous, cal, a, d, out),
         ],
         n,
         repeats,
@@ -245,7 +267,8 @@ def main() -> None:
     print(
         f"CalendarSet of {len(cs)} calendars (2000-2100): {time.perf_counter() - started:.2f} s, "
         f"{cs.intervals.nbytes / 1e6:.1f} MB of interval records, "
-        f"{(cs.day_first.nbytes + cs.by_open.nbytes) / 1e6:.1f} MB of indexes"
+        f"{(cs.day_first.nbytes + cs.by_open.nbytes) / 1e6:.1f} MB of indexes, "
+        f"{cs.day_rec.nbytes / 1e6:.1f} MB day table ({cs.day_shape.shape[0] - 1} day shapes)"
     )
     one = cs.compiled[[c.name for c in calendars].index("sydney-business-hours")]
 
@@ -266,17 +289,20 @@ def main() -> None:
             rows.append((label, n, "deadline", *deadline_rates))
 
     print(
-        f"\n== Kernels over {len(cs)} mixed calendars vs NumPy searchsorted on one calendar "
-        f"(best of {args.repeats})"
+        f"\n== Kernels over {len(cs)} mixed calendars vs the intervals alone (no day table) and "
+        f"NumPy searchsorted on one calendar (best of {args.repeats}; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + ")"
     )
     print(
-        f"{'instants':<27}{'ops':>11} {'op':<9}{'kernel Mops/s':>14}{'numpy Mops/s':>13}"
-        f"{'ratio':>7}{'API 1 thr':>11}{'API 2 thr':>11}{'speed-up':>9}"
+        f"{'instants':<27}{'ops':>11} {'op':<9}{'kernel Mops/s':>14}{'no-table':>9}{'ratio':>7}"
+        f"{'numpy Mops/s':>13}{'ratio':>7}{'API 1 thr':>11}{'API 2 thr':>11}{'speed-up':>9}"
     )
-    for label, n, op, k, base, t1, t2 in rows:
+    for label, n, op, k, base, t1, t2, prev in rows:
         print(
-            f"{label:<27}{n:>11,} {op:<9}{k / 1e6:>14.2f}{base / 1e6:>13.2f}{k / base:>6.2f}x"
-            f"{t1 / 1e6:>11.2f}{t2 / 1e6:>11.2f}{t2 / t1:>8.2f}x"
+            f"{label:<27}{n:>11,} {op:<9}{k / 1e6:>14.2f}{prev / 1e6:>9.2f}{k / prev:>6.2f}x"
+            f"{base / 1e6:>13.2f}{k / base:>6.2f}x{t1 / 1e6:>11.2f}{t2 / 1e6:>11.2f}"
+            f"{t2 / t1:>8.2f}x"
         )
 
     print("\n== Slow baselines (one calendar: sydney-business-hours)")
@@ -298,6 +324,7 @@ def main() -> None:
         f"minute-walk reference deadline (1k sample):     {ref_dl:>12,.0f} ops/s; "
         f"kernel {kernel_dl / ref_dl:,.0f}x faster"
     )
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

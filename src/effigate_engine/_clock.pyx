@@ -131,13 +131,28 @@ cdef Py_ssize_t _elapsed_days(const ClockView* v, const int64_t[::1] cal, const 
     return bad
 
 
+cdef int64_t _deadline_far(const ClockView* v, int64_t c, int64_t a, int64_t target) noexcept nogil:
+    """The deadline of a target the inline steps of _deadline_days do not reach (kept out of
+    line so that the loop stays small)."""
+    return day_deadline_from(v, c, a, target)
+
+
 cdef Py_ssize_t _deadline_days(const ClockView* v, const int64_t[::1] cal, const int64_t[::1] a,
                                const int64_t[::1] seconds, int64_t[::1] out) noexcept:
-    """deadline over the day table, the start's record prefetched ahead."""
+    """deadline over the day table, the start's records prefetched ahead.
+
+    The common case runs inline and branch-free: F(a) from a's record, five halving steps over
+    the next 31 days' F at midnight, then the answer inside its day's (at most two) openings.
+    A deadline farther away, near the horizon's end or on a day of more openings takes
+    day_deadline_from.
+    """
     cdef Py_ssize_t n = out.shape[0], k, p, bad = -1
     cdef Py_ssize_t cs = 1 if cal.shape[0] == n else 0
     cdef Py_ssize_t ds = 1 if seconds.shape[0] == n else 0
-    cdef int64_t c, d, t
+    cdef int64_t c, d, t, day, s, target, r, top = v.days - 1
+    cdef uint64_t rel, rec
+    cdef const uint64_t* row
+    cdef const int32_t* sh
     with nogil:
         for k in range(n):
             p = k + PREFETCH_AHEAD
@@ -152,7 +167,31 @@ cdef Py_ssize_t _deadline_days(const ClockView* v, const int64_t[::1] cal, const
             if d == 0:
                 out[k] = a[k]
                 continue
-            t = day_deadline_from(v, c, a[k], day_open_before(v, c, a[k]) + d)
+            row = v.day_rec + c * v.days
+            rel = <uint64_t>(a[k] - v.start)
+            day = <int64_t>(rel // SECONDS_PER_DAY)
+            s = <int64_t>rel - day * SECONDS_PER_DAY
+            rec = row[day]
+            if (rec >> 32) == 0 or day + 32 > top:
+                t = day_deadline_from(v, c, a[k], open_seconds_before(v, c, a[k]) + d)
+            else:
+                sh = v.day_shape + 4 * (rec >> 32)
+                target = (<int64_t>(rec & 0xFFFFFFFFu) + _clamp_len(s - sh[0], sh[1])
+                          + _clamp_len(s - sh[2], sh[3]) + d)
+                day += 16 * (<int64_t>(row[day + 16] & 0xFFFFFFFFu) < target)
+                day += 8 * (<int64_t>(row[day + 8] & 0xFFFFFFFFu) < target)
+                day += 4 * (<int64_t>(row[day + 4] & 0xFFFFFFFFu) < target)
+                day += 2 * (<int64_t>(row[day + 2] & 0xFFFFFFFFu) < target)
+                day += <int64_t>(row[day + 1] & 0xFFFFFFFFu) < target
+                rec = row[day]
+                if <int64_t>(row[day + 1] & 0xFFFFFFFFu) < target or (rec >> 32) == 0:
+                    t = _deadline_far(v, c, a[k], target)
+                else:
+                    sh = v.day_shape + 4 * (rec >> 32)
+                    r = target - <int64_t>(rec & 0xFFFFFFFFu)
+                    # Inside the first opening, or past it into the second (no branch).
+                    t = (v.start + day * SECONDS_PER_DAY + sh[0] + r
+                         + (r > sh[1]) * (sh[2] - sh[0] - sh[1]))
             if t == NO_INSTANT:
                 bad = k
                 break
