@@ -105,15 +105,20 @@ def best_rate(fn: Callable[[], object], ops: int, repeats: int) -> float:
     return ops / min(times)
 
 
-def paired_rates(fns: list[Callable[[], object]], ops: int, repeats: int) -> list[float]:
+def paired_rates(
+    fns: list[Callable[[], object]], ops: int, repeats: int, cpu: bool = False
+) -> list[float]:
     """Operations per second of each function, best of ``repeats``, runs interleaved so that a
-    shared machine's drift affects every function alike."""
+    shared machine's drift affects every function alike. With ``cpu``, per second of the
+    calling thread's CPU time (per core: time spent waiting for a core on a busy machine does
+    not count), for single-threaded functions only."""
+    clock_of = time.thread_time if cpu else time.perf_counter
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, spent in zip(fns, times, strict=True):
-            started = time.perf_counter()
+            started = clock_of()
             fn()
-            spent.append(time.perf_counter() - started)
+            spent.append(clock_of() - started)
     return [ops / min(spent) for spent in times]
 
 
@@ -141,28 +146,32 @@ def measure(
     out = np.empty(n, np.int64)
     cal, a, b, d = q["cal"], q["a"], q["b"], q["d"]
     previous = intervals_only(cs)
-    elapsed_rates = paired_rates(
+    # The kernels and NumPy per core (CPU time of this thread), the API by the wall clock.
+    kernels = paired_rates(
         [
             lambda: _clock.elapsed(cs.packed, cal, a, b, out),
             lambda: numpy_elapsed(one, a, b),
-            lambda: clock.elapsed(cs, cal, a, b, threads=1),
-            lambda: clock.elapsed(cs, cal, a, b, threads=2),
             lambda: _clock.elapsed(previous, cal, a, b, out),
-        ],
-        n,
-        repeats,
-    )
-    deadline_rates = paired_rates(
-        [
             lambda: _clock.deadline(cs.packed, cal, a, d, out),
             lambda: numpy_deadline(one, a, d),
-            lambda: clock.deadline(cs, cal, a, d, threads=1),
-            lambda: clock.deadline(cs, cal, a, d, threads=2),
             lambda: _clock.deadline(previous, cal, a, d, out),
         ],
         n,
         repeats,
+        cpu=True,
     )
+    api = paired_rates(
+        [
+            lambda: clock.elapsed(cs, cal, a, b, threads=1),
+            lambda: clock.elapsed(cs, cal, a, b, threads=2),
+            lambda: clock.deadline(cs, cal, a, d, threads=1),
+            lambda: clock.deadline(cs, cal, a, d, threads=2),
+        ],
+        n,
+        repeats,
+    )
+    elapsed_rates = [kernels[0], kernels[1], api[0], api[1], kernels[2]]
+    deadline_rates = [kernels[3], kernels[4], api[2], api[3], kernels[5]]
     return elapsed_rates, deadline_rates
 
 
@@ -290,7 +299,8 @@ def main() -> None:
 
     print(
         f"\n== Kernels over {len(cs)} mixed calendars vs the intervals alone (no day table) and "
-        f"NumPy searchsorted on one calendar (best of {args.repeats}; load average "
+        f"NumPy searchsorted on one calendar (best of {args.repeats}; kernel, no-table and "
+        f"NumPy per core = per CPU-second of the thread, API by the wall clock; load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
         + ")"
     )

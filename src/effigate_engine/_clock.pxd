@@ -50,12 +50,12 @@ cdef struct ClockView:
     const int32_t* by_open
     const int64_t* bucket_first
     const uint8_t* open_at_end  # per calendar: open at the instant `end`
-    const uint64_t* day_rec     # per calendar and UTC day: F at midnight | shape << 32, or NULL
-    const int32_t* day_shape    # per shape: open1, len1, open2, len2 (seconds after midnight)
     int64_t days
     int64_t ncal
     int64_t start
     int64_t end
+    const uint64_t* day_rec     # per calendar and UTC day: F at midnight | shape << 32, or NULL
+    const int32_t* day_shape    # per shape: open1, len1, open2, len2 (seconds after midnight)
 
 
 cdef class PackedClock:

@@ -3,9 +3,11 @@
 A compiled calendar is the sorted array of its open intervals ``[open_i, close_i)`` in UTC
 seconds over a :class:`Horizon`, with the prefix sum ``cum_i`` of open seconds before
 ``open_i``. A :class:`CalendarSet` packs many compiled calendars (CSR: one offset per calendar)
-plus a per-UTC-day table of the first interval that ends after each midnight, so the kernels in
-``_clock`` answer ``F(t)`` (open seconds before ``t``) in O(1) and ``deadline`` by a short
-gallop; one batch can mix calendars by index.
+plus a per-UTC-day index of the first interval that ends after each midnight, and a day table:
+per calendar and UTC day, ``F`` at its midnight and the number of its shape (its at most two
+openings, shared by all days alike). The kernels in ``_clock`` answer ``F(t)`` (open seconds
+before ``t``) from one 8-byte record and ``deadline`` by a few branch-free steps over the
+following days; one batch can mix calendars by index.
 """
 
 from __future__ import annotations
