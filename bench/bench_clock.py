@@ -2,13 +2,15 @@
 
 Prints ops/s of ``elapsed`` and ``deadline`` on 1M and 10M random operations over a mixed set
 of calendars, side by side with
+  (o) the same kernels over the same set without its day table (the interval records and their
+      indexes alone: the previous design, which the kernels still use for a set without one),
   (a) the same queries answered by NumPy ``searchsorted`` on the compiled arrays of one calendar,
   (b) pandas ``CustomBusinessHour`` with holidays (deadlines only; pandas has no elapsed) on a
       10k sample,
   (c) the minute-walk reference of the tests on a 1k sample,
 plus the one- vs two-thread speed-up and the compile time of 100-year calendars with holidays.
 Machines are shared and noisy: every figure is the best of several repeats, and only ratios
-measured in one run are compared.
+measured in one run are compared; the load average is printed with the figures.
 
     python bench/bench_clock.py [--sizes 1000000 10000000] [--repeats 5]
 """
@@ -16,6 +18,7 @@ measured in one run are compared.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -102,45 +105,73 @@ def best_rate(fn: Callable[[], object], ops: int, repeats: int) -> float:
     return ops / min(times)
 
 
-def paired_rates(fns: list[Callable[[], object]], ops: int, repeats: int) -> list[float]:
+def paired_rates(
+    fns: list[Callable[[], object]], ops: int, repeats: int, cpu: bool = False
+) -> list[float]:
     """Operations per second of each function, best of ``repeats``, runs interleaved so that a
-    shared machine's drift affects every function alike."""
+    shared machine's drift affects every function alike. With ``cpu``, per second of the
+    calling thread's CPU time (per core: time spent waiting for a core on a busy machine does
+    not count), for single-threaded functions only."""
+    clock_of = time.thread_time if cpu else time.perf_counter
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, spent in zip(fns, times, strict=True):
-            started = time.perf_counter()
+            started = clock_of()
             fn()
-            spent.append(time.perf_counter() - started)
+            spent.append(clock_of() - started)
     return [ops / min(spent) for spent in times]
+
+
+def intervals_only(cs: CalendarSet) -> _clock.PackedClock:
+    """The set's packed clock without its day table: the kernels answer from the intervals."""
+    return _clock.PackedClock(
+        cs.intervals,
+        cs.first,
+        cs.last,
+        cs.day_first,
+        cs.by_open,
+        cs.bucket_first,
+        np.array([c.open_at_end for c in cs.compiled], np.uint8),
+        cs.horizon.start,
+        cs.horizon.end,
+    )
 
 
 def measure(
     cs: CalendarSet, one: CompiledCalendar, q: dict[str, np.ndarray], repeats: int
 ) -> tuple[list[float], list[float]]:
-    """(kernel, NumPy, API 1 thread, API 2 threads) ops/s for elapsed and for deadline."""
+    """(kernel, NumPy, API 1 thread, API 2 threads, intervals-only kernel) ops/s for elapsed and
+    for deadline."""
     n = q["a"].size
     out = np.empty(n, np.int64)
     cal, a, b, d = q["cal"], q["a"], q["b"], q["d"]
-    elapsed_rates = paired_rates(
+    previous = intervals_only(cs)
+    # The kernels and NumPy per core (CPU time of this thread), the API by the wall clock.
+    kernels = paired_rates(
         [
             lambda: _clock.elapsed(cs.packed, cal, a, b, out),
             lambda: numpy_elapsed(one, a, b),
-            lambda: clock.elapsed(cs, cal, a, b, threads=1),
-            lambda: clock.elapsed(cs, cal, a, b, threads=2),
+            lambda: _clock.elapsed(previous, cal, a, b, out),
+            lambda: _clock.deadline(cs.packed, cal, a, d, out),
+            lambda: numpy_deadline(one, a, d),
+            lambda: _clock.deadline(previous, cal, a, d, out),
         ],
         n,
         repeats,
+        cpu=True,
     )
-    deadline_rates = paired_rates(
+    api = paired_rates(
         [
-            lambda: _clock.deadline(cs.packed, cal, a, d, out),
-            lambda: numpy_deadline(one, a, d),
+            lambda: clock.elapsed(cs, cal, a, b, threads=1),
+            lambda: clock.elapsed(cs, cal, a, b, threads=2),
             lambda: clock.deadline(cs, cal, a, d, threads=1),
             lambda: clock.deadline(cs, cal, a, d, threads=2),
         ],
         n,
         repeats,
     )
+    elapsed_rates = [kernels[0], kernels[1], api[0], api[1], kernels[2]]
+    deadline_rates = [kernels[3], kernels[4], api[2], api[3], kernels[5]]
     return elapsed_rates, deadline_rates
 
 
@@ -245,7 +276,8 @@ def main() -> None:
     print(
         f"CalendarSet of {len(cs)} calendars (2000-2100): {time.perf_counter() - started:.2f} s, "
         f"{cs.intervals.nbytes / 1e6:.1f} MB of interval records, "
-        f"{(cs.day_first.nbytes + cs.by_open.nbytes) / 1e6:.1f} MB of indexes"
+        f"{(cs.day_first.nbytes + cs.by_open.nbytes) / 1e6:.1f} MB of indexes, "
+        f"{cs.day_rec.nbytes / 1e6:.1f} MB day table ({cs.day_shape.shape[0] - 1} day shapes)"
     )
     one = cs.compiled[[c.name for c in calendars].index("sydney-business-hours")]
 
@@ -266,17 +298,21 @@ def main() -> None:
             rows.append((label, n, "deadline", *deadline_rates))
 
     print(
-        f"\n== Kernels over {len(cs)} mixed calendars vs NumPy searchsorted on one calendar "
-        f"(best of {args.repeats})"
+        f"\n== Kernels over {len(cs)} mixed calendars vs the intervals alone (no day table) and "
+        f"NumPy searchsorted on one calendar (best of {args.repeats}; kernel, no-table and "
+        f"NumPy per core = per CPU-second of the thread, API by the wall clock; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + ")"
     )
     print(
-        f"{'instants':<27}{'ops':>11} {'op':<9}{'kernel Mops/s':>14}{'numpy Mops/s':>13}"
-        f"{'ratio':>7}{'API 1 thr':>11}{'API 2 thr':>11}{'speed-up':>9}"
+        f"{'instants':<27}{'ops':>11} {'op':<9}{'kernel Mops/s':>14}{'no-table':>9}{'ratio':>7}"
+        f"{'numpy Mops/s':>13}{'ratio':>7}{'API 1 thr':>11}{'API 2 thr':>11}{'speed-up':>9}"
     )
-    for label, n, op, k, base, t1, t2 in rows:
+    for label, n, op, k, base, t1, t2, prev in rows:
         print(
-            f"{label:<27}{n:>11,} {op:<9}{k / 1e6:>14.2f}{base / 1e6:>13.2f}{k / base:>6.2f}x"
-            f"{t1 / 1e6:>11.2f}{t2 / 1e6:>11.2f}{t2 / t1:>8.2f}x"
+            f"{label:<27}{n:>11,} {op:<9}{k / 1e6:>14.2f}{prev / 1e6:>9.2f}{k / prev:>6.2f}x"
+            f"{base / 1e6:>13.2f}{k / base:>6.2f}x{t1 / 1e6:>11.2f}{t2 / 1e6:>11.2f}"
+            f"{t2 / t1:>8.2f}x"
         )
 
     print("\n== Slow baselines (one calendar: sydney-business-hours)")
@@ -298,6 +334,7 @@ def main() -> None:
         f"minute-walk reference deadline (1k sample):     {ref_dl:>12,.0f} ops/s; "
         f"kernel {kernel_dl / ref_dl:,.0f}x faster"
     )
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy.typing as npt
 _I32 = npt.NDArray[np.int32]
 _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
+_U64 = npt.NDArray[np.uint64]
 
 #: Width (open seconds) of the buckets of the deadline index ``by_open``.
 BUSINESS_BUCKET_SECONDS: int
@@ -31,7 +32,13 @@ class PackedClock:
         open_at_end: _U8,
         start: int,
         end: int,
+        day_rec: _U64 | None = None,
+        day_shape: _I32 | None = None,
     ) -> None: ...
+    @property
+    def has_day_table(self) -> bool:
+        """Whether the kernels read the day table (``day_rec``, ``day_shape``) first; without
+        it they answer from the intervals alone."""
     @property
     def calendars(self) -> int:
         """Number of calendars."""

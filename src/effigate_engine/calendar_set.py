@@ -3,9 +3,11 @@
 A compiled calendar is the sorted array of its open intervals ``[open_i, close_i)`` in UTC
 seconds over a :class:`Horizon`, with the prefix sum ``cum_i`` of open seconds before
 ``open_i``. A :class:`CalendarSet` packs many compiled calendars (CSR: one offset per calendar)
-plus a per-UTC-day table of the first interval that ends after each midnight, so the kernels in
-``_clock`` answer ``F(t)`` (open seconds before ``t``) in O(1) and ``deadline`` by a short
-gallop; one batch can mix calendars by index.
+plus a per-UTC-day index of the first interval that ends after each midnight, and a day table:
+per calendar and UTC day, ``F`` at its midnight and the number of its shape (its at most two
+openings, shared by all days alike). The kernels in ``_clock`` answer ``F(t)`` (open seconds
+before ``t``) from one 8-byte record and ``deadline`` by a few branch-free steps over the
+following days; one batch can mix calendars by index.
 """
 
 from __future__ import annotations
@@ -223,6 +225,7 @@ class CalendarSet:
         self.bucket_first = np.zeros(len(self.compiled) + 1, np.int64)
         np.cumsum([b.size for b in by_open], out=self.bucket_first[1:])
         self.by_open = np.ascontiguousarray(np.concatenate(by_open), np.int32)
+        self.day_rec, self.day_shape = self._day_table(midnights)
         self.packed = _clock.PackedClock(
             self.intervals,
             self.first,
@@ -233,7 +236,79 @@ class CalendarSet:
             np.array([c.open_at_end for c in self.compiled], np.uint8),
             self.horizon.start,
             self.horizon.end,
+            self.day_rec,
+            self.day_shape,
         )
+
+    def _day_table(self, midnights: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The day table the kernels read first (see ``_clock.pxd``): per calendar and UTC day,
+        ``F`` at midnight (low 32 bits) and a shape number (high 32 bits) into the shapes
+        ``{open1, len1, open2, len2}`` (seconds after midnight) of days with at most two
+        openings; shape 0 (a day with more). ``(None, None)`` when the horizon is 2^32 seconds
+        or longer, so that ``F`` would not fit 32 bits."""
+        if self.horizon.end - self.horizon.start >= 1 << 32:
+            return None, None
+        ndays = midnights.size
+        start = self.horizon.start
+        f_mid: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        for i, c in enumerate(self.compiled):
+            n = c.opens.size
+            after = self.day_first[i].astype(np.int64)
+            if n == 0:
+                f_mid.append(np.zeros(ndays, np.int64))
+                rows.append(np.zeros((ndays, 5), np.int64))
+                continue
+            k = np.minimum(after, n - 1)
+            f_mid.append(
+                np.where(
+                    after < n,
+                    c.cums[k] + np.maximum(midnights - c.opens[k], 0),
+                    c.open_seconds,
+                )
+            )
+            # Each interval cut at the UTC midnights it spans, as (day, open, close) in seconds
+            # after that day's midnight.
+            first_day = (c.opens - start) // SECONDS_PER_DAY
+            spans = (c.closes - 1 - start) // SECONDS_PER_DAY - first_day + 1
+            owner = np.repeat(np.arange(n), spans)
+            group_start = np.repeat(np.cumsum(spans) - spans, spans)
+            day = first_day[owner] + (np.arange(owner.size) - group_start)
+            midnight = start + day * SECONDS_PER_DAY
+            lo = np.maximum(c.opens[owner], midnight) - midnight
+            hi = np.minimum(c.closes[owner], midnight + SECONDS_PER_DAY) - midnight
+            count = np.bincount(day, minlength=ndays)
+            head = np.cumsum(count) - count
+            row = np.zeros((ndays, 5), np.int64)  # open1, len1, open2, len2, more than two
+            one = count >= 1
+            row[one, 0] = lo[head[one]]
+            row[one, 1] = hi[head[one]] - lo[head[one]]
+            two = count >= 2
+            row[two, 2] = lo[head[two] + 1]
+            row[two, 3] = hi[head[two] + 1] - lo[head[two] + 1]
+            row[:, 4] = count > 2
+            rows.append(row)
+        every = np.concatenate(rows)
+        simple = every[:, 4] == 0
+        # Number the distinct shapes: each opening (open, len < 2^17) packs into 34 bits, so
+        # a shape is the pair (number of its first opening, its second opening).
+        firsts, first_number = np.unique(
+            (every[simple, 0] << 17) | every[simple, 1], return_inverse=True
+        )
+        keys, number = np.unique(
+            (first_number.reshape(-1) << 34) | (every[simple, 2] << 17) | every[simple, 3],
+            return_inverse=True,
+        )
+        shape_of = np.zeros(every.shape[0], np.uint64)
+        shape_of[simple] = number.reshape(-1).astype(np.uint64) + 1
+        day_shape = np.zeros((keys.size + 1, 4), np.int32)
+        first = firsts[keys >> 34]
+        day_shape[1:, 0] = first >> 17
+        day_shape[1:, 1] = first & ((1 << 17) - 1)
+        day_shape[1:, 2] = (keys >> 17) & ((1 << 17) - 1)
+        day_shape[1:, 3] = keys & ((1 << 17) - 1)
+        day_rec = np.concatenate(f_mid).astype(np.uint64) | (shape_of << np.uint64(32))
+        return np.ascontiguousarray(day_rec.reshape(len(self.compiled), ndays)), day_shape
 
     def __len__(self) -> int:
         return len(self.calendars)
