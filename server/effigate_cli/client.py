@@ -24,11 +24,19 @@ def add_commands(commands: Any) -> None:
     _client_args(status)
     status.set_defaults(handler=run_status)
 
-    sla = commands.add_parser("sla", help="evaluate a Parquet file of tickets (Arrow stream)")
+    sla = commands.add_parser(
+        "sla", help="evaluate a Parquet file of tickets (Arrow Flight, or the Arrow stream)"
+    )
     sla.add_argument("file", type=Path)
     sla.add_argument("--policy", type=int, required=True)
     sla.add_argument("--now", default=None, help="ISO instant (default: now)")
     sla.add_argument("--out", type=Path, default=None, help="write the results as Parquet")
+    sla.add_argument(
+        "--flight",
+        default=os.environ.get("EFFIGATE_FLIGHT"),
+        help="the service's Flight location (grpc://host:port): bulk through Arrow Flight"
+        " DoExchange; without it, the gRPC Arrow stream",
+    )
     _client_args(sla)
     sla.set_defaults(handler=run_sla)
 
@@ -99,20 +107,26 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_sla(args: argparse.Namespace) -> int:
-    """Evaluate a Parquet file through the Arrow stream and summarise (or save) the results."""
+    """Evaluate a Parquet file through Arrow Flight (``--flight``) or the gRPC Arrow stream,
+    and summarise (or save) the results."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from effigate_client import Client
+    from effigate_client.flight import FlightClient
 
     table = pq.read_table(args.file)
-    with (
-        Client(args.address, _token(args)) as client,
-        tqdm(total=table.num_rows, unit="ticket", unit_scale=True, leave=False) as bar,
-    ):
-        results = client.evaluate_arrow(args.policy, table, _now(args.now), progress=bar.update)
+    if args.flight:
+        with FlightClient(args.flight, _token(args)) as flights:
+            results = flights.evaluate(table, args.policy, _now(args.now))
+    else:
+        with (
+            Client(args.address, _token(args)) as client,
+            tqdm(total=table.num_rows, unit="ticket", unit_scale=True, leave=False) as bar,
+        ):
+            results = client.evaluate_arrow(args.policy, table, _now(args.now), progress=bar.update)
     if args.out:
         pq.write_table(results, args.out)
         print(f"wrote {results.num_rows} result rows to {args.out}")

@@ -71,6 +71,24 @@ def test_token_status_sla_and_replay_commands(service, client: Client, tenant, t
     assert set(pq.read_table(out).column("ticket_id").to_pylist()) == set(
         tickets.column("ticket_id").to_pylist()
     )
+    # the same through Arrow Flight: the same summary and the same results
+    assert service.flight_url is not None
+    flown = tmp_path / "flight.parquet"
+    by_flight = effigate(
+        "sla",
+        str(source),
+        "--policy",
+        str(ids.policy),
+        "--now",
+        NOW.isoformat(),
+        "--out",
+        str(flown),
+        "--flight",
+        service.flight_url,
+        env=staff,
+    )
+    assert by_flight.stdout.replace(str(flown), str(out)) == done.stdout
+    assert pq.read_table(flown).equals(pq.read_table(out))
 
     proposed = json.loads((SAMPLES / "policies" / "standard-msp.json").read_text())
     proposed["name"] = "relaxed"
