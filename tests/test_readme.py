@@ -129,7 +129,8 @@ def serve_demo(home: Path, port: int, tickets: int, until: str, http_port: int =
     with open(stderr, "w") as errors:
         process = subprocess.Popen(
             [str(EFFIGATE), "serve", "--demo", "--demo-tickets", str(tickets),
-             "--address", f"127.0.0.1:{port}", "--http-address", f"127.0.0.1:{http_port}"],
+             "--address", f"127.0.0.1:{port}", "--http-address", f"127.0.0.1:{http_port}",
+             "--flight-address", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=ROOT,
         )
     lines: queue.Queue[str | None] = queue.Queue()

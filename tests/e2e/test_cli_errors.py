@@ -132,6 +132,10 @@ def test_serve_without_its_database_is_one_line(closed_port: int) -> None:
         "serve",
         "--address",
         "127.0.0.1:0",
+        "--http-address",
+        "127.0.0.1:0",
+        "--flight-address",
+        "127.0.0.1:0",
         EFFIGATE_DSN=f"postgresql://effigate_app@127.0.0.1:{closed_port}/none",
     )
     assert done.returncode == EXIT_UNREACHABLE
