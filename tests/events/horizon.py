@@ -33,12 +33,18 @@ class HorizonSampler:
         conn = await asyncpg.connect(self._dsn)
         try:
             while not self._stop.is_set():
-                xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-                self.samples.append((time.monotonic(), int(xmin)))
+                await self._sample(conn)
                 self._ready.set()
                 await asyncio.sleep(self._every)
+            # one last sample once stopped: on a loaded machine the thread may sleep through
+            # the moment the horizon passed an event a watch already received
+            await self._sample(conn)
         finally:
             await conn.close()
+
+    async def _sample(self, conn: asyncpg.Connection) -> None:
+        xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        self.samples.append((time.monotonic(), int(xmin)))
 
     def stop(self) -> None:
         self._stop.set()
