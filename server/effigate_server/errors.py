@@ -83,7 +83,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_PREFIX
 
 
-def _report(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+def reported(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """:func:`status_for` of ``exc`` raised by ``method``; an internal error is logged with a
+    request id, which alone the caller is told."""
     code, message = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         request = uuid.uuid4().hex[:16]
@@ -134,7 +136,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                code, message = _report(exc, fn.__name__)
+                code, message = reported(exc, fn.__name__)
                 await context.abort(code, message)
 
         return stream
@@ -146,7 +148,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
-            code, message = _report(exc, fn.__name__)
+            code, message = reported(exc, fn.__name__)
             await context.abort(code, message)
 
     return unary

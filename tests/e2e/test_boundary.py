@@ -281,7 +281,7 @@ def test_ingest_chunks_that_disagree_are_invalid_argument(client: Client, counts
 
 
 def test_status_for_keeps_internal_for_bugs_with_a_request_id(caplog) -> None:
-    code, message = errors._report(RuntimeError("boom"), "GetTicket")
+    code, message = errors.reported(RuntimeError("boom"), "GetTicket")
     assert code == grpc.StatusCode.INTERNAL
     request = message.removeprefix("internal error (request ").removesuffix(")")
     assert len(request) == 16 and request in caplog.text

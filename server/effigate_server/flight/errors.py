@@ -20,16 +20,11 @@ INTERNAL              ``FlightInternalError`` (request id)   INTERNAL
 
 from __future__ import annotations
 
-import logging
-import uuid
-
 import grpc
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from effigate_server.errors import INTERNAL_PREFIX, status_for
-
-log = logging.getLogger("effigate.server")
+from effigate_server.errors import reported
 
 
 def flight_error(code: grpc.StatusCode, message: str) -> Exception:
@@ -57,15 +52,4 @@ def translated(exc: BaseException, method: str) -> Exception:
     if isinstance(exc, pa.ArrowInvalid | pa.ArrowTypeError | pa.ArrowNotImplementedError):
         # the client's record batches cannot be read as the operation's columns
         return pa.ArrowInvalid(f"stream: {exc}")
-    code, message = status_for(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        request = uuid.uuid4().hex[:16]
-        log.error(
-            "internal error in Flight %s (request %s)",
-            method,
-            request,
-            exc_info=exc,
-            extra={"rpc": f"flight/{method}", "request_id": request},
-        )
-        message = f"{INTERNAL_PREFIX} (request {request})"
-    return flight_error(code, message)
+    return flight_error(*reported(exc, f"flight/{method}"))

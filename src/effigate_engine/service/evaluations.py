@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +118,26 @@ async def ruleset(
     """The stored policy ``policy_id`` (its current version) and the tenant's compiled
     calendars."""
     return await cache.ruleset(conn, principal.tenant_id, policy_id)
+
+
+async def screen_under_their_policies(
+    histories: Sequence[TicketHistory],
+    policy_of: Mapping[str, int],
+    rulesets: Mapping[int, Ruleset],
+    at: datetime,
+) -> Screened:
+    """Stored tickets evaluated at ``at`` in one batch (in a worker thread), each under its own
+    policy: ``policy_of`` maps a ticket id to its policy id, ``rulesets`` holds each policy's
+    :func:`ruleset` (one tenant: one calendar set). Tickets the engine cannot evaluate are in
+    the result's rejected rows."""
+    table = timelines_table(histories)
+    names = [rulesets[policy_of[h.ticket.id]].policy.name for h in histories]
+    table = table.set_column(
+        table.schema.get_field_index("policy"), "policy", pa.array(names, pa.string())
+    )
+    calendars = next(iter(rulesets.values())).calendars
+    policies = {r.policy.name: r.policy for r in rulesets.values()}
+    return await asyncio.to_thread(evaluate_rows, table, policies, calendars, at)
 
 
 async def ruleset_for(

@@ -21,7 +21,6 @@ Every operation is staff-only: a portal token is refused.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,9 +39,7 @@ from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import FailedPrecondition, NotFound
 from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.service.ticket_changes import apply_changes
-from effigate_engine.service.tickets import timelines_table
 from effigate_engine.sla.policy import SUPPORT_LEVELS
-from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import catalog as stored_catalog
 from effigate_engine.store import routing as stored
 from effigate_engine.store import tickets as stored_tickets
@@ -306,14 +303,7 @@ async def sla_states(
         rulesets[policy_id] = await evaluations.ruleset(conn, cache, principal, policy_id)
     histories = await stored_tickets.load_histories(conn, ticket_ids=[t["id"] for t in with_policy])
     policy_of = {t["id"]: int(t["sla_policy_id"]) for t in with_policy}
-    table = timelines_table(histories)
-    names = [rulesets[policy_of[h.ticket.id]].policy.name for h in histories]
-    table = table.set_column(
-        table.schema.get_field_index("policy"), "policy", pa.array(names, pa.string())
-    )
-    calendars = next(iter(rulesets.values())).calendars
-    policies = {r.policy.name: r.policy for r in rulesets.values()}
-    screened = await asyncio.to_thread(evaluate_rows, table, policies, calendars, now)
+    screened = await evaluations.screen_under_their_policies(histories, policy_of, rulesets, now)
     results = screened.evaluation.results
     open_rows = results.filter(pc.is_null(results["stopped_at"]))
     states: dict[str, SlaState] = {}

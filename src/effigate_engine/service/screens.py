@@ -24,8 +24,6 @@ from effigate_engine.service import buckets, catalog, contracts, evaluations, in
 from effigate_engine.service.context import Principal
 from effigate_engine.service.errors import NotFound
 from effigate_engine.service.rulesets import RulesetCache
-from effigate_engine.service.tickets import timelines_table
-from effigate_engine.sla.screening import evaluate_rows
 from effigate_engine.store import screens as stored
 from effigate_engine.store.database import Store
 
@@ -118,14 +116,7 @@ async def open_standings(
     if not histories:
         return Standings(at, [], len(held), without_policy, 0)
     policy_of = {h.ticket.id: int(p) for h, p in held if p is not None}
-    table = timelines_table(histories)
-    names = [rulesets[policy_of[h.ticket.id]].policy.name for h in histories]
-    table = table.set_column(
-        table.schema.get_field_index("policy"), "policy", pa.array(names, pa.string())
-    )
-    calendars = next(iter(rulesets.values())).calendars
-    policies = {r.policy.name: r.policy for r in rulesets.values()}
-    screened = await asyncio.to_thread(evaluate_rows, table, policies, calendars, at)
+    screened = await evaluations.screen_under_their_policies(histories, policy_of, rulesets, at)
     results = screened.evaluation.results
     tickets = {h.ticket.id: h.ticket for h in histories}
     metrics = []
