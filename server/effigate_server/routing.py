@@ -16,6 +16,7 @@ from effigate_engine import routing
 from effigate_engine.errors import EffigateError
 from effigate_engine.service import Store
 from effigate_engine.service import routing as service
+from effigate_engine.service import routing_setup as setup
 from effigate_engine.service.evaluations import RulesetCache
 from effigate_engine.sla.policy import SUPPORT_LEVELS
 from effigate_server.convert import body, optional_datetime, read_ipc, timestamp, write_ipc
@@ -93,14 +94,14 @@ class RoutingServicer(rpc.RoutingServiceServicer):
             routing.Queue.from_json(_queue_json(q), f"queues[{i}]")
             for i, q in enumerate(request.queues)
         ]
-        rows = await service.put_queues(self.store, current_principal(), queues)
+        rows = await setup.put_queues(self.store, current_principal(), queues)
         return pb.QueueList(queues=[_queue_message(r) for r in rows])
 
     @guarded
     async def ListQueues(
         self, request: pb.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueueList:
-        rows = await service.list_queues(self.store, current_principal())
+        rows = await setup.list_queues(self.store, current_principal())
         return pb.QueueList(queues=[_queue_message(r) for r in rows])
 
     @guarded
@@ -111,21 +112,21 @@ class RoutingServicer(rpc.RoutingServiceServicer):
             routing.Agent.from_json(_agent_json(a), f"agents[{i}]")
             for i, a in enumerate(request.agents)
         ]
-        rows = await service.put_agents(self.store, current_principal(), agents)
+        rows = await setup.put_agents(self.store, current_principal(), agents)
         return pb.AgentList(agents=[_agent_message(r) for r in rows])
 
     @guarded
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.AgentList:
-        rows = await service.list_agents(self.store, current_principal())
+        rows = await setup.list_agents(self.store, current_principal())
         return pb.AgentList(agents=[_agent_message(r) for r in rows])
 
     @guarded
     async def PutRoutingRules(
         self, request: pb.PutRoutingRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.RoutingRules:
-        row = await service.put_rules(
+        row = await setup.put_rules(
             self.store, current_principal(), body("body_json", request.body_json)
         )
         return _rules_message(row)
@@ -134,7 +135,7 @@ class RoutingServicer(rpc.RoutingServiceServicer):
     async def GetRoutingRules(
         self, request: pb.GetRoutingRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.RoutingRules:
-        row = await service.get_rules(self.store, current_principal(), request.version or None)
+        row = await setup.get_rules(self.store, current_principal(), request.version or None)
         return _rules_message(row)
 
     @guarded

@@ -1,12 +1,13 @@
 """Routing and assignment of stored tickets, and the reports on queues and agents' workload.
 
-The tenant's queues, agents and routing rules (numbered immutable versions) are stored;
-routing and assignment run the engine's kernels (:mod:`effigate_engine.routing`) over the
-stored tickets and record what changed: the ticket's events (``QUEUE_CHANGED``,
-``PRIORITY_CHANGED``, ``SUPPORT_LEVEL_CHANGED``, ``TAGS_CHANGED``, ``ASSIGNED``) through
+The tenant's queues, agents and routing rules are stored by
+:mod:`~effigate_engine.service.routing_setup`. Routing and assignment run the engine's
+kernels (:mod:`effigate_engine.routing`) over the stored tickets and record what changed:
+the ticket's events (``QUEUE_CHANGED``, ``PRIORITY_CHANGED``, ``SUPPORT_LEVEL_CHANGED``,
+``TAGS_CHANGED``, ``ASSIGNED``) through
 :func:`~effigate_engine.service.ticket_changes.apply_changes` (``apply_events`` of many
-tickets in a few statements), and one row of the append-only
-assignment history per changed ticket. Nothing is recorded for a ticket that stays as it was,
+tickets in a few statements), and one row of the append-only assignment history per changed
+ticket. Nothing is recorded for a ticket that stays as it was,
 so re-sending a call never duplicates history.
 
 Assignment starts from the agents' workload derived at the call: their open assigned tickets
@@ -33,14 +34,13 @@ import pyarrow.compute as pc
 from effigate_engine import routing
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.errors import EffigateError
-from effigate_engine.routing import Agent, Queue, RoutingRules
+from effigate_engine.routing import RoutingRules
 from effigate_engine.service import evaluations
 from effigate_engine.service.context import Principal
-from effigate_engine.service.errors import FailedPrecondition, NotFound
+from effigate_engine.service.errors import NotFound
 from effigate_engine.service.evaluations import RulesetCache
+from effigate_engine.service.routing_setup import agent_of, live_rules, parse_rules, queue_of
 from effigate_engine.service.ticket_changes import apply_changes
-from effigate_engine.sla.policy import SUPPORT_LEVELS
-from effigate_engine.store import catalog as stored_catalog
 from effigate_engine.store import routing as stored
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.database import Store
@@ -66,181 +66,6 @@ def _now(now: datetime | None) -> datetime:
     if now.tzinfo is None:
         raise EffigateError(f"now: {now.isoformat()!r} has no time zone")
     return now
-
-
-def _staff(principal: Principal, operation: str) -> None:
-    principal.require_staff(operation)
-
-
-# queues, agents, rules --------------------------------------------------------------------------
-
-
-def queue_row(queue: Queue) -> QueueRow:
-    """The stored form of a queue."""
-    return QueueRow(queue.name, queue.calendar, queue.escalation_queue)
-
-
-def agent_row(agent: Agent) -> AgentRow:
-    """The stored form of an agent (sets sorted)."""
-    return AgentRow(
-        agent.id,
-        agent.name,
-        tuple(sorted(agent.support_levels, key=SUPPORT_LEVELS.index)),
-        None if agent.skills is None else tuple(sorted(agent.skills)),
-        tuple(sorted(agent.queues)),
-        agent.capacity,
-        agent.calendar,
-        agent.active,
-    )
-
-
-def _queue(row: QueueRow) -> Queue:
-    return Queue(row.name, row.calendar, row.escalation_queue)
-
-
-def _agent(row: AgentRow) -> Agent:
-    return Agent(
-        row.id,
-        row.name,
-        frozenset(row.support_levels),
-        None if row.skills is None else frozenset(row.skills),
-        frozenset(row.queues),
-        row.capacity,
-        row.calendar,
-        row.active,
-    )
-
-
-def _refuse_repeats(path: str, field: str, keys: Sequence[str]) -> None:
-    """Refuse a key given twice in one call, naming its second position."""
-    seen: set[str] = set()
-    for i, key in enumerate(keys):
-        if key in seen:
-            raise EffigateError(f"{path}[{i}].{field}: {key!r} is given twice")
-        seen.add(key)
-
-
-async def _check_calendars(
-    conn: asyncpg.Connection, named: Sequence[tuple[str, str | None]]
-) -> None:
-    """Refuse a calendar name (``(field path, name)``) that is not a live calendar of the
-    tenant."""
-    wanted = [(path, name) for path, name in named if name is not None]
-    if not wanted:
-        return
-    live = {c.name for c in await stored_catalog.load_calendars(conn)}
-    for path, name in wanted:
-        if name not in live:
-            known = ", ".join(sorted(live)) or "none stored"
-            raise NotFound(path, name, f"is not a calendar of this tenant ({known})")
-
-
-async def put_queues(store: Store, principal: Principal, queues: Sequence[Queue]) -> list[QueueRow]:
-    """Create or replace ``queues`` by name in one transaction; every queue of the tenant
-    afterwards. An escalation queue must be one of ``queues`` or already stored; a calendar a
-    live calendar of the tenant."""
-    _staff(principal, "change queues")
-    names = [q.name for q in queues]
-    _refuse_repeats("queues", "name", names)
-    async with store.transaction(principal) as conn:
-        await _check_calendars(
-            conn, [(f"queues[{i}].calendar", q.calendar) for i, q in enumerate(queues)]
-        )
-        known = {q.name for q in await stored.load_queues(conn)} | set(names)
-        for i, q in enumerate(queues):
-            if q.escalation_queue is not None and q.escalation_queue not in known:
-                raise NotFound(
-                    f"queues[{i}].escalation_queue",
-                    q.escalation_queue,
-                    "is not a queue of this tenant: store it first or in the same call",
-                )
-        await stored.upsert_queues(conn, [queue_row(q) for q in queues])
-        return await stored.load_queues(conn)
-
-
-async def list_queues(store: Store, principal: Principal) -> list[QueueRow]:
-    """Every queue of the tenant, by name."""
-    _staff(principal, "read queues")
-    async with store.transaction(principal) as conn:
-        return await stored.load_queues(conn)
-
-
-async def put_agents(store: Store, principal: Principal, agents: Sequence[Agent]) -> list[AgentRow]:
-    """Create or replace ``agents`` by id in one transaction; every agent of the tenant
-    afterwards. Their queues must be stored queues, their calendars live calendars."""
-    _staff(principal, "change agents")
-    _refuse_repeats("agents", "id", [a.id for a in agents])
-    async with store.transaction(principal) as conn:
-        await _check_calendars(
-            conn, [(f"agents[{i}].calendar", a.calendar) for i, a in enumerate(agents)]
-        )
-        known = {q.name for q in await stored.load_queues(conn)}
-        for i, agent in enumerate(agents):
-            for name in sorted(agent.queues):
-                if name not in known:
-                    raise NotFound(f"agents[{i}].queues", name, "is not a queue of this tenant")
-        await stored.upsert_agents(conn, [agent_row(a) for a in agents])
-        return await stored.load_agents(conn)
-
-
-async def list_agents(store: Store, principal: Principal) -> list[AgentRow]:
-    """Every agent of the tenant, by id."""
-    _staff(principal, "read agents")
-    async with store.transaction(principal) as conn:
-        return await stored.load_agents(conn)
-
-
-def parse_rules(body: Mapping[str, Any]) -> RoutingRules:
-    """Validate a routing-rules JSON object (:class:`~effigate_engine.routing.RoutingError`
-    names the field path: ``rules[2].match.priority``)."""
-    return RoutingRules.from_json(body)
-
-
-def _check_rule_queues(rules: RoutingRules, known: set[str]) -> None:
-    if rules.fallback_queue not in known:
-        raise NotFound("fallback_queue", rules.fallback_queue, "is not a queue of this tenant")
-    for i, rule in enumerate(rules.rules):
-        if rule.queue not in known:
-            raise NotFound(f"rules[{i}].queue", rule.queue, "is not a queue of this tenant")
-
-
-async def put_rules(store: Store, principal: Principal, body: Mapping[str, Any]) -> RulesRow:
-    """Validate ``body`` and store it as the next version of the tenant's routing rules (equal
-    to the current version: nothing new is stored, that version is returned). Every queue the
-    rules name must be stored."""
-    _staff(principal, "change routing rules")
-    rules = parse_rules(body)
-    async with store.transaction(principal) as conn:
-        _check_rule_queues(rules, {q.name for q in await stored.load_queues(conn)})
-        version = await stored.put_rules(conn, rules.to_json())
-        row = await stored.load_rules(conn, version)
-    assert row is not None
-    return row
-
-
-async def get_rules(store: Store, principal: Principal, version: int | None = None) -> RulesRow:
-    """The tenant's routing rules at ``version`` (default: current)."""
-    _staff(principal, "read routing rules")
-    if version is not None and version < 1:
-        raise EffigateError(f"version: {version} is not a version number (1, 2, …; 0: current)")
-    async with store.transaction(principal) as conn:
-        row = await stored.load_rules(conn, version)
-        if row is None:
-            current = await stored.current_rules_version(conn)
-    if row is None:
-        if current is None:
-            raise NotFound("routing_rules", None, "none stored for this tenant; put them first")
-        raise NotFound("version", version, f"is not a version of the routing rules (1–{current})")
-    return row
-
-
-async def _live_rules(conn: asyncpg.Connection) -> RulesRow:
-    row = await stored.load_rules(conn)
-    if row is None:
-        raise FailedPrecondition(
-            "routing_rules", None, "none stored for this tenant: put routing rules first"
-        )
-    return row
 
 
 # tickets as the kernels read them --------------------------------------------------------------
@@ -372,11 +197,11 @@ async def route(
     level, tags) is recorded as the ticket's events at ``now`` and one history row (reason
     ``ROUTED``, the rule version and rule, the assignee kept); a ticket routed where it already
     is records nothing."""
-    _staff(principal, "route tickets")
+    principal.require_staff("route tickets")
     at = _now(now)
     ids = _unique_ids(ticket_ids)
     async with store.transaction(principal) as conn:
-        rules_row = await _live_rules(conn)
+        rules_row = await live_rules(conn)
         rules = parse_rules(rules_row.body)
         tickets = await _tickets(conn, ids)
         routes = routing.route(routing_table(tickets), rules)
@@ -461,9 +286,9 @@ async def route_table(store: Store, principal: Principal, tickets: pa.Table) -> 
 
 async def current_rules(store: Store, principal: Principal) -> RoutingRules:
     """The tenant's current routing rules (staff only)."""
-    _staff(principal, "route tickets")
+    principal.require_staff("route tickets")
     async with store.transaction(principal) as conn:
-        return parse_rules((await _live_rules(conn)).body)
+        return parse_rules((await live_rules(conn)).body)
 
 
 # assignment ----------------------------------------------------------------------------------
@@ -527,7 +352,7 @@ async def assign(
     queue or assignee changed (or that stays unassigned for a new reason), the events
     (``ASSIGNED``, ``QUEUE_CHANGED`` when escalated) and a history row. A resolved ticket, or
     one already assigned, is left as it is (reasons ``RESOLVED``, ``ALREADY_ASSIGNED``)."""
-    _staff(principal, "assign tickets")
+    principal.require_staff("assign tickets")
     when = _now(at)
     if bool(ticket_ids) == bool(queue):
         raise EffigateError("ticket_ids: give either ticket ids or a queue, not both or neither")
@@ -584,7 +409,7 @@ async def _assign_locked(
         calendars = await _calendar_set(conn, cache, principal, queues, agents)
         table = routing_table(todo, assign_at=[at] * len(todo), **_sla_columns(todo, states))
         results, _ = routing.assign(
-            table, [_queue(q) for q in queues], [_agent(a) for a in agents], calendars, state
+            table, [queue_of(q) for q in queues], [agent_of(a) for a in agents], calendars, state
         )
         outcomes.update(await _record_assignments(conn, principal, todo, results, at))
     return [outcomes[t["id"]] for t in tickets]
@@ -672,7 +497,7 @@ async def _record_assignments(
 async def queue_depth(store: Store, principal: Principal) -> list[tuple[str, int, int]]:
     """``(queue, open tickets, of them unassigned)`` per queue (the tenant's queues and any
     queue an open ticket names), by name."""
-    _staff(principal, "read queue depth")
+    principal.require_staff("read queue depth")
     async with store.transaction(principal) as conn:
         return await stored.queue_depth(conn)
 
@@ -698,7 +523,7 @@ async def agent_workload(
     """Every agent's workload at ``now`` (default now), by id (an assignee that is not a
     stored agent is listed too, with capacity 0); the instant; the open tickets the SLA engine
     could not evaluate (counted with urgency 1)."""
-    _staff(principal, "read agents' workload")
+    principal.require_staff("read agents' workload")
     at = _now(now)
     async with store.transaction(principal) as conn:
         agents = {a.id: a for a in await stored.load_agents(conn)}
@@ -741,7 +566,7 @@ async def oldest_unassigned(
 ) -> list[tuple[str, str, datetime, int, int]]:
     """Per queue with open unassigned tickets: ``(queue, oldest ticket, its created_at,
     wall-clock seconds it has waited at now, unassigned tickets)``, by queue."""
-    _staff(principal, "read unassigned tickets")
+    principal.require_staff("read unassigned tickets")
     at = _now(now)
     async with store.transaction(principal) as conn:
         rows = await stored.oldest_unassigned(conn)
@@ -774,7 +599,7 @@ async def replay_routing(
     stored. A ticket *moves* when the two send it to different queues (without current
     rules: when the proposed ones send it elsewhere than its stored queue). Moves by count
     (most first), then from and to queue (bytewise)."""
-    _staff(principal, "replay routing")
+    principal.require_staff("replay routing")
     if (body is None) == (version is None):
         raise EffigateError(
             "proposed_rules_json: give proposed rules or a stored version (one of them)"
