@@ -20,7 +20,7 @@ TENANT_TABLES = (
     "invoice_number_counters", "invoice_lines", "invoice_line_time_logs", "time_log_invoicing",
     "credit_notes", "credit_note_lines", "payments", "breach_records", "bucket_ledger",
     "audit_log", "queues", "agents", "routing_rules", "routing_rule_versions", "assignments",
-    "events", "webhook_endpoints", "webhook_deliveries", "sla_schedule",
+    "events", "webhook_endpoints", "webhook_deliveries", "sla_schedule", "sla_standings",
 )
 
 

@@ -460,28 +460,42 @@ async def store_breaches(
     """Insert breach records not stored yet (by breach id); returns how many were new."""
     if breaches.num_rows == 0:
         return 0
-    deadline = {
-        (t, m): d
-        for t, m, d in zip(
+    rows = breach_rows(breaches, results)
+    async with store.transaction(principal) as conn:
+        return await insert_breaches(conn, rows)
+
+
+#: The versions a breach's evidence names, per result row's policy and calendar names:
+#: ``(policy name) -> (policy id, policy version)`` and ``(calendar name) -> version``.
+Versions = tuple[Mapping[str, tuple[int, int]], Mapping[str, int]]
+
+
+def breach_rows(
+    breaches: pa.Table, results: pa.Table, versions: Versions | None = None
+) -> list[BreachRow]:
+    """The stored rows of ``breaches`` (:data:`~effigate_engine.sla.schemas.BREACH_RECORDS`),
+    each with the deadline and calendar of its result row in ``results`` (by ticket and
+    metric) and evidence naming the policy and calendar versions: those stamped on
+    ``results`` (:meth:`Ruleset.stamp`), or with ``versions`` those of each row's own policy
+    and calendar (results of several policies, e.g. loaded back from a scale-out job)."""
+    keys = list(
+        zip(
             results["ticket_id"].to_pylist(),
             pc.cast(results["metric"], pa.string()).to_pylist(),
-            results["deadline"].to_pylist(),
             strict=True,
         )
-    }
-    calendar = {
-        (t, m): c
-        for t, m, c in zip(
-            results["ticket_id"].to_pylist(),
-            pc.cast(results["metric"], pa.string()).to_pylist(),
-            pc.cast(results["calendar"], pa.string()).to_pylist(),
-            strict=True,
-        )
-    }
+    )
+    deadline = dict(zip(keys, results["deadline"].to_pylist(), strict=True))
+    calendar = dict(zip(keys, pc.cast(results["calendar"], pa.string()).to_pylist(), strict=True))
+    policy_of = dict(zip(keys, pc.cast(results["policy"], pa.string()).to_pylist(), strict=True))
     policy_id, policy_version, calendar_versions = stamped_versions(results)
     rows: list[BreachRow] = []
     for b in breaches.to_pylist():
-        calendar_name = calendar.get((b["ticket_id"], b["metric"]))
+        key = (b["ticket_id"], b["metric"])
+        calendar_name = calendar.get(key)
+        if versions is not None:
+            policy_id, policy_version = versions[0].get(policy_of.get(key) or "", (0, 0))
+            calendar_versions = versions[1]
         evidence = {
             "priority": b["priority"],
             "breach_seconds": b["breach_seconds"],
@@ -493,7 +507,7 @@ async def store_breaches(
             "calendar_version": calendar_versions.get(calendar_name or "", 0),
         }
         contract = int(b["contract_id"]) if b["contract_id"] else None
-        target = deadline.get((b["ticket_id"], b["metric"])) or b["breached_at"]
+        target = deadline.get(key) or b["breached_at"]
         rows.append(
             (
                 b["breach_id"],
@@ -505,8 +519,7 @@ async def store_breaches(
                 json.dumps(evidence),
             )
         )
-    async with store.transaction(principal) as conn:
-        return await insert_breaches(conn, rows)
+    return rows
 
 
 async def compliance(

@@ -14,6 +14,8 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
@@ -86,6 +88,31 @@ async def tenant_row_counts(
     """Rows the tenant holds (``clients``, ``tickets``, ``events``, ``time_logs``,
     ``invoiced``: contracts invoiced); ``None``: no such tenant (the owner's connection)."""
     return await stored.tenant_row_counts(admin, tenant_id)
+
+
+@asynccontextmanager
+async def job_principals(
+    admin_dsn: str, tenant_ids: Sequence[uuid.UUID] | None, label: str
+) -> AsyncIterator[list[Principal]]:
+    """Staff principals of ``tenant_ids`` (every tenant when ``None``) for a job run with the
+    owner's credentials (``admin_dsn``): a token labelled ``label`` is issued per tenant, so
+    the job's transactions bind through the service role like any caller's, and revoked when
+    the block ends (whatever its outcome)."""
+    from effigate_engine.store.standings import tenant_ids as stored_tenant_ids
+
+    conn = await asyncpg.connect(admin_dsn)
+    issued: list[IssuedToken] = []
+    try:
+        ids = await stored_tenant_ids(conn) if tenant_ids is None else list(tenant_ids)
+        for tenant in ids:
+            issued.append(await create_token(conn, tenant, label=label))
+        yield [Principal(t.tenant_id, actor=f"job:{label}", token=t.secret) for t in issued]
+    finally:
+        try:
+            for t in issued:
+                await stored.revoke_token(conn, t.tenant_id, t.id)
+        finally:
+            await conn.close()
 
 
 class TokenResolver:

@@ -102,3 +102,17 @@ async def tenant_row_counts(
             " (SELECT count(DISTINCT contract_id) FROM invoices) AS invoiced"
         )
     return {k: int(v) for k, v in row.items()}
+
+
+async def revoke_token(admin: asyncpg.Connection, tenant_id: uuid.UUID, token_id: int) -> bool:
+    """Revoke the tenant's token ``token_id`` (the owner's connection); whether it was
+    active."""
+    async with admin.transaction():
+        await bind(admin, TenantKey.for_owner(tenant_id))
+        revoked = await admin.fetchval(
+            "UPDATE api_tokens SET revoked_at = now()"
+            " WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING id",
+            tenant_id,
+            token_id,
+        )
+    return revoked is not None
