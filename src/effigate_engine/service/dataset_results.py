@@ -223,7 +223,7 @@ async def load_sla_results(
                 raise DatasetError(f"results/{job}/tenant={t}: not a tenant id (UUID)") from None
     else:
         refs = list(tenants)
-    totals = [0] * 7
+    totals = [0] * 6
     loaded = 0
     async with principals(store, refs) as bound:
         by_tenant = {str(p.tenant_id): p for p in bound}
