@@ -6,9 +6,9 @@ One parser over the command groups, each registered by its module: ``calendar``
 (:mod:`effigate_cli.demo`), the client commands ``status``, ``sla``, ``bill`` and
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
-(:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`) and ``webhooks``
-(:mod:`effigate_cli.webhooks`). A failure is one line on standard error and an exit code
-(:mod:`effigate_cli.failures`).
+(:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`), ``webhooks``
+(:mod:`effigate_cli.webhooks`), and ``export`` / ``load-back`` (:mod:`effigate_cli.datasets`).
+A failure is one line on standard error and an exit code (:mod:`effigate_cli.failures`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from effigate_cli import (
     calendar,
     client,
+    datasets,
     demo,
     events,
     migrate,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     routing.add_commands(commands)
     webhooks.add_commands(commands)
     events.add_commands(commands)
+    datasets.add_commands(commands)
     return parser
 
 

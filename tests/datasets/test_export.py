@@ -29,7 +29,7 @@ from effigate_engine.service.timelogs import cycle_period
 from effigate_engine.sla.schemas import TICKETS
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.database import Store
-from tests.datasets.support import AS_OF, MARCH, Seeded, seed
+from tests.datasets.support import AS_OF, MARCH, Seeded
 from tests.service.support import open_store
 from tests.store.helpers import Database
 
@@ -48,15 +48,6 @@ COMPARED = [
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-@pytest.fixture(scope="module")
-def seeded(db: Database) -> Seeded:
-    async def go() -> Seeded:
-        async with open_store(db) as store:
-            return await seed(store, db)
-
-    return run(go())
 
 
 def export(db: Database, url: str, seeded: Seeded, **kw: Any) -> datasets.ExportSummary:

@@ -21,22 +21,13 @@ from effigate_engine.service import datasets
 from effigate_engine.service.dataset_results import EVALUATED_AT_KEY
 from effigate_engine.sla.schemas import TICKETS
 from effigate_engine.store import standings as standings_store
-from tests.datasets.support import AS_OF, Seeded, seed
+from tests.datasets.support import AS_OF, Seeded
 from tests.service.support import open_store
 from tests.store.helpers import Database
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-@pytest.fixture(scope="module")
-def seeded(db: Database) -> Seeded:
-    async def go() -> Seeded:
-        async with open_store(db) as store:
-            return await seed(store, db)
-
-    return run(go())
 
 
 def write_results(url: str, tenant: str, *, metadata: dict[bytes, bytes] | None = None) -> int:

@@ -33,7 +33,7 @@ from effigate_engine.datasets import layout
 from effigate_engine.datasets.layout import DatasetError
 from effigate_engine.errors import EffigateError
 from effigate_engine.service.context import Principal
-from effigate_engine.service.datasets import TenantRef, principals
+from effigate_engine.service.dataset_access import TenantRef, principals
 from effigate_engine.service.evaluations import Versions, breach_rows
 from effigate_engine.sla.schemas import BREACH_RECORDS, INSTANT
 from effigate_engine.store import standings as standings_store

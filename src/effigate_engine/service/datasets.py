@@ -33,12 +33,10 @@ already stored is left as it was). A part that fails leaves the store as it was.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,9 +47,10 @@ from effigate_engine.datasets.layout import DatasetError
 from effigate_engine.ratecard.schemas import TIME_LOGS
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import load_stored
+from effigate_engine.service.dataset_access import JOB_LABEL, TenantRef, principals
+from effigate_engine.service.dataset_results import LoadSummary, load_sla_results
 from effigate_engine.service.invoice_evidence import breaches_table, settled
 from effigate_engine.service.tickets import load_timelines
-from effigate_engine.service.tokens import job_principals
 from effigate_engine.store import catalog as catalog_store
 from effigate_engine.store import contracts as contract_store
 from effigate_engine.store import invoices as invoice_store
@@ -61,12 +60,6 @@ from effigate_engine.store.batches import STORED_TIME_LOGS
 from effigate_engine.store.contracts import ContractRecord
 from effigate_engine.store.database import Store
 from effigate_engine.store.timelogs import DEFAULT_PRIORITY
-
-#: The label of the tokens issued for a dataset job run with the owner's credentials.
-JOB_LABEL = "dataset job"
-
-#: Who a dataset job works for: a staff principal, or a tenant id (a job token is issued).
-TenantRef = Principal | UUID | str
 
 
 @dataclass(frozen=True)
@@ -99,38 +92,6 @@ def _instant(as_of: datetime | None) -> datetime:
     if as_of.tzinfo is None:
         raise DatasetError(f"as_of: {as_of.isoformat()!r} has no time zone")
     return as_of.astimezone(UTC).replace(microsecond=0)
-
-
-@asynccontextmanager
-async def principals(
-    store: Store, tenants: Sequence[TenantRef] | None
-) -> AsyncIterator[list[Principal]]:
-    """Staff principals for ``tenants`` (every tenant when ``None``): principals given are used
-    as they are; tenant ids need the owner's credentials (the store's ``admin_dsn``), with which
-    a job token is issued per tenant and revoked when the block ends."""
-    given = [t for t in tenants or () if isinstance(t, Principal)]
-    ids: list[UUID] | None = None
-    if tenants is not None:
-        ids = []
-        for i, t in enumerate(tenants):
-            if isinstance(t, Principal):
-                continue
-            try:
-                ids.append(t if isinstance(t, UUID) else UUID(str(t)))
-            except ValueError:
-                raise DatasetError(f"tenants[{i}]: {t!r} is not a tenant id (UUID)") from None
-    for p in given:
-        p.require_staff("export or load datasets")
-    if ids is not None and not ids:
-        yield given
-        return
-    if store.admin_dsn is None:
-        raise DatasetError(
-            "tenants: a dataset job over tenant ids needs the owner's credentials"
-            " (EFFIGATE_ADMIN_DSN) to bind each tenant; give staff principals instead"
-        )
-    async with job_principals(store.admin_dsn, ids, JOB_LABEL) as issued:
-        yield given + issued
 
 
 async def export_dataset(
@@ -309,11 +270,14 @@ def _prune(url: str, table: str, tenant: str, keep: set[str]) -> None:
             fs.rm(posixpath.dirname(part.path), recursive=True)
 
 
-async def load_sla_results(
-    store: Store, url: str, *, job: str = "sla", tenants: Sequence[TenantRef] | None = None
-) -> Any:
-    """Load the SLA results of ``job`` in the dataset at ``url`` back into the store
-    (:func:`effigate_engine.service.dataset_results.load_sla_results`)."""
-    from effigate_engine.service import dataset_results
-
-    return await dataset_results.load_sla_results(store, url, job=job, tenants=tenants)
+__all__ = [
+    "JOB_LABEL",
+    "ExportSummary",
+    "LoadSummary",
+    "TenantRef",
+    "export_dataset",
+    "load_sla_results",
+    "principals",
+    "time_logs_table",
+    "with_policies",
+]
