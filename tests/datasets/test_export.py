@@ -30,7 +30,7 @@ from effigate_engine.sla.schemas import TICKETS
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.database import Store
 from tests.datasets.support import AS_OF, MARCH, Seeded
-from tests.service.support import open_store
+from tests.service.support import new_tenant, open_store
 from tests.store.helpers import Database
 
 COMPARED = [
@@ -300,3 +300,22 @@ def test_tenant_ids_without_the_owners_credentials_are_refused(
 
     with pytest.raises(DatasetError, match="EFFIGATE_ADMIN_DSN"):
         run(go2())
+
+
+def test_a_tenant_with_nothing_stored_exports_an_empty_catalog(
+    db: Database, tmp_path: Path
+) -> None:
+    url = str(tmp_path / "ds")
+
+    async def go() -> tuple[str, datasets.ExportSummary]:
+        async with open_store(db) as store:
+            principal = await new_tenant(db, name="Empty MSP")
+            summary = await datasets.export_dataset(store, url, tenants=[principal], as_of=AS_OF)
+            return str(principal.tenant_id), summary
+
+    tenant, summary = run(go())
+    assert summary.counts["tickets"] == summary.counts["time_logs"] == 0
+    assert layout.parts(url, layout.TICKETS) == layout.parts(url, layout.TIME_LOGS) == []
+    cat = ds_catalog.load_catalog(url, tenant)
+    assert (cat.calendars, cat.policies, cat.contracts) == ({}, [], [])
+    assert ds_catalog.load_breaches(url, tenant).num_rows == 0
