@@ -57,3 +57,24 @@ def test_export_of_every_tenant(
     assert str(seeded.principal.tenant_id) in tenants and tenants == sorted(tenants)
     assert layout.tenants(url) == tenants
     assert f"exported {len(tenants)} tenant(s)" in capsys.readouterr().out
+
+
+def test_without_the_owners_credentials_a_staff_token_names_the_tenant(
+    db: Database,
+    seeded: Seeded,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("EFFIGATE_DSN", db.app)
+    monkeypatch.delenv("EFFIGATE_ADMIN_DSN", raising=False)
+    url = str(tmp_path / "ds")
+    monkeypatch.delenv("EFFIGATE_TOKEN", raising=False)
+    assert main(["export", url]) == 2
+    assert "EFFIGATE_ADMIN_DSN" in capsys.readouterr().err
+    assert seeded.principal.token is not None
+    monkeypatch.setenv("EFFIGATE_TOKEN", seeded.principal.token)
+    assert main(["export", url, "--as-of", "2026-03-20T12:00:00Z"]) == 0
+    assert layout.read_manifest(url)["tenants"] == [str(seeded.principal.tenant_id)]
+    assert main(["export", url, "--tenant", "00000000-0000-0000-0000-000000000001"]) == 2
+    assert "--tenant: EFFIGATE_TOKEN is a token of tenant" in capsys.readouterr().err

@@ -141,6 +141,7 @@ def test_a_part_with_an_unknown_ticket_fails_alone(
     message = str(caught.value)
     assert "month=2026-03/part-0.parquet" in message and "ticket_id" in message
     assert "nothing of it stored" in message
+    assert "sla_standings.ticket_id: 'NO-SUCH-TICKET' is not a ticket of this tenant" in message
     # parts load in order: February's committed (evaluated later), March's left nothing
     february = _february(exported, tenant)
     standings, breaches = stored(db, seeded)

@@ -13,6 +13,8 @@ from uuid import UUID
 
 import asyncpg
 
+from effigate_engine.store.errors import StoreError
+
 #: The columns of a standing, in the order :func:`upsert_standings` takes them.
 STANDING_COLUMNS = (
     "ticket_id",
@@ -56,7 +58,9 @@ class Upserted:
 async def upsert_standings(conn: asyncpg.Connection, rows: Sequence[StandingRow]) -> Upserted:
     """Store ``rows`` (one per ticket and metric) in the caller's transaction: COPY into a
     temporary table dropped at commit, then one upsert that replaces a stored standing only
-    with one evaluated at the same or a later instant."""
+    with one evaluated at the same or a later instant. A ticket the tenant does not have is a
+    :class:`~effigate_engine.store.errors.StoreError` naming it (the caller's transaction
+    then stores nothing)."""
     await conn.execute(
         f'CREATE TEMPORARY TABLE {_STAGING} (ticket_id text COLLATE "C", metric text,'
         " status text, deadline timestamptz, elapsed_seconds bigint, remaining_seconds bigint,"
@@ -64,6 +68,12 @@ async def upsert_standings(conn: asyncpg.Connection, rows: Sequence[StandingRow]
         " evaluated_at timestamptz) ON COMMIT DROP"
     )
     await conn.copy_records_to_table(_STAGING, records=rows, columns=list(STANDING_COLUMNS))
+    unknown = await conn.fetchval(
+        f"SELECT s.ticket_id FROM {_STAGING} s WHERE NOT EXISTS"
+        " (SELECT 1 FROM tickets t WHERE t.id = s.ticket_id) ORDER BY s.ticket_id LIMIT 1"
+    )
+    if unknown is not None:
+        raise StoreError("sla_standings.ticket_id", unknown, "is not a ticket of this tenant")
     done = await conn.fetch(_UPSERT_SQL)
     inserted = sum(1 for r in done if r["inserted"])
     return Upserted(inserted, len(done) - inserted, len(rows) - len(done))
