@@ -1,23 +1,26 @@
-"""A small tenant for the dataset tests, seeded through the service: two calendars' worth of
-policies, two contracts under different policies (one with its own tax), tickets of two months
-with events (some after the export's instant), one ticket without a contract, time logs
-(approved and pending), a draft invoice and recorded breaches."""
+"""A small tenant for the dataset tests, seeded through the service: a default tax, one
+calendar, two policies, three contracts (A under one policy paying the default tax, B under
+the other with its own tax, C with ``"tax": []``: none) and a draft, tickets of two months with
+events (some after the export's instant, one ticket raised after it), one ticket without a
+contract, time logs (approved and pending), a draft invoice and recorded breaches."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import pyarrow as pa
 
 from effigate_engine.service import catalog, contracts, evaluations, invoicing, tickets, timelogs
 from effigate_engine.service.context import Principal
 from effigate_engine.service.rulesets import RulesetCache
+from effigate_engine.service.tokens import create_tenant, create_token
 from effigate_engine.store.batches import STORED_INSTANT
 from effigate_engine.store.database import Store
-from tests.service.support import new_tenant
 from tests.store.helpers import Database
 
 UTC_HOURS = {
@@ -86,9 +89,25 @@ def _logs(contract_id: int, prefix: str, starts: list[datetime]) -> pa.Table:
     )
 
 
+#: The tenant's default tax: contract A (no tax of its own) pays it, C (``"tax": []``) none.
+DEFAULT_TAX = [{"name": "GST", "rate_ppm": 100_000}]
+
+
+async def _tenant(db: Database) -> Principal:
+    """A tenant with :data:`DEFAULT_TAX` and a staff token of it (the owner's connection)."""
+    conn = await asyncpg.connect(db.admin)
+    try:
+        name = f"Datasets {hashlib.sha1(os.urandom(8)).hexdigest()[:6]}"
+        tenant = await create_tenant(conn, name, "USD", json.dumps(DEFAULT_TAX))
+        token = await create_token(conn, tenant, label="test")
+    finally:
+        await conn.close()
+    return Principal(tenant, actor="test", token=token.secret)
+
+
 async def seed(store: Store, db: Database) -> Seeded:
     """The tenant described in the module's docstring."""
-    p = await new_tenant(db, name=f"Datasets {hashlib.sha1(os.urandom(8)).hexdigest()[:6]}")
+    p = await _tenant(db)
     client = await catalog.create_client(store, p, "Contoso")
     cal = await catalog.create_calendar(store, p, "office", UTC_HOURS)
     standard = await catalog.create_policy(store, p, "standard", cal.id, policy("1h", "8h"))
@@ -99,6 +118,7 @@ async def seed(store: Store, db: Database) -> Seeded:
     for name, pol, terms in (
         ("A", standard.id, {"sla_credits": {"per_breach": {"HIGH": "50.00"}}}),
         ("B", premium.id, {"tax": [{"name": "VAT", "rate_ppm": 200_000}]}),
+        ("C", standard.id, {"tax": []}),
     ):
         record = await contracts.create_contract(
             store,

@@ -80,7 +80,9 @@ class ContractSource:
     ``name``), ``amendments`` / ``milestones`` / ``deliverables`` rows, ``unit_counts`` as
     ``[unit_type, effective_on, count]`` rows, ``tax`` components (``[{name, rate_ppm}]``,
     empty: the run's default), ``exemption``, the breach ids ``already_credited`` and item ids
-    ``invoiced_items`` by earlier invoices, and ``credit_balance`` (minor units) brought in."""
+    ``invoiced_items`` by earlier invoices, and ``credit_balance`` (minor units) brought in.
+    ``tax_given``: the contract's terms set its tax components, so an empty ``tax`` means no
+    tax rather than the run's default (a contract whose terms say ``"tax": []``)."""
 
     row: dict[str, Any]
     calendar: dict[str, Any]
@@ -93,6 +95,7 @@ class ContractSource:
     already_credited: list[str] = field(default_factory=list)
     invoiced_items: list[str] = field(default_factory=list)
     credit_balance: int = 0
+    tax_given: bool = False
 
     @property
     def id(self) -> str:
@@ -126,7 +129,7 @@ class ContractSource:
             unit_counts=counts,
             already_credited=tuple(self.already_credited),
             invoiced_items=tuple(self.invoiced_items),
-            tax=tax_components(self.tax) if self.tax else None,
+            tax=tax_components(self.tax) if self.tax or self.tax_given else None,
             exemption=self.exemption,
             credit_balance=int(self.credit_balance),
         )
@@ -144,6 +147,8 @@ class ContractSource:
             "already_credited": self.already_credited,
             "invoiced_items": self.invoiced_items,
             "credit_balance": self.credit_balance,
+            # only when set: the JSON (and digest) of other contracts stays as it was
+            **({"tax_given": True} if self.tax_given else {}),
         }
 
     @classmethod

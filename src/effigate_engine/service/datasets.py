@@ -257,6 +257,7 @@ async def _contract_source(
         already_credited=sorted(credited),
         invoiced_items=sorted(items),
         credit_balance=balance,
+        tax_given=tax is not None,
     )
     return source, list(stored.default_tax)
 
