@@ -7,7 +7,8 @@ One parser over the command groups, each registered by its module: ``calendar``
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
 (:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`) and ``webhooks``
-(:mod:`effigate_cli.webhooks`). A failure is one line on standard error and an exit code
+(:mod:`effigate_cli.webhooks`), and ``bill-run``, the billing run over a dataset on a Dask
+cluster (:mod:`effigate_cli.bill_run`). A failure is one line on standard error and an exit code
 (:mod:`effigate_cli.failures`).
 """
 
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from effigate_cli import (
+    bill_run,
     calendar,
     client,
     demo,
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     routing.add_commands(commands)
     webhooks.add_commands(commands)
     events.add_commands(commands)
+    bill_run.add_commands(commands)
     return parser
 
 
