@@ -66,7 +66,9 @@ def run_tasks(
                 progress(done, total)
         return client.gather(futures)
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        running = [f for f in futures if not f.done()]
+        if running:
+            client.cancel(running)
 
 
 _CATALOGS: dict[tuple[str, str], TenantCatalog] = {}
