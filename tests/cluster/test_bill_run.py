@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from effigate_engine.billing.run import BillingRun
 from effigate_engine.cluster import billing_jobs
 from effigate_engine.cluster.billing_jobs import BillRun, bill_run
 from effigate_engine.cluster.connect import open_cluster
+from effigate_engine.datasets.layout import DatasetError
 from effigate_engine.money import currency
 from tests.cluster.billing_dataset import DAY, PER_TENANT, TENANTS, single_process, write_dataset
 
@@ -235,3 +237,16 @@ def test_the_cli_refuses_a_bad_period(dataset: str, capsys: pytest.CaptureFixtur
 
     assert main(["bill-run", dataset, "--period", "31/03/2026"]) == 2
     assert "--period '31/03/2026'" in capsys.readouterr().err
+
+
+def test_logs_of_a_contract_missing_from_the_catalog_are_refused(
+    dataset: str, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    tenant = sorted(TENANTS)[0]
+    some = next((copy / "time_logs" / f"tenant={tenant}").iterdir())
+    stray = copy / "time_logs" / f"tenant={tenant}" / "contract=5555"
+    shutil.copytree(some, stray)
+    with pytest.raises(DatasetError, match=r"contract=5555.*not in tenant"):
+        bill_run(None, str(copy), DAY)
