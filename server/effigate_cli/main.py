@@ -7,8 +7,10 @@ One parser over the command groups, each registered by its module: ``calendar``
 ``replay`` (:mod:`effigate_cli.client`), ``ticket`` (:mod:`effigate_cli.tickets`), and the
 routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-rules``
 (:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`), ``webhooks``
-(:mod:`effigate_cli.webhooks`), and ``export`` / ``load-back`` (:mod:`effigate_cli.datasets`).
-A failure is one line on standard error and an exit code (:mod:`effigate_cli.failures`).
+(:mod:`effigate_cli.webhooks`), the dataset commands ``export`` / ``load-back``
+(:mod:`effigate_cli.datasets`) and ``bill-run``, the billing run over a dataset on a Dask
+cluster (:mod:`effigate_cli.bill_run`). A failure is one line on standard error and an exit
+code (:mod:`effigate_cli.failures`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from effigate_cli import (
+    bill_run,
     calendar,
     client,
     datasets,
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_commands(commands)
     events.add_commands(commands)
     datasets.add_commands(commands)
+    bill_run.add_commands(commands)
     return parser
 
 
