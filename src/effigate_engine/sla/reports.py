@@ -335,24 +335,35 @@ def replay_evaluations(
     return replay_table(hit_rates(current, by, period), hit_rates(proposed, by, period), keys)
 
 
+#: The columns of a hit-rate table a replay shows for each side.
+REPLAYED = ("tickets", "met", "breached", "hit_rate")
+
+
 def replay_table(before: pa.Table, after: pa.Table, keys: Sequence[str]) -> pa.Table:
     """The replay table from the hit-rate tables (:func:`rates_from_counts`) of the same
     tickets under the current (``before``) and the proposed (``after``) policy: per group
-    both sides' tickets, met, breached and hit rate, and the differences (proposed −
-    current; a group one side lacks counts as no breaches there)."""
+    both sides' tickets, met, breached and hit rate (null on a side without the group), and
+    the differences (proposed − current; a side without the group has no breaches). Groups
+    are matched as ``group_by`` matches them, a null key (no assignee, no client) included."""
     keys = list(keys)
-    joined = before.join(
-        after, keys=keys, join_type="full outer", left_suffix="_current", right_suffix="_proposed"
-    )
+    names = [f"{name}_{side}" for name in REPLAYED for side in ("current", "proposed")]
+    sides = []
+    for table, side in ((before, "current"), (after, "proposed")):
+        columns = {k: table.column(k) for k in keys}
+        for name in REPLAYED:
+            typ = table.schema.field(name).type
+            for other in ("current", "proposed"):
+                columns[f"{name}_{other}"] = (
+                    table.column(name) if other == side else pa.nulls(table.num_rows, typ)
+                )
+        sides.append(pa.table(columns).select([*keys, *names]))
+    # each group has a row on one side or on both: max picks the side's value (null if none)
+    grouped = pa.concat_tables(sides).group_by(keys, use_threads=False)
+    joined = grouped.aggregate([(name, "max") for name in names])
     out = {k: joined.column(k) for k in keys}
-    for name in ("tickets", "met", "breached", "hit_rate"):
-        out[f"{name}_current"] = joined.column(f"{name}_current")
-        out[f"{name}_proposed"] = joined.column(f"{name}_proposed")
-    out["hit_rate_change"] = pc.subtract(
-        joined.column("hit_rate_proposed"), joined.column("hit_rate_current")
-    )
+    out.update({name: joined.column(f"{name}_max") for name in names})
+    out["hit_rate_change"] = pc.subtract(out["hit_rate_proposed"], out["hit_rate_current"])
     out["breached_change"] = pc.subtract(
-        pc.fill_null(joined.column("breached_proposed"), 0),
-        pc.fill_null(joined.column("breached_current"), 0),
+        pc.fill_null(out["breached_proposed"], 0), pc.fill_null(out["breached_current"], 0)
     )
     return pa.table(out).sort_by([(k, "ascending") for k in keys])
