@@ -28,6 +28,7 @@ from tests.cluster.reference import (
     of_tenant,
     read_results,
     replay_reference,
+    result_files,
     sla_reference,
 )
 
@@ -216,3 +217,26 @@ def test_a_policy_no_tenant_has_is_named(dataset) -> None:
         sla_jobs.recompute(None, dataset.url, now=dataset.now, policy="gold")
     with pytest.raises(EffigateError, match=r"rules\[0\]"):
         replay_jobs.replay(None, dataset.url, proposed={"rules": [{"x": 1}]}, now=dataset.now)
+
+
+def test_a_rerun_replaces_failures_and_removes_leftovers(tmp_path, dataset) -> None:
+    out = str(tmp_path)
+    first = sla_jobs.recompute(None, dataset.url, now=dataset.now, out=out)
+    assert first.failures.num_rows == 2 * len(dataset.tenants)  # the bad and unknown-policy
+    before = result_files(out, "sla_failures")
+    part = first.parts[0].part
+    leftover = tmp_path / "results/sla" / f"tenant={part.tenant}/month={part.key}"
+    (leftover / "part-0.parquet.tmp-5e1f").write_bytes(b"half a file")
+    # under one policy the unknown-policy tickets are evaluated: their months' failures go
+    second = sla_jobs.recompute(None, dataset.url, now=dataset.now, out=out, policy="standard")
+    failed = {
+        f"tenant={t}/month={m}/part-0.parquet"
+        for t, m in zip(
+            second.failures.column("tenant_id").to_pylist(),
+            second.failures.column("month").to_pylist(),
+            strict=True,
+        )
+    }
+    assert result_files(out, "sla_failures") == sorted(failed)
+    assert len(failed) < len(before)  # some month had only the unknown-policy ticket
+    assert len(result_files(out, "sla")) == len(second.parts)  # the leftover is gone

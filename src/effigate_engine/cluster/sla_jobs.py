@@ -36,6 +36,7 @@ from effigate_engine.datasets import layout
 from effigate_engine.datasets.layout import DatasetError, Part
 from effigate_engine.errors import EffigateError
 from effigate_engine.sla.breaches import breach_records
+from effigate_engine.sla.evaluation import Evaluation
 from effigate_engine.sla.reports import (
     check_quantiles,
     hit_counts,
@@ -112,10 +113,6 @@ class SlaJob:
     parts: list[PartOutcome] = field(default_factory=list)
     out: str = ""
 
-    @property
-    def tickets_failed(self) -> int:
-        return self.failures.num_rows
-
 
 def result_path(out: str, job: str, tenant: str, month: str) -> str:
     """Path of a part's file of ``job`` (``sla``, ``sla_breaches``, …) under ``out``."""
@@ -137,10 +134,10 @@ def part_failures(part: Part, rejected: pa.Table) -> pa.Table:
 
 
 def report_counts(
-    evaluation: object, tenant: str, keys: Sequence[str], period: str | None
+    evaluation: Evaluation, tenant: str, keys: Sequence[str], period: str | None
 ) -> tuple[pa.Table, pa.Table]:
     """An evaluation's hit counts and value counts for ``keys`` (``tenant_id`` first)."""
-    frame = with_period(report_frame(evaluation), period)  # type: ignore[arg-type]
+    frame = with_period(report_frame(evaluation), period)
     frame = frame.append_column(TENANT, constant(tenant, frame.num_rows))
     return hit_counts(frame, keys), value_counts(stopped(frame), keys)
 
