@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import date
 from typing import Any
 
@@ -70,29 +69,14 @@ def run_bill_run(args: argparse.Namespace) -> int:
     """Run the billing job and print what it billed."""
     from contextlib import nullcontext
 
-    from tqdm import tqdm
-
     from effigate_engine.cluster.billing_jobs import bill_run
     from effigate_engine.cluster.connect import open_cluster
+    from effigate_engine.cluster.tasks import progress_bar
 
     day = _day(args.period)
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="task", leave=False, file=sys.stderr)
-        bar.update(done - bar.n)
-
     where = open_cluster(args.cluster) if args.cluster else nullcontext(None)
-    try:
-        with where as client:
-            run = bill_run(
-                client, args.dataset, day, out=args.out, progress=progress, tasks=args.tasks
-            )
-    finally:
-        if bar is not None:
-            bar.close()
+    with where as client, progress_bar("task", "bill-run") as progress:
+        run = bill_run(client, args.dataset, day, out=args.out, progress=progress, tasks=args.tasks)
     print(f"bill run for {day.isoformat()}: {run.batches} tasks")
     for t in run.tenants:
         print(

@@ -1,7 +1,9 @@
 """``effigate status | sla | bill | replay``: the client commands.
 
 They talk to a running service at ``--address`` (``EFFIGATE_ADDRESS``, default
-127.0.0.1:50051) with the token in ``--token`` (``EFFIGATE_TOKEN``).
+127.0.0.1:50051) with the token in ``--token`` (``EFFIGATE_TOKEN``). With ``--cluster``
+(``EFFIGATE_CLUSTER``), ``sla`` and ``replay`` run over a dataset on a Dask cluster instead
+(:mod:`effigate_cli.cluster`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from effigate_cli.failures import EXIT_AUTH, CommandFailure
+from effigate_cli import cluster
+from effigate_cli.failures import EXIT_AUTH, EXIT_USAGE, CommandFailure
 from effigate_cli.serve import DEFAULT_ADDRESS
 
 
@@ -25,18 +28,32 @@ def add_commands(commands: Any) -> None:
     status.set_defaults(handler=run_status)
 
     sla = commands.add_parser(
-        "sla", help="evaluate a Parquet file of tickets (Arrow Flight, or the Arrow stream)"
+        "sla",
+        help="evaluate a Parquet file of tickets (Arrow Flight, or the Arrow stream), or with"
+        " --cluster every ticket of a dataset",
     )
-    sla.add_argument("file", type=Path)
-    sla.add_argument("--policy", type=int, required=True)
-    sla.add_argument("--now", default=None, help="ISO instant (default: now)")
-    sla.add_argument("--out", type=Path, default=None, help="write the results as Parquet")
+    sla.add_argument("file", help="a Parquet file of tickets; with --cluster a dataset (URL)")
+    sla.add_argument(
+        "--policy",
+        default=None,
+        help="the stored policy id (required); with --cluster a catalog policy id or name"
+        " (default: each ticket's own policy)",
+    )
+    sla.add_argument(
+        "--now", default=None, help="ISO instant (default: now; with --cluster the export's)"
+    )
+    sla.add_argument(
+        "--out",
+        default=None,
+        help="write the results as Parquet (a file; with --cluster a folder, default the dataset)",
+    )
     sla.add_argument(
         "--flight",
         default=os.environ.get("EFFIGATE_FLIGHT"),
         help="the service's Flight location (grpc://host:port): bulk through Arrow Flight"
         " DoExchange; without it, the gRPC Arrow stream",
     )
+    cluster.add_options(sla, by=True)
     _client_args(sla)
     sla.set_defaults(handler=run_sla)
 
@@ -48,10 +65,20 @@ def add_commands(commands: Any) -> None:
     bill.set_defaults(handler=run_bill)
 
     replay = commands.add_parser("replay", help="stored tickets under policy A and policy B")
-    replay.add_argument("--current", type=int, required=True, help="stored policy id")
+    replay.add_argument("dataset", nargs="?", default=None, help="with --cluster: the dataset")
+    replay.add_argument(
+        "--current",
+        default=None,
+        help="stored policy id (required); with --cluster a catalog policy id or name"
+        " (default: each ticket's own policy)",
+    )
     replay.add_argument("--proposed", required=True, help="stored policy id or a policy JSON file")
     replay.add_argument("--by", action="append", default=None, help="group column (repeatable)")
     replay.add_argument("--now", default=None)
+    replay.add_argument(
+        "--out", default=None, help="with --cluster: where replay.parquet goes (the dataset)"
+    )
+    cluster.add_options(replay, by=False)
     _client_args(replay)
     replay.set_defaults(handler=run_replay)
 
@@ -74,6 +101,24 @@ def _now(text: str | None) -> datetime | None:
     if value.tzinfo is None:
         raise SystemExit(f"effigate: --now {text!r} has no time zone")
     return value
+
+
+def _policy_id(option: str, value: str | None) -> int:
+    """A stored policy id given to a service command (``--policy``, ``--current``)."""
+    if value is None:
+        raise CommandFailure(f"{option} is required (a stored policy id)", EXIT_USAGE)
+    if not value.isdigit():
+        raise CommandFailure(
+            f"{option} {value!r}: give a stored policy id (names are for --cluster)", EXIT_USAGE
+        )
+    return int(value)
+
+
+def _service_only(args: argparse.Namespace, *options: str) -> None:
+    """Refuse the ``--cluster`` options on a service command."""
+    for option in options:
+        if getattr(args, option.lstrip("-").replace("-", "_"), None):
+            raise CommandFailure(f"{option} needs --cluster", EXIT_USAGE)
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -114,19 +159,23 @@ def run_sla(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
+    if args.cluster:
+        return cluster.run_sla(args)
     from effigate_client import Client
     from effigate_client.flight import FlightClient
 
-    table = pq.read_table(args.file)
+    _service_only(args, "--by", "--period")
+    policy = _policy_id("--policy", args.policy)
+    table = pq.read_table(Path(args.file))
     if args.flight:
         with FlightClient(args.flight, _token(args)) as flights:
-            results = flights.evaluate(table, args.policy, _now(args.now))
+            results = flights.evaluate(table, policy, _now(args.now))
     else:
         with (
             Client(args.address, _token(args)) as client,
             tqdm(total=table.num_rows, unit="ticket", unit_scale=True, leave=False) as bar,
         ):
-            results = client.evaluate_arrow(args.policy, table, _now(args.now), progress=bar.update)
+            results = client.evaluate_arrow(policy, table, _now(args.now), progress=bar.update)
     if args.out:
         pq.write_table(results, args.out)
         print(f"wrote {results.num_rows} result rows to {args.out}")
@@ -163,9 +212,19 @@ def run_bill(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Print the replay of the stored tickets under two policies."""
+    if args.cluster:
+        return cluster.run_replay(args)
     from effigate_client import Client, sla_pb2
 
-    request = sla_pb2.ReplayRequest(current_policy_id=args.current, group_by=args.by or [])
+    if args.dataset:
+        raise CommandFailure(
+            f"replay {args.dataset!r}: a dataset needs --cluster (the service replays its"
+            " stored tickets)",
+            EXIT_USAGE,
+        )
+    _service_only(args, "--out", "--period")
+    current = _policy_id("--current", args.current)
+    request = sla_pb2.ReplayRequest(current_policy_id=current, group_by=args.by or [])
     if args.proposed.isdigit():
         request.proposed_policy_id = int(args.proposed)
     else:

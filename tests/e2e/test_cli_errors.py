@@ -20,7 +20,13 @@ from effigate_cli.failures import (
 )
 
 EFFIGATE = str(Path(sys.executable).with_name("effigate"))
-SETTINGS = ("EFFIGATE_ADDRESS", "EFFIGATE_TOKEN", "EFFIGATE_DEBUG", "EFFIGATE_DSN")
+SETTINGS = (
+    "EFFIGATE_ADDRESS",
+    "EFFIGATE_TOKEN",
+    "EFFIGATE_DEBUG",
+    "EFFIGATE_DSN",
+    "EFFIGATE_CLUSTER",
+)
 
 
 def effigate(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -41,12 +41,12 @@ from effigate_engine.billing.run import billing_run
 from effigate_engine.billing.schemas import RUN_INVOICES, RUN_LINES
 from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.calendar_set import Horizon
-from effigate_engine.cluster.tasks import Progress, run_tasks, worker_catalog, worker_count
+from effigate_engine.cluster.parts import compiled_catalog
+from effigate_engine.cluster.tasks import Progress, run_parts, worker_count
 from effigate_engine.datasets import layout
 from effigate_engine.datasets.catalog import (
     ContractSource,
     TenantCatalog,
-    compiled,
     contract_periods,
     load_breaches,
     load_catalog,
@@ -206,12 +206,12 @@ def batch_path(url: str, table: str, tenant: str, number: int) -> str:
     )
 
 
-def bill_batch(url: str, batch: Batch, digest: str, day: date) -> pa.Table:
+def bill_batch(batch: Batch, url: str, digests: dict[str, str], day: date) -> pa.Table:
     """Run one batch: invoice each of its contracts started by ``day`` for its period holding
     ``day``, write the run's lines and invoices as the batch's parts, return the invoices
     (:data:`~effigate_engine.billing.schemas.RUN_INVOICES`, ``invoice`` within the batch)."""
-    catalog = worker_catalog(url, batch.tenant, digest)
-    made = compiled(catalog)  # the domain contracts are built once per worker and catalog
+    # the domain contracts are built once per worker and catalog
+    made = compiled_catalog(url, batch.tenant, digests[batch.tenant])
     sources = [made.sources[cid] for cid in batch.contract_ids]
     contracts = {cid: made.contracts[cid] for cid in batch.contract_ids}
     periods = contract_periods(sources, contracts, day)
@@ -229,7 +229,7 @@ def bill_batch(url: str, batch: Batch, digest: str, day: date) -> pa.Table:
         periods,
         breaches=breaches,
         inputs={cid: made.sources[cid].inputs(contracts[cid], p) for cid, p in periods.items()},
-        tax=tax_components(catalog.default_tax),
+        tax=tax_components(made.catalog.default_tax),
         threads=1,
     )
     layout.write_table(url, batch_path(url, RESULT_LINES, batch.tenant, batch.number), run.lines)
@@ -265,8 +265,10 @@ def bill_run(
         else (1 if client is None else TASKS_PER_WORKER * worker_count(client))
     )
     batches = plan(url, catalogs, wanted)
-    calls = [(url, b, catalogs[b.tenant].digest, day) for b in batches]
-    results = run_tasks(client, bill_batch, calls, name="bill-run", progress=progress)
+    digests = {tenant: catalog.digest for tenant, catalog in catalogs.items()}
+    results = run_parts(
+        client, bill_batch, batches, url, digests, day, name="bill-run", progress=progress
+    )
     target = out if out is not None else _join(url, layout.RESULTS)
     bills = _combine(url, target, batches, results)
     for tenant in catalogs:

@@ -48,6 +48,9 @@ def open_cluster(spec: str, *, quiet: bool = True) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard; the scheduler's own HTTP routes (health, metrics) on a free port,
+            # so two local clusters never compete for 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR if quiet else logging.WARNING,
         )
         try:

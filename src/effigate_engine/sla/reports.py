@@ -10,6 +10,13 @@
 * :func:`replay` — the same tickets under two policies, with per-group differences.
 
 Quantiles interpolate linearly between order statistics (NumPy's default), exactly on ints.
+
+Each table is built in two steps, so that a report over many parts evaluated apart (a Dask job,
+:mod:`effigate_engine.cluster`) is the same table as over one evaluation: integer counts per
+group (:func:`hit_counts`; :func:`value_counts`, the number of metrics per group and elapsed
+value), which add up across parts, then the table from counts (:func:`rates_from_counts`,
+:func:`percentiles_from_counts`; :func:`replay_table` from two hit-rate tables). The
+single-process functions here take the same two steps over one part.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ def report_frame(evaluation: Evaluation) -> pa.Table:
     return pa.table(columns)
 
 
-def _keys(by: str | Sequence[str], period: str | None) -> list[str]:
+def report_keys(by: str | Sequence[str], period: str | None = None) -> list[str]:
+    """The grouping keys of a report: the ``by`` columns (checked against
+    :data:`GROUP_COLUMNS`), ``period`` when a period is given, then ``metric``."""
     keys = [by] if isinstance(by, str) else list(by)
     for key in keys:
         if key not in GROUP_COLUMNS:
@@ -64,26 +73,60 @@ def _keys(by: str | Sequence[str], period: str | None) -> list[str]:
     return [*keys, "metric"]
 
 
-def _with_period(frame: pa.Table, period: str | None) -> pa.Table:
+_keys = report_keys
+
+
+def with_period(frame: pa.Table, period: str | None) -> pa.Table:
+    """``frame`` with a ``period`` column (the start of the UTC day, ISO week or month of
+    ``created_at``) when a period is given."""
     if period is None:
         return frame
     start = pc.floor_temporal(frame.column("created_at"), unit=period, week_starts_monday=True)
     return frame.append_column("period", start)
 
 
-def hit_rates(
-    evaluation: Evaluation, by: str | Sequence[str] = "priority", period: str | None = None
-) -> pa.Table:
-    """Per group and metric: tickets, met, breached, open, and hit rate = met / (met + breached)
-    (null when nothing has been decided yet)."""
-    keys = _keys(by, period)  # checked first: an unknown period is an input error
-    frame = _with_period(report_frame(evaluation), period)
+_with_period = with_period
+
+#: The integer counts of a hit-rate group, in output order.
+HIT_COUNTS = ("tickets", "met", "breached", "open")
+
+
+def hit_counts(frame: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """Per group of ``keys`` of a report frame (:func:`report_frame`, with :func:`with_period`
+    when keyed by period): ``tickets`` (ticket metrics), ``met``, ``breached`` and ``open``
+    (not stopped), int64. Counts of parts of an evaluation add up to the whole's."""
+    keys = list(keys)
     status = frame.column("status")
-    frame = frame.append_column("met", pc.cast(pc.equal(status, "MET"), pa.int64()))
-    frame = frame.append_column("breached", pc.cast(pc.equal(status, "BREACHED"), pa.int64()))
-    frame = frame.append_column("open", pc.cast(pc.is_null(frame.column("stopped_at")), pa.int64()))
-    grouped = frame.group_by(keys, use_threads=False).aggregate(
-        [("met", "count"), ("met", "sum"), ("breached", "sum"), ("open", "sum")]
+    flags = pa.table(
+        {
+            **{k: frame.column(k) for k in keys},
+            "met": pc.cast(pc.equal(status, "MET"), pa.int64()),
+            "breached": pc.cast(pc.equal(status, "BREACHED"), pa.int64()),
+            "open": pc.cast(pc.is_null(frame.column("stopped_at")), pa.int64()),
+        }
+    )
+    grouped = flags.group_by(keys, use_threads=False).aggregate(
+        [([], "count_all"), ("met", "sum"), ("breached", "sum"), ("open", "sum")]
+    )
+    return pa.table(
+        {
+            **{k: grouped.column(k) for k in keys},
+            "tickets": grouped.column("count_all"),
+            "met": grouped.column("met_sum"),
+            "breached": grouped.column("breached_sum"),
+            "open": grouped.column("open_sum"),
+        }
+    )
+
+
+def rates_from_counts(counts: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The hit-rate table from :func:`hit_counts` rows (of one evaluation, or of many parts
+    concatenated: rows of the same group are added): per group the summed counts and
+    hit rate = met / (met + breached) (null when nothing has been decided yet), sorted by
+    the keys."""
+    keys = list(keys)
+    grouped = counts.group_by(keys, use_threads=False).aggregate(
+        [(name, "sum") for name in HIT_COUNTS]
     )
     met = grouped.column("met_sum")
     decided = pc.add(met, grouped.column("breached_sum"))
@@ -95,55 +138,106 @@ def hit_rates(
     out = pa.table(
         {
             **{k: grouped.column(k) for k in keys},
-            "tickets": grouped.column("met_count"),
-            "met": met,
-            "breached": grouped.column("breached_sum"),
-            "open": grouped.column("open_sum"),
+            **{name: grouped.column(f"{name}_sum") for name in HIT_COUNTS},
             "hit_rate": rate,
         }
     )
     return out.sort_by([(k, "ascending") for k in keys])
 
 
-def _grouped_quantiles(
-    frame: pa.Table, keys: list[str], values: str, quantiles: Sequence[float]
+def hit_rates(
+    evaluation: Evaluation, by: str | Sequence[str] = "priority", period: str | None = None
 ) -> pa.Table:
-    if frame.num_rows == 0:
+    """Per group and metric: tickets, met, breached, open, and hit rate = met / (met + breached)
+    (null when nothing has been decided yet)."""
+    keys = report_keys(by, period)  # checked first: an unknown period is an input error
+    frame = with_period(report_frame(evaluation), period)
+    return rates_from_counts(hit_counts(frame, keys), keys)
+
+
+def value_counts(frame: pa.Table, keys: Sequence[str], values: str = "elapsed_seconds") -> pa.Table:
+    """Per group of ``keys`` and distinct integer ``values``: how many rows have it
+    (``count``, int64). The counts of parts add up to the whole's, and the order statistics
+    of a group can be read from them exactly (:func:`percentiles_from_counts`)."""
+    keys = list(keys)
+    grouped = frame.select([*keys, values]).group_by([*keys, values], use_threads=False)
+    counted = grouped.aggregate([([], "count_all")])
+    return pa.table(
+        {
+            **{k: counted.column(k) for k in keys},
+            values: counted.column(values),
+            "count": counted.column("count_all"),
+        }
+    )
+
+
+def percentiles_from_counts(
+    counts: pa.Table,
+    keys: Sequence[str],
+    quantiles: Sequence[float],
+    values: str = "elapsed_seconds",
+) -> pa.Table:
+    """Per group: the number of values (``count``) and each quantile (``p<100q>``, float64),
+    from :func:`value_counts` rows (rows of the same group and value are added). A quantile
+    interpolates linearly between the order statistics at ranks ``floor`` and ``ceil`` of
+    ``q * (count - 1)`` within the group (NumPy's default), read from the cumulative counts:
+    the same as sorting the group's values, and independent of row order and of how the
+    rows were split into parts."""
+    keys = list(keys)
+    names = [f"p{round(q * 100)}" for q in quantiles]
+    if counts.num_rows == 0:
         return pa.table(
             {
-                **{k: pa.array([], frame.schema.field(k).type) for k in keys},
+                **{k: pa.array([], counts.schema.field(k).type) for k in keys},
                 "count": pa.array([], pa.int64()),
-                **{f"p{round(q * 100)}": pa.array([], pa.float64()) for q in quantiles},
+                **{name: pa.array([], pa.float64()) for name in names},
             }
         )
-    group_codes = []
-    uniques = []
+    counts = counts.group_by([*keys, values], use_threads=False).aggregate([("count", "sum")])
+    composite = np.zeros(counts.num_rows, np.int64)
     for k in keys:
-        codes, vals = dictionary_codes(frame.column(k).combine_chunks())
-        group_codes.append(codes)
-        uniques.append(vals)
-    composite = np.zeros(frame.num_rows, np.int64)
-    for codes, vals in zip(group_codes, uniques, strict=True):
-        composite = composite * (len(vals) + 1) + (codes + 1)
-    data = frame.column(values).to_numpy().astype(np.float64)
-    order = np.lexsort((data, composite))
-    composite, data = composite[order], data[order]
+        codes, uniques = dictionary_codes(counts.column(k).combine_chunks())
+        composite = composite * (len(uniques) + 1) + (codes + 1)
+    value = counts.column(values).to_numpy().astype(np.int64)
+    order = np.lexsort((value, composite))
+    composite, value = composite[order], value[order]
+    data = value.astype(np.float64)
+    cum = np.cumsum(counts.column("count_sum").to_numpy()[order].astype(np.int64))
     starts = np.flatnonzero(np.concatenate(([True], composite[1:] != composite[:-1])))
     ends = np.append(starts[1:], composite.size)
-    first_rows = order[starts]
-    out: dict[str, pa.Array] = {k: pc.take(frame.column(k), pa.array(first_rows)) for k in keys}
-    counts = ends - starts
-    out["count"] = pa.array(counts, pa.int64())
-    for q in quantiles:
-        pos = starts + q * (counts - 1)
+    before = np.concatenate(([0], cum))[starts]  # values of the groups sorted before
+    n = cum[ends - 1] - before
+    out: dict[str, pa.Array] = {k: pc.take(counts.column(k), pa.array(order[starts])) for k in keys}
+    out["count"] = pa.array(n, pa.int64())
+    for q, name in zip(quantiles, names, strict=True):
+        pos = q * (n - 1)
         lo = np.floor(pos).astype(np.int64)
         hi = np.ceil(pos).astype(np.int64)
-        out[f"p{round(q * 100)}"] = pa.array(data[lo] + (data[hi] - data[lo]) * (pos - lo))
+        low = data[np.searchsorted(cum, before + lo, side="right")]
+        high = data[np.searchsorted(cum, before + hi, side="right")]
+        out[name] = pa.array(low + (high - low) * (pos - lo))
     return pa.table(out).sort_by([(k, "ascending") for k in keys])
 
 
-def _stopped(frame: pa.Table) -> pa.Table:
+def _grouped_quantiles(
+    frame: pa.Table, keys: list[str], values: str, quantiles: Sequence[float]
+) -> pa.Table:
+    return percentiles_from_counts(value_counts(frame, keys, values), keys, quantiles, values)
+
+
+def stopped(frame: pa.Table) -> pa.Table:
+    """The rows of a report frame whose metric has stopped (what percentiles are over)."""
     return frame.filter(pc.is_valid(frame.column("stopped_at")))
+
+
+_stopped = stopped
+
+
+def check_quantiles(quantiles: Sequence[float]) -> None:
+    """Raise for a quantile outside [0, 1]."""
+    for q in quantiles:
+        if not 0 <= q <= 1:
+            raise EffigateError(f"quantiles: {q!r} is not within [0, 1]")
 
 
 def percentiles(
@@ -154,11 +248,9 @@ def percentiles(
 ) -> pa.Table:
     """Quantiles of the business response / resolution times (active elapsed seconds at the
     stop) per group and metric, over the metrics that have stopped."""
-    for q in quantiles:
-        if not 0 <= q <= 1:
-            raise EffigateError(f"quantiles: {q!r} is not within [0, 1]")
-    keys = _keys(by, period)  # checked first: an unknown period is an input error
-    frame = _stopped(_with_period(report_frame(evaluation), period))
+    check_quantiles(quantiles)
+    keys = report_keys(by, period)  # checked first: an unknown period is an input error
+    frame = stopped(with_period(report_frame(evaluation), period))
     return _grouped_quantiles(frame, keys, "elapsed_seconds", quantiles)
 
 
@@ -239,21 +331,39 @@ def replay_evaluations(
 ) -> pa.Table:
     """:func:`replay` of two evaluations of the same tickets (under the current and the
     proposed policy)."""
-    before = hit_rates(current, by, period)
-    after = hit_rates(proposed, by, period)
-    keys = _keys(by, period)
-    joined = before.join(
-        after, keys=keys, join_type="full outer", left_suffix="_current", right_suffix="_proposed"
-    )
+    keys = report_keys(by, period)
+    return replay_table(hit_rates(current, by, period), hit_rates(proposed, by, period), keys)
+
+
+#: The columns of a hit-rate table a replay shows for each side.
+REPLAYED = ("tickets", "met", "breached", "hit_rate")
+
+
+def replay_table(before: pa.Table, after: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The replay table from the hit-rate tables (:func:`rates_from_counts`) of the same
+    tickets under the current (``before``) and the proposed (``after``) policy: per group
+    both sides' tickets, met, breached and hit rate (null on a side without the group), and
+    the differences (proposed − current; a side without the group has no breaches). Groups
+    are matched as ``group_by`` matches them, a null key (no assignee, no client) included."""
+    keys = list(keys)
+    names = [f"{name}_{side}" for name in REPLAYED for side in ("current", "proposed")]
+    sides = []
+    for table, side in ((before, "current"), (after, "proposed")):
+        columns = {k: table.column(k) for k in keys}
+        for name in REPLAYED:
+            typ = table.schema.field(name).type
+            for other in ("current", "proposed"):
+                columns[f"{name}_{other}"] = (
+                    table.column(name) if other == side else pa.nulls(table.num_rows, typ)
+                )
+        sides.append(pa.table(columns).select([*keys, *names]))
+    # each group has a row on one side or on both: max picks the side's value (null if none)
+    grouped = pa.concat_tables(sides).group_by(keys, use_threads=False)
+    joined = grouped.aggregate([(name, "max") for name in names])
     out = {k: joined.column(k) for k in keys}
-    for name in ("tickets", "met", "breached", "hit_rate"):
-        out[f"{name}_current"] = joined.column(f"{name}_current")
-        out[f"{name}_proposed"] = joined.column(f"{name}_proposed")
-    out["hit_rate_change"] = pc.subtract(
-        joined.column("hit_rate_proposed"), joined.column("hit_rate_current")
-    )
+    out.update({name: joined.column(f"{name}_max") for name in names})
+    out["hit_rate_change"] = pc.subtract(out["hit_rate_proposed"], out["hit_rate_current"])
     out["breached_change"] = pc.subtract(
-        pc.fill_null(joined.column("breached_proposed"), 0),
-        pc.fill_null(joined.column("breached_current"), 0),
+        pc.fill_null(out["breached_proposed"], 0), pc.fill_null(out["breached_current"], 0)
     )
     return pa.table(out).sort_by([(k, "ascending") for k in keys])
