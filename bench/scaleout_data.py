@@ -5,7 +5,7 @@ catalog."""
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,3 +64,65 @@ def write_tickets(url: str, tenant: str, n: int, months: int, chunk: int = 1_000
             url, layout.part_path(root, layout.TICKETS, tenant, month), pa.concat_tables(pieces)
         )
     return len(by_month)
+
+
+def write_logs(url: str, tenant: str, contracts: int, logs: int, seed: int = 7) -> None:
+    """``contracts`` contracts of every type (``tests/cluster/billing_dataset``'s, in stored
+    form) with ``logs`` time logs between them, January to mid-April 2026, one part per
+    contract, and the tenant's catalog."""
+    import numpy as np
+
+    from effigate_engine.datasets.catalog import TenantCatalog
+    from effigate_engine.ratecard.schemas import TIME_LOGS
+    from tests.cluster import billing_dataset as b
+
+    rng = np.random.default_rng(seed)
+    _, root = layout.filesystem(url)
+    sources = [b.contract_source(tenant, 0, k, "USD") for k in range(contracts)]
+    end = int(datetime(2026, 4, 14, tzinfo=UTC).timestamp())
+    per = logs // contracts
+    ts = pa.timestamp("s", tz="UTC")
+
+    def pick(values: list[str], n: int, p: list[float] | None = None) -> pa.Array:
+        codes = rng.choice(len(values), n, p=p).astype(np.int32)
+        return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(values))
+
+    for k, s in enumerate(sources):
+        n = per + (1 if k < logs - per * contracts else 0)
+        opens = datetime.combine(max(s.row["starts_on"], date(2026, 1, 3)), time(), UTC)
+        first = int(opens.timestamp()) + 86_400  # past local midnight in any zone
+        if first >= end:
+            continue  # starts after the logged months: no logs
+        start = first + rng.integers(0, end - first, n) // 300 * 300
+        length = rng.choice([900, 1_800, 3_600, 7_200, 14_400], n)
+        table = pa.table(
+            {
+                "log_id": pa.array(np.char.add(f"L{s.id}-", np.arange(n).astype(str))),
+                "contract_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, np.int32)), pa.array([s.id])
+                ),
+                "ticket_id": pa.nulls(n, pa.string()),
+                "task_id": pa.nulls(n, pa.string()),
+                "agent_id": pick(["ana", "bo", "chen"], n).cast(pa.string()),
+                "support_level": pick(["L1", "L2", "L3"], n),
+                "job_type": pick(["support", "network", "devops"], n),
+                "priority": pick(["CRITICAL", "HIGH", "MEDIUM", "LOW"], n, [0.1, 0.2, 0.4, 0.3]),
+                "start": pa.array(start, ts),
+                "end": pa.array(start + length, ts),
+                "billable_type": pick(
+                    ["BILLABLE", "NON_BILLABLE", "WARRANTY"], n, [0.85, 0.1, 0.05]
+                ),
+                "approved": pa.array(rng.random(n) < 0.95),
+            }
+        ).cast(TIME_LOGS)
+        layout.write_table(url, layout.part_path(root, layout.TIME_LOGS, tenant, s.id), table)
+    TenantCatalog(
+        tenant,
+        b.AS_OF,
+        dict(b.CALENDARS),
+        {name: 1 for name in b.CALENDARS},
+        [],
+        sources,
+        [{"name": "GST", "rate_ppm": 100_000}],
+    ).save(url)
+    layout.write_manifest(url, {"as_of": b.AS_OF.isoformat(), "tenants": 1})

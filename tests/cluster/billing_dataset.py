@@ -139,7 +139,7 @@ def _terms(kind: str, currency: str, i: int) -> dict[str, Any]:
     return validate_terms(kind, currency, terms)
 
 
-def _contract(tenant: str, t: int, k: int, currency: str) -> ContractSource:
+def contract_source(tenant: str, t: int, k: int, currency: str) -> ContractSource:
     i = t * PER_TENANT + k
     cid = FIRST_IDS[t] + k
     kind = TYPES[i % len(TYPES)]
@@ -297,7 +297,7 @@ def write_dataset(url: str, seed: int = 18) -> None:
     _, root = layout.filesystem(url)
     for t, (tenant, currencies) in enumerate(TENANTS.items()):
         sources = [
-            _contract(tenant, t, k, currencies[0] if k % 3 else currencies[1])
+            contract_source(tenant, t, k, currencies[0] if k % 3 else currencies[1])
             for k in range(PER_TENANT)
         ]
         for k, s in enumerate(sources):

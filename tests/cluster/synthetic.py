@@ -206,9 +206,7 @@ def write_dataset(
         tenant = tenant_id(first + k)
         ids.append(tenant)
         table, bad[tenant], unknown[tenant] = tickets(tenant, count, seed + k)
-        for month, rows in layout.split_by(table, layout.month_of(table.column("created_at"))):
-            path = layout.part_path(root, layout.TICKETS, tenant, month)
-            layout.write_table(url, path, rows)
+        layout.write_tickets(url, tenant, table)
         catalog(tenant, 10 * (first + k)).save(url)
     layout.write_manifest(url, {"as_of": NOW.isoformat(), "tenants": ids})
     assert fs.exists(posixpath.join(root, layout.MANIFEST))

@@ -179,3 +179,27 @@ def write_manifest(url: str, manifest: dict[str, Any]) -> None:
     fs.makedirs(root, exist_ok=True)
     with fs.open(posixpath.join(root, MANIFEST), "w") as f:
         json.dump({**manifest, "format": FORMAT}, f, indent=2, sort_keys=True)
+
+
+def write_tickets(url: str, tenant: str, tickets: pa.Table) -> list[str]:
+    """Write a tenant's tickets (:data:`~effigate_engine.sla.schemas.TICKETS` rows), one part
+    per month of ``created_at`` (UTC), each replacing the part of that month; the months
+    written, in the order met."""
+    _, root = filesystem(url)
+    months = []
+    for month, part in split_by(tickets, month_of(tickets.column("created_at"))):
+        write_table(url, part_path(root, TICKETS, tenant, month), part)
+        months.append(month)
+    return months
+
+
+def write_time_logs(url: str, tenant: str, logs: pa.Table) -> list[str]:
+    """Write a tenant's time logs (:data:`~effigate_engine.ratecard.schemas.TIME_LOGS` rows),
+    one part per contract holding all of its logs, each replacing that contract's part; the
+    contract ids written."""
+    _, root = filesystem(url)
+    contracts = []
+    for contract_id, part in split_by(logs, logs.column("contract_id")):
+        write_table(url, part_path(root, TIME_LOGS, tenant, contract_id), part)
+        contracts.append(contract_id)
+    return contracts

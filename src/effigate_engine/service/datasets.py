@@ -138,19 +138,11 @@ async def _export_tenant(
 
     policy_names = {p.id: p.name for p in policies}
     tickets = with_policies(tickets, tenant, records, policy_names)
-    _, root = layout.filesystem(url)
-    months = []
-    for month, part in layout.split_by(tickets, layout.month_of(tickets.column("created_at"))):
-        layout.write_table(url, layout.part_path(root, layout.TICKETS, tenant, month), part)
-        months.append(month)
+    months = layout.write_tickets(url, tenant, tickets)
     _prune(url, layout.TICKETS, tenant, set(months))
 
-    logs = time_logs_table(stored_logs)
-    contract_ids = []
-    for contract_id, part in layout.split_by(logs, logs.column("contract_id")):
-        path = layout.part_path(root, layout.TIME_LOGS, tenant, contract_id)
-        layout.write_table(url, path, part.cast(TIME_LOGS))
-        contract_ids.append(contract_id)
+    logs = time_logs_table(stored_logs).cast(TIME_LOGS)
+    contract_ids = layout.write_time_logs(url, tenant, logs)
     _prune(url, layout.TIME_LOGS, tenant, set(contract_ids))
 
     ds_catalog.TenantCatalog(
