@@ -43,6 +43,18 @@ def add_counts(tables: Sequence[pa.Table], keys: Sequence[str], column: str = "c
     return out.sort_by([(k, "ascending") for k in keys])
 
 
+def sum_counts(tables: Sequence[pa.Table], keys: Sequence[str], columns: Sequence[str]) -> pa.Table:
+    """Each of ``columns`` summed per group of ``keys`` over the tables (the keys, then the
+    columns, in that order; unsorted): a part's slices' counts merged before they travel."""
+    keys = list(keys)
+    summed = (
+        concat(tables).group_by(keys, use_threads=False).aggregate([(c, "sum") for c in columns])
+    )
+    return pa.table(
+        {**{k: summed.column(k) for k in keys}, **{c: summed.column(f"{c}_sum") for c in columns}}
+    )
+
+
 def hit_rates(tables: Sequence[pa.Table], keys: Sequence[str]) -> pa.Table:
     """The hit-rate table of the parts' hit counts (:func:`~effigate_engine.sla.reports.hit_counts`
     rows)."""

@@ -18,12 +18,15 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.cluster import combine
 from effigate_engine.cluster.parts import compiled_catalog, proposed_policy, worker_address
 from effigate_engine.cluster.sla_jobs import (
+    SLICE_TICKETS,
     TENANT,
+    checked_slice,
     digests,
     instant,
     part_failures,
@@ -36,7 +39,7 @@ from effigate_engine.cluster.tasks import Progress, run_parts
 from effigate_engine.datasets import layout
 from effigate_engine.datasets.layout import Part
 from effigate_engine.sla.policy import Policy
-from effigate_engine.sla.reports import report_keys
+from effigate_engine.sla.reports import HIT_COUNTS, report_keys
 from effigate_engine.sla.screening import Screened, evaluate_rows
 
 REPLAY_FILE = "replay.parquet"
@@ -57,6 +60,7 @@ class ReplaySpec:
     keys: tuple[str, ...]
     period: str | None
     threads: int | None = 1
+    slice_tickets: int = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,26 @@ def replay_part(part: Part, spec: ReplaySpec) -> ReplayOutcome:
         else made.policy(spec.proposed[tenant])
     )
     tickets = layout.read_part(part, spec.url)
-    before, after, failures = screen_both(
-        tickets, current, proposed, made.calendars, spec.now, spec.threads
-    )
-    current_hits, _ = report_counts(before.evaluation, tenant, spec.keys, spec.period)
-    proposed_hits, _ = report_counts(after.evaluation, tenant, spec.keys, spec.period)
+    current_hits, proposed_hits, rejected = [], [], []
+    # a slice at a time, as the SLA job (sla_jobs.SLICE_TICKETS)
+    for lo in range(0, max(tickets.num_rows, 1), spec.slice_tickets):
+        before, after, failures = screen_both(
+            tickets.slice(lo, spec.slice_tickets),
+            current,
+            proposed,
+            made.calendars,
+            spec.now,
+            spec.threads,
+        )
+        current_hits.append(report_counts(before.evaluation, tenant, spec.keys, spec.period)[0])
+        proposed_hits.append(report_counts(after.evaluation, tenant, spec.keys, spec.period)[0])
+        rejected.append(failures.set_column(0, "row", pc.add(failures.column("row"), lo)))
     return ReplayOutcome(
-        part, worker_address(), current_hits, proposed_hits, part_failures(part, failures)
+        part,
+        worker_address(),
+        combine.sum_counts(current_hits, spec.keys, HIT_COUNTS),
+        combine.sum_counts(proposed_hits, spec.keys, HIT_COUNTS),
+        part_failures(part, pa.concat_tables(rejected).sort_by("row")),
     )
 
 
@@ -137,6 +154,7 @@ def replay(
     period: str | None = None,
     tenants: Sequence[str] | None = None,
     progress: Progress | None = None,
+    slice_tickets: int = SLICE_TICKETS,
 ) -> ReplayJob:
     """Replay every ticket part of the dataset at ``url`` at ``now`` under ``current`` (a
     policy id or name of each tenant's catalog; default: each ticket's own) and ``proposed``
@@ -159,6 +177,7 @@ def replay(
         keys=keys,
         period=period,
         threads=1 if client is not None else None,
+        slice_tickets=checked_slice(slice_tickets),
     )
     outcomes = run_parts(client, replay_part, parts, spec, name="replay-part", progress=progress)
     job = ReplayJob(

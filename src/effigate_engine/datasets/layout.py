@@ -128,6 +128,22 @@ def read_part(part: Part, url: str, schema: pa.Schema | None = None) -> pa.Table
     return table.cast(schema) if schema is not None else table
 
 
+#: Text columns whose values (nearly) never repeat: written plain, not dictionary-encoded.
+UNIQUE_TEXT = frozenset({"ticket_id", "log_id", "breach_id", "description"})
+
+
+def _repeating(schema: pa.Schema) -> list[str]:
+    """The columns written dictionary-encoded: dictionary columns and text columns other than
+    :data:`UNIQUE_TEXT` (statuses, priorities, tenants, policies, calendars repeat; ids and
+    instants do not, and trying a dictionary on them costs a fifth of the write)."""
+    return [
+        f.name
+        for f in schema
+        if pa.types.is_dictionary(f.type)
+        or (pa.types.is_string(f.type) and f.name not in UNIQUE_TEXT)
+    ]
+
+
 def write_table(url: str, path: str, table: pa.Table) -> None:
     """Write ``table`` to ``path`` of the dataset's file system, replacing what was there:
     written to a temporary name first and moved into place, so a reader never sees half a
@@ -136,8 +152,50 @@ def write_table(url: str, path: str, table: pa.Table) -> None:
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{np.random.default_rng().integers(1 << 62):x}"
     with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
+        pq.write_table(table, f, compression="zstd", use_dictionary=_repeating(table.schema))
     fs.mv(tmp, path)
+
+
+class PartWriter:
+    """A part written a table at a time (each one a row group), then moved into place as
+    :func:`write_table` does: ``with PartWriter(url, path) as w: w.write(t1); w.write(t2)``.
+    The first table fixes the schema; on an error the temporary file is removed and the
+    part is left as it was."""
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self.path = path
+        self.fs, _ = filesystem(url)
+        self.tmp = f"{path}.tmp-{np.random.default_rng().integers(1 << 62):x}"
+        self._file: Any = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.fs.makedirs(posixpath.dirname(self.path), exist_ok=True)
+            self._file = self.fs.open(self.tmp, "wb")
+            self._writer = pq.ParquetWriter(
+                self._file,
+                table.schema,
+                compression="zstd",
+                use_dictionary=_repeating(table.schema),
+            )
+        self._writer.write_table(table)
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+        if kind is not None:
+            if self._writer is not None and self.fs.exists(self.tmp):
+                self.fs.rm(self.tmp)
+            return
+        if self._writer is None:
+            raise DatasetError(f"{self.path}: nothing was written to the part")
+        self.fs.mv(self.tmp, self.path)
 
 
 def month_of(created_at: pa.ChunkedArray | pa.Array) -> pa.Array:

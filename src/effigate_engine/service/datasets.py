@@ -55,6 +55,7 @@ from effigate_engine.store import catalog as catalog_store
 from effigate_engine.store import contracts as contract_store
 from effigate_engine.store import invoices as invoice_store
 from effigate_engine.store import standings as standings_store
+from effigate_engine.store import tickets as ticket_store
 from effigate_engine.store.arrow_reads import read_arrow
 from effigate_engine.store.batches import STORED_TIME_LOGS
 from effigate_engine.store.contracts import ContractRecord
@@ -121,7 +122,7 @@ async def _export_tenant(
     """Write one tenant's parts, catalog and breaches; the counts."""
     tenant = str(principal.tenant_id)
     async with store.transaction(principal) as conn:
-        tickets = await load_timelines(conn, principal, as_of=at)
+        months = await ticket_store.created_months(conn, at)
         calendars = await catalog_store.load_calendars(conn)
         policies = await catalog_store.load_policies(conn)
         records = await contract_store.list_contracts(conn, None)
@@ -137,9 +138,18 @@ async def _export_tenant(
     contracts = [s for s, _ in sources]
 
     policy_names = {p.id: p.name for p in policies}
-    tickets = with_policies(tickets, tenant, records, policy_names)
-    months = layout.write_tickets(url, tenant, tickets)
-    _prune(url, layout.TICKETS, tenant, set(months))
+    # One month of tickets at a time (each its own read): memory is bounded by a month's
+    # tickets, not the tenant's.
+    written: list[str] = []
+    ticket_count = 0
+    for start in months:
+        async with store.transaction(principal) as conn:
+            window = (start, _next_month(start))
+            tickets = await load_timelines(conn, principal, as_of=at, created=window)
+        tickets = with_policies(tickets, tenant, records, policy_names)
+        written.extend(layout.write_tickets(url, tenant, tickets))
+        ticket_count += tickets.num_rows
+    _prune(url, layout.TICKETS, tenant, set(written))
 
     logs = time_logs_table(stored_logs).cast(TIME_LOGS)
     contract_ids = layout.write_time_logs(url, tenant, logs)
@@ -157,8 +167,8 @@ async def _export_tenant(
     breaches = breaches_table(breach_rows)
     ds_catalog.save_breaches(url, tenant, breaches)
     return {
-        "tickets": tickets.num_rows,
-        "ticket_parts": len(months),
+        "tickets": ticket_count,
+        "ticket_parts": len(written),
         "time_logs": logs.num_rows,
         "time_log_parts": len(contract_ids),
         "contracts": len(contracts),
@@ -166,6 +176,11 @@ async def _export_tenant(
         "calendars": len(calendars),
         "breaches": breaches.num_rows,
     }
+
+
+def _next_month(start: datetime) -> datetime:
+    """The first instant of the month after the one ``start`` opens."""
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
 
 
 def with_policies(

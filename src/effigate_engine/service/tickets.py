@@ -409,14 +409,16 @@ async def load_timelines(
     client_id: int | None = None,
     ticket_ids: Sequence[str] | None = None,
     as_of: datetime | None = None,
+    created: tuple[datetime, datetime] | None = None,
 ) -> pa.Table:
     """Stored tickets (of one client, or the given ids) folded into the SLA engine's
     :data:`~effigate_engine.sla.schemas.TICKETS` batch. With ``as_of``, as known then: only
     events at or before it are folded (a priority changed later is not, a reopening later is
-    not), and a client's tickets created after it are left out."""
+    not), and a client's tickets created after it are left out. With ``created``
+    (``[from, before)``), only the tickets created in that window."""
     if principal.is_portal:
         client_id = principal.client_id
-    return timelines_table(await stored.load_histories(conn, client_id, ticket_ids, as_of))
+    return timelines_table(await stored.load_histories(conn, client_id, ticket_ids, as_of, created))
 
 
 async def ingest_rows(

@@ -40,20 +40,28 @@ GROUP_COLUMNS = ("priority", "client_id", "contract_id", "assignee", "job_type",
 PERIODS = ("day", "week", "month")
 
 
-def report_frame(evaluation: Evaluation) -> pa.Table:
-    """The results with the ticket attributes reports group by (priority normalised)."""
+def report_frame(
+    evaluation: Evaluation, attributes: Sequence[str] = (*GROUP_COLUMNS, "created_at")
+) -> pa.Table:
+    """The results with the ticket attributes reports group by (priority normalised):
+    ``attributes``, by default all of :data:`GROUP_COLUMNS` and ``created_at`` (a report
+    that groups by fewer takes fewer)."""
     results = evaluation.results
     rows = pa.array(evaluation.row_ticket)
-    priorities = ticket_column(evaluation.tickets, "priority")
-    codes, values = dictionary_codes(priorities, priority_name)
     columns = {name: results.column(name) for name in results.column_names}
-    columns["priority"] = pc.take(
-        pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket])
-    )
+    if "priority" in attributes:
+        priorities = ticket_column(evaluation.tickets, "priority")
+        codes, values = dictionary_codes(priorities, priority_name)
+        columns["priority"] = pc.take(
+            pa.array(values, pa.string()), pa.array(codes[evaluation.row_ticket])
+        )
     for name in GROUP_COLUMNS[1:]:
-        columns[name] = pc.take(ticket_column(evaluation.tickets, name).cast(pa.string()), rows)
-    created = ticket_column(evaluation.tickets, "created_at")
-    columns["created_at"] = pc.take(created.cast(pa.timestamp("s", tz="UTC"), safe=False), rows)
+        if name in attributes:
+            column = ticket_column(evaluation.tickets, name).cast(pa.string())
+            columns[name] = pc.take(column, rows)
+    if "created_at" in attributes:
+        created = ticket_column(evaluation.tickets, "created_at")
+        columns["created_at"] = pc.take(created.cast(pa.timestamp("s", tz="UTC"), safe=False), rows)
     columns["status"] = pc.cast(columns["status"], pa.string())
     columns["metric"] = pc.cast(columns["metric"], pa.string())
     return pa.table(columns)

@@ -43,6 +43,10 @@ _UPSERT_SQL = (
     " WHERE sla_standings.evaluated_at <= EXCLUDED.evaluated_at"
     " RETURNING (xmax = 0) AS inserted"
 )
+_COUNTED_UPSERT_SQL = (
+    f"WITH done AS ({_UPSERT_SQL})"
+    " SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS stored FROM done"
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ async def upsert_standings(conn: asyncpg.Connection, rows: Sequence[StandingRow]
     )
     if unknown is not None:
         raise StoreError("sla_standings.ticket_id", unknown, "is not a ticket of this tenant")
-    done = await conn.fetch(_UPSERT_SQL)
-    inserted = sum(1 for r in done if r["inserted"])
-    return Upserted(inserted, len(done) - inserted, len(rows) - len(done))
+    done = await conn.fetchrow(_COUNTED_UPSERT_SQL)
+    inserted, stored = int(done["inserted"]), int(done["stored"])
+    return Upserted(inserted, stored - inserted, len(rows) - stored)
 
 
 async def load_standings(conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -325,12 +325,18 @@ async def load_histories(
     client_id: int | None = None,
     ticket_ids: Sequence[str] | None = None,
     as_of: datetime | None = None,
+    created: tuple[datetime, datetime] | None = None,
 ) -> list[TicketHistory]:
     """Stored tickets (of one client, or the given ids), by id, with their events; with
     ``as_of``, only events at or before it, and a client's tickets created after it left
-    out."""
+    out; with ``created`` (``[from, before)``), only tickets created in that window."""
     ids = list(ticket_ids) if ticket_ids is not None else None
-    where = "($1::bigint IS NULL OR t.client_id = $1) AND ($2::text[] IS NULL OR t.id = ANY($2))"
+    since, before = created if created is not None else (None, None)
+    where = (
+        "($1::bigint IS NULL OR t.client_id = $1) AND ($2::text[] IS NULL OR t.id = ANY($2))"
+        " AND ($4::timestamptz IS NULL OR t.created_at >= $4)"
+        " AND ($5::timestamptz IS NULL OR t.created_at < $5)"
+    )
     tickets = await conn.fetch(
         f"""SELECT t.* FROM tickets t WHERE {where}
             AND ($3::timestamptz IS NULL OR $2::text[] IS NOT NULL OR t.created_at <= $3)
@@ -338,6 +344,8 @@ async def load_histories(
         client_id,
         ids,
         as_of,
+        since,
+        before,
     )
     events = await conn.fetch(
         f"""SELECT e.ticket_id, e.id, e.kind, e.occurred_at, e.detail
@@ -348,6 +356,8 @@ async def load_histories(
         client_id,
         ids,
         as_of,
+        since,
+        before,
     )
     by_ticket: dict[str, list[Event]] = {}
     for e in events:
@@ -355,6 +365,17 @@ async def load_histories(
             (e["id"], e["kind"], e["occurred_at"], e["detail"])
         )
     return [TicketHistory(ticket_record(t), by_ticket.get(t["id"], [])) for t in tickets]
+
+
+async def created_months(conn: asyncpg.Connection, as_of: datetime) -> list[datetime]:
+    """The first instants (UTC) of the months in which the tenant's tickets created by
+    ``as_of`` were created, in order."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT date_trunc('month', created_at AT TIME ZONE 'UTC') AS month
+           FROM tickets WHERE created_at <= $1 ORDER BY month""",
+        as_of,
+    )
+    return [r["month"].replace(tzinfo=UTC) for r in rows]
 
 
 @dataclass(frozen=True)
