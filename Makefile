@@ -61,6 +61,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_billing_run.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_service.py
+	$(PY) bench/bench_scaleout.py
+	$(PY) bench/bench_dataset_io.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src server clients/python tests bench

@@ -1,5 +1,6 @@
--- Effigate Engine schema, version 17: SLA standings loaded back from a scale-out job, and the
--- owner's list of tenants for dataset jobs. See docs/scale-out.md.
+-- Effigate Engine schema, version 17: SLA standings loaded back from a scale-out job, the
+-- owner's list of tenants for dataset jobs, and tickets by creation for the export. See
+-- docs/scale-out.md.
 --
 -- One row per (ticket, metric): the metric's status, wall-clock deadline, business seconds
 -- elapsed and left, stop instant and escalation level under the named policy, as evaluated at
@@ -65,3 +66,7 @@ CREATE FUNCTION effigate_tenant_ids() RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$ SELECT i.tenant_id FROM effigate_private.tenant_ids i ORDER BY i.tenant_id $$;
 REVOKE ALL ON FUNCTION effigate_tenant_ids() FROM PUBLIC;
+
+-- The export reads a tenant's tickets a month of creation at a time (memory bounded by a
+-- month): each month's tickets, and their events through ticket_events_by_ticket, by range.
+CREATE INDEX tickets_by_created ON tickets (tenant_id, created_at);
