@@ -12,7 +12,7 @@ per-ticket rows are written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effigate_engine.calendar_set import CalendarSet
 from effigate_engine.cluster import combine
 from effigate_engine.cluster.parts import compiled_catalog, proposed_policy, worker_address
 from effigate_engine.cluster.sla_jobs import (
@@ -38,9 +37,8 @@ from effigate_engine.cluster.sla_jobs import (
 from effigate_engine.cluster.tasks import Progress, run_parts
 from effigate_engine.datasets import layout
 from effigate_engine.datasets.layout import Part
-from effigate_engine.sla.policy import Policy
 from effigate_engine.sla.reports import HIT_COUNTS, report_keys
-from effigate_engine.sla.screening import Screened, evaluate_rows
+from effigate_engine.sla.screening import screen_both
 
 REPLAY_FILE = "replay.parquet"
 
@@ -83,29 +81,6 @@ class ReplayJob:
     failures: pa.Table
     parts: list[ReplayOutcome] = field(default_factory=list)
     out: str = ""
-
-
-def screen_both(
-    tickets: pa.Table,
-    current: Policy | Mapping[str, Policy],
-    proposed: Policy | Mapping[str, Policy],
-    calendars: CalendarSet,
-    now: int,
-    threads: int | None = None,
-) -> tuple[Screened, Screened, pa.Table]:
-    """The tickets evaluated under both policies, each side without the tickets either policy
-    cannot evaluate, and those rejected rows (positions in ``tickets``)."""
-    before = evaluate_rows(tickets, current, calendars, now, threads=threads)
-    after = evaluate_rows(before.evaluation.tickets, proposed, calendars, now, threads=threads)
-    failures = before.rejected
-    if after.rejected.num_rows:
-        # rows the proposed policy refuses are left out of the current side too
-        positions = pa.array(before.kept[after.rejected.column("row").to_numpy()])
-        failures = pa.concat_tables(
-            [failures, after.rejected.set_column(0, "row", positions)]
-        ).sort_by("row")
-        before = evaluate_rows(after.evaluation.tickets, current, calendars, now, threads=threads)
-    return before, after, failures
 
 
 def replay_part(part: Part, spec: ReplaySpec) -> ReplayOutcome:

@@ -55,7 +55,7 @@ from effigate_engine.sla import timeline as sla_timeline
 from effigate_engine.sla.evaluation import Evaluation, TicketError
 from effigate_engine.sla.few import MetricRow
 from effigate_engine.sla.policy import Policy
-from effigate_engine.sla.screening import Screened, evaluate_rows
+from effigate_engine.sla.screening import Screened, evaluate_rows, screen_both
 from effigate_engine.store import catalog as stored
 from effigate_engine.store import tickets as stored_tickets
 from effigate_engine.store.breaches import BreachRow, insert_breaches
@@ -595,16 +595,9 @@ async def replay(
     by = list(group_by) or "priority"
 
     def run() -> StoredReport:
-        before = evaluate_rows(table, current.policy, current.calendars, at)
-        after = evaluate_rows(before.evaluation.tickets, candidate, current.calendars, at)
-        failures = before.rejected
-        if after.rejected.num_rows:
-            # rows the proposed policy refuses are left out of the current side too
-            positions = pa.array(before.kept[after.rejected.column("row").to_numpy()])
-            failures = pa.concat_tables(
-                [failures, after.rejected.set_column(0, "row", positions)]
-            ).sort_by("row")
-            before = evaluate_rows(after.evaluation.tickets, current.policy, current.calendars, at)
+        before, after, failures = screen_both(
+            table, current.policy, candidate, current.calendars, at
+        )
         return StoredReport(
             sla_reports.replay_evaluations(before.evaluation, after.evaluation, by), failures
         )

@@ -246,6 +246,30 @@ def _search(kept: np.ndarray, run: object, rejections: _Rejections) -> np.ndarra
     return np.concatenate(accepted) if accepted else kept[:0]
 
 
+def screen_both(
+    tickets: pa.Table,
+    current: Policy | Mapping[str, Policy],
+    proposed: Policy | Mapping[str, Policy],
+    calendars: CalendarSet,
+    now: datetime | int,
+    threads: int | None = None,
+) -> tuple[Screened, Screened, pa.Table]:
+    """The tickets evaluated under a current and a proposed policy (a replay), each side
+    without the tickets either policy cannot evaluate, and those rejected rows (positions in
+    ``tickets``): the two evaluations cover the same tickets, so their reports compare."""
+    before = evaluate_rows(tickets, current, calendars, now, threads=threads)
+    after = evaluate_rows(before.evaluation.tickets, proposed, calendars, now, threads=threads)
+    failures = before.rejected
+    if after.rejected.num_rows:
+        # rows the proposed policy refuses are left out of the current side too
+        positions = pa.array(before.kept[after.rejected.column("row").to_numpy()])
+        failures = pa.concat_tables(
+            [failures, after.rejected.set_column(0, "row", positions)]
+        ).sort_by("row")
+        before = evaluate_rows(after.evaluation.tickets, current, calendars, now, threads=threads)
+    return before, after, failures
+
+
 def unmatched_rows(screened: Screened) -> pa.Table:
     """The kept tickets no rule matched (an unknown priority, a client no rule covers), as
     rejected rows (:data:`REJECTED_ROWS`, field ``rule``) with the evaluation's reason."""
@@ -280,4 +304,11 @@ def unmatched_rows(screened: Screened) -> pa.Table:
     )
 
 
-__all__ = ["PRIORITIES", "REJECTED_ROWS", "Screened", "evaluate_rows", "unmatched_rows"]
+__all__ = [
+    "PRIORITIES",
+    "REJECTED_ROWS",
+    "Screened",
+    "evaluate_rows",
+    "screen_both",
+    "unmatched_rows",
+]
