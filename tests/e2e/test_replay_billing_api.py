@@ -1,0 +1,82 @@
+"""ReplayBilling through the API: a month re-priced under a proposed card beside the issued
+invoice (Arrow replies), the issued invoice unchanged; bad input named; staff only."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from effigate_client import Client, billing_pb2
+from effigate_client.client import ipc_table
+from tests.e2e.support import refused
+from tests.e2e.test_billing_api import (
+    MARCH,
+    SEED_CARD,
+    billing_setup,
+    ingest_and_approve,
+    new_contract,
+    period,
+    seed_logs,
+)
+
+PROPOSED = {**SEED_CARD, "rules": {"AFTER_HOURS": {"amount": "240.00"}}}
+
+
+def test_replay_billing_returns_totals_and_moved_lines_as_arrow(
+    service, client: Client, tenant
+) -> None:
+    book = billing_setup(client)
+    contract = new_contract(client, book, book.nexus)
+    ingest_and_approve(client, seed_logs(contract.id, "R"))
+    draft = client.billing.GenerateInvoice(period(contract.id))
+    issued = client.billing.IssueInvoice(billing_pb2.IssueInvoiceRequest(invoice_id=draft.id))
+    request = billing_pb2.ReplayBillingRequest(
+        contract_ids=[contract.id],
+        period_from=MARCH,
+        period_to="2026-03-31",
+        proposed_rate_card_json=json.dumps(PROPOSED),
+    )
+    reply = client.billing.ReplayBilling(request)
+    (total,) = ipc_table(reply.totals_arrow_ipc).to_pylist()
+    assert total["contract_id"] == str(contract.id)
+    assert total["current_total"] == issued.total_minor
+    # 3 h after hours at 240.00 instead of 180.00, plus 10% GST on the difference: +198.00
+    assert total["total_change"] == 3 * 6_000 * 11 // 10
+    (line,) = ipc_table(reply.lines_arrow_ipc).to_pylist()
+    assert (line["condition"], line["current_rate"], line["proposed_rate"]) == (
+        "AFTER_HOURS",
+        18_000,
+        24_000,
+    )
+    assert line["current_seconds"] == line["proposed_seconds"] == 3 * 3_600
+    (client_row,) = ipc_table(reply.by_client_arrow_ipc).to_pylist()
+    assert client_row["client_id"] == str(book.nexus)
+    assert client.billing.GetInvoice(billing_pb2.InvoiceRequest(invoice_id=issued.id)) == issued
+
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.billing.ReplayBilling,
+        billing_pb2.ReplayBillingRequest(
+            period_from=MARCH,
+            period_to="2026-03-31",
+            proposed_terms_json=json.dumps({"sla_credits": {"per_breach": {"URGENT": "1.00"}}}),
+        ),
+    )
+    assert "proposed_terms_json.sla_credits.per_breach.URGENT" in details
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.billing.ReplayBilling,
+        billing_pb2.ReplayBillingRequest(period_from=MARCH, period_to="2026-03-31"),
+    )
+    assert "proposed_rate_card_json" in details
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.billing.ReplayBilling,
+        billing_pb2.ReplayBillingRequest(
+            period_from="2026-04-01", period_to=MARCH, proposed_rate_card_json=json.dumps(PROPOSED)
+        ),
+    )
+    assert "period_to" in details
+    with Client(service.address, tenant.portal_token(book.nexus)) as portal:
+        refused(grpc.StatusCode.PERMISSION_DENIED, portal.billing.ReplayBilling, request)
