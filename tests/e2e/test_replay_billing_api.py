@@ -4,8 +4,13 @@ invoice (Arrow replies), the issued invoice unchanged; bad input named; staff on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
+import pyarrow.parquet as pq
 
 from effigate_client import Client, billing_pb2
 from effigate_client.client import ipc_table
@@ -20,6 +25,7 @@ from tests.e2e.test_billing_api import (
     seed_logs,
 )
 
+EFFIGATE = str(Path(sys.executable).with_name("effigate"))
 PROPOSED = {**SEED_CARD, "rules": {"AFTER_HOURS": {"amount": "240.00"}}}
 
 
@@ -80,3 +86,55 @@ def test_replay_billing_returns_totals_and_moved_lines_as_arrow(
     assert "period_to" in details
     with Client(service.address, tenant.portal_token(book.nexus)) as portal:
         refused(grpc.StatusCode.PERMISSION_DENIED, portal.billing.ReplayBilling, request)
+
+
+def test_replay_billing_command_prints_per_client_and_writes_parquet(
+    service, client: Client, tenant, tmp_path
+) -> None:
+    book = billing_setup(client)
+    contract = new_contract(client, book, book.nexus)
+    ingest_and_approve(client, seed_logs(contract.id, "C"))
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(PROPOSED))
+    terms = tmp_path / "terms.json"
+    terms.write_text(json.dumps({"sla_credits": None}))
+    env = {**os.environ, "EFFIGATE_ADDRESS": service.address, "EFFIGATE_TOKEN": tenant.token}
+    args = ["--from", MARCH, "--to", "2026-03-31", "--contract", str(contract.id)]
+    proposed = ["--rate-card", str(card), "--terms", str(terms), "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [EFFIGATE, "replay-billing", *args, *proposed],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    reply = client.billing.ReplayBilling(
+        billing_pb2.ReplayBillingRequest(
+            contract_ids=[contract.id],
+            period_from=MARCH,
+            period_to="2026-03-31",
+            proposed_rate_card_json=json.dumps(PROPOSED),
+            proposed_terms_json=json.dumps({"sla_credits": None}),
+        )
+    )
+    (row,) = ipc_table(reply.by_client_arrow_ipc).to_pylist()
+    header, line, summary, written = done.stdout.splitlines()
+    assert header.split() == ["client", "currency", "current", "proposed", "change"]
+    assert written.startswith("written: ") and "by_client.parquet" in written
+    assert line.split() == [
+        str(book.nexus),
+        "USD",
+        f"{row['current'] / 100:.2f}",
+        f"{row['proposed'] / 100:.2f}",
+        f"{row['change'] / 100:.2f}",
+    ]
+    assert summary.startswith("1 contract periods (1 change)")
+    assert pq.read_table(tmp_path / "out" / "totals.parquet").equals(
+        ipc_table(reply.totals_arrow_ipc)
+    )
+    assert pq.read_table(tmp_path / "out" / "lines.parquet").num_rows == 1
+    missing = subprocess.run(
+        [EFFIGATE, "replay-billing", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode != 0 and "--rate-card" in missing.stderr
