@@ -84,6 +84,25 @@ def test_replay_billing_returns_totals_and_moved_lines_as_arrow(
         ),
     )
     assert "period_to" in details
+    details = refused(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.billing.ReplayBilling,
+        billing_pb2.ReplayBillingRequest(
+            period_from="2026-13-01", period_to=MARCH, proposed_rate_card_json=json.dumps(PROPOSED)
+        ),
+    )
+    assert "period_from" in details and "2026-13-01" in details
+    other = refused(
+        grpc.StatusCode.NOT_FOUND,
+        client.billing.ReplayBilling,
+        billing_pb2.ReplayBillingRequest(
+            contract_ids=[contract.id + 10_000],
+            period_from=MARCH,
+            period_to=MARCH,
+            proposed_rate_card_json=json.dumps(PROPOSED),
+        ),
+    )
+    assert "contract_id" in other
     with Client(service.address, tenant.portal_token(book.nexus)) as portal:
         refused(grpc.StatusCode.PERMISSION_DENIED, portal.billing.ReplayBilling, request)
 
