@@ -19,21 +19,23 @@ currency. Money is integer minor units of each contract's currency.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 from effigate_engine.billing.invoice import Invoice
-from effigate_engine.billing.rate_card_json import rate_card_from_json
 from effigate_engine.billing.run import InvoiceInputs
-from effigate_engine.billing.terms_json import build_contract, tax_components, validate_terms
-from effigate_engine.billing.whatif import BillingReplay, Settled, compare_invoices
-from effigate_engine.errors import BillingError, ConfigurationError
-from effigate_engine.ratecard.contracts import Contract, RateCardVersion, freeze
-from effigate_engine.ratecard.model import RateCard
-from effigate_engine.ratecard.periods import Period
+from effigate_engine.billing.terms_json import tax_components
+from effigate_engine.billing.whatif import (
+    BillingReplay,
+    Proposal,
+    Settled,
+    compare_invoices,
+    periods_between,
+)
+from effigate_engine.errors import BillingError
+from effigate_engine.ratecard.contracts import Contract
 from effigate_engine.service.context import Principal
 from effigate_engine.service.contracts import load_stored
 from effigate_engine.service.invoice_evidence import Inputs, classified, unit_counts
@@ -45,91 +47,6 @@ from effigate_engine.store.database import Store
 
 #: Contract statuses a replay prices when no contract is named.
 _ACTIVE = ("ACTIVE", "AMENDED")
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """The proposed side: a rate card and/or terms (a JSON object whose top-level keys replace
-    the contract's sections)."""
-
-    rate_card: RateCard | None = None
-    terms: dict[str, Any] | None = None
-
-    @classmethod
-    def parse(cls, rate_card: Any = None, terms: Any = None) -> Proposal:
-        """From JSON bodies (text, bytes or decoded; empty or ``None``: not proposed); errors
-        name ``proposed_rate_card_json`` / ``proposed_terms_json`` and the path within."""
-        card_body = _decoded(rate_card, "proposed_rate_card_json")
-        terms_body = _decoded(terms, "proposed_terms_json")
-        if card_body is None and terms_body is None:
-            raise BillingError(
-                "proposed_rate_card_json", None, "and proposed_terms_json are both empty"
-            )
-        card = None if card_body is None else rate_card_from_json(card_body, "proposed_rate_card")
-        if terms_body is not None and not isinstance(terms_body, dict):
-            raise BillingError("proposed_terms_json", terms_body, "is not a JSON object")
-        return cls(card, terms_body)
-
-    def contract(self, stored: StoredContract) -> tuple[Contract, dict[str, Any]]:
-        """The proposed domain contract of ``stored`` and its terms (normalised)."""
-        record = stored.record
-        terms = dict(record.terms)
-        if self.terms is not None:
-            terms.update(self.terms)
-            terms = {k: v for k, v in terms.items() if v is not None}
-            try:
-                terms = validate_terms(record.contract_type, record.currency, terms)
-            except ConfigurationError as exc:
-                raise ConfigurationError(
-                    f"proposed_terms_json.{exc.field.removeprefix('terms.')}",
-                    exc.value,
-                    f"{exc.problem} (contract {record.id}, {record.contract_type})",
-                ) from None
-        row = record.row()
-        row["terms"] = terms
-        amendments = stored.amendments
-        if self.rate_card is not None:  # the proposed card prices from the start
-            amendments = tuple(a for a in amendments if a["kind"] != "RATE_CARD")
-        assert stored.calendar is not None  # load_stored refuses a contract without one
-        contract = build_contract(
-            row, stored.calendar, amendments, stored.milestones, stored.deliverables
-        )
-        if self.rate_card is not None:
-            card = freeze(self.rate_card)
-            if card.currency != contract.currency:
-                raise BillingError(
-                    "proposed_rate_card_json.currency",
-                    card.currency,
-                    f"differs from contract {record.id}'s {contract.currency}",
-                )
-            version = RateCardVersion(1, contract.start, card, card.content_hash())
-            contract = replace(contract, rate_card=card, versions=(version,))
-        return contract, terms
-
-
-def _decoded(body: Any, field: str) -> Any:
-    if body is None or body in ("", b""):
-        return None
-    if isinstance(body, str | bytes):
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise BillingError(field, str(body)[:80], f"is not JSON: {exc}") from None
-    return body
-
-
-def periods_between(contract: Contract, day_from: date, day_to: date) -> list[Period]:
-    """The billing periods of ``contract`` overlapping local dates ``day_from``..``day_to``
-    (inclusive), from its start and up to its end."""
-    first = max(day_from, contract.start)
-    out: list[Period] = []
-    if first > day_to or (contract.end is not None and first >= contract.end):
-        return out
-    period = contract.cycle.period_of(first)
-    while period.start <= day_to and (contract.end is None or period.start < contract.end):
-        out.append(period)
-        period = contract.cycle.period(period.ordinal + 1)
-    return out
 
 
 @dataclass
@@ -156,7 +73,14 @@ async def _gather(
         stored = await load_stored(conn, contract_id, principal)
         if stored.record.status == "DRAFT":
             raise BillingError("contract_ids", contract_id, "is a DRAFT contract (not priced)")
-        proposed, terms = proposal.contract(stored)
+        assert stored.calendar is not None  # load_stored refuses a contract without one
+        proposed, terms = proposal.contract(
+            stored.record.row(),
+            stored.calendar,
+            stored.amendments,
+            stored.milestones,
+            stored.deliverables,
+        )
         gathered = []
         for period in periods_between(stored.contract, day_from, day_to):
             bounds = period.bounds(stored.contract.zone)
@@ -240,4 +164,4 @@ async def replay_billing(
     return await asyncio.to_thread(_compute, gathered)
 
 
-__all__ = ["Proposal", "periods_between", "replay_billing"]
+__all__ = ["replay_billing"]
