@@ -40,7 +40,10 @@ PROPOSED_CARD = {
     "rules": {"AFTER_HOURS": {"amount": "210.00"}, "ADDITIONAL_HOURS": {"amount": "150.00"}},
     "increment_seconds": 900,
 }
-PROPOSED_TERMS = {"sla_credits": {"per_breach": {"HIGH": "50.00"}}}
+PROPOSED_TERMS = {
+    "sla_credits": {"per_breach": {"HIGH": "50.00"}},
+    "tax": [{"name": "GST", "rate_ppm": 50_000}],
+}
 #: Per month of the quarter: a regular day (09:00-16:00) and an after-hours evening (3 h).
 SPANS = [
     (f"2026-{m:02d}-{d:02d}T{a}-04:00", f"2026-{m:02d}-{d:02d}T{b}-04:00")
@@ -49,6 +52,7 @@ SPANS = [
 ]
 BREACH_AT = datetime(2026, 4, 10, 15, tzinfo=UTC)
 GST = TaxComponent("GST", 100_000)
+GST_PROPOSED = TaxComponent("GST", 50_000)
 
 
 def _snapshot(db: Database, tenant: Any) -> Any:
@@ -125,7 +129,10 @@ def test_a_quarter_re_priced_under_a_proposed_card_and_terms(db: Database) -> No
         )
         periods = [current.cycle.period(k) for k in range(3)]
         invoices = {}
-        for side, contract in (("current", current), ("proposed", proposed)):
+        for side, contract, tax in (
+            ("current", current, GST),
+            ("proposed", proposed, GST_PROPOSED),
+        ):
             cls = classify(ContractBook([contract], HORIZON), logs, evidence=True)
             credited: set[str] = set()
             invoices[side] = []
@@ -136,7 +143,7 @@ def test_a_quarter_re_priced_under_a_proposed_card_and_terms(db: Database) -> No
                     classification=cls,
                     breaches=breach,
                     already_credited=credited,
-                    tax=[GST],
+                    tax=[tax],
                 )
                 credited |= set(inv.settled_breach_ids)
                 invoices[side].append(inv)

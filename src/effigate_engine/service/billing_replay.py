@@ -95,14 +95,14 @@ async def _gather(
 
 
 def _proposed_inputs(g: _Gathered, inputs: Inputs) -> Inputs:
-    """``inputs`` under the proposed contract: its unit counts, and its tax when its terms
-    name one."""
+    """``inputs`` under the proposed contract: its unit counts, and the tax its terms name
+    (else the tenant's default, as an invoice of the contract would take)."""
     tax = g.proposed_terms.get("tax")
     return replace(
         inputs,
         contract=g.proposed,
         unit_counts=unit_counts(g.stored, inputs.period, g.proposed),
-        tax=inputs.tax if tax is None else list(tax),
+        tax=list(g.stored.default_tax if tax is None else tax),
         exemption=g.proposed_terms.get("tax_exemption"),
     )
 
