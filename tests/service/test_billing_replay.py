@@ -189,8 +189,13 @@ def test_bad_proposals_name_the_field(db: Database) -> None:
             cases = [
                 ({}, "proposed_rate_card_json"),
                 ({"proposed_terms": {"bucket": {"size_hours": 5}}}, "proposed_terms_json.bucket"),
-                ({"proposed_rate_card": {**SEED_CARD, "currency": "EUR"}}, "proposed_rate_card"),
+                (
+                    {"proposed_rate_card": {**SEED_CARD, "currency": "EUR"}},
+                    "proposed_rate_card_json",
+                ),
                 ({"proposed_rate_card": "{not json"}, "proposed_rate_card_json"),
+                ({"proposed_rate_card": {**SEED_CARD, "base_rates": 3}}, "proposed_rate_card_json"),
+                ({"proposed_terms": {"anchor_day": 15}}, "proposed_terms_json.anchor_day"),
             ]
             for kwargs, field in cases:
                 with pytest.raises(EffigateError) as err:

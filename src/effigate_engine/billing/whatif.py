@@ -265,7 +265,11 @@ def replay_billing(
     contract's start for drawing contracts) are classified once per side; ``breaches``
     (:data:`~effigate_engine.billing.schemas.BREACH_RECORDS`) give the SLA credits; ``inputs``
     the rest of what ``assemble_invoice`` takes, per contract id or per ``(contract id, period
-    start)``; ``tax`` the components of an invoice whose inputs name none."""
+    start)`` (what invoices before the range settled); ``tax`` the components of an invoice
+    whose inputs name none. Within the range each side's invoices of a contract settle in
+    period order (:class:`Settled`): a breach credited in one period is not credited again in
+    the next, an item is invoiced once, a credit balance carried out is brought into the
+    next."""
     by_id = {c.id: c for c in proposed}
     missing = [c.id for c in current if c.id not in by_id]
     if missing or len(by_id) != len(current):
@@ -355,7 +359,9 @@ class Proposal:
             raise BillingError(
                 "proposed_rate_card_json", None, "and proposed_terms_json are both empty"
             )
-        card = None if card_body is None else rate_card_from_json(card_body, "proposed_rate_card")
+        card = (
+            None if card_body is None else rate_card_from_json(card_body, "proposed_rate_card_json")
+        )
         if terms_body is not None and not isinstance(terms_body, dict):
             raise BillingError("proposed_terms_json", terms_body, "is not a JSON object")
         return cls(card, terms_body)
@@ -373,6 +379,13 @@ class Proposal:
         terms (normalised)."""
         terms = dict(_json(row.get("terms")) or {})
         cid, kind = row["id"], row["contract_type"]
+        anchor = terms.get("anchor_day")
+        if self.terms is not None and self.terms.get("anchor_day", anchor) != anchor:
+            raise BillingError(
+                "proposed_terms_json.anchor_day",
+                self.terms["anchor_day"],
+                f"would move contract {cid}'s billing periods (a what-if keeps them)",
+            )
         if self.terms is not None:
             terms.update(self.terms)
             terms = {k: v for k, v in terms.items() if v is not None}
