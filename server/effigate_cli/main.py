@@ -9,7 +9,8 @@ routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-r
 (:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`), ``webhooks``
 (:mod:`effigate_cli.webhooks`), the dataset commands ``export`` / ``load-back``
 (:mod:`effigate_cli.datasets`) and ``bill-run``, the billing run over a dataset on a Dask
-cluster (:mod:`effigate_cli.bill_run`). A failure is one line on standard error and an exit
+cluster (:mod:`effigate_cli.bill_run`), and ``bench-rules``, a rule change's outcome and cost
+side by side (:mod:`effigate_cli.bench_rules`). A failure is one line on standard error and an exit
 code (:mod:`effigate_cli.failures`).
 """
 
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from effigate_cli import (
+    bench_rules,
     bill_run,
     calendar,
     client,
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_commands(commands)
     datasets.add_commands(commands)
     bill_run.add_commands(commands)
+    bench_rules.add_commands(commands)
     return parser
 
 
