@@ -209,15 +209,16 @@ MEASURES = (
 )
 
 
-def cost_comparison(costs: pa.Table) -> pa.Table:
-    """The costs side by side: per tenant and measure, current, proposed, the change
-    (proposed − current) and the ratio (proposed / current; null when current is 0)."""
+def cost_comparison(costs: pa.Table, measures: Sequence[str] = MEASURES) -> pa.Table:
+    """The costs side by side (``measures``: columns of ``costs``): per tenant and measure,
+    current, proposed, the change (proposed − current) and the ratio (proposed / current;
+    null when current is 0)."""
     rows = costs.to_pylist()
     by_key = {(r[TENANT], r["side"]): r for r in rows}
     out = []
     for tenant in dict.fromkeys(r[TENANT] for r in rows):
         before, after = by_key[(tenant, "current")], by_key[(tenant, "proposed")]
-        for measure in MEASURES:
+        for measure in measures:
             a, b = float(before[measure]), float(after[measure])
             out.append(
                 {

@@ -1,0 +1,294 @@
+"""The billing counterpart of the rule-change bench: a dataset's contracts invoiced for the
+period holding a day under their current terms and under proposed ones (a rate card, contract
+terms or both), the money difference per client, and what each side costs to price (time logs
+per second through ``classify(evidence=True)`` and ``billing_run``, on one thread).
+
+The difference is :func:`effigate_engine.billing.whatif.replay_billing` over each tenant's
+billable contracts (as ``effigate bill-run`` bills them: every contract but drafts, started by
+the day, with the tenant's breach records, each contract's invoice inputs and default tax), the
+proposed contracts built from the same stored rows by the same ``build_contract``:
+
+- a proposed **rate card** (its JSON body) prices every selected contract of its currency from
+  the contract's start (its frozen card replaced, its ``RATE_CARD`` amendments dropped; top-ups
+  kept); contracts of another currency keep their own card;
+- proposed **terms** (a terms object of some sections) replace those sections of each selected
+  contract's terms (``bucket`` only on ``BUCKET`` contracts, ``recurring`` only on
+  ``RECURRING`` ones), validated per contract (``billing.terms_json.validate_terms``).
+
+Both sides are invoiced for the current contracts' periods. Money is int64 minor units of each
+contract's currency; the cost is milliseconds (best of ``repeat``) and logs per second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from effigate_engine.billing.rate_card_json import rate_card_from_json
+from effigate_engine.billing.run import billing_run
+from effigate_engine.billing.terms_json import tax_components, validate_terms
+from effigate_engine.billing.whatif import replay_billing
+from effigate_engine.cluster.billing_jobs import billable, horizon, read_logs
+from effigate_engine.cluster.sla_jobs import TENANT
+from effigate_engine.datasets import layout
+from effigate_engine.datasets.catalog import (
+    ContractSource,
+    contract_periods,
+    load_breaches,
+    load_catalog,
+)
+from effigate_engine.errors import ConfigurationError, EffigateError
+from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.classify import classify
+from effigate_engine.ratecard.contracts import Contract
+
+SIDES = ("current", "proposed")
+#: Terms sections that apply to one contract type only.
+TYPE_SECTIONS = {"bucket": "BUCKET", "recurring": "RECURRING"}
+#: One row per tenant and side.
+BILLING_COSTS = pa.schema(
+    [
+        pa.field(TENANT, pa.string(), nullable=False),
+        pa.field("side", pa.string(), nullable=False),
+        pa.field("contracts", pa.int64(), nullable=False),
+        pa.field("invoices", pa.int64(), nullable=False),
+        pa.field("logs", pa.int64(), nullable=False),
+        pa.field("first_run_ms", pa.float64(), nullable=False),
+        pa.field("book_ms", pa.float64(), nullable=False),
+        pa.field("classify_ms", pa.float64(), nullable=False),
+        pa.field("assemble_ms", pa.float64(), nullable=False),
+        pa.field("run_ms", pa.float64(), nullable=False),
+        pa.field("logs_per_s", pa.float64(), nullable=False),
+    ]
+)
+#: The measures of a side's cost, in the order they are set side by side.
+MEASURES = (
+    "contracts",
+    "invoices",
+    "logs",
+    "first_run_ms",
+    "book_ms",
+    "classify_ms",
+    "assemble_ms",
+    "run_ms",
+    "logs_per_s",
+)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the proposed side changes: a rate card body, terms sections, and which contracts
+    (ids; ``None``: all) take them. ``current_card`` prices the current side instead of each
+    contract's own card (two cards compared, neither stored)."""
+
+    card: Mapping[str, Any] | None = None
+    terms: Mapping[str, Any] | None = None
+    contracts: frozenset[str] | None = None
+    current_card: Mapping[str, Any] | None = None
+
+    def check(self) -> None:
+        """Parse the cards (a bad one names its field) and require a change."""
+        if self.card is None and self.terms is None:
+            raise EffigateError("proposed: give a rate card or terms (or both)")
+        for body, path in ((self.card, "proposed_card"), (self.current_card, "current_card")):
+            if body is not None:
+                rate_card_from_json(body, path)
+
+
+@dataclass(frozen=True)
+class BillingBench:
+    """Per tenant: ``by_client`` (tenant, client, currency: current, proposed, change, minor
+    units), ``totals`` per contract and period and the ``lines`` that change (the tables of
+    :class:`~effigate_engine.billing.whatif.BillingReplay` with a leading ``tenant_id``), each
+    side's cost (:data:`BILLING_COSTS`) and how many contracts each tenant re-priced."""
+
+    by_client: pa.Table
+    totals: pa.Table
+    lines: pa.Table
+    costs: pa.Table
+    changed: dict[str, int]
+    day: date
+    repeat: int
+
+
+def with_card(source: ContractSource, card: Mapping[str, Any]) -> ContractSource:
+    """``source`` priced by ``card`` from its start: its frozen card replaced and its
+    ``RATE_CARD`` amendments dropped (top-ups and notes kept)."""
+    row = {**source.row, "frozen_rate_card": dict(card), "frozen_rate_card_sha256": None}
+    kept = [a for a in source.amendments if a.get("kind") != "RATE_CARD"]
+    return replace(source, row=row, amendments=kept)
+
+
+def with_terms(source: ContractSource, sections: Mapping[str, Any]) -> ContractSource:
+    """``source`` with ``sections`` of its terms replaced (the type-only sections on contracts
+    of that type), validated for its type and currency; a proposed ``tax`` / ``tax_exemption``
+    replaces what its invoices are taxed by."""
+    kind = str(source.row["contract_type"])
+    own = source.row.get("terms") or {}
+    picked = {k: v for k, v in sections.items() if TYPE_SECTIONS.get(k, kind) == kind}
+    try:
+        terms = validate_terms(kind, str(source.row["currency"]), {**own, **picked})
+    except ConfigurationError as exc:
+        raise EffigateError(f"proposed terms for contract {source.id} ({kind}): {exc}") from exc
+    changed = replace(source, row={**source.row, "terms": terms})
+    if "tax" in picked:
+        changed = replace(changed, tax=terms.get("tax", []), tax_given=True)
+    if "tax_exemption" in picked:
+        changed = replace(changed, exemption=terms.get("tax_exemption"))
+    return changed
+
+
+def _applies(source: ContractSource, proposal: Proposal) -> bool:
+    return proposal.contracts is None or source.id in proposal.contracts
+
+
+def _priced_by(source: ContractSource, card: Mapping[str, Any] | None, p: Proposal) -> bool:
+    """Whether ``card`` prices ``source``: a selected contract of the card's currency."""
+    return card is not None and _applies(source, p) and card["currency"] == source.row["currency"]
+
+
+def _proposed(source: ContractSource, proposal: Proposal) -> ContractSource:
+    if not _applies(source, proposal):
+        return source
+    out = source
+    if _priced_by(source, proposal.card, proposal):
+        out = with_card(out, proposal.card)  # type: ignore[arg-type]
+    if proposal.terms is not None:
+        out = with_terms(out, proposal.terms)
+    return out
+
+
+def _best(values: list[float]) -> float:
+    return min(values) * 1000.0
+
+
+def price_cost(
+    contracts: Sequence[Contract],
+    logs: pa.Table | None,
+    periods: Mapping[str, Any],
+    until: date,
+    *,
+    breaches: pa.Table | None,
+    inputs: Mapping[str, Any],
+    tax: Sequence[Any],
+    repeat: int,
+) -> dict[str, Any]:
+    """What pricing ``contracts`` costs, as a month-end run does it on one thread: a first run
+    (``first_run_ms``: first-call costs included, not counted in the best), then the book
+    (calendars compiled), ``classify(evidence=True)`` of the logs and ``billing_run``, each the
+    best of ``repeat`` runs (milliseconds), and logs per second over the best whole run."""
+    if repeat < 1:
+        raise EffigateError(f"repeat: {repeat!r} is not a positive number of runs")
+    n = 0 if logs is None else logs.num_rows
+    cost: dict[str, Any] = {"contracts": len(contracts), "invoices": 0, "logs": n}
+    cost |= {m: 0.0 for m in MEASURES if m not in cost}
+    if not contracts:
+        return cost
+    book_s, classify_s, assemble_s, run_s = [], [], [], []
+    for _ in range(1 + repeat):
+        t0 = time.perf_counter()
+        book = ContractBook(list(contracts), horizon(list(contracts), until, logs))
+        t1 = time.perf_counter()
+        cls = classify(book, logs, evidence=True) if logs is not None else None
+        t2 = time.perf_counter()
+        run = billing_run(book, cls, periods, breaches=breaches, inputs=inputs, tax=tax, threads=1)
+        t3 = time.perf_counter()
+        book_s.append(t1 - t0)
+        classify_s.append(t2 - t1)
+        assemble_s.append(t3 - t2)
+        run_s.append(t3 - t0)
+        cost["invoices"] = run.invoices.num_rows
+    first, book_s, classify_s, assemble_s, run_s = (
+        run_s[0],
+        book_s[1:],
+        classify_s[1:],
+        assemble_s[1:],
+        run_s[1:],
+    )
+    best = min(run_s)
+    return cost | {
+        "first_run_ms": first * 1000.0,
+        "book_ms": _best(book_s),
+        "classify_ms": _best(classify_s),
+        "assemble_ms": _best(assemble_s),
+        "run_ms": best * 1000.0,
+        "logs_per_s": n / best if best > 0 else 0.0,
+    }
+
+
+def _with_tenant(table: pa.Table, tenant: str) -> pa.Table:
+    return table.add_column(0, TENANT, pa.array([tenant] * table.num_rows, pa.string()))
+
+
+def bench_billing(
+    url: str,
+    day: date,
+    proposal: Proposal,
+    *,
+    tenants: Sequence[str] | None = None,
+    repeat: int = 3,
+) -> BillingBench:
+    """Invoice every billable contract of the dataset at ``url`` for its period holding local
+    date ``day`` under the current and the proposed terms: the differences and the costs."""
+    proposal.check()
+    names = sorted(tenants) if tenants is not None else layout.tenants(url)
+    if not names:
+        raise layout.DatasetError(f"{url}: no tenants (catalog/tenant=<t>/catalog.json)")
+    by_client, totals, lines, costs, changed = [], [], [], [], {}
+    for tenant in names:
+        catalog = load_catalog(url, tenant)
+        sources = [s for s in catalog.contracts if billable(s)]
+        if proposal.current_card is not None:
+            card = proposal.current_card
+            sources = [with_card(s, card) if _priced_by(s, card, proposal) else s for s in sources]
+        now_side = {s.id: s.contract() for s in sources}
+        new_sources = [_proposed(s, proposal) for s in sources]
+        new_side = {s.id: s.contract() for s in new_sources}
+        changed[tenant] = sum(a is not b for a, b in zip(sources, new_sources, strict=True))
+        periods = contract_periods(sources, now_side, day)
+        ids = set(periods)
+        parts = [p for p in layout.parts(url, layout.TIME_LOGS, {tenant}) if p.key in ids]
+        logs = read_logs(url, parts)
+        breaches = load_breaches(url, tenant)
+        inputs = {s.id: s.inputs(now_side[s.id], periods[s.id]) for s in sources if s.id in ids}
+        tax = tax_components(catalog.default_tax)
+        current = [now_side[s.id] for s in sources if s.id in ids]
+        proposed = [new_side[s.id] for s in sources if s.id in ids]
+        replayed = replay_billing(
+            current,
+            proposed,
+            logs,
+            {cid: [p] for cid, p in periods.items()},
+            breaches=breaches,
+            inputs=inputs,
+            tax=tax,
+        )
+        by_client.append(_with_tenant(replayed.by_client, tenant))
+        totals.append(_with_tenant(replayed.totals, tenant))
+        lines.append(_with_tenant(replayed.lines, tenant))
+        for side, contracts in zip(SIDES, (current, proposed), strict=True):
+            cost = price_cost(
+                contracts,
+                logs,
+                periods,
+                max((p.end for p in periods.values()), default=day),
+                breaches=breaches,
+                inputs=inputs,
+                tax=tax,
+                repeat=repeat,
+            )
+            costs.append({TENANT: tenant, "side": side, **cost})
+    return BillingBench(
+        by_client=pa.concat_tables(by_client),
+        totals=pa.concat_tables(totals),
+        lines=pa.concat_tables(lines),
+        costs=pa.Table.from_pylist(costs, schema=BILLING_COSTS),
+        changed=changed,
+        day=day,
+        repeat=repeat,
+    )
