@@ -108,7 +108,9 @@ def cost_text(comparison: Any, shown_as: dict[str, Any] | None = None) -> str:
                 r["measure"],
                 show(r["current"]),
                 show(r["proposed"]),
-                change if change.startswith("-") else f"+{change}",
+                change
+                if change.startswith("-") and change.strip("-0.,")
+                else f"+{change.lstrip('-')}",
                 "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
             ]
         )

@@ -17,6 +17,9 @@ tickets both sides evaluate:
 - ``evaluate_ms`` and ``tickets_per_s``: :func:`effigate_engine.sla.evaluate` of the tickets
   on one thread, best of ``repeat`` (rules compiled).
 
+The two sides take turns in each round of timings, so a change in the machine's load (other
+processes) falls on both alike.
+
 No SQL: the dataset is read through :mod:`effigate_engine.datasets`.
 """
 
@@ -96,49 +99,62 @@ def _fresh(policies: PolicySet) -> PolicySet:
     return {name: Policy.from_json(p.to_json()) for name, p in policies.items()}
 
 
-def _best_ms(work: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
+def best_of(works: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """Each work's best time (milliseconds) over ``repeat`` rounds, the works taking turns in a
+    round: a change in the machine's load falls on every side alike."""
+    best = [float("inf")] * len(works)
     for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - started)
-    return best * 1000.0
+        for k, work in enumerate(works):
+            started = time.perf_counter()
+            work()
+            best[k] = min(best[k], time.perf_counter() - started)
+    return [b * 1000.0 for b in best]
 
 
-def rule_cost(
+def rule_costs(
     tickets: pa.Table,
-    policies: PolicySet,
+    sides: Sequence[PolicySet],
     made: Compiled,
     now: datetime | int,
     *,
     repeat: int = REPEAT,
-) -> dict[str, Any]:
-    """The cost of evaluating ``tickets`` under ``policies`` (one row of :data:`COSTS` but
+) -> list[dict[str, Any]]:
+    """The cost of evaluating ``tickets`` under each of ``sides`` (rows of :data:`COSTS` but
     the tenant and side): compile and first evaluation of fresh copies, then the best of
-    ``repeat`` evaluations on one thread (milliseconds; tickets per second)."""
+    ``repeat`` evaluations on one thread (milliseconds; tickets per second), the sides taking
+    turns."""
     if repeat < 1:
         raise EffigateError(f"repeat: {repeat!r} is not a positive number of evaluations")
-    listed = _policy_list(policies)
-    copies = [_fresh(policies) for _ in range(repeat)]
-    lists = iter([_policy_list(c) for c in copies])
-    compile_ms = _best_ms(lambda: flattened(next(lists), made.calendars), repeat)
-    first = _fresh(policies)
-    started = time.perf_counter()
-    evaluation = evaluate(tickets, first, made.calendars, now, threads=1)
-    first_ms = (time.perf_counter() - started) * 1000.0
-    evaluate_ms = _best_ms(
-        lambda: evaluate(tickets, policies, made.calendars, now, threads=1), repeat
+    copies = [iter([_policy_list(_fresh(p)) for _ in range(repeat)]) for p in sides]
+    compile_ms = best_of([lambda c=c: flattened(next(c), made.calendars) for c in copies], repeat)
+    evaluations = []
+    first_ms = []
+    for policies in sides:
+        first = _fresh(policies)
+        started = time.perf_counter()
+        evaluations.append(evaluate(tickets, first, made.calendars, now, threads=1))
+        first_ms.append((time.perf_counter() - started) * 1000.0)
+    evaluate_ms = best_of(
+        [lambda p=p: evaluate(tickets, p, made.calendars, now, threads=1) for p in sides], repeat
     )
-    return {
-        "policies": len(listed),
-        "rules": sum(len(p.rules) for p in listed),
-        "tickets": tickets.num_rows,
-        "ticket_metrics": evaluation.results.num_rows,
-        "compile_ms": compile_ms,
-        "first_evaluate_ms": first_ms,
-        "evaluate_ms": evaluate_ms,
-        "tickets_per_s": tickets.num_rows / (evaluate_ms / 1000.0) if evaluate_ms > 0 else 0.0,
-    }
+    out = []
+    for k, policies in enumerate(sides):
+        listed = _policy_list(policies)
+        out.append(
+            {
+                "policies": len(listed),
+                "rules": sum(len(p.rules) for p in listed),
+                "tickets": tickets.num_rows,
+                "ticket_metrics": evaluations[k].results.num_rows,
+                "compile_ms": compile_ms[k],
+                "first_evaluate_ms": first_ms[k],
+                "evaluate_ms": evaluate_ms[k],
+                "tickets_per_s": tickets.num_rows / (evaluate_ms[k] / 1000.0)
+                if evaluate_ms[k] > 0
+                else 0.0,
+            }
+        )
+    return out
 
 
 def tenant_tickets(url: str, tenant: str) -> pa.Table:
@@ -183,10 +199,10 @@ def bench_rules(
         replays.append(_with_tenant(table, tenant))
         left_out.append(_with_tenant(failures.drop_columns(["row"]), tenant).cast(LEFT_OUT))
         kept = screened_after.evaluation.tickets
-        for side, policies in zip(SIDES, (before, after), strict=True):
-            costs.append(
-                {TENANT: tenant, "side": side, **rule_cost(kept, policies, made, at, repeat=repeat)}
-            )
+        measured = rule_costs(kept, (before, after), made, at, repeat=repeat)
+        costs += [
+            {TENANT: tenant, "side": side, **m} for side, m in zip(SIDES, measured, strict=True)
+        ]
     return RuleBench(
         replay=pa.concat_tables(replays),
         costs=pa.Table.from_pylist(costs, schema=COSTS),
