@@ -15,7 +15,15 @@ from effigate.v1 import billing_pb2_grpc as rpc
 from effigate.v1 import common_pb2
 from effigate_engine.billing.invoice import Invoice
 from effigate_engine.errors import EffigateError
-from effigate_engine.service import Store, buckets, contracts, invoicing, payments, timelogs
+from effigate_engine.service import (
+    Store,
+    billing_replay,
+    buckets,
+    contracts,
+    invoicing,
+    payments,
+    timelogs,
+)
 from effigate_engine.service.buckets import BucketBalance
 from effigate_engine.service.contracts import ContractRecord
 from effigate_engine.service.invoicing import InvoiceRecord
@@ -532,3 +540,23 @@ class BillingServicer(rpc.BillingServiceServicer):
             self.store, current_principal(), request.contract_id, optional_datetime(request, "at")
         )
         return balance_message(balance)
+
+    @guarded
+    async def ReplayBilling(
+        self, request: pb.ReplayBillingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayBillingResponse:
+        replay = await billing_replay.replay_billing(
+            self.store,
+            current_principal(),
+            day_from=to_date("period_from", request.period_from),
+            day_to=to_date("period_to", request.period_to),
+            contract_ids=list(request.contract_ids),
+            proposed_rate_card=request.proposed_rate_card_json,
+            proposed_terms=request.proposed_terms_json,
+        )
+        totals, lines, by_client = await asyncio.to_thread(
+            lambda: [write_ipc(t) for t in (replay.totals, replay.lines, replay.by_client)]
+        )
+        return pb.ReplayBillingResponse(
+            totals_arrow_ipc=totals, lines_arrow_ipc=lines, by_client_arrow_ipc=by_client
+        )

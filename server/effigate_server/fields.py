@@ -110,7 +110,9 @@ REPEATED = {
 #: Where bulk goes instead, for repeated fields of typed calls that have a streaming twin.
 BULK = {"tickets": "use EvaluateStream for bulk", "logs": "use IngestTimeLogStream for bulk"}
 #: Date fields (``YYYY-MM-DD`` text).
-DATES = frozenset({"starts_on", "ends_on", "effective_on", "on", "period_start"})
+DATES = frozenset(
+    {"starts_on", "ends_on", "effective_on", "on", "period_start", "period_from", "period_to"}
+)
 #: Integer fields with a range: ``name -> (low, high)``, both included.
 _SPAN = INSTANTS.end - INSTANTS.start
 RANGES: dict[str, tuple[int, int]] = {

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from effigate_engine.billing.assembly import assemble_invoice
 from effigate_engine.billing.whatif import replay_billing
+from effigate_engine.errors import BillingError
 from effigate_engine.ratecard.book import ContractBook
 from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import SlaCreditTerms
@@ -90,3 +93,27 @@ def test_the_same_terms_on_both_sides_move_nothing() -> None:
     assert replay.lines.num_rows == 0
     assert set(replay.totals.column("total_change").to_pylist()) == {0}
     assert min(replay.totals.column("current_total").to_pylist()) > 0
+
+
+def test_a_line_on_one_side_only_has_nulls_on_the_other() -> None:
+    current = seed_contract()
+    proposed = replace(current, sla_credits=None)
+    logs = log_batch(quarter_logs(current.id))
+    breach = breaches([{"breach_id": "BR-1", "breached_at": datetime(2026, 3, 10, 15, tzinfo=UTC)}])
+    periods = {current.id: [current.cycle.period(0)]}
+    replay = replay_billing([current], [proposed], logs, periods, breaches=breach, tax=[GST])
+    (line,) = replay.lines.to_pylist()
+    assert line["kind"] == "SLA_CREDIT" and line["key"] == "SLA_CREDIT|BR-1"
+    assert line["current_amount"] == -20_000 and line["amount_change"] == 20_000
+    assert [line[f"proposed_{k}"] for k in ("rate", "seconds", "amount")] == [None] * 3
+    (total,) = replay.totals.to_pylist()
+    assert (total["current_lines"], total["proposed_lines"]) == (3, 2)
+    assert total["total_change"] == 22_000  # the credit, and its 10% tax
+
+
+def test_replay_refuses_mismatched_sides() -> None:
+    contract = seed_contract()
+    other = replace(contract, id="OTHER")
+    with pytest.raises(BillingError) as err:
+        replay_billing([contract], [other], None, {})
+    assert err.value.field == "proposed"

@@ -66,6 +66,7 @@ READ_METHODS = {
         "GetInvoice",
         "ListInvoices",
         "GetBucketBalance",
+        "ReplayBilling",
     ],
     "RoutingService": [
         "ListQueues",
@@ -243,6 +244,12 @@ def read_requests(staff: Client, demo: Demo) -> dict[tuple[str, str], Message]:
         ("BillingService", "ListInvoices"): billing_pb2.ListInvoicesRequest(),
         ("BillingService", "GetBucketBalance"): billing_pb2.BucketBalanceRequest(
             contract_id=bucket, at=now
+        ),
+        ("BillingService", "ReplayBilling"): billing_pb2.ReplayBillingRequest(
+            contract_ids=[hourly],
+            period_from=PERIOD,
+            period_to=PERIOD,
+            proposed_terms_json=json.dumps({"sla_credits": None}),
         ),
         ("RoutingService", "ListQueues"): routing_pb2.ListQueuesRequest(),
         ("RoutingService", "ListAgents"): routing_pb2.ListAgentsRequest(),

@@ -13,8 +13,9 @@ whole seconds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -23,13 +24,17 @@ import pyarrow.compute as pc
 
 from effigate_engine.billing.assembly import assemble_invoice
 from effigate_engine.billing.invoice import Invoice, InvoiceLine, LineKind, TaxComponent
+from effigate_engine.billing.rate_card_json import rate_card_from_json
 from effigate_engine.billing.run import InvoiceInputs
+from effigate_engine.billing.terms_json import build_contract, validate_terms
+from effigate_engine.calendar import Calendar
 from effigate_engine.calendar_set import Horizon
-from effigate_engine.errors import BillingError
+from effigate_engine.errors import BillingError, ConfigurationError
 from effigate_engine.ratecard.book import ContractBook
 from effigate_engine.ratecard.classification import Classification
 from effigate_engine.ratecard.classify import classify
-from effigate_engine.ratecard.contracts import Contract
+from effigate_engine.ratecard.contracts import Contract, RateCardVersion, freeze
+from effigate_engine.ratecard.model import RateCard
 from effigate_engine.ratecard.periods import Period
 
 #: One row per (contract, period): the invoice totals on each side and their difference.
@@ -260,7 +265,11 @@ def replay_billing(
     contract's start for drawing contracts) are classified once per side; ``breaches``
     (:data:`~effigate_engine.billing.schemas.BREACH_RECORDS`) give the SLA credits; ``inputs``
     the rest of what ``assemble_invoice`` takes, per contract id or per ``(contract id, period
-    start)``; ``tax`` the components of an invoice whose inputs name none."""
+    start)`` (what invoices before the range settled); ``tax`` the components of an invoice
+    whose inputs name none. Within the range each side's invoices of a contract settle in
+    period order (:class:`Settled`): a breach credited in one period is not credited again in
+    the next, an item is invoiced once, a credit balance carried out is brought into the
+    next."""
     by_id = {c.id: c for c in proposed}
     missing = [c.id for c in current if c.id not in by_id]
     if missing or len(by_id) != len(current):
@@ -329,13 +338,120 @@ class Settled:
         return invoice
 
 
+# Proposed terms -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The proposed side: a rate card and/or terms (a JSON object whose top-level keys replace
+    the contract's sections)."""
+
+    rate_card: RateCard | None = None
+    terms: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, rate_card: Any = None, terms: Any = None) -> Proposal:
+        """From JSON bodies (text, bytes or decoded; empty or ``None``: not proposed); errors
+        name ``proposed_rate_card_json`` / ``proposed_terms_json`` and the path within."""
+        card_body = _decoded(rate_card, "proposed_rate_card_json")
+        terms_body = _decoded(terms, "proposed_terms_json")
+        if card_body is None and terms_body is None:
+            raise BillingError(
+                "proposed_rate_card_json", None, "and proposed_terms_json are both empty"
+            )
+        card = (
+            None if card_body is None else rate_card_from_json(card_body, "proposed_rate_card_json")
+        )
+        if terms_body is not None and not isinstance(terms_body, dict):
+            raise BillingError("proposed_terms_json", terms_body, "is not a JSON object")
+        return cls(card, terms_body)
+
+    def contract(
+        self,
+        row: Mapping[str, Any],
+        calendar: Calendar,
+        amendments: Sequence[Mapping[str, Any]] = (),
+        milestones: Sequence[Mapping[str, Any]] = (),
+        deliverables: Sequence[Mapping[str, Any]] = (),
+    ) -> tuple[Contract, dict[str, Any]]:
+        """The proposed domain contract of a stored contract (its ``contracts`` row and rows
+        as :func:`~effigate_engine.billing.terms_json.build_contract` takes them) and its
+        terms (normalised)."""
+        terms = dict(_json(row.get("terms")) or {})
+        cid, kind = row["id"], row["contract_type"]
+        anchor = terms.get("anchor_day")
+        if self.terms is not None and self.terms.get("anchor_day", anchor) != anchor:
+            raise BillingError(
+                "proposed_terms_json.anchor_day",
+                self.terms["anchor_day"],
+                f"would move contract {cid}'s billing periods (a what-if keeps them)",
+            )
+        if self.terms is not None:
+            terms.update(self.terms)
+            terms = {k: v for k, v in terms.items() if v is not None}
+            try:
+                terms = validate_terms(kind, str(row["currency"]).strip(), terms)
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"proposed_terms_json.{exc.field.removeprefix('terms.')}",
+                    exc.value,
+                    f"{exc.problem} (contract {cid}, {kind})",
+                ) from None
+        row = {**row, "terms": terms}
+        if self.rate_card is not None:  # the proposed card prices from the start
+            amendments = [a for a in amendments if a["kind"] != "RATE_CARD"]
+        contract = build_contract(row, calendar, amendments, milestones, deliverables)
+        if self.rate_card is not None:
+            card = freeze(self.rate_card)
+            if card.currency != contract.currency:
+                raise BillingError(
+                    "proposed_rate_card_json.currency",
+                    card.currency,
+                    f"differs from contract {cid}'s {contract.currency}",
+                )
+            version = RateCardVersion(1, contract.start, card, card.content_hash())
+            contract = replace(contract, rate_card=card, versions=(version,))
+        return contract, terms
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _decoded(body: Any, field: str) -> Any:
+    if body is None or body in ("", b""):
+        return None
+    if isinstance(body, str | bytes):
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise BillingError(field, str(body)[:80], f"is not JSON: {exc}") from None
+    return body
+
+
+def periods_between(contract: Contract, day_from: date, day_to: date) -> list[Period]:
+    """The billing periods of ``contract`` overlapping local dates ``day_from``..``day_to``
+    (inclusive), from its start and up to its end."""
+    first = max(day_from, contract.start)
+    out: list[Period] = []
+    if first > day_to or (contract.end is not None and first >= contract.end):
+        return out
+    period = contract.cycle.period_of(first)
+    while period.start <= day_to and (contract.end is None or period.start < contract.end):
+        out.append(period)
+        period = contract.cycle.period(period.ordinal + 1)
+    return out
+
+
 __all__ = [
     "REPLAY_BY_CLIENT",
     "REPLAY_LINES",
     "REPLAY_TOTALS",
     "BillingReplay",
+    "Proposal",
     "Settled",
     "compare_invoices",
     "line_key",
+    "periods_between",
     "replay_billing",
 ]

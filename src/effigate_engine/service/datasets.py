@@ -244,7 +244,7 @@ async def _contract_source(
     conn: Any, principal: Principal, record: ContractRecord, at: datetime
 ) -> tuple[ds_catalog.ContractSource, list[dict[str, Any]]]:
     """A stored contract as the catalog keeps it, gathered as invoicing gathers an invoice's
-    inputs (:func:`~effigate_engine.service.invoicing._inputs`): what the contract's other
+    inputs (:func:`~effigate_engine.service.invoicing.invoice_inputs`): what the contract's other
     non-void invoices settled (breach ids credited, items invoiced, the credit balance they
     carry forward); and the tenant's default tax."""
     stored = await load_stored(conn, record.id, principal)

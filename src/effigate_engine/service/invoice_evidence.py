@@ -62,14 +62,16 @@ class Inputs:
     late_logs: pa.Table | None = None
 
 
-def unit_counts(stored: StoredContract, period: Period) -> UnitCounts:
+def unit_counts(
+    stored: StoredContract, period: Period, contract: Contract | None = None
+) -> UnitCounts:
     """The stored unit counts of a contract for the invoice of ``period``. A count holds
     from its local date until the next count of its unit type. Without ``prorate_units``: per
     unit type the count in force on the period's last day. With it: the unit type's timeline up
     to the period's end, from the contract's start (a count of 0 before its first count), so
     the period's proration and the covered fee of earlier cycles (late breaches) see the counts
-    each day had."""
-    contract = stored.contract
+    each day had. ``contract``: the terms to read them under (default the stored ones)."""
+    contract = contract or stored.contract
     timelines: dict[str, list[tuple[date, int]]] = {}
     for u in stored.unit_counts:
         if u.effective_on < period.end:
@@ -156,11 +158,17 @@ def _late(contract: Contract, until: date, logs: pa.Table | None) -> list[tuple[
     return [(contract.cycle.period(int(k)), cls) for k in ordinals]
 
 
+def classified(inputs: Inputs) -> tuple[Classification | None, list[tuple[Period, Any]]]:
+    """The period's logs and the late ones (with the earlier periods they fall in) classified
+    under ``inputs.contract``."""
+    contract, until = inputs.contract, inputs.period.end
+    return _classify(contract, until, inputs.logs), _late(contract, until, inputs.late_logs)
+
+
 def compute(inputs: Inputs) -> tuple[Invoice, Classification | None, list[tuple[Period, Any]]]:
     """Classify the period's logs (and the late ones) and assemble the invoice (CPU-bound: run
     off the loop)."""
-    cls = _classify(inputs.contract, inputs.period.end, inputs.logs)
-    late = _late(inputs.contract, inputs.period.end, inputs.late_logs)
+    cls, late = classified(inputs)
     invoice = assemble_invoice(
         inputs.contract,
         inputs.period,

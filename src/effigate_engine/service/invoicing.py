@@ -45,7 +45,7 @@ from effigate_engine.store.invoices import InvoiceLineRecord, InvoiceRecord, New
 _DRAWING = (ContractType.BUCKET, ContractType.RECURRING)
 
 
-async def _inputs(
+async def invoice_inputs(
     conn: Any,
     stored: StoredContract,
     period: Period,
@@ -54,7 +54,7 @@ async def _inputs(
 ) -> Inputs:
     """Everything the domain needs for the invoice of ``period`` (spanning ``bounds``, epoch
     seconds): two round trips (logs with the late ones; breaches with what other invoices of
-    the contract settled)."""
+    the contract settled, those of period ``exclude_period_id`` left out). Reads only."""
     contract = stored.contract
     record = stored.record
     start_bound = local_midnight(contract.start, contract.zone)
@@ -162,7 +162,7 @@ async def preview_invoice(
         period, bounds = cycle_period(stored, period_start)
         row = await period_store.fetch_period(conn, contract_id, bounds)
         period_id = None if row is None else row["id"]
-        inputs = await _inputs(conn, stored, period, bounds, period_id)
+        inputs = await invoice_inputs(conn, stored, period, bounds, period_id)
     invoice, _, _ = await asyncio.to_thread(compute, inputs)
     return invoice
 
@@ -212,7 +212,7 @@ async def _generate(
         return await fetch_invoice(conn, existing)
     if version != stored.row_version:  # amended after it was read: price the amended one
         stored = await load_stored(conn, contract_id, principal)
-    inputs = await _inputs(conn, stored, period, bounds, period_row["id"])
+    inputs = await invoice_inputs(conn, stored, period, bounds, period_row["id"])
     invoice, cls, late = await asyncio.to_thread(compute, inputs)
     new = NewInvoice(
         contract_id=contract_id,

@@ -102,6 +102,7 @@ IDEMPOTENT = {
         "ListInvoices",
         "GetBucketBalance",
         "MarkOverdue",
+        "ReplayBilling",
     ],
 }
 
