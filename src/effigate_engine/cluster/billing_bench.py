@@ -13,7 +13,12 @@ proposed contracts built from the same stored rows by the same ``build_contract`
   kept); contracts of another currency keep their own card;
 - proposed **terms** (a terms object of some sections) replace those sections of each selected
   contract's terms (``bucket`` only on ``BUCKET`` contracts, ``recurring`` only on
-  ``RECURRING`` ones), validated per contract (``billing.terms_json.validate_terms``).
+  ``RECURRING`` ones), validated per contract; a changed ``anchor_day`` is refused (it would
+  move the periods compared), and a ``tax`` section is not applied (the catalog's tax inputs
+  price both sides), as in ``cluster.billing_replay``.
+
+The proposed contracts are built by :class:`effigate_engine.billing.whatif.Proposal`, as every
+what-if builds them (``effigate replay-billing``, ``ReplayBilling``).
 
 Both sides are invoiced for the current contracts' periods. Money is int64 minor units of each
 contract's currency; the cost is milliseconds (best of ``repeat``) and logs per second.
@@ -29,10 +34,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from effigate_engine.billing import whatif
 from effigate_engine.billing.rate_card_json import rate_card_from_json
 from effigate_engine.billing.run import billing_run
-from effigate_engine.billing.terms_json import tax_components, validate_terms
+from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.billing.whatif import replay_billing
+from effigate_engine.calendar import Calendar
 from effigate_engine.cluster.billing_jobs import billable, horizon, read_logs
 from effigate_engine.cluster.sla_jobs import TENANT
 from effigate_engine.datasets import layout
@@ -42,7 +49,7 @@ from effigate_engine.datasets.catalog import (
     load_breaches,
     load_catalog,
 )
-from effigate_engine.errors import ConfigurationError, EffigateError
+from effigate_engine.errors import EffigateError
 from effigate_engine.ratecard.book import ContractBook
 from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import Contract
@@ -124,25 +131,6 @@ def with_card(source: ContractSource, card: Mapping[str, Any]) -> ContractSource
     return replace(source, row=row, amendments=kept)
 
 
-def with_terms(source: ContractSource, sections: Mapping[str, Any]) -> ContractSource:
-    """``source`` with ``sections`` of its terms replaced (the type-only sections on contracts
-    of that type), validated for its type and currency; a proposed ``tax`` / ``tax_exemption``
-    replaces what its invoices are taxed by."""
-    kind = str(source.row["contract_type"])
-    own = source.row.get("terms") or {}
-    picked = {k: v for k, v in sections.items() if TYPE_SECTIONS.get(k, kind) == kind}
-    try:
-        terms = validate_terms(kind, str(source.row["currency"]), {**own, **picked})
-    except ConfigurationError as exc:
-        raise EffigateError(f"proposed terms for contract {source.id} ({kind}): {exc}") from exc
-    changed = replace(source, row={**source.row, "terms": terms})
-    if "tax" in picked:
-        changed = replace(changed, tax=terms.get("tax", []), tax_given=True)
-    if "tax_exemption" in picked:
-        changed = replace(changed, exemption=terms.get("tax_exemption"))
-    return changed
-
-
 def _applies(source: ContractSource, proposal: Proposal) -> bool:
     return proposal.contracts is None or source.id in proposal.contracts
 
@@ -152,15 +140,28 @@ def _priced_by(source: ContractSource, card: Mapping[str, Any] | None, p: Propos
     return card is not None and _applies(source, p) and card["currency"] == source.row["currency"]
 
 
-def _proposed(source: ContractSource, proposal: Proposal) -> ContractSource:
+def proposed_contract(source: ContractSource, proposal: Proposal) -> Contract | None:
+    """The proposed domain contract of ``source``, built by the what-if's own
+    :class:`effigate_engine.billing.whatif.Proposal` (the card of its currency priced from its
+    start; the terms sections for its type replacing its own, validated), or ``None`` when the
+    proposal does not touch it."""
     if not _applies(source, proposal):
-        return source
-    out = source
-    if _priced_by(source, proposal.card, proposal):
-        out = with_card(out, proposal.card)  # type: ignore[arg-type]
+        return None
+    kind = str(source.row["contract_type"])
+    card = proposal.card if _priced_by(source, proposal.card, proposal) else None
+    terms = None
     if proposal.terms is not None:
-        out = with_terms(out, proposal.terms)
-    return out
+        terms = {k: v for k, v in proposal.terms.items() if TYPE_SECTIONS.get(k, kind) == kind}
+    if card is None and not terms:
+        return None
+    made, _ = whatif.Proposal.parse(card, terms or None).contract(
+        source.row,
+        Calendar.from_json(source.calendar),
+        source.amendments,
+        source.milestones,
+        source.deliverables,
+    )
+    return made
 
 
 def _best(values: list[float]) -> float:
@@ -264,9 +265,9 @@ def bench_billing(
             card = proposal.current_card
             sources = [with_card(s, card) if _priced_by(s, card, proposal) else s for s in sources]
         now_side = {s.id: s.contract() for s in sources}
-        new_sources = [_proposed(s, proposal) for s in sources]
-        new_side = {s.id: s.contract() for s in new_sources}
-        changed[tenant] = sum(a is not b for a, b in zip(sources, new_sources, strict=True))
+        made = {s.id: proposed_contract(s, proposal) for s in sources}
+        new_side = {cid: made[cid] or now_side[cid] for cid in now_side}
+        changed[tenant] = sum(c is not None for c in made.values())
         periods = contract_periods(sources, now_side, day)
         ids = set(periods)
         parts = [p for p in layout.parts(url, layout.TIME_LOGS, {tenant}) if p.key in ids]
