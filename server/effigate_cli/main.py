@@ -9,9 +9,10 @@ routing commands ``queues``, ``workload``, ``route``, ``assign`` and ``routing-r
 (:mod:`effigate_cli.routing`), ``events tail`` (:mod:`effigate_cli.events`), ``webhooks``
 (:mod:`effigate_cli.webhooks`), the dataset commands ``export`` / ``load-back``
 (:mod:`effigate_cli.datasets`) and ``bill-run``, the billing run over a dataset on a Dask
-cluster (:mod:`effigate_cli.bill_run`), and ``replay-billing``, the what-if of a range of
-periods under a proposed rate card or terms (:mod:`effigate_cli.replay_billing`). A failure
-is one line on standard error and an exit code (:mod:`effigate_cli.failures`).
+cluster (:mod:`effigate_cli.bill_run`), ``replay-billing``, the what-if of a range of
+periods under a proposed rate card or terms (:mod:`effigate_cli.replay_billing`), and
+``bench-rules``, a rule change's outcome and cost side by side (:mod:`effigate_cli.bench_rules`).
+A failure is one line on standard error and an exit code (:mod:`effigate_cli.failures`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from effigate_cli import (
+    bench_rules,
     bill_run,
     calendar,
     client,
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_commands(commands)
     bill_run.add_commands(commands)
     replay_billing.add_commands(commands)
+    bench_rules.add_commands(commands)
     return parser
 
 
