@@ -1,8 +1,9 @@
 # cython: language_level=3
 """SLA evaluation of tickets, GIL released: rule matching, then every metric of each ticket.
 
-`match_rules` finds each ticket's first matching rule (per field, a table over the field's
-dictionary codes says which values a rule accepts) and counts its result rows;
+`match_rules` finds each ticket's first matching rule (one lookup in its policy's decision
+table, `RuleIndex`, or for a policy without one a first-match scan: per field, a table over the
+field's dictionary codes says which values a rule accepts) and counts its result rows;
 `evaluate_tickets` then evaluates each ticket's metrics into rows at the ticket's offset. Both
 work on any slice of the tickets, so the caller splits a batch across threads.
 
@@ -58,6 +59,9 @@ cdef enum:
 
 cdef enum:
     METRICS = 3
+    # Matched fields of the decision tables: priority, support level, job type, client,
+    # after-hours.
+    MATCHED = 5
 
 cdef extern from *:
     """
@@ -96,9 +100,39 @@ cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int
     return PAST_HORIZON if t == NO_INSTANT else t
 
 
+cdef class RuleIndex:
+    """Every policy's decision table (built by ``sla.rule_index``): per policy p, the first
+    cell of its table in ``decision`` (``table_base[p]``; -1: the policy is matched by the
+    scan) and per matched field f (priority, support level, job type, client, after-hours) the
+    offset of its class map in ``cell_of``. A ticket's cell is ``table_base[p]`` plus, per
+    field, ``cell_of[map_offset[p, f] + code + 1]`` (after-hours: flag + 1); the cell holds the
+    global index of the first rule matching (-1: none).
+    """
+
+    cdef const int64_t[::1] table_base
+    cdef const int64_t[:, ::1] map_offset
+    cdef const int32_t[::1] cell_of
+    cdef const int32_t[::1] decision
+
+    def __init__(self, table_base, map_offset, cell_of, decision):
+        self.table_base = table_base
+        self.map_offset = map_offset
+        self.cell_of = cell_of
+        self.decision = decision
+        if self.map_offset.shape[0] != self.table_base.shape[0]:
+            raise ValueError("map_offset must have one row per policy")
+        if self.map_offset.shape[1] != MATCHED:
+            raise ValueError("map_offset must have one column per matched field")
+        cdef Py_ssize_t k
+        for k in range(self.cell_of.shape[0]):
+            if self.cell_of[k] < 0:
+                raise ValueError("cell_of must not be negative")
+
+
 cdef class RuleTable:
     """Every rule of the policies evaluated, flattened: which rules each policy owns, which
-    field values each rule accepts and which spec each of its metrics uses.
+    field values each rule accepts and which spec each of its metrics uses, and optionally the
+    policies' decision tables (:class:`RuleIndex`; without one every policy is scanned).
 
     Per policy p: its rules are ``rule_first[p] .. rule_first[p] + rule_count[p] - 1``. Per
     rule g and matched field, ``*_ok[g, code + 1]`` says whether the rule accepts the value of
@@ -114,9 +148,10 @@ cdef class RuleTable:
     cdef const uint8_t[:, ::1] client_ok
     cdef const int8_t[::1] after_required
     cdef const int64_t[:, ::1] spec_grid
+    cdef RuleIndex index
 
     def __init__(self, rule_first, rule_count, priority_ok, level_ok, job_ok, client_ok,
-                 after_required, spec_grid):
+                 after_required, spec_grid, RuleIndex index=None):
         self.rule_first = rule_first
         self.rule_count = rule_count
         self.priority_ok = priority_ok
@@ -134,6 +169,42 @@ cdef class RuleTable:
                 raise ValueError("every acceptance table must have one row per rule")
         if self.after_required.shape[0] != self.spec_grid.shape[0]:
             raise ValueError("after_required must have one entry per rule")
+        if index is not None:
+            self._check_index(index)
+        self.index = index
+
+    cdef int _check_index(self, RuleIndex index) except -1:
+        """Refuse a decision table reaching past its arrays or naming no rule."""
+        cdef Py_ssize_t p, f, k, width
+        cdef int64_t lo, cell, most
+        cdef Py_ssize_t widths[MATCHED]
+        widths[0] = self.priority_ok.shape[1]
+        widths[1] = self.level_ok.shape[1]
+        widths[2] = self.job_ok.shape[1]
+        widths[3] = self.client_ok.shape[1]
+        widths[4] = 3
+        if index.table_base.shape[0] != self.rule_first.shape[0]:
+            raise ValueError("the rule index must have one table per policy")
+        for k in range(index.decision.shape[0]):
+            if index.decision[k] < -1 or index.decision[k] >= self.spec_grid.shape[0]:
+                raise ValueError("the rule index's decisions must name a rule or -1")
+        for p in range(self.rule_first.shape[0]):
+            if index.table_base[p] < 0:
+                continue
+            cell = index.table_base[p]
+            for f in range(MATCHED):
+                lo = index.map_offset[p, f]
+                width = widths[f]
+                if lo < 0 or lo + width > index.cell_of.shape[0]:
+                    raise ValueError("the rule index's class maps must lie within cell_of")
+                most = 0
+                for k in range(width):
+                    if index.cell_of[lo + k] > most:
+                        most = index.cell_of[lo + k]
+                cell += most
+            if cell >= index.decision.shape[0]:
+                raise ValueError("the rule index's tables must lie within decision")
+        return 0
 
 
 cdef class MatchColumns:
@@ -166,9 +237,11 @@ cdef class MatchColumns:
 def match_rules(MatchColumns tickets, RuleTable rules):
     """Per ticket t: (rule[t], rows[t]), two int64 arrays: the global index of the first rule
     of the ticket's policy that matches it (-1: none) and how many metrics that rule defines.
+    A policy with a decision table costs one lookup per ticket; one without, a scan of its
+    rules up to the first match.
     """
     cdef Py_ssize_t n = tickets.policy.shape[0], t, g, m
-    cdef int64_t p, found, rows
+    cdef int64_t p, found, rows, base
     cdef const int64_t[::1] ticket_policy = tickets.policy
     cdef const int64_t[::1] priority = tickets.priority
     cdef const int64_t[::1] support_level = tickets.support_level
@@ -183,6 +256,20 @@ def match_rules(MatchColumns tickets, RuleTable rules):
     cdef const uint8_t[:, ::1] client_ok = rules.client_ok
     cdef const int8_t[::1] after_required = rules.after_required
     cdef const int64_t[:, ::1] spec_grid = rules.spec_grid
+    cdef const int64_t[::1] table_base
+    cdef const int64_t[:, ::1] map_offset
+    cdef const int32_t[::1] cell_of
+    cdef const int32_t[::1] decision
+    if rules.index is not None:
+        table_base = rules.index.table_base
+        map_offset = rules.index.map_offset
+        cell_of = rules.index.cell_of
+        decision = rules.index.decision
+    else:  # every policy scans
+        table_base = np.full(rule_first.shape[0], -1, np.int64)
+        map_offset = np.zeros((rule_first.shape[0], MATCHED), np.int64)
+        cell_of = np.zeros(0, np.int32)
+        decision = np.zeros(0, np.int32)
     rule_array = np.empty(n, np.int64)
     rows_array = np.empty(n, np.int64)
     cdef int64_t[::1] out_rule = rule_array
@@ -192,12 +279,24 @@ def match_rules(MatchColumns tickets, RuleTable rules):
             p = ticket_policy[t]
             found = -1
             if p >= 0:
-                for g in range(rule_first[p], rule_first[p] + rule_count[p]):
-                    if (priority_ok[g, priority[t] + 1] and level_ok[g, support_level[t] + 1]
-                            and job_ok[g, job_type[t] + 1] and client_ok[g, client[t] + 1]
-                            and (after_required[g] < 0 or after_hours[t] == after_required[g])):
-                        found = g
-                        break
+                base = table_base[p]
+                if base >= 0:
+                    found = decision[
+                        base
+                        + cell_of[map_offset[p, 0] + priority[t] + 1]
+                        + cell_of[map_offset[p, 1] + support_level[t] + 1]
+                        + cell_of[map_offset[p, 2] + job_type[t] + 1]
+                        + cell_of[map_offset[p, 3] + client[t] + 1]
+                        + cell_of[map_offset[p, 4] + after_hours[t] + 1]
+                    ]
+                else:
+                    for g in range(rule_first[p], rule_first[p] + rule_count[p]):
+                        if (priority_ok[g, priority[t] + 1] and level_ok[g, support_level[t] + 1]
+                                and job_ok[g, job_type[t] + 1] and client_ok[g, client[t] + 1]
+                                and (after_required[g] < 0
+                                     or after_hours[t] == after_required[g])):
+                            found = g
+                            break
             rows = 0
             if found >= 0:
                 for m in range(METRICS):
