@@ -20,6 +20,7 @@ hundreds of distinct classes each).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,17 +57,32 @@ def after_hours_table(after_required: np.ndarray) -> np.ndarray:
     return table
 
 
-def _classes(accepts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """One field of one policy: per column (code + 1) its class, and per rule which classes it
-    accepts (bool, rules × classes); ``None`` when no rule of the policy constrains the field.
-    Columns accepted by the same rules are one class."""
-    constraining = ~accepts.all(axis=1)
-    if not constraining.any():
+def _classes(accepts: np.ndarray) -> tuple[np.ndarray, int, list[np.ndarray | None]] | None:
+    """One field of one policy: per column (code + 1) its class, the number of classes, and
+    per rule the classes it accepts (``None``: every class, the rule leaves the field open);
+    ``None`` when no rule of the policy constrains the field. Columns accepted by the same
+    rules are one class. Works from the accepted (rule, column) pairs, never the dense table."""
+    constraining = np.flatnonzero(~accepts.all(axis=1))
+    if constraining.size == 0:
         return None
-    packed = np.ascontiguousarray(np.packbits(accepts[constraining], axis=0).T)
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64), accepts[:, first].astype(bool)
+    rows, cols = np.nonzero(accepts[constraining])  # by rule, then column
+    order = np.argsort(cols, kind="stable")  # by column, then rule
+    rows, cols = rows[order], cols[order]
+    width = accepts.shape[1]
+    bounds = np.searchsorted(cols, np.arange(width + 1))
+    ids: dict[bytes, int] = {b"": 0}  # the class of columns only open rules accept
+    of_column = np.zeros(width, np.int64)
+    for c in range(width):
+        key = rows[bounds[c] : bounds[c + 1]].tobytes()
+        of_column[c] = ids.setdefault(key, len(ids))
+    # Per constraining rule, the distinct classes of the columns it accepts.
+    pairs = np.unique(rows * len(ids) + of_column[cols])
+    owner, classes = np.divmod(pairs, len(ids))
+    split = np.searchsorted(owner, np.arange(constraining.size + 1))
+    accepted: list[np.ndarray | None] = [None] * len(accepts)
+    for k, g in enumerate(constraining.tolist()):
+        accepted[g] = classes[split[k] : split[k + 1]]
+    return of_column, len(ids), accepted
 
 
 def _policy_table(
@@ -76,18 +92,22 @@ def _policy_table(
     stride (``None``: the policy leaves the field open); ``None`` past the bounds."""
     classes = [_classes(accepts) for accepts in fields]
     dims = [c for c in classes if c is not None]
-    shape = tuple(accepts.shape[1] for _, accepts in dims)
+    shape = tuple(n for _, n, _ in dims)
     if int(np.prod(shape, dtype=np.float64)) > max_cells:
         return None
-    counts = [accepts.sum(axis=1, dtype=np.float64) for _, accepts in dims]
     rules = len(fields[0])
-    painted = np.prod(counts, axis=0) if counts else np.ones(rules)
-    if float(painted.sum()) > max_painted:
+    every = [np.arange(n) for _, n, _ in dims]
+    picks = [  # per rule and dimension, the classes it accepts
+        [every[k] if acc[r] is None else acc[r] for k, (_, _, acc) in enumerate(dims)]
+        for r in range(rules)
+    ]
+    painted = [math.prod(len(a) for a in pick) for pick in picks]
+    if sum(painted) > max_painted:
         return None
     decision = np.full(shape, -1, np.int32)
     for r in range(rules - 1, -1, -1):
         if painted[r]:
-            decision[np.ix_(*[accepts[r] for _, accepts in dims])] = first + r
+            decision[np.ix_(*picks[r])] = first + r
     strides = [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))]
     maps: list[np.ndarray | None] = []
     k = 0
