@@ -17,10 +17,23 @@ _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
 _U64 = npt.NDArray[np.uint64]
 
+class RuleIndex:
+    """Per policy its decision table (``sla.rule_index``): ``table_base`` (int64 per policy,
+    the table's first cell in ``decision``; -1: matched by the scan), ``map_offset`` (int64,
+    policies × 5 matched fields: priority, support level, job type, client, after-hours) into
+    ``cell_of`` (int32, per field code + 1 its class × stride), ``decision`` (int32, per cell
+    the global index of the first matching rule, -1 none). Refuses negative ``cell_of``."""
+
+    def __init__(
+        self, table_base: _I64, map_offset: _I64, cell_of: _I32, decision: _I32
+    ) -> None: ...
+
 class RuleTable:
     """The policies' rules: per policy its rule range, per rule and matched field which
     dictionary codes it accepts (``(rules, values + 1)`` uint8 tables, column 0 = null), the
-    after-hours flag it requires (-1 any, 0, 1) and the spec of each metric (-1: none)."""
+    after-hours flag it requires (-1 any, 0, 1) and the spec of each metric (-1: none); with
+    ``index`` the policies that have a decision table are matched through it (checked to lie
+    within its arrays and to name rules), the others by a first-match scan."""
 
     def __init__(
         self,
@@ -32,6 +45,7 @@ class RuleTable:
         client_ok: _U8,
         after_required: _I8,
         spec_grid: _I64,
+        index: RuleIndex | None = None,
     ) -> None: ...
 
 class MatchColumns:
@@ -132,7 +146,8 @@ class ResultBuffers:
 
 def match_rules(tickets: MatchColumns, rules: RuleTable) -> tuple[_I64, _I64]:
     """Per ticket: the global index of the first matching rule of its policy (-1 none) and
-    how many result rows (metrics) that rule defines."""
+    how many result rows (metrics) that rule defines; one decision-table lookup for a policy
+    that has a table, a first-match scan otherwise."""
 
 def evaluate_tickets(
     clock: PackedClock,

@@ -1,8 +1,9 @@
 # cython: language_level=3
 """SLA evaluation of tickets, GIL released: rule matching, then every metric of each ticket.
 
-`match_rules` finds each ticket's first matching rule (per field, a table over the field's
-dictionary codes says which values a rule accepts) and counts its result rows;
+`match_rules` finds each ticket's first matching rule (one lookup in its policy's decision
+table, `RuleIndex`, or for a policy without one a first-match scan: per field, a table over the
+field's dictionary codes says which values a rule accepts) and counts its result rows;
 `evaluate_tickets` then evaluates each ticket's metrics into rows at the ticket's offset. Both
 work on any slice of the tickets, so the caller splits a batch across threads.
 
@@ -58,6 +59,9 @@ cdef enum:
 
 cdef enum:
     METRICS = 3
+    # Matched fields of the decision tables: priority, support level, job type, client,
+    # after-hours.
+    MATCHED = 5
 
 cdef extern from *:
     """
@@ -96,9 +100,39 @@ cdef inline int64_t _reach(const ClockView* v, int64_t cal, int64_t created, int
     return PAST_HORIZON if t == NO_INSTANT else t
 
 
+cdef class RuleIndex:
+    """Every policy's decision table (built by ``sla.rule_index``): per policy p, the first
+    cell of its table in ``decision`` (``table_base[p]``; -1: the policy is matched by the
+    scan) and per matched field f (priority, support level, job type, client, after-hours) the
+    offset of its class map in ``cell_of``. A ticket's cell is ``table_base[p]`` plus, per
+    field, ``cell_of[map_offset[p, f] + code + 1]`` (after-hours: flag + 1); the cell holds the
+    global index of the first rule matching (-1: none).
+    """
+
+    cdef const int64_t[::1] table_base
+    cdef const int64_t[:, ::1] map_offset
+    cdef const int32_t[::1] cell_of
+    cdef const int32_t[::1] decision
+
+    def __init__(self, table_base, map_offset, cell_of, decision):
+        self.table_base = table_base
+        self.map_offset = map_offset
+        self.cell_of = cell_of
+        self.decision = decision
+        if self.map_offset.shape[0] != self.table_base.shape[0]:
+            raise ValueError("map_offset must have one row per policy")
+        if self.map_offset.shape[1] != MATCHED:
+            raise ValueError("map_offset must have one column per matched field")
+        cdef Py_ssize_t k
+        for k in range(self.cell_of.shape[0]):
+            if self.cell_of[k] < 0:
+                raise ValueError("cell_of must not be negative")
+
+
 cdef class RuleTable:
     """Every rule of the policies evaluated, flattened: which rules each policy owns, which
-    field values each rule accepts and which spec each of its metrics uses.
+    field values each rule accepts and which spec each of its metrics uses, and optionally the
+    policies' decision tables (:class:`RuleIndex`; without one every policy is scanned).
 
     Per policy p: its rules are ``rule_first[p] .. rule_first[p] + rule_count[p] - 1``. Per
     rule g and matched field, ``*_ok[g, code + 1]`` says whether the rule accepts the value of
@@ -114,9 +148,10 @@ cdef class RuleTable:
     cdef const uint8_t[:, ::1] client_ok
     cdef const int8_t[::1] after_required
     cdef const int64_t[:, ::1] spec_grid
+    cdef RuleIndex index
 
     def __init__(self, rule_first, rule_count, priority_ok, level_ok, job_ok, client_ok,
-                 after_required, spec_grid):
+                 after_required, spec_grid, RuleIndex index=None):
         self.rule_first = rule_first
         self.rule_count = rule_count
         self.priority_ok = priority_ok
@@ -134,6 +169,42 @@ cdef class RuleTable:
                 raise ValueError("every acceptance table must have one row per rule")
         if self.after_required.shape[0] != self.spec_grid.shape[0]:
             raise ValueError("after_required must have one entry per rule")
+        if index is not None:
+            self._check_index(index)
+        self.index = index
+
+    cdef int _check_index(self, RuleIndex index) except -1:
+        """Refuse a decision table reaching past its arrays or naming no rule."""
+        cdef Py_ssize_t p, f, k, width
+        cdef int64_t lo, cell, most
+        cdef Py_ssize_t widths[MATCHED]
+        widths[0] = self.priority_ok.shape[1]
+        widths[1] = self.level_ok.shape[1]
+        widths[2] = self.job_ok.shape[1]
+        widths[3] = self.client_ok.shape[1]
+        widths[4] = 3
+        if index.table_base.shape[0] != self.rule_first.shape[0]:
+            raise ValueError("the rule index must have one table per policy")
+        for k in range(index.decision.shape[0]):
+            if index.decision[k] < -1 or index.decision[k] >= self.spec_grid.shape[0]:
+                raise ValueError("the rule index's decisions must name a rule or -1")
+        for p in range(self.rule_first.shape[0]):
+            if index.table_base[p] < 0:
+                continue
+            cell = index.table_base[p]
+            for f in range(MATCHED):
+                lo = index.map_offset[p, f]
+                width = widths[f]
+                if lo < 0 or lo + width > index.cell_of.shape[0]:
+                    raise ValueError("the rule index's class maps must lie within cell_of")
+                most = 0
+                for k in range(width):
+                    if index.cell_of[lo + k] > most:
+                        most = index.cell_of[lo + k]
+                cell += most
+            if cell >= index.decision.shape[0]:
+                raise ValueError("the rule index's tables must lie within decision")
+        return 0
 
 
 cdef class MatchColumns:
@@ -166,9 +237,11 @@ cdef class MatchColumns:
 def match_rules(MatchColumns tickets, RuleTable rules):
     """Per ticket t: (rule[t], rows[t]), two int64 arrays: the global index of the first rule
     of the ticket's policy that matches it (-1: none) and how many metrics that rule defines.
+    A policy with a decision table costs one lookup per ticket; one without, a scan of its
+    rules up to the first match.
     """
     cdef Py_ssize_t n = tickets.policy.shape[0], t, g, m
-    cdef int64_t p, found, rows
+    cdef int64_t p, found, rows, base
     cdef const int64_t[::1] ticket_policy = tickets.policy
     cdef const int64_t[::1] priority = tickets.priority
     cdef const int64_t[::1] support_level = tickets.support_level
@@ -183,6 +256,20 @@ def match_rules(MatchColumns tickets, RuleTable rules):
     cdef const uint8_t[:, ::1] client_ok = rules.client_ok
     cdef const int8_t[::1] after_required = rules.after_required
     cdef const int64_t[:, ::1] spec_grid = rules.spec_grid
+    cdef const int64_t[::1] table_base
+    cdef const int64_t[:, ::1] map_offset
+    cdef const int32_t[::1] cell_of
+    cdef const int32_t[::1] decision
+    if rules.index is not None:
+        table_base = rules.index.table_base
+        map_offset = rules.index.map_offset
+        cell_of = rules.index.cell_of
+        decision = rules.index.decision
+    else:  # every policy scans
+        table_base = np.full(rule_first.shape[0], -1, np.int64)
+        map_offset = np.zeros((rule_first.shape[0], MATCHED), np.int64)
+        cell_of = np.zeros(0, np.int32)
+        decision = np.zeros(0, np.int32)
     rule_array = np.empty(n, np.int64)
     rows_array = np.empty(n, np.int64)
     cdef int64_t[::1] out_rule = rule_array
@@ -192,12 +279,24 @@ def match_rules(MatchColumns tickets, RuleTable rules):
             p = ticket_policy[t]
             found = -1
             if p >= 0:
-                for g in range(rule_first[p], rule_first[p] + rule_count[p]):
-                    if (priority_ok[g, priority[t] + 1] and level_ok[g, support_level[t] + 1]
-                            and job_ok[g, job_type[t] + 1] and client_ok[g, client[t] + 1]
-                            and (after_required[g] < 0 or after_hours[t] == after_required[g])):
-                        found = g
-                        break
+                base = table_base[p]
+                if base >= 0:
+                    found = decision[
+                        base
+                        + cell_of[map_offset[p, 0] + priority[t] + 1]
+                        + cell_of[map_offset[p, 1] + support_level[t] + 1]
+                        + cell_of[map_offset[p, 2] + job_type[t] + 1]
+                        + cell_of[map_offset[p, 3] + client[t] + 1]
+                        + cell_of[map_offset[p, 4] + after_hours[t] + 1]
+                    ]
+                else:
+                    for g in range(rule_first[p], rule_first[p] + rule_count[p]):
+                        if (priority_ok[g, priority[t] + 1] and level_ok[g, support_level[t] + 1]
+                                and job_ok[g, job_type[t] + 1] and client_ok[g, client[t] + 1]
+                                and (after_required[g] < 0
+                                     or after_hours[t] == after_required[g])):
+                            found = g
+                            break
             rows = 0
             if found >= 0:
                 for m in range(METRICS):
@@ -205,6 +304,27 @@ def match_rules(MatchColumns tickets, RuleTable rules):
             out_rule[t] = found
             out_rows[t] = rows
     return rule_array, rows_array
+
+
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void*) noexcept nogil
+
+# How many tickets ahead the evaluation prefetches a ticket's rule grid row (twice that) and
+# spec record: with thousands of rules they are not in cache.
+cdef enum:
+    PREFETCH_AHEAD = 4
+
+
+cdef struct SpecRecord:
+    # A spec's fields the evaluation reads per result row, side by side: one cache line per
+    # spec however many specs there are (a policy of 10,000 rules has 20,000 or more).
+    int64_t cal
+    int64_t target
+    int64_t warning
+    int64_t ladder
+    uint64_t mask
+    int32_t policy
+    int32_t rule
 
 
 cdef class SpecTable:
@@ -233,6 +353,10 @@ cdef class SpecTable:
     cdef const int64_t[::1] step_offset
     cdef int64_t[::1] step_target
     cdef readonly int64_t resolved_status
+    cdef SpecRecord* records  # per spec, its columns as one record (built here)
+
+    def __dealloc__(self):
+        free(self.records)
 
     def __init__(self, grid, cal, target, warning, mask, ladder, policy, rule, ladder_offsets,
                  step_numerator, step_denominator, step_offset, int64_t resolved_status):
@@ -275,6 +399,18 @@ cdef class SpecTable:
                     self.step_target[k] = (
                         self.step_numerator[k] * self.target[spec] + self.step_denominator[k] - 1
                     ) // self.step_denominator[k]
+        free(self.records)
+        self.records = <SpecRecord*> malloc((n if n > 0 else 1) * sizeof(SpecRecord))
+        if self.records == NULL:
+            raise MemoryError("the spec records could not be allocated")
+        for spec in range(n):
+            self.records[spec].cal = self.cal[spec]
+            self.records[spec].target = self.target[spec]
+            self.records[spec].warning = self.warning[spec]
+            self.records[spec].ladder = self.ladder[spec]
+            self.records[spec].mask = self.mask[spec]
+            self.records[spec].policy = self.policy[spec]
+            self.records[spec].rule = self.rule[spec]
 
 
 cdef class TicketColumns:
@@ -471,13 +607,8 @@ def evaluate_tickets(
     cdef const int64_t[::1] pause_status = tickets.pause_status
     cdef Py_ssize_t max_pauses = tickets.max_pauses
     cdef const int64_t[:, ::1] spec_grid = specs.grid
-    cdef const int64_t[::1] spec_cal = specs.cal
-    cdef const int64_t[::1] spec_target = specs.target
-    cdef const int64_t[::1] spec_warning = specs.warning
-    cdef const uint64_t[::1] spec_mask = specs.mask
-    cdef const int64_t[::1] spec_ladder = specs.ladder
-    cdef const int32_t[::1] spec_policy = specs.policy
-    cdef const int32_t[::1] spec_rule = specs.rule
+    cdef const SpecRecord* records = specs.records
+    cdef const SpecRecord* record
     cdef const int64_t[::1] ladder_offsets = specs.ladder_offsets
     cdef const int64_t[::1] step_numerator = specs.step_numerator
     cdef const int64_t[::1] step_denominator = specs.step_denominator
@@ -555,6 +686,14 @@ def evaluate_tickets(
                 if _outside(v, now):
                     bad, code = t, ERR_NOW
                     break
+            if t + 2 * PREFETCH_AHEAD < n and rule[t + 2 * PREFETCH_AHEAD] >= 0:
+                prefetch(&spec_grid[rule[t + 2 * PREFETCH_AHEAD], 0])
+            if t + PREFETCH_AHEAD < n and rule[t + PREFETCH_AHEAD] >= 0:
+                for m in range(METRICS):
+                    spec = spec_grid[rule[t + PREFETCH_AHEAD], m]
+                    if spec >= 0:
+                        prefetch(&records[spec])
+                        break
             if rule[t] < 0:
                 continue
             c = created[t]
@@ -587,9 +726,10 @@ def evaluate_tickets(
                 spec = spec_grid[rule[t], m]
                 if spec < 0:
                     continue
-                cal = spec_cal[spec]
-                target = spec_target[spec]
-                mask = spec_mask[spec]
+                record = &records[spec]
+                cal = record.cal
+                target = record.target
+                mask = record.mask
                 s = (stop_first_response[t] if m == 0 else
                      stop_resolution_plan[t] if m == 1 else stop_resolution[t])
                 if cal < 0 or cal >= ncal:
@@ -695,7 +835,7 @@ def evaluate_tickets(
                     bad, code = t, ERR_DEADLINE
                     break
                 deadline = NO_INSTANT if raw_deadline == OPEN_PAUSE else raw_deadline
-                warning = spec_warning[spec]
+                warning = record.warning
                 raw_warning = (raw_deadline if warning == target else
                                _reach(v, cal, c, l_c, f_c, warning, npause, pe, f_ps, f_pe, l_pe))
                 warning_at = (NO_INSTANT if raw_warning == OPEN_PAUSE
@@ -714,7 +854,7 @@ def evaluate_tickets(
                 level = 0
                 notify = -1
                 next_fire = NO_INSTANT
-                ladder = spec_ladder[spec]
+                ladder = record.ladder
                 if ladder >= 0:
                     for k in range(ladder_offsets[ladder], ladder_offsets[ladder + 1]):
                         if step_offset[k] >= 0:
@@ -752,8 +892,8 @@ def evaluate_tickets(
                             next_fire = fire
                 out_ticket[r] = ticket_base + t
                 out_metric[r] = <int8_t> m
-                out_policy[r] = spec_policy[spec]
-                out_rule[r] = spec_rule[spec]
+                out_policy[r] = record.policy
+                out_rule[r] = record.rule
                 out_calendar[r] = <int32_t> cal
                 out_target[r] = target
                 out_deadline[r] = deadline

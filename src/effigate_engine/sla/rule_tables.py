@@ -1,5 +1,6 @@
 """SLA policies flattened for the kernels: every (policy, rule, metric) promise, the tables
-rule matching reads, the escalation ladders, remembered per calendar set."""
+rule matching reads (per-rule acceptance tables and each policy's decision table, see
+:mod:`~effigate_engine.sla.rule_index`), the escalation ladders, remembered per calendar set."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from effigate_engine.sla.policy import (
     MetricTarget,
     Policy,
 )
+from effigate_engine.sla.rule_index import RuleIndex, after_hours_table, rule_index
 
 #: Pause statuses get bit positions below this; any other status never pauses anything.
 OTHER_STATUS = 63
@@ -51,6 +53,9 @@ class Specs:
     match_values: dict[str, list[str]]
     match_tables: dict[str, np.ndarray]
     after_required: np.ndarray  # per rule: -1 any, 0 / 1 the after-hours flag it requires
+    #: per policy its decision table (``rule_index.indexed``: which policies have one; the
+    #: others are matched by the first-match scan)
+    rule_index: RuleIndex
     spec_rule: np.ndarray  # per spec: its global rule
     #: the same, grouped for the kernels: rule matching and metric promises
     rule_table: _evaluate.RuleTable
@@ -171,6 +176,8 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
     rule_policy = np.array([p for p, _, _ in rules], np.int32)
     rule_local = np.array([i for _, i, _ in rules], np.int32)
     spec_rule = _spec_rules(grid, len(targets))
+    fields = [tables[name] for name, _, _ in MATCH_FIELDS]
+    index = rule_index(first, counts, [*fields, after_hours_table(match["after_required"])])
     return Specs(
         rule_first=first,
         rule_count=counts,
@@ -190,6 +197,7 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
         notify=notify,
         status_bit=bit,
         **match,
+        rule_index=index,
         spec_rule=spec_rule,
         rule_table=_evaluate.RuleTable(
             first,
@@ -200,6 +208,7 @@ def _flatten(policy_list: list[Policy], calendars: CalendarSet) -> Specs:
             tables["client_id"],
             match["after_required"],
             grid,
+            _evaluate.RuleIndex(index.table_base, index.map_offset, index.cell_of, index.decision),
         ),
         spec_table=_evaluate.SpecTable(
             grid,
@@ -254,9 +263,10 @@ def accepts_table(rules: Sequence[Any], values: Sequence[Any], pick: Any) -> np.
     ``pick`` gives a rule's ``match`` the allowed values (``None``: any, null included).
     Shared by every first-match rule table (SLA policies, routing rules)."""
     table = np.ones((len(rules), len(values) + 1), np.uint8)
+    column = {v: c + 1 for c, v in enumerate(values)}
     for g, rule in enumerate(rules):
         allowed = pick(rule.match)
         if allowed is not None:
-            table[g, 0] = 0
-            table[g, 1:] = [v in allowed for v in values]
+            table[g] = 0
+            table[g, [column[v] for v in allowed if v in column]] = 1
     return table
