@@ -23,7 +23,7 @@ from effigate_engine.datasets.layout import DatasetError
 from effigate_engine.ratecard.schemas import TIME_LOGS
 from effigate_engine.service import datasets, evaluations
 from effigate_engine.service.contracts import load_stored
-from effigate_engine.service.invoicing import _inputs
+from effigate_engine.service.invoicing import invoice_inputs
 from effigate_engine.service.rulesets import RulesetCache
 from effigate_engine.service.timelogs import cycle_period
 from effigate_engine.sla.schemas import TICKETS
@@ -172,7 +172,7 @@ def test_contracts_rebuild_equal_with_the_inputs_invoicing_gathers(
                 contract = source.contract()
                 assert contract == stored.domain()
                 period, bounds = cycle_period(stored, MARCH)
-                theirs = await _inputs(conn, stored, period, bounds, None)
+                theirs = await invoice_inputs(conn, stored, period, bounds, None)
                 ours = source.inputs(contract, period)
                 assert set(ours.already_credited) == theirs.already_credited
                 assert set(ours.invoiced_items) == theirs.invoiced_items
