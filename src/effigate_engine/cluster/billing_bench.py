@@ -40,7 +40,7 @@ from effigate_engine.billing.run import billing_run
 from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.billing.whatif import replay_billing
 from effigate_engine.calendar import Calendar
-from effigate_engine.cluster.billing_jobs import billable, horizon, read_logs
+from effigate_engine.cluster.billing_jobs import billable, read_logs
 from effigate_engine.cluster.sla_jobs import TENANT
 from effigate_engine.datasets import layout
 from effigate_engine.datasets.catalog import (
@@ -50,7 +50,7 @@ from effigate_engine.datasets.catalog import (
     load_catalog,
 )
 from effigate_engine.errors import EffigateError
-from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.book import ContractBook, book_horizon
 from effigate_engine.ratecard.classify import classify
 from effigate_engine.ratecard.contracts import Contract
 
@@ -182,7 +182,7 @@ def price_once(
     (calendars compiled), ``classify(evidence=True)`` of the logs and ``billing_run``, and the
     invoices made."""
     t0 = time.perf_counter()
-    book = ContractBook(list(contracts), horizon(list(contracts), until, logs))
+    book = ContractBook(list(contracts), book_horizon(list(contracts), until, logs))
     t1 = time.perf_counter()
     cls = classify(book, logs, evidence=True) if logs is not None else None
     t2 = time.perf_counter()

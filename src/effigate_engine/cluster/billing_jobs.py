@@ -40,7 +40,6 @@ import pyarrow.parquet as pq
 from effigate_engine.billing.run import billing_run
 from effigate_engine.billing.schemas import RUN_INVOICES, RUN_LINES
 from effigate_engine.billing.terms_json import tax_components
-from effigate_engine.calendar_set import Horizon
 from effigate_engine.cluster.parts import compiled_catalog
 from effigate_engine.cluster.tasks import Progress, run_parts, worker_count
 from effigate_engine.datasets import layout
@@ -51,9 +50,8 @@ from effigate_engine.datasets.catalog import (
     load_breaches,
     load_catalog,
 )
-from effigate_engine.ratecard.book import ContractBook
+from effigate_engine.ratecard.book import ContractBook, book_horizon
 from effigate_engine.ratecard.classify import classify
-from effigate_engine.ratecard.contracts import Contract
 
 RESULT_LINES = "bill_run_lines"
 RESULT_INVOICES = "bill_run_invoices"
@@ -178,18 +176,6 @@ def _sizes(url: str, paths: Sequence[str]) -> dict[str, int]:
 # The task -----------------------------------------------------------------------------------
 
 
-def horizon(contracts: Sequence[Contract], until: date, logs: pa.Table | None) -> Horizon:
-    """The book's horizon: whole years from the year before the earliest contract start or
-    log to two years after ``until`` or the latest log (as the service's invoice evidence
-    sizes a contract's book). Pricing does not depend on it as long as it holds the logs."""
-    first = min(c.start for c in contracts)
-    last = until
-    if logs is not None and logs.num_rows:
-        first = min(first, pc.min(logs.column("start")).as_py().date())
-        last = max(last, pc.max(logs.column("end")).as_py().date())
-    return Horizon.of(date(first.year - 1, 1, 1), date(last.year + 2, 1, 1))
-
-
 def read_logs(url: str, parts: Sequence[layout.Part]) -> pa.Table | None:
     """The time logs of ``parts`` as one table (part order; ``None`` when there are none)."""
     tables = [t for t in (layout.read_part(p, url) for p in parts) if t.num_rows]
@@ -217,7 +203,8 @@ def bill_batch(batch: Batch, url: str, digests: dict[str, str], day: date) -> pa
     periods = contract_periods(sources, contracts, day)
     logs = read_logs(url, batch.parts)
     until = max((p.end for p in periods.values()), default=day)
-    book = ContractBook(list(contracts.values()), horizon(list(contracts.values()), until, logs))
+    members = list(contracts.values())
+    book = ContractBook(members, book_horizon(members, until, logs))
     classification = classify(book, logs, evidence=True) if logs is not None else None
     breaches = load_breaches(url, batch.tenant)
     if breaches is not None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from effigate_engine import _clock, clock
 from effigate_engine.calendar_set import CalendarSet, Horizon
@@ -44,6 +46,18 @@ _MODES = {
     ContractType.FIXED_PRICE: K.MODE_COVERED,
     ContractType.SCOPE: K.MODE_COVERED,
 }
+
+
+def book_horizon(contracts: Sequence[Contract], until: date, logs: pa.Table | None) -> Horizon:
+    """The horizon a book of ``contracts`` is compiled over: whole years from the year before
+    the earliest contract start or log to two years after ``until`` or the latest log end.
+    Pricing does not depend on it as long as it holds the logs and periods."""
+    first = min(c.start for c in contracts)
+    last = until
+    if logs is not None and logs.num_rows:
+        first = min(first, pc.min(logs.column("start")).as_py().date())
+        last = max(last, pc.max(logs.column("end")).as_py().date())
+    return Horizon.of(date(first.year - 1, 1, 1), date(last.year + 2, 1, 1))
 
 
 #: The six classes of time by which time conditions apply (``calendars.precedence_calendars``):

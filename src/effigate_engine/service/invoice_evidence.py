@@ -29,6 +29,7 @@ from effigate_engine.billing.terms_json import tax_components
 from effigate_engine.calendar_set import Horizon
 from effigate_engine.errors import BillingError
 from effigate_engine.ratecard import kernels as K
+from effigate_engine.ratecard.book import book_horizon
 from effigate_engine.ratecard.classify import Classification, ContractBook, classify
 from effigate_engine.ratecard.contracts import Contract, ContractType
 from effigate_engine.ratecard.model import Condition
@@ -134,12 +135,9 @@ def settled(lines: Iterable[tuple[str, dict[str, Any]]]) -> tuple[set[str], set[
 
 
 def horizon(contract: Contract, until: date, logs: pa.Table | None) -> Horizon:
-    first = contract.start
-    last = until
-    if logs is not None and logs.num_rows:
-        first = min(first, logs.column("start").to_pylist()[0].date())
-        last = max(last, max(logs.column("end").to_pylist()).date())
-    return Horizon.of(date(first.year - 1, 1, 1), date(last.year + 2, 1, 1))
+    """The horizon of a book of ``contract`` alone (:func:`~effigate_engine.ratecard.book.
+    book_horizon`)."""
+    return book_horizon([contract], until, logs)
 
 
 def _classify(contract: Contract, until: date, logs: pa.Table | None) -> Classification | None:
